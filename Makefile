@@ -1,0 +1,58 @@
+# The two commands of the README: `make demo` (set up + run the whole loop) and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+COMPONENTS := exporter rules alertmanager grafana demo
+
+.PHONY: demo test setup system-deps venv lint typecheck pytest generate bench clean
+
+demo: setup
+	$(VENV)/bin/optiinfra --log-format text demo
+
+test: setup lint typecheck pytest
+
+setup: system-deps venv
+
+# Prometheus, Alertmanager and PostgreSQL from Debian packages, where the machine allows it.
+system-deps:
+	@if command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
+	    && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "system packages present: prometheus, prometheus-alertmanager, postgresql"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing prometheus, prometheus-alertmanager, postgresql (apt-get)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    prometheus prometheus-alertmanager postgresql; \
+	else \
+	  echo "WARNING: install prometheus, prometheus-alertmanager and postgresql (Debian packages) to run"; \
+	  echo "         the demo and the tests that need them: sudo apt-get install prometheus prometheus-alertmanager postgresql"; \
+	fi
+
+$(PY):
+	python3 -m venv $(VENV)
+
+venv: $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+
+lint:
+	$(VENV)/bin/ruff check .
+
+# mypy sees the installed layout (optiinfra.exporter -> exporter/) through a link tree.
+typecheck:
+	@rm -rf .typecheck && mkdir -p .typecheck/optiinfra
+	@for f in optiinfra/*; do ln -s ../../$$f .typecheck/optiinfra/; done
+	@for c in $(COMPONENTS); do ln -s ../../$$c .typecheck/optiinfra/$$c; done
+	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p optiinfra
+
+pytest:
+	$(VENV)/bin/pytest -q -p no:cacheprovider
+
+# Regenerate every committed artifact (rules, dashboards, alertmanager config, docs).
+generate:
+	$(PY) -m optiinfra.docs --out docs
+
+bench:
+	for b in bench/*/run.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The Alertmanager webhook receiver: intake, planner, store, orchestrator client; generated config."""

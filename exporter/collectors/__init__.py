@@ -1,0 +1,1 @@
+"""One collector per source, behind the ``Collector`` protocol."""

@@ -1,0 +1,106 @@
+"""The ``optiinfra`` command line: one entry point, one sub-command per component.
+
+Each component keeps its own flags in its ``cli`` module, which exposes ``register(subparsers)``; this
+module only assembles them, gives every flag an environment-variable twin (``--upstream`` ->
+``OPTIINFRA_UPSTREAM``) and turns user errors into one clear line and exit status 2, never a traceback.
+The component modules are named here as strings and imported at start-up: the CLI is the one place that
+sees every component, as the composition root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from optiinfra import __version__
+from optiinfra import log as oilog
+
+#: Modules whose ``register(subparsers)`` adds sub-commands, in help order.
+COMMAND_MODULES: tuple[str, ...] = (
+)
+
+ENV_PREFIX = "OPTIINFRA_"
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; its message says how."""
+
+
+def env_name(dest: str) -> str:
+    return ENV_PREFIX + dest.upper()
+
+
+def _apply_env_defaults(parser: argparse.ArgumentParser) -> None:
+    """Let ``OPTIINFRA_<FLAG>`` set any flag's default; the flag on the command line still wins."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _apply_env_defaults(sub)
+            continue
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        raw = os.environ.get(env_name(action.dest))
+        if raw is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+            truthy = raw.strip().lower() in ("1", "true", "yes", "on")
+            action.default = truthy if isinstance(action, argparse._StoreTrueAction) else not truthy
+        elif isinstance(action, argparse._AppendAction):
+            action.default = [_convert(parser, action, part) for part in raw.split(",") if part.strip()]
+        else:
+            action.default = _convert(parser, action, raw)
+
+
+def _convert(parser: argparse.ArgumentParser, action: argparse.Action, raw: str) -> object:
+    convert: Callable[[str], object] = action.type if callable(action.type) else str
+    try:
+        value = convert(raw.strip())
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        parser.error(f"environment variable {env_name(action.dest)}={raw!r}: {exc}")
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        parser.error(f"environment variable {env_name(action.dest)}={raw!r}: choose from {choices}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optiinfra",
+        description="Prometheus-native performance layer for LLM inference fleets.",
+    )
+    parser.add_argument("--version", action="version", version=f"optiinfra {__version__}")
+    parser.add_argument("--log-format", choices=("json", "text"), default="json",
+                        help="log format on stderr (default: json)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                        help="log level (default: info)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    _apply_env_defaults(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    oilog.configure(args.log_format, args.log_level)
+    try:
+        result: int = args.func(args)
+    except UsageError as exc:
+        print(f"optiinfra {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        logging.getLogger("optiinfra").info("interrupted")
+        return 130
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

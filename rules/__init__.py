@@ -1,0 +1,1 @@
+"""The Prometheus rule generator: taxonomy + SLO config -> recording rules, alerts, promtool tests."""
