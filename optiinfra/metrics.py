@@ -429,3 +429,54 @@ def iter_sources(engine: Engine) -> Iterator[tuple[Metric, Source]]:
     for metric in ENGINE_METRICS:
         for source in metric.sources.get(engine, ()):
             yield metric, source
+
+
+def _tgi_duration_buckets() -> tuple[float, ...]:
+    """TGI's ``*duration`` buckets: 35 steps of ``value *= 1.5`` from 0.0001, computed as the router does (f64)."""
+    value, out = 0.0001, []
+    for _ in range(35):
+        value *= 1.5
+        out.append(value)
+    return tuple(out)
+
+
+_VLLM_TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
+              40.0, 80.0, 160.0, 640.0, 2560.0)
+_VLLM_ITL = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+_VLLM_REQUEST = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
+                 480.0, 960.0, 1920.0, 7680.0)
+_SGLANG_TTFT = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 200.0, 400.0)
+_SGLANG_ITL = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035, 0.04, 0.06, 0.08, 0.1, 0.2, 0.4,
+               0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0)
+_SGLANG_E2E = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 200.0, 400.0,
+               600.0, 1200.0, 1800.0, 2400.0)
+_TGI_DURATION = _tgi_duration_buckets()
+
+#: Default native histogram bucket boundaries (``le``, without +Inf) per engine, keyed by normalized histogram
+#: name (research/engine-metrics.md: vLLM 0.33 ``buckets.py`` §1.2, SGLang 0.5.23 §3.2, TGI 3.3.7 §2.1).
+#: Histograms whose buckets depend on the engine's config (token-count histograms) or that are not pinned
+#: down (SGLang queue time) are left out. Engines let users override buckets; these are the defaults.
+#: On the wire prometheus_client (vLLM, SGLang) renders a boundary as ``repr(float)`` ("1.0"), TGI as the
+#: shortest f64 round-trip text, which is also ``repr`` for these values.
+NATIVE_BUCKETS: Mapping[Engine, Mapping[str, tuple[float, ...]]] = MappingProxyType({
+    "vllm": MappingProxyType({
+        "llm_time_to_first_token_seconds": _VLLM_TTFT,
+        "llm_inter_token_latency_seconds": _VLLM_ITL,
+        "llm_time_per_output_token_seconds": _VLLM_ITL,
+        "llm_request_duration_seconds": _VLLM_REQUEST,
+        "llm_request_queue_time_seconds": _VLLM_REQUEST,
+        "llm_request_prefill_time_seconds": _VLLM_REQUEST,
+        "llm_request_decode_time_seconds": _VLLM_REQUEST,
+    }),
+    "sglang": MappingProxyType({
+        "llm_time_to_first_token_seconds": _SGLANG_TTFT,
+        "llm_inter_token_latency_seconds": _SGLANG_ITL,
+        "llm_time_per_output_token_seconds": _SGLANG_ITL,
+        "llm_request_duration_seconds": _SGLANG_E2E,
+    }),
+    "tgi": MappingProxyType({
+        "llm_time_per_output_token_seconds": _TGI_DURATION,
+        "llm_request_duration_seconds": _TGI_DURATION,
+        "llm_request_queue_time_seconds": _TGI_DURATION,
+    }),
+})
