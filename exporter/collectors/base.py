@@ -6,7 +6,16 @@ from typing import Protocol
 
 
 class CollectorError(Exception):
-    """A collector could not produce its metrics this scrape; it costs ``optiinfra_collector_success 0``."""
+    """A collector could not produce its metrics this scrape; it costs ``optiinfra_collector_success 0``.
+
+    ``partial`` holds the families it could still produce (e.g. the healthy GPUs when one GPU errors):
+    the server exports them and still reports ``optiinfra_collector_success 0`` (node_exporter keeps the
+    metrics a failing collector sent, too).
+    """
+
+    def __init__(self, message: str, partial: str = "") -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class Collector(Protocol):
