@@ -1,0 +1,411 @@
+"""GPU metrics from NVML under dcgm-exporter's names, units and labels.
+
+Device handles and the static labels (UUID, model name, PCI bus id, device node) are read once in
+``start``; each scrape reads the dynamic fields of every GPU in a worker thread (NVML calls block).
+
+- A field the GPU or driver does not support (``NVML_ERROR_NOT_SUPPORTED``, or a function the installed
+  driver/binding lacks) is absent, never 0.
+- Any other NVML error costs that field (a lost GPU: the rest of that GPU) for this scrape and makes the
+  scrape partial: ``collect`` raises ``CollectorError`` whose ``partial`` holds the other GPUs' families,
+  so the server exports them and reports ``optiinfra_collector_success{collector="gpu"} 0``.
+- No NVML on the machine (pynvml missing, library not found, driver not loaded): the collector disables
+  itself, logs that once, and ``collect`` returns ``""``. ``disabled`` and ``health()["disabled"]`` say so;
+  the server should then skip the collector's success/duration series (or report it as disabled).
+- Xid errors come from an NVML event set (``nvmlEventTypeXidCriticalError``), drained without waiting on
+  every scrape: ``DCGM_FI_DEV_XID_ERRORS`` is the last Xid of each GPU (0 until one happens) and
+  ``DCGM_EXP_XID_ERRORS_COUNT{xid}`` counts them since the collector started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import socket
+import types
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from optiinfra.metrics import GPU_LABELS, GPU_METRICS
+
+from ..exposition import Family, render_all
+from .base import CollectorError
+
+log = logging.getLogger(__name__)
+
+#: DCGM "blank" sentinels start here; such values mean "no data".
+BLANK_THRESHOLD = 9.2e18
+#: Upper bound on events drained per scrape, so a storm cannot hold the worker thread.
+MAX_EVENTS_PER_SCRAPE = 10_000
+
+_MIB = 1024 * 1024
+
+#: ``nvmlFieldValue_t.valueType`` -> member of the value union.
+_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+
+
+class _Unsupported(Exception):
+    """The field does not exist on this GPU/driver/binding: leave it absent."""
+
+
+class _GpuLost(Exception):
+    """Stop reading this GPU for this scrape."""
+
+
+@dataclass
+class _Gpu:
+    index: int
+    handle: Any
+    labels: dict[str, str]
+    uuid: str
+    xid_registered: bool = False
+    last_xid: int = 0
+    xid_counts: dict[int, int] = field(default_factory=dict)
+
+
+def _text(value: object) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+class GpuCollector:
+    """dcgm-exporter compatible GPU metrics read through NVML (``pynvml``, or an injected module)."""
+
+    name = "gpu"
+
+    def __init__(self, nvml: types.ModuleType | None = None, hostname: str | None = None) -> None:
+        self._nvml = nvml
+        self._hostname = hostname if hostname is not None else socket.gethostname()
+        self._gpus: list[_Gpu] = []
+        self._event_set: Any = None
+        self._initialized = False
+        self._lock = asyncio.Lock()
+        self.disabled = False
+        self.disabled_reason = ""
+        self._init_error = ""
+        self._open_errors: dict[str, str] = {}
+        """Devices NVML could not open at start: they keep every scrape partial."""
+        self._errors: dict[str, str] = {}
+        """Problems of the last scrape (and of start), keyed by ``gpu<N>``, ``nvml`` or ``xid_events``."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._start_sync)
+
+    async def collect(self) -> str:
+        async with self._lock:
+            if not self._initialized and not self.disabled:
+                await asyncio.to_thread(self._start_sync)
+            if self.disabled:
+                return ""
+            if not self._initialized:
+                raise CollectorError(f"NVML initialization failed: {self._init_error}")
+            text, errors = await asyncio.to_thread(self._collect_sync)
+        self._errors = errors = {**self._open_errors, **errors}
+        if errors:
+            summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
+            raise CollectorError(f"NVML errors: {summary}", partial=text)
+        return text
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._initialized:
+                await asyncio.to_thread(self._close_sync)
+
+    def health(self) -> dict[str, object]:
+        return {
+            "disabled": self.disabled,
+            "reason": self.disabled_reason or self._init_error,
+            "gpus": [
+                {"gpu": g.index, "UUID": g.uuid, "modelName": g.labels["modelName"],
+                 "xid_events": g.xid_registered}
+                for g in self._gpus
+            ],
+            "errors": dict(self._errors),
+        }
+
+    # -- start / close (worker thread) ------------------------------------------------------------
+
+    def _disable(self, reason: str) -> None:
+        self.disabled = True
+        self.disabled_reason = reason
+        log.warning("GPU collector disabled: %s", reason, extra={"collector": self.name})
+
+    def _start_sync(self) -> None:
+        if self._initialized or self.disabled:
+            return
+        if self._nvml is None:
+            try:
+                with warnings.catch_warnings():
+                    # The "pynvml" distribution warns that it is a shim for nvidia-ml-py; the module is the same.
+                    warnings.simplefilter("ignore", FutureWarning)
+                    self._nvml = importlib.import_module("pynvml")
+            except ImportError as exc:
+                self._disable(f"pynvml is not installed ({exc}); pip install nvidia-ml-py")
+                return
+        nvml = self._nvml
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            if code in (nvml.NVML_ERROR_LIBRARY_NOT_FOUND, nvml.NVML_ERROR_DRIVER_NOT_LOADED):
+                self._disable(f"no NVML on this machine ({exc}); use --no-gpu to silence this")
+                return
+            if self._init_error != str(exc):
+                log.warning("NVML initialization failed, will retry: %s", exc, extra={"collector": self.name})
+            self._init_error = str(exc)
+            return
+        self._initialized = True
+        self._init_error = ""
+        self._open_errors = {}
+        try:
+            count = int(nvml.nvmlDeviceGetCount())
+        except nvml.NVMLError as exc:
+            self._open_errors["nvml"] = f"nvmlDeviceGetCount: {exc}"
+            count = 0
+        self._gpus = []
+        for index in range(count):
+            try:
+                self._gpus.append(self._open_gpu(index))
+            except nvml.NVMLError as exc:
+                self._open_errors[f"gpu{index}"] = f"cannot open device: {exc}"
+                log.warning("cannot open GPU %d: %s", index, exc, extra={"collector": self.name})
+        self._register_xid_events()
+        self._errors = dict(self._open_errors)
+        log.info("GPU collector found %d GPU(s)", len(self._gpus), extra={"collector": self.name})
+
+    def _open_gpu(self, index: int) -> _Gpu:
+        nvml = self._nvml
+        assert nvml is not None
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+        model = _text(nvml.nvmlDeviceGetName(handle))
+        pci_bus_id = _text(nvml.nvmlDeviceGetPciInfo(handle).busId)
+        try:
+            minor = int(nvml.nvmlDeviceGetMinorNumber(handle))
+        except nvml.NVMLError:
+            minor = index
+        labels = {
+            "gpu": str(index),
+            "UUID": uuid,
+            "device": f"nvidia{minor}",
+            "modelName": model,
+            "Hostname": self._hostname,
+            "pci_bus_id": pci_bus_id,
+        }
+        assert tuple(labels) == GPU_LABELS
+        return _Gpu(index=index, handle=handle, labels=labels, uuid=uuid)
+
+    def _register_xid_events(self) -> None:
+        nvml = self._nvml
+        assert nvml is not None
+        if not self._gpus:
+            return
+        try:
+            self._event_set = nvml.nvmlEventSetCreate()
+        except (nvml.NVMLError, AttributeError) as exc:
+            log.info("NVML event sets unavailable, no Xid metrics: %s", exc, extra={"collector": self.name})
+            return
+        for gpu in self._gpus:
+            try:
+                nvml.nvmlDeviceRegisterEvents(gpu.handle, nvml.nvmlEventTypeXidCriticalError, self._event_set)
+                gpu.xid_registered = True
+            except nvml.NVMLError as exc:
+                log.info("GPU %d: no Xid events: %s", gpu.index, exc, extra={"collector": self.name})
+        if not any(g.xid_registered for g in self._gpus):
+            self._free_event_set()
+
+    def _free_event_set(self) -> None:
+        nvml = self._nvml
+        if self._event_set is None or nvml is None:
+            return
+        try:
+            nvml.nvmlEventSetFree(self._event_set)
+        except nvml.NVMLError as exc:
+            log.debug("nvmlEventSetFree: %s", exc)
+        self._event_set = None
+
+    def _close_sync(self) -> None:
+        nvml = self._nvml
+        assert nvml is not None
+        self._free_event_set()
+        try:
+            nvml.nvmlShutdown()
+        except nvml.NVMLError as exc:
+            log.debug("nvmlShutdown: %s", exc)
+        self._initialized = False
+        self._gpus = []
+
+    # -- scrape (worker thread) -------------------------------------------------------------------
+
+    def _collect_sync(self) -> tuple[str, dict[str, str]]:
+        errors: dict[str, str] = {}
+        families = {m.name: Family(m.name, m.type, m.help) for m in GPU_METRICS}
+        self._drain_xid_events(errors)
+        for gpu in self._gpus:
+            self._read_gpu(gpu, families, errors)
+        for gpu in self._gpus:
+            if gpu.xid_registered:
+                families["DCGM_FI_DEV_XID_ERRORS"].add(gpu.labels, gpu.last_xid)
+            for xid in sorted(gpu.xid_counts):
+                families["DCGM_EXP_XID_ERRORS_COUNT"].add({**gpu.labels, "xid": str(xid)}, gpu.xid_counts[xid])
+        return render_all(families[m.name] for m in GPU_METRICS), errors
+
+    def _read_gpu(self, gpu: _Gpu, families: dict[str, Family], errors: dict[str, str]) -> None:
+        nvml = self._nvml
+        assert nvml is not None
+        problems: list[str] = []
+        for reader in _READERS:
+            try:
+                values = reader(nvml, gpu.handle)
+            except _Unsupported:
+                continue
+            except _GpuLost as exc:
+                problems.append(f"{reader.__name__.lstrip('_')}: {exc}")
+                break
+            except nvml.NVMLError as exc:
+                problems.append(f"{reader.__name__.lstrip('_')}: {exc}")
+                continue
+            for name, value in values.items():
+                if value is not None:
+                    families[name].add(gpu.labels, value)
+        if problems:
+            errors[f"gpu{gpu.index}"] = "; ".join(problems)
+
+    def _drain_xid_events(self, errors: dict[str, str]) -> None:
+        nvml = self._nvml
+        assert nvml is not None
+        if self._event_set is None:
+            return
+        by_uuid = {g.uuid: g for g in self._gpus}
+        for _ in range(MAX_EVENTS_PER_SCRAPE):
+            try:
+                event = nvml.nvmlEventSetWait(self._event_set, 0)
+            except nvml.NVMLError as exc:
+                if getattr(exc, "value", None) != nvml.NVML_ERROR_TIMEOUT:
+                    errors["xid_events"] = f"nvmlEventSetWait: {exc}"
+                return
+            if not int(event.eventType) & nvml.nvmlEventTypeXidCriticalError:
+                continue
+            xid = int(event.eventData)
+            try:
+                gpu = by_uuid.get(_text(nvml.nvmlDeviceGetUUID(event.device)))
+            except nvml.NVMLError as exc:
+                errors["xid_events"] = f"Xid {xid} on an unidentifiable device: {exc}"
+                continue
+            if gpu is None:
+                continue
+            gpu.last_xid = xid
+            gpu.xid_counts[xid] = gpu.xid_counts.get(xid, 0) + 1
+            log.warning("GPU %d reported Xid %d", gpu.index, xid,
+                        extra={"collector": self.name, "gpu": gpu.index, "xid": xid})
+
+
+# -- field readers: (nvml, handle) -> {metric name: value or None} --------------------------------
+
+
+def _call(nvml: Any, names: tuple[str, ...], *args: Any) -> Any:
+    """Call the first NVML function of ``names`` the binding has; map "not supported" to ``_Unsupported``."""
+    for fn_name in names:
+        fn: Callable[..., Any] | None = getattr(nvml, fn_name, None)
+        if fn is None:
+            continue
+        try:
+            return fn(*args)
+        except nvml.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            if code in (nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_FUNCTION_NOT_FOUND):
+                raise _Unsupported(str(exc)) from exc
+            if code == nvml.NVML_ERROR_GPU_IS_LOST:
+                raise _GpuLost(str(exc)) from exc
+            raise
+    raise _Unsupported(f"the NVML binding has none of {names}")
+
+
+def _num(raw: Any) -> float | None:
+    """A raw NVML number, or None when it is a blank sentinel (checked before any unit conversion)."""
+    value = float(raw)
+    return None if abs(value) >= BLANK_THRESHOLD else value
+
+
+def _utilization(nvml: Any, handle: Any) -> dict[str, float | None]:
+    util = _call(nvml, ("nvmlDeviceGetUtilizationRates",), handle)
+    return {"DCGM_FI_DEV_GPU_UTIL": _num(util.gpu), "DCGM_FI_DEV_MEM_COPY_UTIL": _num(util.memory)}
+
+
+def _memory(nvml: Any, handle: Any) -> dict[str, float | None]:
+    mem = _call(nvml, ("nvmlDeviceGetMemoryInfo",), handle)
+    used, free = _num(mem.used), _num(mem.free)
+    return {"DCGM_FI_DEV_FB_USED": None if used is None else int(mem.used) // _MIB,
+            "DCGM_FI_DEV_FB_FREE": None if free is None else int(mem.free) // _MIB}
+
+
+def _gpu_temp(nvml: Any, handle: Any) -> dict[str, float | None]:
+    return {"DCGM_FI_DEV_GPU_TEMP": _num(_call(nvml, ("nvmlDeviceGetTemperature",), handle,
+                                               nvml.NVML_TEMPERATURE_GPU))}
+
+
+def _memory_temp(nvml: Any, handle: Any) -> dict[str, float | None]:
+    (value,) = _call(nvml, ("nvmlDeviceGetFieldValues",), handle, [nvml.NVML_FI_DEV_MEMORY_TEMP])
+    code = int(value.nvmlReturn)
+    if code in (nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_FUNCTION_NOT_FOUND):
+        raise _Unsupported("memory temperature")
+    if code != nvml.NVML_SUCCESS:
+        raise nvml.NVMLError(code)
+    member = _VALUE_MEMBERS.get(int(value.valueType))
+    if member is None:
+        raise _Unsupported(f"unknown NVML value type {value.valueType}")
+    return {"DCGM_FI_DEV_MEMORY_TEMP": _num(getattr(value.value, member))}
+
+
+def _power(nvml: Any, handle: Any) -> dict[str, float | None]:
+    milliwatts = _num(_call(nvml, ("nvmlDeviceGetPowerUsage",), handle))
+    return {"DCGM_FI_DEV_POWER_USAGE": None if milliwatts is None else milliwatts / 1000}
+
+
+def _energy(nvml: Any, handle: Any) -> dict[str, float | None]:
+    return {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": _num(_call(nvml, ("nvmlDeviceGetTotalEnergyConsumption",),
+                                                               handle))}
+
+
+def _sm_clock(nvml: Any, handle: Any) -> dict[str, float | None]:
+    return {"DCGM_FI_DEV_SM_CLOCK": _num(_call(nvml, ("nvmlDeviceGetClockInfo",), handle, nvml.NVML_CLOCK_SM))}
+
+
+def _mem_clock(nvml: Any, handle: Any) -> dict[str, float | None]:
+    return {"DCGM_FI_DEV_MEM_CLOCK": _num(_call(nvml, ("nvmlDeviceGetClockInfo",), handle, nvml.NVML_CLOCK_MEM))}
+
+
+def _clock_event_reasons(nvml: Any, handle: Any) -> dict[str, float | None]:
+    names = ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+    return {"DCGM_FI_DEV_CLOCKS_EVENT_REASONS": _num(_call(nvml, names, handle))}
+
+
+def _ecc_sbe(nvml: Any, handle: Any) -> dict[str, float | None]:
+    value = _call(nvml, ("nvmlDeviceGetTotalEccErrors",), handle,
+                  nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, nvml.NVML_VOLATILE_ECC)
+    return {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": _num(value)}
+
+
+def _ecc_dbe(nvml: Any, handle: Any) -> dict[str, float | None]:
+    value = _call(nvml, ("nvmlDeviceGetTotalEccErrors",), handle,
+                  nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC)
+    return {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": _num(value)}
+
+
+def _pcie_replay(nvml: Any, handle: Any) -> dict[str, float | None]:
+    return {"DCGM_FI_DEV_PCIE_REPLAY_COUNTER": _num(_call(nvml, ("nvmlDeviceGetPcieReplayCounter",), handle))}
+
+
+def _remapped_rows(nvml: Any, handle: Any) -> dict[str, float | None]:
+    _corrected, uncorrected, *_rest = _call(nvml, ("nvmlDeviceGetRemappedRows",), handle)
+    return {"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": _num(uncorrected)}
+
+
+_READERS: tuple[Callable[[Any, Any], dict[str, float | None]], ...] = (
+    _utilization, _memory, _gpu_temp, _memory_temp, _power, _energy, _sm_clock, _mem_clock,
+    _clock_event_reasons, _ecc_sbe, _ecc_dbe, _pcie_replay, _remapped_rows,
+)
