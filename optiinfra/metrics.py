@@ -393,7 +393,7 @@ HOST_METRICS: tuple[Metric, ...] = (
     Metric("llm_host_memory_available_bytes", "gauge", "bytes", "Host memory available."),
     Metric("llm_host_swap_used_bytes", "gauge", "bytes", "Swap in use."),
     Metric("llm_host_load1", "gauge", "load", "Host load average over 1 minute."),
-    Metric("llm_host_cpu_count", "gauge", "cpus", "Logical CPUs on the host."),
+    Metric("llm_host_cpus", "gauge", "cpus", "Logical CPUs on the host."),
     Metric("llm_host_process_cpu_seconds_total", "counter", "seconds",
            "CPU time used by the engine process (user + system)."),
     Metric("llm_host_process_resident_memory_bytes", "gauge", "bytes",
