@@ -1,0 +1,317 @@
+"""The planner: a firing taxonomy alert episode -> a plan (PLANS.md) or a diagnosis. Pure functions, no I/O.
+
+Public API (the receiver service codes against these names)::
+
+    AlertEpisode(fingerprint, starts_at, labels, annotations={}, status="firing", alertname="")
+    PlanningContext(now, blocked_knobs=frozenset(), cooling_knobs=frozenset(), auto_approve_low_risk=False,
+                    engine_config={}, slos=(), rollout_steps=(10, 50, 100), bake_seconds=600)  # keywords only
+    plan_for(episode, ctx) -> Plan | Diagnosis
+    target_of(labels) -> Target | None
+    idempotency_key(fingerprint, starts_at, actions) -> str
+
+Decisions:
+
+- The bottleneck comes from the ``bottleneck`` label, never the alert name. Entries without actions
+  (``request_errors``, GPU and host health), ``slo_burn`` alerts (the receiver's rollback path), unknown
+  bottlenecks, resolved episodes and alerts without a workload label give a ``Diagnosis`` with the runbook link.
+- The current config is read from ``ctx.engine_config`` (the target's ``llm_engine_info`` labels, queried at
+  planning time with ``--prometheus-url``), then from the alert's own labels (only present when a user's rule
+  joins ``llm_engine_info``): the query is the fresher of the two. ``engine_config`` may also carry ``engine``
+  and ``model`` for alerts whose rules keep no engine label (log-signature alerts such as ``cuda_oom``).
+- The first action of the taxonomy entry's ``actions`` whose engine knob exists, is not blocked (rolled back on
+  this target), not cooling (changed within the cooldown) and is valid wins. Blocked and cooling are checked
+  against the action's ``knob`` id (see ``knobs``); ``ctx`` holds them for this target only.
+- One knob per plan: a single change is what a rollback, the no-retry list and the expected-impact check can
+  attribute an effect to; bundling would also restart the engine for several risks at once.
+- Known current value: ``from`` is it, ``to`` the new value, clamped to the knob's bounds. Unknown: ``from`` is
+  null and ``to`` a relative change (``+0.05``, ``-0.05``, ``x0.75``, ``x2``) with ``relative: true`` and the
+  bounds in ``min_value``/``max_value`` for the orchestrator to clamp against the running value. Knobs that are
+  on by default (prefix caching) or whose default is the cap (TGI ``--cuda-memory-fraction`` 1.0) are proposed
+  only when the current value is known.
+- Validity: the new value must move in the knob's direction within its bounds, and the config after the change
+  (every known value) must satisfy the engine's constraints (``knobs.violations``). Otherwise the next action.
+- ``requires_approval = risk != "low" or not ctx.auto_approve_low_risk``; the initial status follows from it.
+- ``idempotency_key`` is a hash of (fingerprint, startsAt, actions): a re-plan of the same episode yields the same
+  key. ``plan_id`` is a fresh uuid4: unique even when a cleared knob is proposed again for the same episode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Literal, cast, get_args
+
+from optiinfra import taxonomy
+from optiinfra.metrics import ENGINES, Engine
+from optiinfra.taxonomy import ActionId, Bottleneck
+
+from . import knobs
+from .plan import (
+    Action,
+    Diagnosis,
+    Evidence,
+    EvidenceAlert,
+    ExpectedImpact,
+    Plan,
+    Risk,
+    Rollback,
+    Rollout,
+    Severity,
+    Target,
+    Value,
+)
+
+#: What a plan for each bottleneck is expected to move (metric names from ``optiinfra.metrics``).
+EXPECTED_IMPACT: Mapping[str, tuple[str, Literal["up", "down"]]] = MappingProxyType({
+    "kv_cache_pressure": ("llm_preemptions_total", "down"),
+    "preemption_storm": ("llm_preemptions_total", "down"),
+    "queue_buildup": ("llm_request_queue_time_seconds", "down"),
+    "prefill_bound": ("llm_time_to_first_token_seconds", "down"),
+    "decode_bound": ("llm_inter_token_latency_seconds", "down"),
+    "low_throughput": ("llm_generation_tokens_total", "up"),
+    "gpu_underutilized": ("DCGM_FI_DEV_GPU_UTIL", "up"),
+    "cache_inefficiency": ("llm_prefix_cache_hit_tokens_total", "up"),
+    "engine_stalled": ("llm_generation_tokens_total", "up"),
+    "engine_down": ("llm_upstream_up", "up"),
+    "engine_startup_hang": ("llm_upstream_up", "up"),
+    "cuda_oom": ("llm_log_events_total", "down"),
+    "nccl_error": ("llm_log_events_total", "down"),
+})
+
+_SEVERITIES: tuple[str, ...] = get_args(Severity)
+
+
+@dataclass(frozen=True)
+class AlertEpisode:
+    """One alert's firing episode, ``(fingerprint, starts_at)``, as delivered by Alertmanager."""
+
+    fingerprint: str
+    starts_at: str
+    """RFC3339, exactly as in the webhook payload (part of the idempotency key)."""
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    status: Literal["firing", "resolved"] = "firing"
+    alertname: str = ""
+    """Defaults to the ``alertname`` label."""
+
+    @property
+    def name(self) -> str:
+        return self.alertname or self.labels.get("alertname", "")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanningContext:
+    """Everything the planner needs beyond the alert; the receiver builds it per target."""
+
+    now: datetime
+    blocked_knobs: frozenset[str] = frozenset()
+    """Knobs rolled back on this target, until a human clears them."""
+    cooling_knobs: frozenset[str] = frozenset()
+    """Knobs changed on this target within the cooldown."""
+    auto_approve_low_risk: bool = False
+    engine_config: Mapping[str, str] = field(default_factory=dict)
+    """The target's ``llm_engine_info`` labels (engine, model and config); precedes the alert's labels."""
+    slos: tuple[str, ...] = ()
+    """SLO names for the target's model; empty: every SLO (``on_slos: ["*"]``)."""
+    rollout_steps: tuple[int, ...] = (10, 50, 100)
+    bake_seconds: int = 600
+
+
+def target_of(labels: Mapping[str, str]) -> Target | None:
+    """The workload an alert is about; ``None`` when it names no pod, deployment or instance."""
+    pod, deployment, instance = (labels.get(k) or None for k in ("pod", "deployment", "instance"))
+    if not (pod or deployment or instance):
+        return None
+    engine = labels.get("engine", "")
+    return Target(namespace=labels.get("namespace") or None, pod=pod, deployment=deployment, instance=instance,
+                  engine=engine if engine in ENGINES else None, model=labels.get("model") or None)
+
+
+def idempotency_key(fingerprint: str, starts_at: str, actions: Sequence[Action]) -> str:
+    parts = [fingerprint, starts_at]
+    parts += [f"{a.kind}:{a.name}:{a.to!r}:{a.relative}" for a in actions]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def plan_for(episode: AlertEpisode, ctx: PlanningContext) -> Plan | Diagnosis:
+    """A plan for a firing episode of a plannable bottleneck, else a diagnosis saying why not."""
+    labels = episode.labels
+    evidence = Evidence(alerts=[EvidenceAlert.model_validate({
+        "alertname": episode.name, "fingerprint": episode.fingerprint, "startsAt": episode.starts_at,
+        "status": episode.status, "labels": dict(labels), "annotations": dict(episode.annotations)})])
+    bottleneck_id = labels.get("bottleneck", "")
+    entry = taxonomy.by_id().get(bottleneck_id)
+    target = _target(labels, ctx.engine_config)
+    if entry is None:
+        reason = ("an SLO burn-rate alert: it rolls back plans in flight, it is not planned"
+                  if bottleneck_id == taxonomy.SLO_BURN
+                  else f"bottleneck label {bottleneck_id!r} is not in the taxonomy" if bottleneck_id
+                  else "the alert has no bottleneck label")
+        severity = labels.get("severity", "")
+        return Diagnosis(bottleneck=bottleneck_id or "unknown", target=target,
+                         severity=cast(Severity, severity) if severity in _SEVERITIES else "info",
+                         runbook_url=episode.annotations.get("runbook_url", ""),
+                         summary=episode.annotations.get("summary", ""), evidence=evidence, reason=reason)
+
+    def diagnosis(reason: str) -> Diagnosis:
+        assert entry is not None
+        return Diagnosis(bottleneck=entry.id, target=target, severity=_severity(labels, entry),
+                         runbook_url=episode.annotations.get("runbook_url") or entry.runbook_url,
+                         summary=entry.summary, evidence=evidence, reason=reason, manual=entry.manual)
+
+    if episode.status != "firing":
+        return diagnosis("the episode is resolved: nothing to plan")
+    if not entry.actions:
+        return diagnosis(f"no automatic action for {entry.id}; a human decides (see the runbook)")
+    if target is None:
+        return diagnosis("the alert names no pod, deployment or instance to act on")
+
+    config = knobs.current_config(target.engine, ctx.engine_config, labels) if target.engine else {}
+    evidence.values.update(config)
+    skipped: list[str] = []
+    for action_id in entry.actions:
+        found = _first_action(action_id, target.engine, config, ctx, skipped)
+        if found is None:
+            continue
+        action, risk, effect = found
+        return _plan(episode, ctx, entry=entry, target=target, evidence=evidence, action=action, risk=risk,
+                     effect=effect, skipped=skipped)
+    return diagnosis("no action is available: " + "; ".join(skipped))
+
+
+def _target(labels: Mapping[str, str], engine_config: Mapping[str, str]) -> Target | None:
+    target = target_of(labels)
+    if target is None:
+        return None
+    updates: dict[str, str] = {}
+    if target.engine is None and engine_config.get("engine") in ENGINES:
+        updates["engine"] = engine_config["engine"]
+    if target.model is None and engine_config.get("model"):
+        updates["model"] = engine_config["model"]
+    return target.model_validate({**target.model_dump(), **updates}) if updates else target
+
+
+def _severity(labels: Mapping[str, str], entry: Bottleneck) -> Severity:
+    value = labels.get("severity", "")
+    return cast(Severity, value) if value in _SEVERITIES else entry.severity
+
+
+def _first_action(action_id: ActionId, engine: Engine | None, config: Mapping[str, Value], ctx: PlanningContext,
+                  skipped: list[str]) -> tuple[Action, Risk, str] | None:
+    ops = knobs.OPS_ACTIONS.get(action_id)
+    if ops is not None:
+        if reason := _held(ops.knob, ctx):
+            skipped.append(f"{action_id}: {reason}")
+            return None
+        action = Action(kind=ops.kind, name=ops.name, knob=ops.knob, to=ops.to, relative=ops.relative,
+                        min_value=ops.minimum, restart_required=ops.restart_required)
+        return action, ops.risk, ops.effect
+    if engine is None:
+        skipped.append(f"{action_id}: the engine is unknown (no engine label, no llm_engine_info)")
+        return None
+    candidates = knobs.candidates(action_id, engine)
+    if not candidates:
+        why = knobs.NO_KNOB.get((action_id, engine), f"{engine} has no flag for it")
+        skipped.append(f"{action_id}: {why}")
+        return None
+    for knob in candidates:
+        if reason := _held(knob.knob, ctx):
+            skipped.append(f"{action_id} ({knob.flag}): {reason}")
+            continue
+        proposed = _propose(knob, config.get(knob.knob))
+        if isinstance(proposed, str):
+            skipped.append(f"{action_id} ({knob.flag}): {proposed}")
+            continue
+        if not proposed.relative:
+            problems = knobs.violations(engine, {**config, knob.knob: proposed.to})
+            if problems:
+                skipped.append(f"{action_id} ({knob.flag} -> {proposed.to}): violates " + "; ".join(problems))
+                continue
+        return proposed, knob.risk, knob.effect
+    return None
+
+
+def _held(knob: str, ctx: PlanningContext) -> str:
+    if knob in ctx.blocked_knobs:
+        return f"{knob} was rolled back on this target and is blocked until cleared"
+    if knob in ctx.cooling_knobs:
+        return f"{knob} changed within the cooldown"
+    return ""
+
+
+def _propose(knob: knobs.Knob, current: Value | None) -> Action | str:
+    """The action for one knob given its current value, or why it does not apply."""
+    base = {"kind": knob.kind, "name": knob.flag, "knob": knob.knob, "restart_required": knob.restart_required}
+    if knob.needs_current and current is None:
+        return f"current {knob.knob} unknown; proposed only when known (default {knob.default})"
+    if knob.is_set:
+        wanted = knob.set_value
+        if current is not None:
+            text = str(current).lower()
+            if current == wanted or any(text.startswith(p) for p in knob.done_prefixes):
+                return f"already {current}"
+            if knob.only_when_unset and text not in ("", "none", "null", "false", "0"):
+                return f"already set to {current}"
+        return Action.model_validate({**base, "from": current, "to": wanted})
+    if current is None or isinstance(current, bool | str):
+        return Action.model_validate({**base, "from": None, "to": knob.change, "relative": True,
+                                      "min_value": knob.minimum, "max_value": knob.maximum})
+    step = float(knob.change[1:])
+    upward = knob.change.startswith("+") or (knob.change.startswith("x") and step > 1)
+    raw = current * step if knob.change.startswith("x") else current + (step if upward else -step)
+    if knob.minimum is not None:
+        raw = max(raw, knob.minimum)
+    if knob.maximum is not None:
+        raw = min(raw, knob.maximum)
+    new: int | float
+    if knob.value_type == "int":
+        new = round(raw)
+        if knob.change.startswith("x") and new == current:
+            new = current + (1 if upward else -1)
+            if (knob.maximum is not None and new > knob.maximum) or (knob.minimum is not None and new < knob.minimum):
+                new = current
+    else:
+        new = round(raw, 4)
+    if (upward and new <= current) or (not upward and new >= current):
+        bound = knob.maximum if upward else knob.minimum
+        return f"{current} is already at or beyond its {'cap' if upward else 'floor'} {bound}"
+    return Action.model_validate({**base, "from": current, "to": new})
+
+
+def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, target: Target, evidence: Evidence,
+          action: Action, risk: Risk, effect: str, skipped: Sequence[str]) -> Plan:
+    change = (f"{action.name} {action.to} relative to the running value" if action.relative
+              else f"{action.name} {action.from_ if action.from_ is not None else '(unknown)'} -> {action.to}")
+    if action.kind == "restart":
+        change = "restart the pod"
+    rationale = f"{entry.summary} Proposed: {change}" + (f" on {target.engine}" if target.engine else "")
+    rationale += f": {effect}."
+    if skipped:
+        rationale += " Not proposed: " + "; ".join(skipped) + "."
+    metric, direction = EXPECTED_IMPACT.get(entry.id, ("llm_requests_waiting", "down"))
+    requires_approval = risk != "low" or not ctx.auto_approve_low_risk
+    restart = action.kind == "restart"
+    now = ctx.now if ctx.now.tzinfo is not None else ctx.now.replace(tzinfo=UTC)
+    return Plan(
+        plan_id=str(uuid.uuid4()),
+        idempotency_key=idempotency_key(episode.fingerprint, episode.starts_at, [action]),
+        created_at=now,
+        target=target,
+        bottleneck=entry.id,
+        severity=_severity(episode.labels, entry),
+        runbook_url=episode.annotations.get("runbook_url") or entry.runbook_url,
+        evidence=evidence,
+        actions=[action],
+        rationale=rationale,
+        expected_impact=ExpectedImpact(metric=metric, direction=direction),
+        risk=risk,
+        requires_approval=requires_approval,
+        rollout=Rollout(strategy="recreate" if restart else "canary",
+                        steps=[100] if restart else list(ctx.rollout_steps), bake_seconds=ctx.bake_seconds),
+        rollback=Rollback(on_slos=list(ctx.slos) or ["*"], on_alerts=list(taxonomy.SLO_ALERTS)),
+        status="pending_approval" if requires_approval else "approved",
+    )

@@ -1,0 +1,275 @@
+"""The planner turns taxonomy alerts into engine-specific plans (PLANS.md) or diagnoses."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+import pytest
+from optiinfra.alertmanager import knobs
+from optiinfra.alertmanager.plan import SCHEMA_PATH, Diagnosis, Plan, Target, schema_text
+from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for, target_of
+
+from optiinfra import taxonomy
+from optiinfra.metrics import ENGINES
+
+NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+#: Every real flag the planner may emit, per engine (tuning-knobs.md).
+REAL_FLAGS = {
+    "vllm": {"--gpu-memory-utilization", "--kv-cache-dtype", "--enable-prefix-caching", "--max-num-seqs",
+             "--max-num-batched-tokens", "--quantization", "--tensor-parallel-size", "--speculative-config",
+             "--kv-offloading-size", "--max-model-len"},
+    "sglang": {"--mem-fraction-static", "--kv-cache-dtype", "--disable-radix-cache", "--max-running-requests",
+               "--schedule-conservativeness", "--chunked-prefill-size", "--max-prefill-tokens", "--quantization",
+               "--tp-size", "--speculative-algorithm", "--enable-hierarchical-cache", "--schedule-policy",
+               "--context-length"},
+    "tgi": {"--cuda-memory-fraction", "--kv-cache-dtype", "PREFIX_CACHING", "--max-concurrent-requests",
+            "--max-batch-prefill-tokens", "--quantize", "--num-shard", "--speculate", "--max-total-tokens"},
+}
+#: (bottleneck, engine) pairs where the engine has no knob for any of the entry's actions.
+NO_PLAN = {("cache_inefficiency", "tgi")}
+
+
+def episode(bottleneck: str, engine: str | None = "vllm", status: str = "firing", **extra: str) -> AlertEpisode:
+    labels = {"alertname": taxonomy.get(bottleneck).alert if bottleneck in taxonomy.by_id() else "X",
+              "bottleneck": bottleneck, "namespace": "llm", "pod": "vllm-0", "model": "llama", **extra}
+    if engine:
+        labels["engine"] = engine
+    return AlertEpisode(fingerprint="f00d", starts_at="2026-11-22T02:55:00Z", labels=labels,
+                        annotations={"summary": "s"}, status=status)  # type: ignore[arg-type]
+
+
+def ctx(**kw: Any) -> PlanningContext:
+    return PlanningContext(now=NOW, **kw)
+
+
+def check_schema(plan: Plan) -> dict[str, Any]:
+    document = plan.document()
+    jsonschema.validate(document, SCHEMA)
+    assert Plan.model_validate(document) == plan
+    return document
+
+
+def test_schema_file_is_current() -> None:
+    assert SCHEMA_PATH.read_text() == schema_text(), "run: make generate"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("bottleneck", [b.id for b in taxonomy.BOTTLENECKS if b.plannable])
+def test_every_plannable_bottleneck_and_engine(bottleneck: str, engine: str) -> None:
+    result = plan_for(episode(bottleneck, engine), ctx())
+    if (bottleneck, engine) in NO_PLAN:
+        assert isinstance(result, Diagnosis)
+        assert "has no" in result.reason and result.runbook_url.endswith(f"/{bottleneck}.md")
+        return
+    assert isinstance(result, Plan), getattr(result, "reason", "")
+    check_schema(result)
+    (action,) = result.actions
+    if action.kind in ("engine_arg", "engine_env"):
+        assert action.name in REAL_FLAGS[engine]
+    assert result.target.engine == engine and result.bottleneck == bottleneck
+    assert result.rollback.on_alerts == ["LLMSLOBurnRateFast", "LLMSLOBurnRateSlow"]
+    assert result.runbook_url == taxonomy.get(bottleneck).runbook_url
+
+
+def test_known_config_gives_current_to_new() -> None:
+    plan = plan_for(episode("kv_cache_pressure"), ctx(engine_config={"gpu_memory_utilization": "0.9"}))
+    assert isinstance(plan, Plan)
+    document = check_schema(plan)
+    assert document["actions"] == [{
+        "kind": "engine_arg", "name": "--gpu-memory-utilization", "knob": "gpu_memory_utilization",
+        "from": 0.9, "to": 0.95, "relative": False, "min_value": None, "max_value": None,
+        "restart_required": True}]
+    assert document["evidence"]["values"] == {"gpu_memory_utilization": 0.9}
+    assert document["evidence"]["alerts"][0]["startsAt"] == "2026-11-22T02:55:00Z"
+    assert document["expected_impact"] == {"metric": "llm_preemptions_total", "direction": "down"}
+    assert document["created_at"] == "2026-11-22T03:00:00Z"
+
+
+def test_step_is_clamped_to_the_cap_and_at_the_cap_the_next_action_wins() -> None:
+    plan = plan_for(episode("kv_cache_pressure"), ctx(engine_config={"gpu_memory_utilization": "0.92"}))
+    assert isinstance(plan, Plan) and plan.actions[0].to == 0.95
+    plan = plan_for(episode("kv_cache_pressure"), ctx(engine_config={"gpu_memory_utilization": "0.95"}))
+    assert isinstance(plan, Plan)
+    assert plan.actions[0].name == "--kv-cache-dtype" and plan.actions[0].to == "fp8"
+    assert plan.risk == "medium" and plan.requires_approval
+    assert "cap" in plan.rationale
+
+
+def test_unknown_config_gives_a_relative_change_with_bounds() -> None:
+    plan = plan_for(episode("kv_cache_pressure", "sglang"), ctx())
+    assert isinstance(plan, Plan)
+    action = check_schema(plan)["actions"][0]
+    assert action["name"] == "--mem-fraction-static" and action["from"] is None
+    assert action["to"] == "+0.02" and action["relative"] is True and action["max_value"] == 0.95
+    plan = plan_for(episode("preemption_storm", "vllm"), ctx())
+    assert isinstance(plan, Plan) and plan.actions[0].to == "x0.75" and plan.actions[0].relative
+
+
+def test_normalized_engine_info_labels_feed_other_engines() -> None:
+    # SGLang's max_running_requests is exported as llm_engine_info{max_num_seqs}.
+    plan = plan_for(episode("preemption_storm", "sglang"), ctx(engine_config={"max_num_seqs": "100"}))
+    assert isinstance(plan, Plan)
+    assert (plan.actions[0].name, plan.actions[0].from_, plan.actions[0].to) == ("--max-running-requests", 100, 75)
+    # SGLang's radix cache switch is the negation of enable_prefix_caching.
+    plan = plan_for(episode("prefill_bound", "sglang"),
+                    ctx(engine_config={"enable_prefix_caching": "false"},
+                        cooling_knobs=frozenset({"chunked_prefill_size"})))
+    assert isinstance(plan, Plan)
+    assert (plan.actions[0].name, plan.actions[0].from_, plan.actions[0].to) == ("--disable-radix-cache", True, False)
+
+
+def test_engine_config_precedes_alert_labels() -> None:
+    ep = episode("kv_cache_pressure", gpu_memory_utilization="0.8")
+    plan = plan_for(ep, ctx(engine_config={"gpu_memory_utilization": "0.9"}))
+    assert isinstance(plan, Plan) and plan.actions[0].from_ == 0.9
+    plan = plan_for(ep, ctx())
+    assert isinstance(plan, Plan) and (plan.actions[0].from_, plan.actions[0].to) == (0.8, 0.85)
+
+
+def test_vllm_constraint_violation_moves_to_the_next_action() -> None:
+    # Raising max_num_seqs to 384 would break max_num_batched_tokens (256) >= max_num_seqs.
+    config = {"max_num_seqs": "256", "max_num_batched_tokens": "256"}
+    plan = plan_for(episode("queue_buildup"), ctx(engine_config=config))
+    assert isinstance(plan, Plan)
+    assert (plan.actions[0].name, plan.actions[0].from_, plan.actions[0].to) == ("--max-num-batched-tokens", 256, 512)
+    assert "max_num_batched_tokens=256 < max_num_seqs=384" in plan.rationale
+
+
+def test_tgi_constraint_violation_and_no_action_left_gives_a_diagnosis() -> None:
+    config = {"max_input_tokens": "4095", "max_total_tokens": "4096", "max_batch_total_tokens": "8192",
+              "max_batch_prefill_tokens": "8192"}
+    # prefill_bound on TGI: --max-batch-prefill-tokens x2 = 16384 > max_batch_total_tokens; prefix caching is
+    # on by default and not known here -> nothing valid remains.
+    result = plan_for(episode("prefill_bound", "tgi"), ctx(engine_config=config))
+    assert isinstance(result, Diagnosis)
+    assert "max_batch_prefill_tokens=16384 must be <= max_batch_total_tokens=8192" in result.reason
+    assert "prefix_caching unknown" in result.reason
+    # cuda_oom: halving max_total_tokens to 2048 would break max_input_tokens < max_total_tokens.
+    blocked = frozenset({"cuda_memory_fraction", "max_batch_prefill_tokens"})
+    result = plan_for(episode("cuda_oom", "tgi"), ctx(engine_config=config, blocked_knobs=blocked))
+    assert isinstance(result, Diagnosis)
+    assert "max_input_tokens=4095 must be < max_total_tokens=2048" in result.reason
+
+
+def test_violations_cover_fractions_and_integers() -> None:
+    assert knobs.violations("vllm", {"gpu_memory_utilization": 1.2})
+    assert knobs.violations("vllm", {"gpu_memory_utilization": 0.0})
+    assert not knobs.violations("tgi", {"cuda_memory_fraction": 1.0})
+    assert knobs.violations("sglang", {"max_running_requests": 0})
+    assert not knobs.violations("sglang", {"chunked_prefill_size": -1})
+    assert not knobs.violations("vllm", {"max_num_seqs": 256, "max_num_batched_tokens": 8192})
+
+
+def test_blocked_and_cooling_knobs_are_skipped() -> None:
+    plan = plan_for(episode("kv_cache_pressure"), ctx(blocked_knobs=frozenset({"gpu_memory_utilization"})))
+    assert isinstance(plan, Plan) and plan.actions[0].knob == "cache_dtype"
+    assert "rolled back" in plan.rationale
+    plan = plan_for(episode("kv_cache_pressure"), ctx(cooling_knobs=frozenset({"gpu_memory_utilization"})))
+    assert isinstance(plan, Plan) and plan.actions[0].knob == "cache_dtype"
+    assert "cooldown" in plan.rationale
+    result = plan_for(episode("engine_down"), ctx(cooling_knobs=frozenset({"restart"})))
+    assert isinstance(result, Diagnosis) and "cooldown" in result.reason
+
+
+def test_already_applied_set_actions_are_skipped() -> None:
+    config = {"gpu_memory_utilization": "0.95", "cache_dtype": "fp8_e4m3", "enable_prefix_caching": "true",
+              "max_num_seqs": "1"}
+    plan = plan_for(episode("kv_cache_pressure"), ctx(engine_config=config))
+    assert isinstance(plan, Plan)
+    assert (plan.actions[0].name, plan.actions[0].to) == ("--quantization", "fp8")
+    assert plan.risk == "high" and plan.status == "pending_approval"
+    config["quantization"] = "awq"
+    plan = plan_for(episode("kv_cache_pressure"), ctx(engine_config=config, auto_approve_low_risk=True))
+    assert isinstance(plan, Plan) and plan.actions[0].kind == "scale" and plan.actions[0].to == "+1"
+    assert plan.risk == "high" and plan.requires_approval
+
+
+@pytest.mark.parametrize("bottleneck", ["request_errors", "gpu_xid_error", "gpu_ecc_error", "host_oom_kill",
+                                        "host_cpu_saturation", "gpu_memory_pressure", "exporter_down"])
+def test_entries_without_actions_are_diagnoses_with_runbook(bottleneck: str) -> None:
+    result = plan_for(episode(bottleneck), ctx())
+    assert isinstance(result, Diagnosis)
+    entry = taxonomy.get(bottleneck)
+    assert result.runbook_url == entry.runbook_url and result.manual == entry.manual and result.manual
+    assert result.severity == entry.severity and result.summary == entry.summary
+    json.dumps(result.document())
+
+
+def test_slo_unknown_resolved_and_unlocatable_alerts_are_diagnoses() -> None:
+    assert "SLO" in plan_for(episode("slo_burn"), ctx()).reason  # type: ignore[union-attr]
+    assert "not in the taxonomy" in plan_for(episode("nope"), ctx()).reason  # type: ignore[union-attr]
+    resolved = plan_for(episode("kv_cache_pressure", status="resolved"), ctx())
+    assert isinstance(resolved, Diagnosis) and "resolved" in resolved.reason
+    nowhere = AlertEpisode(fingerprint="f", starts_at="t", labels={"bottleneck": "engine_down"})
+    assert isinstance(plan_for(nowhere, ctx()), Diagnosis)
+
+
+def test_engine_from_engine_info_when_the_alert_has_no_engine_label() -> None:
+    result = plan_for(episode("cuda_oom", engine=None), ctx())
+    assert isinstance(result, Diagnosis) and "engine is unknown" in result.reason
+    plan = plan_for(episode("cuda_oom", engine=None),
+                    ctx(engine_config={"engine": "vllm", "model": "llama", "gpu_memory_utilization": "0.9"}))
+    assert isinstance(plan, Plan) and plan.target.engine == "vllm"
+    assert (plan.actions[0].from_, plan.actions[0].to) == (0.9, 0.85)
+
+
+def test_risk_decides_approval() -> None:
+    low = plan_for(episode("kv_cache_pressure"), ctx(auto_approve_low_risk=True))
+    assert isinstance(low, Plan) and low.risk == "low"
+    assert not low.requires_approval and low.status == "approved"
+    manual = plan_for(episode("kv_cache_pressure"), ctx())
+    assert isinstance(manual, Plan) and manual.requires_approval and manual.status == "pending_approval"
+    lpm = plan_for(episode("cache_inefficiency", "sglang"),
+                   ctx(auto_approve_low_risk=True, blocked_knobs=frozenset({"enable_hierarchical_cache"})))
+    assert isinstance(lpm, Plan) and lpm.actions[0].name == "--schedule-policy" and lpm.actions[0].to == "lpm"
+    assert lpm.risk == "medium" and lpm.requires_approval
+
+
+def test_idempotency_key_is_stable_per_episode_and_action() -> None:
+    first = plan_for(episode("kv_cache_pressure"), ctx())
+    again = plan_for(episode("kv_cache_pressure"), ctx())
+    other = plan_for(episode("kv_cache_pressure"), ctx(blocked_knobs=frozenset({"gpu_memory_utilization"})))
+    assert isinstance(first, Plan) and isinstance(again, Plan) and isinstance(other, Plan)
+    assert first.idempotency_key == again.idempotency_key != other.idempotency_key
+    assert first.plan_id != again.plan_id
+    labels = episode("kv_cache_pressure").labels
+    later = AlertEpisode(fingerprint="f00d", starts_at="2026-11-22T04:00:00Z", labels=labels)
+    moved = plan_for(later, ctx())
+    assert isinstance(moved, Plan) and moved.idempotency_key != first.idempotency_key
+
+
+def test_rollout_and_rollback_come_from_the_context() -> None:
+    plan = plan_for(episode("queue_buildup"), ctx(slos=("ttft",), rollout_steps=(25, 100), bake_seconds=5))
+    assert isinstance(plan, Plan)
+    assert plan.rollout.model_dump() == {"strategy": "canary", "steps": [25, 100], "bake_seconds": 5}
+    assert plan.rollback.on_slos == ["ttft"]
+    default = plan_for(episode("queue_buildup"), ctx())
+    assert isinstance(default, Plan) and default.rollback.on_slos == ["*"]
+    assert default.rollout.steps == [10, 50, 100] and default.rollout.bake_seconds == 600
+    restart = plan_for(episode("engine_stalled"), ctx())
+    assert isinstance(restart, Plan) and restart.rollout.strategy == "recreate" and restart.rollout.steps == [100]
+    check_schema(restart)
+
+
+def test_target_key_and_labels() -> None:
+    target = target_of({"namespace": "llm", "pod": "vllm-0", "engine": "vllm", "model": "m"})
+    assert target == Target(namespace="llm", pod="vllm-0", engine="vllm", model="m")
+    assert target.key() == "llm/vllm-0/m"
+    assert Target(namespace="llm", pod="p", deployment="d").key() == "llm/d/-"
+    bare = target_of({"instance": "127.0.0.1:9400", "engine": "lmcache"})
+    assert bare is not None and bare.engine is None and bare.key() == "-/127.0.0.1:9400/-"
+    assert target_of({"job": "x"}) is None
+
+
+def test_schema_rejects_malformed_plans() -> None:
+    plan = plan_for(episode("kv_cache_pressure"), ctx())
+    assert isinstance(plan, Plan)
+    document = plan.document()
+    for broken in ({**document, "status": "done"}, {**document, "actions": []},
+                   {**document, "risk": "extreme"}, {k: v for k, v in document.items() if k != "rollback"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, SCHEMA)
