@@ -221,3 +221,18 @@ async def test_real_cgroup_of_this_machine_when_present() -> None:
     else:
         assert "llm_host_cgroup_memory_usage_bytes" not in values
     promtool_check(text)
+
+
+async def test_engine_cgroup_outside_our_namespace_falls_back(
+    tmp_path: Path, engine: subprocess.Popen[bytes]
+) -> None:
+    proc_root = tmp_path / "proc"
+    write(proc_root / str(engine.pid) / "cgroup", "0::/../engine-container\n")
+    write(proc_root / "self" / "cgroup", "0::/\n")
+    root = tmp_path / "sys" / "cgroup"
+    write(root / "memory.current", "42\n")
+    write(root / "memory.max", "100\n")
+    write(tmp_path / "sys" / "engine-container" / "memory.current", "999\n")  # must not be read
+    values, _ = await collect(HostCollector(engine_pid=engine.pid, cgroup_root=root, proc_root=proc_root))
+    assert values["llm_host_cgroup_memory_usage_bytes"] == 42
+    assert values["llm_host_cgroup_memory_limit_bytes"] == 100

@@ -193,9 +193,10 @@ class HostCollector:
         candidates_v1: list[Path] = []
         for owner in owners:
             v2, v1 = _cgroup_paths(self.proc_root / owner / "cgroup")
-            if v2 is not None:
+            # A cgroup outside this container's cgroup namespace shows as "/../x": not visible here.
+            if v2 is not None and ".." not in v2.split("/"):
                 candidates_v2.append(self.cgroup_root / v2.lstrip("/"))
-            if v1 is not None:
+            if v1 is not None and ".." not in v1.split("/"):
                 candidates_v1.append(self.cgroup_root / "memory" / v1.lstrip("/"))
         candidates_v2.append(self.cgroup_root)
         candidates_v1.append(self.cgroup_root / "memory")
