@@ -22,11 +22,12 @@ import asyncio
 import importlib
 import logging
 import socket
+import threading
 import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from optiinfra.metrics import GPU_LABELS, GPU_METRICS
 
@@ -34,6 +35,8 @@ from ..exposition import Family, render_all
 from .base import CollectorError
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: DCGM "blank" sentinels start here; such values mean "no data".
 BLANK_THRESHOLD = 9.2e18
@@ -81,6 +84,9 @@ class GpuCollector:
         self._event_set: Any = None
         self._initialized = False
         self._lock = asyncio.Lock()
+        # A scrape cancelled by the server's time limit leaves its worker thread running: NVML work and
+        # the Xid state it updates are serialized here too, not only by the asyncio lock.
+        self._thread_lock = threading.Lock()
         self.disabled = False
         self.disabled_reason = ""
         self._init_error = ""
@@ -93,17 +99,17 @@ class GpuCollector:
 
     async def start(self) -> None:
         async with self._lock:
-            await asyncio.to_thread(self._start_sync)
+            await asyncio.to_thread(self._locked, self._start_sync)
 
     async def collect(self) -> str:
         async with self._lock:
             if not self._initialized and not self.disabled:
-                await asyncio.to_thread(self._start_sync)
+                await asyncio.to_thread(self._locked, self._start_sync)
             if self.disabled:
                 return ""
             if not self._initialized:
                 raise CollectorError(f"NVML initialization failed: {self._init_error}")
-            text, errors = await asyncio.to_thread(self._collect_sync)
+            text, errors = await asyncio.to_thread(self._locked, self._collect_sync)
         self._errors = errors = {**self._open_errors, **errors}
         if errors:
             summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
@@ -113,7 +119,7 @@ class GpuCollector:
     async def close(self) -> None:
         async with self._lock:
             if self._initialized:
-                await asyncio.to_thread(self._close_sync)
+                await asyncio.to_thread(self._locked, self._close_sync)
 
     def health(self) -> dict[str, object]:
         return {
@@ -128,6 +134,10 @@ class GpuCollector:
         }
 
     # -- start / close (worker thread) ------------------------------------------------------------
+
+    def _locked(self, fn: Callable[[], _T]) -> _T:
+        with self._thread_lock:
+            return fn()
 
     def _disable(self, reason: str) -> None:
         self.disabled = True
