@@ -50,6 +50,8 @@ pytest:
 # Regenerate every committed artifact (rules, dashboards, alertmanager config, docs).
 generate:
 	$(PY) -m optiinfra.docs --out docs
+	$(PY) -m optiinfra.alertmanager.plan
+	$(VENV)/bin/optiinfra alertmanager-config > alertmanager/generated/alertmanager.yml
 
 bench:
 	for b in bench/*/run.py; do $(PY) $$b || exit 1; done

@@ -1,0 +1,162 @@
+"""The generated Alertmanager config: current, accepted by amtool, and routing/inhibiting in a real Alertmanager."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from aiohttp import web
+from conftest import REPO, free_port, require_binary
+from optiinfra.alertmanager import amconfig
+
+from optiinfra import taxonomy
+from optiinfra.cli import main
+
+GENERATED = REPO / "alertmanager" / "generated" / "alertmanager.yml"
+
+
+def test_committed_config_is_current() -> None:
+    assert GENERATED.read_text() == amconfig.render(amconfig.Options()), "run: make generate"
+
+
+def test_amtool_accepts_default_and_custom_configs(tmp_path: Path) -> None:
+    amtool = require_binary("amtool")
+    custom = tmp_path / "custom.yml"
+    custom.write_text(amconfig.render(amconfig.Options(
+        receiver_url="https://receiver.example:8443/", credentials_file="", group_wait="1s",
+        group_interval="2s", repeat_interval="1m")))
+    for path in (GENERATED, custom):
+        result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "5 inhibit rules" in result.stdout
+
+
+def test_route_and_receiver() -> None:
+    config = amconfig.build_config(amconfig.Options(receiver_url="http://r:9095/", group_wait="1s"))
+    route = config["route"]
+    assert route["receiver"] == "null" and route["group_wait"] == "1s"
+    (child,) = route["routes"]
+    (matcher,) = child["matchers"]
+    ids = matcher.removeprefix('bottleneck=~"').removesuffix('"').split("|")
+    assert set(ids) == {b.id for b in taxonomy.BOTTLENECKS} | {"slo_burn"}
+    (webhook,) = next(r for r in config["receivers"] if r["name"] == child["receiver"])["webhook_configs"]
+    assert webhook["url"] == "http://r:9095/api/v1/alerts"
+    assert webhook["send_resolved"] is True and webhook["max_alerts"] == 0
+    assert webhook["http_config"]["authorization"]["credentials_file"] == amconfig.DEFAULT_CREDENTIALS_FILE
+    no_auth = amconfig.build_config(amconfig.Options(credentials_file=""))
+    assert "http_config" not in no_auth["receivers"][1]["webhook_configs"][0]
+    assert amconfig.webhook_url("http://r/api/v1/alerts") == "http://r/api/v1/alerts"
+
+
+def test_inhibition_rules_cover_every_taxonomy_pair() -> None:
+    covered = set()
+    for rule in amconfig.inhibit_rules():
+        (source,) = rule["source_matchers"]
+        (target,) = rule["target_matchers"]
+        source_id = source.split('"')[1]
+        for target_id in target.split('"')[1].split("|"):
+            covered.add((source_id, target_id))
+            expected = ["namespace", "pod", "model"] if source_id == "kv_cache_pressure" else ["namespace", "pod"]
+            assert rule["equal"] == expected
+    assert covered == {(s.id, t.id) for s, t in taxonomy.inhibition_pairs()}
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--receiver-url", "ftp://x", "http(s) URL"),
+    ("--receiver-url", "http://x/?a=1", "query string"),
+    ("--group-wait", "10", "Prometheus duration"),
+    ("--repeat-interval", "0s", "positive"),
+])
+def test_cli_rejects_bad_options(flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alertmanager-config", flag, value]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == "" and "Traceback" not in captured.err
+
+
+def test_cli_prints_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alertmanager-config", "--receiver-url", "http://127.0.0.1:1", "--group-wait", "2s"]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["route"]["group_wait"] == "2s"
+    assert config["receivers"][1]["webhook_configs"][0]["url"] == "http://127.0.0.1:1/api/v1/alerts"
+
+
+def _alert(bottleneck: str | None, pod: str, alertname: str) -> dict[str, Any]:
+    labels = {"alertname": alertname, "namespace": "llm", "pod": pod, "model": "m", "severity": "warning"}
+    if bottleneck:
+        labels["bottleneck"] = bottleneck
+    return {"labels": labels, "annotations": {"summary": "test"}}
+
+
+@pytest.mark.slow
+async def test_real_alertmanager_routes_authenticates_and_inhibits(tmp_path: Path) -> None:
+    binary = require_binary("prometheus-alertmanager")
+    received: list[tuple[str, dict[str, Any]]] = []
+    arrived = asyncio.Event()
+
+    async def webhook(request: web.Request) -> web.Response:
+        received.append((request.headers.get("Authorization", ""), await request.json()))
+        arrived.set()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/api/v1/alerts", webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    receiver_port, am_port = free_port(), free_port()
+    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(amconfig.render(amconfig.Options(
+        receiver_url=f"http://127.0.0.1:{receiver_port}", credentials_file=str(token), group_wait="1s",
+        group_interval="1s", repeat_interval="1h")))
+    proc = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
+         f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{am_port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(f"{base}/-/ready") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("alertmanager did not become ready")
+            alerts = [_alert("gpu_xid_error", "pod-a", "GPUXidError"),
+                      _alert("kv_cache_pressure", "pod-a", "LLMKVCachePressure"),
+                      _alert("kv_cache_pressure", "pod-b", "LLMKVCachePressure"),
+                      _alert("queue_buildup", "pod-b", "LLMQueueBuildup"),
+                      _alert(None, "pod-b", "SomethingElse")]
+            async with session.post(f"{base}/api/v2/alerts", json=alerts) as resp:
+                assert resp.status == 200, await resp.text()
+            delivered: set[tuple[str, str]] = set()
+            while len(delivered) < 2:
+                await asyncio.wait_for(arrived.wait(), timeout=30)
+                arrived.clear()
+                delivered = {(a["labels"]["pod"], a["labels"]["bottleneck"])
+                             for _, body in received for a in body["alerts"]}
+            async with session.get(f"{base}/api/v2/alerts") as resp:
+                state = {(a["labels"]["pod"], a["labels"]["alertname"]): a["status"] for a in await resp.json()}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        await runner.cleanup()
+    assert all(auth == "Bearer s3cret" for auth, _ in received)
+    assert all(body["receiver"] == "optiinfra" for _, body in received)
+    assert delivered == {("pod-a", "gpu_xid_error"), ("pod-b", "kv_cache_pressure")}
+    # Xid silences KV pressure on the same pod; KV pressure silences the queue alert of the same pod and model.
+    assert state[("pod-a", "LLMKVCachePressure")]["state"] == "suppressed"
+    assert state[("pod-a", "LLMKVCachePressure")]["inhibitedBy"]
+    assert state[("pod-b", "LLMQueueBuildup")]["state"] == "suppressed"
+    assert state[("pod-b", "LLMKVCachePressure")]["state"] == "active"
+    assert state[("pod-b", "SomethingElse")]["state"] == "active"
