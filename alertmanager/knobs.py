@@ -12,6 +12,8 @@ normalized ``llm_engine_info`` label (``optiinfra.metrics.ENGINE_INFO_LABELS``, 
 fills with the same setting; a ``!`` prefix marks a label holding the negation (SGLang ``disable_radix_cache`` is
 ``not enable_prefix_caching``).
 
+``bounds(knob, config)`` is a knob's (min, max) tightened by the known values it is constrained against (vLLM
+``max_num_seqs <= max_num_batched_tokens``...): a relative change carries them for the orchestrator to clamp to.
 ``violations(engine, config)`` checks a complete-as-known config against the engines' own constraints (section 9 of
 tuning-knobs.md); unknown values are not checked.
 """
@@ -298,6 +300,30 @@ _KEY_TYPES: Mapping[str, ValueType] = MappingProxyType({
     "enable_prefix_caching": "bool", "disable_radix_cache": "bool", "prefix_caching": "bool",
     "enable_hierarchical_cache": "bool", "schedule_conservativeness": "float", "kv_offloading_size": "float",
 })
+
+
+#: Bounds a knob takes from other known config values (its constraints), so a relative change the orchestrator
+#: clamps stays valid: (engine, knob) -> ((other key, "min" or "max", offset), ...).
+RELATED_BOUNDS: Mapping[tuple[Engine, str], tuple[tuple[str, Literal["min", "max"], int], ...]] = MappingProxyType({
+    ("vllm", "max_num_seqs"): (("max_num_batched_tokens", "max", 0),),
+    ("vllm", "max_num_batched_tokens"): (("max_num_seqs", "min", 0),),
+    ("tgi", "max_batch_prefill_tokens"): (("max_batch_total_tokens", "max", 0),),
+    ("tgi", "max_total_tokens"): (("max_input_tokens", "min", 1), ("max_batch_total_tokens", "max", 0)),
+})
+
+
+def bounds(knob: Knob, config: Mapping[str, Value]) -> tuple[float | None, float | None]:
+    """The knob's (min, max), tightened by the known values of the settings it is constrained against."""
+    low, high = knob.minimum, knob.maximum
+    for key, side, offset in RELATED_BOUNDS.get((knob.engine, knob.knob), ()):
+        value = config.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            continue
+        if side == "min":
+            low = value + offset if low is None else max(low, value + offset)
+        else:
+            high = value - offset if high is None else min(high, value - offset)
+    return low, high
 
 
 def candidates(action: ActionId, engine: Engine) -> tuple[Knob, ...]:

@@ -74,7 +74,15 @@ class Target(_Model):
         return "/".join(part or "-" for part in (self.namespace, workload, self.model))
 
 
+_RELATIVE_SCHEMA: dict[str, Any] = {
+    "if": {"properties": {"relative": {"const": True}}, "required": ["relative"]},
+    "then": {"properties": {"to": {"type": "string", "pattern": RELATIVE.pattern}, "from": {"type": "null"}}},
+}
+
+
 class Action(_Model):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=_RELATIVE_SCHEMA)
+
     kind: ActionKind
     name: str = Field(description="The real flag (--gpu-memory-utilization), env var, 'replicas' or 'pod'.")
     knob: str = Field(description="Knob id for cooldown and the no-retry list (engine config name).")

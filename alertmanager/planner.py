@@ -120,6 +120,13 @@ class PlanningContext:
     rollout_steps: tuple[int, ...] = (10, 50, 100)
     bake_seconds: int = 600
 
+    def __post_init__(self) -> None:
+        steps = self.rollout_steps
+        if not steps or list(steps) != sorted(set(steps)) or steps[0] <= 0 or steps[-1] != 100:
+            raise ValueError(f"rollout steps {list(steps)}: give increasing percentages ending at 100, e.g. 10,50,100")
+        if self.bake_seconds < 0:
+            raise ValueError(f"bake seconds {self.bake_seconds}: give 0 or more")
+
 
 def target_of(labels: Mapping[str, str]) -> Target | None:
     """The workload an alert is about; ``None`` when it names no pod, deployment or instance."""
@@ -222,7 +229,7 @@ def _first_action(action_id: ActionId, engine: Engine | None, config: Mapping[st
         if reason := _held(knob.knob, ctx):
             skipped.append(f"{action_id} ({knob.flag}): {reason}")
             continue
-        proposed = _propose(knob, config.get(knob.knob))
+        proposed = _propose(knob, config.get(knob.knob), knobs.bounds(knob, config))
         if isinstance(proposed, str):
             skipped.append(f"{action_id} ({knob.flag}): {proposed}")
             continue
@@ -243,8 +250,13 @@ def _held(knob: str, ctx: PlanningContext) -> str:
     return ""
 
 
-def _propose(knob: knobs.Knob, current: Value | None) -> Action | str:
-    """The action for one knob given its current value, or why it does not apply."""
+def _propose(knob: knobs.Knob, current: Value | None, limits: tuple[float | None, float | None]) -> Action | str:
+    """The action for one knob given its current value, or why it does not apply.
+
+    A relative change carries ``limits`` (the knob's bounds tightened by related known values) for the
+    orchestrator's clamp; a known value is clamped to the knob's own bounds only and then checked against the
+    engine's constraints by the caller, so a change that breaks one is reported, not silently shrunk.
+    """
     base = {"kind": knob.kind, "name": knob.flag, "knob": knob.knob, "restart_required": knob.restart_required}
     if knob.needs_current and current is None:
         return f"current {knob.knob} unknown; proposed only when known (default {knob.default})"
@@ -258,8 +270,11 @@ def _propose(knob: knobs.Knob, current: Value | None) -> Action | str:
                 return f"already set to {current}"
         return Action.model_validate({**base, "from": current, "to": wanted})
     if current is None or isinstance(current, bool | str):
+        low, high = limits
+        if low is not None and high is not None and low > high:
+            return f"no valid value: its constraints need {low:g} <= {knob.knob} <= {high:g}"
         return Action.model_validate({**base, "from": None, "to": knob.change, "relative": True,
-                                      "min_value": knob.minimum, "max_value": knob.maximum})
+                                      "min_value": low, "max_value": high})
     step = float(knob.change[1:])
     upward = knob.change.startswith("+") or (knob.change.startswith("x") and step > 1)
     raw = current * step if knob.change.startswith("x") else current + (step if upward else -step)
@@ -292,7 +307,7 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
     rationale += f": {effect}."
     if skipped:
         rationale += " Not proposed: " + "; ".join(skipped) + "."
-    metric, direction = EXPECTED_IMPACT.get(entry.id, ("llm_requests_waiting", "down"))
+    metric, direction = EXPECTED_IMPACT[entry.id]
     requires_approval = risk != "low" or not ctx.auto_approve_low_risk
     restart = action.kind == "restart"
     now = ctx.now if ctx.now.tzinfo is not None else ctx.now.replace(tzinfo=UTC)

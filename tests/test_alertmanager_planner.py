@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 from optiinfra.alertmanager import knobs
 from optiinfra.alertmanager.plan import SCHEMA_PATH, Diagnosis, Plan, Target, schema_text
-from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for, target_of
+from optiinfra.alertmanager.planner import EXPECTED_IMPACT, AlertEpisode, PlanningContext, plan_for, target_of
 
-from optiinfra import taxonomy
+from optiinfra import metrics, taxonomy
 from optiinfra.metrics import ENGINES
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -273,3 +273,60 @@ def test_schema_rejects_malformed_plans() -> None:
                    {**document, "risk": "extreme"}, {k: v for k, v in document.items() if k != "rollback"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, SCHEMA)
+
+
+def test_relative_change_carries_bounds_from_related_known_values() -> None:
+    # max_num_seqs unknown, max_num_batched_tokens known: the orchestrator may raise seqs up to 2048 only.
+    plan = plan_for(episode("queue_buildup"), ctx(engine_config={"max_num_batched_tokens": "2048"}))
+    assert isinstance(plan, Plan)
+    action = check_schema(plan)["actions"][0]
+    assert (action["name"], action["to"], action["min_value"], action["max_value"]) == (
+        "--max-num-seqs", "x1.5", 1, 2048)
+    # TGI max_total_tokens unknown: halving it must keep it above max_input_tokens.
+    plan = plan_for(episode("cuda_oom", "tgi"),
+                    ctx(engine_config={"max_input_tokens": "4095"},
+                        blocked_knobs=frozenset({"cuda_memory_fraction", "max_batch_prefill_tokens"})))
+    assert isinstance(plan, Plan)
+    assert (plan.actions[0].name, plan.actions[0].min_value) == ("--max-total-tokens", 4096)
+
+
+def test_schema_rejects_a_relative_action_with_an_absolute_value() -> None:
+    plan = plan_for(episode("preemption_storm"), ctx())
+    assert isinstance(plan, Plan)
+    document = plan.document()
+    document["actions"][0]["to"] = 0.5
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, SCHEMA)
+
+
+@pytest.mark.parametrize("steps", [(), (50, 10, 100), (10, 50), (0, 100)])
+def test_context_rejects_bad_rollout_steps(steps: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="rollout steps"):
+        ctx(rollout_steps=steps)
+
+
+def test_knob_catalogue_covers_every_taxonomy_action_per_engine() -> None:
+    used = {a for b in taxonomy.BOTTLENECKS for a in b.actions}
+    for action in used:
+        for engine in ENGINES:
+            covered = (knobs.candidates(action, engine) or action in knobs.OPS_ACTIONS
+                       or (action, engine) in knobs.NO_KNOB)
+            assert covered, (action, engine)
+    for knob in knobs.all_knobs():
+        assert knob.knob in knobs.CONFIG_KEYS[knob.engine], knob
+        assert knob.flag in REAL_FLAGS[knob.engine], knob
+        assert knob.risk in ("low", "medium", "high")
+        if knob.action in ("weight_quantization_fp8", "tensor_parallel_up", "tensor_parallel_down"):
+            assert knob.risk == "high", knob
+    lookups = {lk.lstrip("!") for keys in knobs.CONFIG_KEYS.values() for ks in keys.values() for lk in ks}
+    # Every llm_engine_info config label the planner can use is read for some engine.
+    assert {"gpu_memory_utilization", "cache_dtype", "enable_prefix_caching", "max_num_seqs",
+            "max_num_batched_tokens", "max_model_len", "tensor_parallel_size", "quantization"} <= lookups
+
+
+def test_expected_impact_names_catalogue_metrics() -> None:
+    names = {m.name for m in metrics.ALL_METRICS}
+    for bottleneck in taxonomy.BOTTLENECKS:
+        if bottleneck.plannable:
+            metric, direction = EXPECTED_IMPACT[bottleneck.id]
+            assert metric in names and direction in ("up", "down")
