@@ -17,7 +17,8 @@ Decisions:
 - The current config is read from ``ctx.engine_config`` (the target's ``llm_engine_info`` labels, queried at
   planning time with ``--prometheus-url``), then from the alert's own labels (only present when a user's rule
   joins ``llm_engine_info``): the query is the fresher of the two. ``engine_config`` may also carry ``engine``
-  and ``model`` for alerts whose rules keep no engine label (log-signature alerts such as ``cuda_oom``).
+  for alerts whose rules keep no engine label (log-signature alerts such as ``cuda_oom``); the model is never
+  taken from it, so ``plan.target.key()`` always equals ``target_of(alert labels).key()``.
 - The first action of the taxonomy entry's ``actions`` whose engine knob exists, is not blocked (rolled back on
   this target), not cooling (changed within the cooldown) and is valid wins. Blocked and cooling are checked
   against the action's ``knob`` id (see ``knobs``); ``ctx`` holds them for this target only.
@@ -194,12 +195,11 @@ def _target(labels: Mapping[str, str], engine_config: Mapping[str, str]) -> Targ
     target = target_of(labels)
     if target is None:
         return None
-    updates: dict[str, str] = {}
-    if target.engine is None and engine_config.get("engine") in ENGINES:
-        updates["engine"] = engine_config["engine"]
-    if target.model is None and engine_config.get("model"):
-        updates["model"] = engine_config["model"]
-    return target.model_validate({**target.model_dump(), **updates}) if updates else target
+    engine = engine_config.get("engine")
+    if target.engine is None and engine in ENGINES:
+        # Only the engine: the model is part of Target.key(), which must match target_of(labels).key().
+        return target.model_copy(update={"engine": engine})
+    return target
 
 
 def _severity(labels: Mapping[str, str], entry: Bottleneck) -> Severity:

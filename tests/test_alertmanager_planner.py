@@ -214,6 +214,7 @@ def test_engine_from_engine_info_when_the_alert_has_no_engine_label() -> None:
     plan = plan_for(episode("cuda_oom", engine=None),
                     ctx(engine_config={"engine": "vllm", "model": "llama", "gpu_memory_utilization": "0.9"}))
     assert isinstance(plan, Plan) and plan.target.engine == "vllm"
+    assert plan.target.key() == target_of(episode("cuda_oom", engine=None).labels).key()  # type: ignore[union-attr]
     assert (plan.actions[0].from_, plan.actions[0].to) == (0.9, 0.85)
 
 
