@@ -330,6 +330,10 @@ ENGINE_INFO_LABELS: tuple[str, ...] = (
     "max_model_len",
     "tensor_parallel_size",
     "quantization",
+    # TGI's own token budgets (no vLLM equivalent): per-request input limit, batch KV and prefill budgets.
+    "max_input_tokens",
+    "max_batch_total_tokens",
+    "max_batch_prefill_tokens",
 )
 
 ENGINE_INFO = Metric(

@@ -1,0 +1,266 @@
+"""The sidecar's HTTP server: ``/metrics`` from every enabled collector, ``/health``, ``/health/detailed``.
+
+Collectors are registered node_exporter style (``REGISTRY``: a name, on/off by default, how the config
+switches it, how to build it). On each scrape every enabled collector runs concurrently under its own time
+limit; one that raises or times out costs its own ``optiinfra_collector_success{collector} 0`` (its
+``CollectorError.partial`` output is still exported), never the scrape. Collectors report malformed input
+lines through ``health()["parse_errors"]`` (a running count), which the server exports as
+``optiinfra_exporter_parse_errors_total{collector}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from aiohttp import web
+from optiinfra.exporter.collectors.base import Collector, CollectorError
+from optiinfra.exporter.exposition import CONTENT_TYPE, Family, escape, format_value, render_all
+from pydantic import BaseModel, ConfigDict, Field
+
+from optiinfra.metrics import SIDECAR_METRICS
+
+log = logging.getLogger(__name__)
+
+_HELP = {m.name: m.help for m in SIDECAR_METRICS}
+_SUCCESS = "optiinfra_collector_success"
+_DURATION = "optiinfra_collector_duration_seconds"
+_ERRORS = "optiinfra_exporter_parse_errors_total"
+
+
+class ExporterConfig(BaseModel):
+    """Everything ``optiinfra exporter`` is told (validated by the CLI before it gets here)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    upstream: str | None = None
+    engine: Literal["auto", "vllm", "tgi", "sglang"] = "auto"
+    listen_host: str = "0.0.0.0"
+    listen_port: int = Field(9400, ge=0, le=65535)
+    gpu: bool = True
+    host: bool = True
+    log_files: tuple[tuple[str, str], ...] = ()
+    log_from_start: bool = False
+    kmsg: bool = False
+    passthrough: bool = False
+    engine_config: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    model: str | None = None
+    engine_pid: int | None = None
+    scrape_timeout: float = Field(5.0, gt=0)
+    """Time limit of one upstream (engine) scrape."""
+    collector_timeout: float = Field(6.0, gt=0)
+    """Time limit of one collector run inside a sidecar scrape."""
+    max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+
+
+@dataclass(frozen=True)
+class CollectorSpec:
+    name: str
+    default: bool
+    """On unless switched off (gpu, host) or off unless switched on (engine: --upstream, logs: --log-file)."""
+    enabled: Callable[[ExporterConfig], bool]
+    build: Callable[[ExporterConfig], Collector]
+
+
+def _engine(config: ExporterConfig) -> Collector:
+    from optiinfra.exporter.collectors.engine import EngineCollector  # noqa: PLC0415
+
+    assert config.upstream is not None
+    return EngineCollector(
+        config.upstream, engine=config.engine, timeout=config.scrape_timeout, max_bytes=config.max_body_bytes,
+        passthrough=config.passthrough, engine_config=config.engine_config, labels=config.labels,
+        model=config.model,
+    )
+
+
+def _gpu(config: ExporterConfig) -> Collector:
+    from optiinfra.exporter.collectors.gpu import GpuCollector  # noqa: PLC0415
+
+    return GpuCollector()
+
+
+def _host(config: ExporterConfig) -> Collector:
+    from optiinfra.exporter.collectors.host import HostCollector  # noqa: PLC0415
+
+    return HostCollector(engine_pid=config.engine_pid)
+
+
+REGISTRY: tuple[CollectorSpec, ...] = (
+    CollectorSpec("engine", False, lambda c: c.upstream is not None, _engine),
+    CollectorSpec("gpu", True, lambda c: c.gpu, _gpu),
+    CollectorSpec("host", True, lambda c: c.host, _host),
+)
+
+
+def build_collectors(config: ExporterConfig) -> list[Collector]:
+    return [spec.build(config) for spec in REGISTRY if spec.enabled(config)]
+
+
+@dataclass
+class CollectorState:
+    success: bool | None = None
+    last_success: float | None = None
+    last_error: str = ""
+    duration: float = 0.0
+    started: bool = False
+
+
+@dataclass
+class Sidecar:
+    """What the app holds: its config, collectors and their last-run state."""
+
+    config: ExporterConfig
+    collectors: list[Collector]
+    states: dict[str, CollectorState]
+
+
+SIDECAR = web.AppKey("sidecar", Sidecar)
+
+
+def create_app(config: ExporterConfig, collectors: Sequence[Collector] | None = None) -> web.Application:
+    """The sidecar app. ``collectors`` replaces the registry's (tests); they are started and closed here."""
+    chosen = list(collectors) if collectors is not None else build_collectors(config)
+    app = web.Application()
+    app[SIDECAR] = Sidecar(config, chosen, {c.name: CollectorState() for c in chosen})
+    app.cleanup_ctx.append(_collectors_ctx)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/health/detailed", _health_detailed)
+    return app
+
+
+async def _collectors_ctx(app: web.Application) -> AsyncIterator[None]:
+    sidecar = app[SIDECAR]
+    for collector in sidecar.collectors:
+        state = sidecar.states[collector.name]
+        try:
+            await collector.start()
+            state.started = True
+        except Exception as exc:  # a collector that cannot start fails alone, like one that cannot collect
+            state.last_error = f"start failed: {exc}"
+            log.exception("collector failed to start", extra={"collector": collector.name})
+    log.info("collectors started", extra={"collectors": [c.name for c in sidecar.collectors]})
+    yield
+    for collector in sidecar.collectors:
+        try:
+            await collector.close()
+        except Exception:
+            log.exception("collector failed to close", extra={"collector": collector.name})
+
+
+async def _run(collector: Collector, state: CollectorState, limit: float) -> str:
+    started = time.monotonic()
+    text = ""
+    error = ""
+    try:
+        text = await asyncio.wait_for(collector.collect(), limit)
+    except CollectorError as exc:
+        text, error = exc.partial, str(exc) or type(exc).__name__
+    except TimeoutError:
+        error = f"timed out after {limit:g}s"
+    except Exception as exc:  # isolation boundary: a buggy collector costs its own success, never the scrape
+        error = f"{type(exc).__name__}: {exc}"
+        log.exception("collector raised", extra={"collector": collector.name})
+    state.duration = time.monotonic() - started
+    state.success = not error
+    if error:
+        state.last_error = error
+    else:
+        state.last_success = time.time()
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return text
+
+
+def _parse_errors(collector: Collector) -> float:
+    try:
+        value = collector.health().get("parse_errors", 0)
+    except Exception:  # health() must not break /metrics either
+        log.exception("collector health failed", extra={"collector": collector.name})
+        return 0.0
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _take_family(text: str, name: str) -> tuple[str, list[str]]:
+    """Remove family ``name`` from ``text``; return the rest and the family's sample lines."""
+    if name not in text:
+        return text, []
+    kept: list[str] = []
+    samples: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if line.startswith((f"# HELP {name} ", f"# TYPE {name} ")):
+            continue
+        if line.startswith((name + "{", name + " ")):
+            samples.append(line if line.endswith("\n") else line + "\n")
+        else:
+            kept.append(line)
+    return "".join(kept), samples
+
+
+async def render_metrics(sidecar: Sidecar) -> str:
+    """One scrape: every collector concurrently, then the sidecar's own families.
+
+    A collector may report its parse errors itself (its own ``optiinfra_exporter_parse_errors_total``
+    samples, merged here into the one family) or through ``health()["parse_errors"]``.
+    """
+    limit = sidecar.config.collector_timeout
+    texts = await asyncio.gather(
+        *(_run(c, sidecar.states[c.name], limit) for c in sidecar.collectors)
+    )
+    success = Family(_SUCCESS, "gauge", _HELP[_SUCCESS])
+    duration = Family(_DURATION, "gauge", _HELP[_DURATION])
+    errors_head = f"# HELP {_ERRORS} {_HELP[_ERRORS]}\n# TYPE {_ERRORS} counter\n"
+    error_lines: list[str] = []
+    parts: list[str] = []
+    for collector, text in zip(sidecar.collectors, texts, strict=True):
+        state = sidecar.states[collector.name]
+        labels = {"collector": collector.name}
+        success.add(labels, 1.0 if state.success else 0.0)
+        duration.add(labels, state.duration)
+        rest, own = _take_family(text, _ERRORS)
+        parts.append(rest)
+        if own:
+            error_lines.extend(own)
+        else:
+            error_lines.append(f'{_ERRORS}{{collector="{escape(collector.name)}"}} '
+                               f"{format_value(_parse_errors(collector))}\n")
+    return "".join(parts) + render_all((success, duration)) + errors_head + "".join(error_lines)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = await render_metrics(request.app[SIDECAR])
+    return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _health_detailed(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    collectors: dict[str, object] = {}
+    degraded = False
+    for collector in sidecar.collectors:
+        state = sidecar.states[collector.name]
+        try:
+            details = collector.health()
+        except Exception as exc:
+            details = {"health_error": f"{type(exc).__name__}: {exc}"}
+        degraded = degraded or state.success is False
+        status: Literal["ok", "failing", "not scraped yet"] = (
+            "not scraped yet" if state.success is None else "ok" if state.success else "failing"
+        )
+        collectors[collector.name] = {
+            "status": status,
+            "started": state.started,
+            "last_success": state.last_success,
+            "last_error": state.last_error,
+            "last_duration_seconds": round(state.duration, 6),
+            **details,
+        }
+    return web.json_response({"status": "degraded" if degraded else "ok", "collectors": collectors})

@@ -1,0 +1,525 @@
+"""The normalizing transform: an engine's ``/metrics`` text in, the normalized schema out (text 0.0.4).
+
+The mapping is compiled once per engine from the catalogue (``optiinfra.metrics.iter_sources``). The hot
+path is written for speed in plain Python:
+
+* The payload is cut into ``# TYPE`` blocks with one ``str.split``. A block of a family the catalogue does
+  not map (most of a big payload: ``_created`` gauges, HTTP, process and connector families) is skipped
+  whole after two ``str.count`` checks prove every line in it belongs to that family.
+* Lines of mapped blocks are looked up by their ``name{labels}`` prefix in a bounded memo, so a label
+  string is parsed only the first time it is seen; later scrapes cost a dict lookup and a ``float()``.
+* Output series are accumulated in plain dicts keyed by their rendered ``name{labels}`` string.
+
+Rules (METRICS.md, research section 8.1): label sets are parsed, never positions; histograms keep their
+native ``le`` buckets and carry ``_bucket/_sum/_count`` together; source labels that are not output labels
+are aggregated away (``Metric.aggregate``); an alias is read only when the primary family has no samples in
+the payload; catalogue sources of one metric that carry no distinguishing labels are alternatives (the first
+with samples wins, so vLLM's ``external_prefix_cache_*`` and LMCache's counters of the same tokens are not
+added up); a concept the payload lacks is absent, never 0; the first of duplicate input series wins; a
+malformed line is skipped and counted. ``transform`` never raises on any text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from optiinfra.exporter.exposition import escape, escape_help, format_value
+
+from optiinfra.metrics import (
+    ENGINE_FINGERPRINTS,
+    ENGINE_LABEL_RENAMES,
+    ENGINE_METRICS,
+    ENGINES,
+    RANK_LABELS,
+    Engine,
+    Metric,
+    Source,
+)
+
+#: Prefixes of families other engines' add-ons put on an engine's endpoint (LMCache inside vLLM).
+ADDON_PREFIXES: Final = ("lmcache:", "lmcache_mp_")
+#: Family-name prefixes the sidecar itself emits; passthrough never re-exports an engine family using them.
+RESERVED_PREFIXES: Final = ("llm_", "optiinfra_", "DCGM_")
+#: Family whose labels carry vLLM's cache config (capacity tokens and ``llm_engine_info`` labels).
+VLLM_CACHE_CONFIG: Final = "vllm:cache_config_info"
+
+_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_RE = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"[ \t]*(?:,|$|(?=}))')
+_ESCAPE_RE = re.compile(r"\\(.)")
+_UNESCAPE = {"n": "\n", "\\": "\\", '"': '"'}
+_SUFFIXES: Final = ("_bucket", "_sum", "_count", "_total", "_created", "_info")
+_TYPES: Final = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
+
+# Memo entries: a tuple (canonical key, targets, sample name, labels) for a valid sample, or one of these.
+_BAD: Final = 0  # malformed
+_SKIP: Final = 1  # valid, not mapped, not needed (no passthrough)
+
+_Target = tuple[int, str, float | None, bool]  # (slot, output key, constant value or None, aggregate is max)
+_Entry = tuple[str, tuple[_Target, ...], str, dict[str, str] | None]  # (canonical key, targets, name, info labels)
+
+
+def detect_engine(text: str) -> Engine | None:
+    """The engine whose family prefix (``ENGINE_FINGERPRINTS``) appears in the payload, if any."""
+    for engine in ENGINES:
+        if _has_prefix(text, ENGINE_FINGERPRINTS[engine]):
+            return engine
+    return None
+
+
+def _has_prefix(text: str, prefix: str) -> bool:
+    return text.startswith(prefix) or ("\n" + prefix) in text or ("# TYPE " + prefix) in text
+
+
+def _unescape(value: str) -> str:
+    if "\\" not in value:
+        return value
+    return _ESCAPE_RE.sub(lambda m: _UNESCAPE.get(m.group(1), m.group(0)), value)
+
+
+def parse_labels(text: str) -> dict[str, str] | None:
+    """Label set of ``a="1",b="x\\"y"`` (the text between the braces); ``None`` if malformed."""
+    labels: dict[str, str] = {}
+    pos, end = 0, len(text)
+    while pos < end:
+        if text[pos:].strip() == "":
+            break
+        match = _LABEL_RE.match(text, pos)
+        if match is None:
+            return None
+        name = match.group(1)
+        if name in labels:
+            return None
+        labels[name] = _unescape(match.group(2))
+        pos = match.end()
+    return labels
+
+
+def capacity_from_cache_config(labels: Mapping[str, str]) -> float | None:
+    """vLLM KV capacity in tokens: ``kv_cache_size_tokens``, else ``num_gpu_blocks`` x ``block_size``."""
+    try:
+        return float(int(labels["kv_cache_size_tokens"]))
+    except (KeyError, ValueError):
+        pass
+    try:
+        return float(int(labels["num_gpu_blocks"]) * int(labels["block_size"]))
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass(slots=True)
+class TransformResult:
+    text: str
+    """Normalized families, text 0.0.4."""
+    passthrough: str = ""
+    """The engine's own valid families (only with ``passthrough=True``)."""
+    mapped: int = 0
+    """Input samples that fed at least one normalized series."""
+    parse_errors: int = 0
+    duplicates: int = 0
+    recognized: bool = False
+    """The payload carries at least one family of the engine (by its fingerprint prefix)."""
+    engine_config: dict[str, str] = field(default_factory=dict)
+    """Labels of the engine's cache-config info family (``vllm:cache_config_info``), if present."""
+
+
+@dataclass(slots=True)
+class _Scan:
+    """State of one ``transform`` call."""
+
+    result: TransformResult
+    slots: list[dict[str, float]]
+    families: dict[str, list[str]] | None
+    seen: set[str] = field(default_factory=set)
+    helps: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One way a wire sample feeds one normalized series."""
+
+    slot: int
+    metric: Metric
+    source: Source
+    out_name: str
+    bucket: bool
+    label_value: bool  # the value comes from labels (vLLM cache_config_info), not the sample
+
+
+class EngineTransform:
+    """The compiled mapping of one engine; call ``transform(text)`` once per scrape.
+
+    Holds a bounded memo of parsed ``name{labels}`` prefixes; one instance per upstream. Not thread-safe
+    (the sidecar runs it on the event loop).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        model: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        passthrough: bool = False,
+        memo_size: int = 100_000,
+    ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
+        self.engine: Engine = engine
+        self.passthrough = passthrough
+        self._static = tuple((k, escape(v)) for k, v in (labels or {}).items())
+        self._renames = ENGINE_LABEL_RENAMES[engine]
+        self._fingerprints = (ENGINE_FINGERPRINTS[engine], *(ADDON_PREFIXES if engine == "vllm" else ()))
+        self._memo_size = memo_size
+        self._memo: dict[str, _Entry | int] = {}
+        self._prefix_safe: dict[str, bool] = {}
+        #: source label that becomes ``model`` (vLLM/SGLang ``model_name``); TGI has none
+        self._model_source = next((k for k, v in self._renames.items() if v == "model"), None)
+        self._default_model = "unknown"
+        self._learn_model = False
+        self.set_default_model(model)
+        self._compile()
+
+    # -- compile ----------------------------------------------------------------------------------
+
+    def _compile(self) -> None:
+        specs: dict[str, list[_Spec]] = {}
+        self._metrics: list[Metric] = []
+        self._headers: list[str] = []
+        #: per metric: groups of slots; the first slot with samples in each group is used
+        self._groups: list[list[list[int]]] = []
+        slot = 0
+        for metric in ENGINE_METRICS:
+            sources = metric.sources.get(self.engine, ())
+            if not sources:
+                continue
+            self._metrics.append(metric)
+            self._headers.append(
+                f"# HELP {metric.name} {escape_help(metric.help)}\n# TYPE {metric.name} {metric.type}\n"
+            )
+            groups: list[list[int]] = []
+            plain: list[int] = []
+            for source in sources:
+                slots: list[int] = []
+                for wire in source.wire_names:
+                    self._add_specs(specs, _Spec(slot, metric, source, "", False, False), wire)
+                    slots.append(slot)
+                    slot += 1
+                if source.set_labels or source.value_labels or source.keep:
+                    groups.append(slots)
+                else:
+                    plain.extend(slots)
+            if plain:
+                groups.insert(0, plain)
+            self._groups.append(groups)
+        self._nslots = slot
+        self._specs: dict[str, tuple[_Spec, ...]] = {k: tuple(v) for k, v in specs.items()}
+        families: set[str] = set()
+        for metric in self._metrics:
+            for source in metric.sources[self.engine]:
+                for wire in source.wire_names:
+                    families.add(wire)
+                    if wire.endswith("_total"):
+                        families.add(wire[: -len("_total")])
+        self._mapped_families = frozenset(families)
+
+    @staticmethod
+    def _add_specs(specs: dict[str, list[_Spec]], base: _Spec, wire: str) -> None:
+        metric, source = base.metric, base.source
+
+        def add(sample: str, out_name: str, bucket: bool = False, label_value: bool = False) -> None:
+            specs.setdefault(sample, []).append(_Spec(base.slot, metric, source, out_name, bucket, label_value))
+
+        if wire == VLLM_CACHE_CONFIG:
+            add(wire, metric.name, label_value=True)
+        elif metric.type == "histogram":
+            add(wire + "_bucket", metric.name + "_bucket", bucket=True)
+            add(wire + "_sum", metric.name + "_sum")
+            add(wire + "_count", metric.name + "_count")
+        elif source.sample:
+            add(wire + source.sample, metric.name)
+        else:
+            add(wire, metric.name)
+            if metric.type == "counter" and not wire.endswith("_total"):
+                add(wire + "_total", metric.name)  # a bare counter (TGI) that gains its suffix
+
+    def set_default_model(self, model: str | None) -> None:
+        """Model label for series that carry none (TGI; vLLM's cache_config_info); forgets the memo on change.
+
+        ``None`` goes back to learning it from the payload: the first model label found (an engine process
+        serves one model).
+        """
+        self._learn_model = model is None and self._model_source is not None
+        model = model or "unknown"
+        if model != self._default_model:
+            self._default_model = model
+            self._memo.clear()
+
+    def _learn_model_from(self, text: str) -> None:
+        pos = text.find(f'{self._model_source}="')
+        if pos < 0:
+            return
+        match = _LABEL_RE.match(text, pos)
+        value = _unescape(match.group(2)) if match else ""
+        if value:
+            self._learn_model = False
+            self._default_model = value
+            self._memo.clear()
+
+    @property
+    def default_model(self) -> str:
+        return self._default_model
+
+    # -- per scrape -------------------------------------------------------------------------------
+
+    def transform(self, text: str) -> TransformResult:
+        """Normalize one payload. Never raises on any ``str``."""
+        result = TransformResult("")
+        result.recognized = any(_has_prefix(text, p) for p in self._fingerprints)
+        if self._learn_model:
+            self._learn_model_from(text)
+        scan = _Scan(result, [{} for _ in range(self._nslots)], {} if self.passthrough else None)
+        pass_families = scan.families
+        mapped_families = self._mapped_families
+        chunks = text.split("\n# TYPE ")
+        first = chunks[0]
+        if first.startswith("# TYPE "):
+            chunks[0] = first[len("# TYPE "):]
+            start = 0
+        else:
+            start = 1
+            if first:
+                self._lines(first.split("\n"), "", "", scan)
+        for chunk in chunks[start:]:
+            nl = chunk.find("\n")
+            head = chunk if nl < 0 else chunk[:nl]
+            fname, _, ftype = head.partition(" ")
+            ftype = ftype.strip()
+            if pass_families is None and fname not in mapped_families and self._skippable(chunk, fname):
+                continue
+            if nl < 0:
+                lines: list[str] = []
+            else:
+                lines = chunk[nl + 1:].split("\n")
+            self._lines(lines, fname, ftype, scan)
+        result.text = self._render(scan.slots)
+        if pass_families:
+            helps = scan.helps
+            result.passthrough = "".join(
+                (f"# HELP {name} {helps[name]}\n" if name in helps else "") + "".join(body)
+                for name, body in pass_families.items()
+            )
+        if len(self._memo) > self._memo_size:
+            self._memo.clear()
+        return result
+
+    def _skippable(self, chunk: str, fname: str) -> bool:
+        """True when every line of this unmapped block is a comment, blank, or starts with its name."""
+        safe = self._prefix_safe.get(fname)
+        if safe is None:
+            safe = not any(sample.startswith(fname) for sample in self._specs)
+            if len(self._prefix_safe) < 10_000:
+                self._prefix_safe[fname] = safe
+        if not safe:
+            return False
+        total = chunk.count("\n")
+        ok = chunk.count("\n" + fname) + chunk.count("\n#") + chunk.count("\n\n") + chunk.endswith("\n")
+        return ok == total
+
+    def _lines(self, lines: list[str], fname: str, ftype: str, scan: _Scan) -> None:
+        memo = self._memo
+        memo_get = memo.get
+        result, slots, seen, pass_families = scan.result, scan.slots, scan.seen, scan.families
+        seen_add = seen.add
+        for line in lines:
+            if not line:
+                continue
+            if line[0] == "#":
+                if pass_families is not None and line.startswith("# HELP "):
+                    name, _, help_text = line[7:].partition(" ")
+                    scan.helps[name] = help_text.rstrip("\r")
+                continue
+            end = line.rfind("}")
+            if end >= 0:
+                key = line[: end + 1]
+                rest = line[end + 1:]
+            else:
+                parts = line.split(None, 1)
+                if not parts:
+                    continue
+                key = parts[0]
+                rest = parts[1] if len(parts) > 1 else ""
+            entry = memo_get(key)
+            if entry is None:
+                entry = self._resolve(key)
+                memo[key] = entry
+            if isinstance(entry, int):
+                if entry == _BAD:
+                    result.parse_errors += 1
+                continue
+            try:
+                value = float(rest)
+            except ValueError:
+                value_or_none = _value_with_timestamp(rest)
+                if value_or_none is None:
+                    result.parse_errors += 1
+                    continue
+                value = value_or_none
+            canon, targets, sample_name, info = entry
+            if canon in seen:
+                result.duplicates += 1
+                continue
+            seen_add(canon)
+            if targets:
+                result.mapped += 1
+                for slot, out_key, const, is_max in targets:
+                    acc = slots[slot]
+                    val = value if const is None else const
+                    if is_max:
+                        old = acc.get(out_key)
+                        if old is None or val > old:
+                            acc[out_key] = val
+                    else:
+                        acc[out_key] = acc.get(out_key, 0.0) + val
+            if info is not None and not result.engine_config:
+                result.engine_config = dict(info)
+            if pass_families is not None:
+                self._keep(pass_families, line.rstrip("\r"), sample_name, fname, ftype)
+
+    def _keep(self, families: dict[str, list[str]], line: str, sample: str, fname: str, ftype: str) -> None:
+        own = sample == fname or (sample.startswith(fname) and sample[len(fname):] in _SUFFIXES)
+        if fname and ftype in _TYPES and own:
+            family, type_ = fname, ftype
+        else:
+            family, type_ = sample, "untyped"
+        if family.startswith(RESERVED_PREFIXES):
+            return
+        body = families.get(family)
+        if body is None:
+            body = families[family] = [f"# TYPE {family} {type_}\n"]
+        body.append(line + "\n")
+
+    def _resolve(self, key: str) -> _Entry | int:
+        """Parse ``name{labels}`` once; the memo keeps what it maps to."""
+        brace = key.find("{")
+        if brace < 0:
+            name, labels = key, {}
+        else:
+            name = key[:brace]
+            if not key.endswith("}"):
+                return _BAD
+            parsed = parse_labels(key[brace + 1: -1])
+            if parsed is None:
+                return _BAD
+            labels = parsed
+        if _NAME_RE.fullmatch(name) is None:
+            return _BAD
+        specs = self._specs.get(name)
+        if specs is None and not self.passthrough:
+            return _SKIP
+        canon = name + "\x00" + "\x00".join(f"{k}\x01{v}" for k, v in sorted(labels.items()))
+        targets: list[_Target] = []
+        for spec in specs or ():
+            target = self._target(spec, labels)
+            if target is not None:
+                targets.append(target)
+        info = labels if name == VLLM_CACHE_CONFIG else None
+        return (canon, tuple(targets), name, info)
+
+    def _target(self, spec: _Spec, labels: dict[str, str]) -> _Target | None:
+        source, metric = spec.source, spec.metric
+        for label, allowed in source.keep.items():
+            if labels.get(label) not in allowed:
+                return None
+        const: float | None = None
+        if spec.label_value:
+            const = capacity_from_cache_config(labels)
+            if const is None:
+                return None
+        renamed = {self._renames.get(k, k): v for k, v in labels.items()}
+        out: list[tuple[str, str]] = [("engine", self.engine), ("model", renamed.get("model") or self._default_model)]
+        out.extend((rank, renamed[rank]) for rank in RANK_LABELS if rank in renamed)
+        for label in metric.labels:
+            if label in source.set_labels:
+                value = source.set_labels[label]
+            elif label in source.value_labels:
+                source_label, value_map = source.value_labels[label]
+                value = value_map.get(labels.get(source_label, ""), "other")
+            else:
+                value = renamed.get(label) or "other"
+            out.append((label, value))
+        rendered = [f'{k}="{escape(v)}"' for k, v in out]
+        rendered.extend(f'{k}="{v}"' for k, v in self._static)
+        if spec.bucket:
+            le = labels.get("le")
+            if le is None:
+                return None
+            rendered.append(f'le="{escape(le)}"')
+        out_key = spec.out_name + "{" + ",".join(rendered) + "}"
+        return (spec.slot, out_key, const, metric.aggregate == "max")
+
+    def _render(self, slots: list[dict[str, float]]) -> str:
+        parts: list[str] = []
+        for mi, groups in enumerate(self._groups):
+            merged: dict[str, float] | None = None
+            is_max = self._metrics[mi].aggregate == "max"
+            for group in groups:
+                chosen = next((slots[s] for s in group if slots[s]), None)
+                if chosen is None:
+                    continue
+                if merged is None:
+                    merged = chosen  # the per-scrape dicts are ours to extend
+                    continue
+                for key, value in chosen.items():
+                    old = merged.get(key)
+                    if old is None:
+                        merged[key] = value
+                    elif is_max:
+                        merged[key] = max(old, value)
+                    else:
+                        merged[key] = old + value
+            if not merged:
+                continue
+            parts.append(self._headers[mi])
+            parts.extend([f"{key} {_fmt(value)}\n" for key, value in merged.items()])
+        return "".join(parts)
+
+
+def _value_with_timestamp(rest: str) -> float | None:
+    parts = rest.split()
+    if len(parts) != 2:
+        return None
+    try:
+        int(parts[1])
+        return float(parts[0])
+    except ValueError:
+        return None
+
+
+def _fmt(value: float) -> str:
+    if value.is_integer() and -1e15 < value < 1e15:
+        return str(int(value))
+    return format_value(value)
+
+
+def normalize(
+    text: str,
+    engine: Engine | str = "auto",
+    *,
+    model: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    passthrough: bool = False,
+) -> TransformResult:
+    """One-off normalization (tests, tools). The sidecar keeps one ``EngineTransform`` per upstream."""
+    kind: Engine | None
+    if engine == "auto":
+        kind = detect_engine(text)
+        if kind is None:
+            return TransformResult("")
+    elif engine in ENGINES:
+        kind = engine
+    else:
+        raise ValueError(f"unknown engine {engine!r}: choose from auto, {', '.join(ENGINES)}")
+    assert kind is not None
+    return EngineTransform(kind, model=model, labels=labels, passthrough=passthrough).transform(text)
