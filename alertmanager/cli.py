@@ -1,6 +1,7 @@
 """``optiinfra`` sub-commands of the Alertmanager component.
 
 - ``alertmanager-config``: print the Alertmanager configuration that routes taxonomy alerts to the receiver.
+- ``receiver``: run the webhook receiver service (its flags and ``run`` live in ``app.py``).
 
 Each command is a ``_register_<name>(subparsers)`` adding its flags and a ``_run_<name>(args) -> int``.
 """
@@ -13,10 +14,12 @@ import sys
 from optiinfra.cli import UsageError
 
 from . import amconfig
+from .app import add_receiver_parser
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _register_alertmanager_config(subparsers)
+    add_receiver_parser(subparsers)
 
 
 # ------------------------------------------------------------------------------------------ alertmanager-config

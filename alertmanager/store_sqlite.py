@@ -1,0 +1,126 @@
+"""SQLite backend (the embedded default): WAL mode, one dedicated thread, one writer at a time.
+
+Every statement runs on a single worker thread that owns the connection; transactions are serialised by an
+``asyncio.Lock`` and opened with ``BEGIN IMMEDIATE`` so a second process on the same file waits for the write
+lock instead of failing mid-transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .store import Conflict, Store, StoreError, Tx, schema_statements
+
+T = TypeVar("T")
+
+
+class _SqliteTx(Tx):
+    dialect = "sqlite"
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self._store.call(self._store.execute_sync, sql, args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return await self._store.call(self._store.fetch_sync, sql, args)
+
+
+class SqliteStore(Store):
+    dialect = "sqlite"
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    def describe(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise StoreError("the SQLite store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the SQLite store is not open")
+        return self._conn
+
+    def _open_sync(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in schema_statements("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"):
+            conn.execute(statement)
+        conn.execute("COMMIT")
+        self._conn = conn
+
+    async def open(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        try:
+            await self.call(self._open_sync)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        if self._conn is not None:
+            await self.call(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    def execute_sync(self, sql: str, args: tuple[Any, ...]) -> int:
+        try:
+            return self._connection().execute(sql.replace("{lock}", ""), args).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def fetch_sync(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        try:
+            return [dict(row) for row in self._connection().execute(sql.replace("{lock}", ""), args).fetchall()]
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def _finish_sync(self, commit: bool) -> None:
+        conn = self._connection()
+        if conn.in_transaction:
+            conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock:
+            try:
+                await self.call(self._connection().execute, "BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot begin a transaction: {exc}") from exc
+            try:
+                yield _SqliteTx(self)
+            except BaseException:
+                await asyncio.shield(self.call(self._finish_sync, False))
+                raise
+            try:
+                await self.call(self._finish_sync, True)
+            except sqlite3.Error as exc:
+                await asyncio.shield(self.call(self._finish_sync, False))
+                raise StoreError(f"commit failed: {exc}") from exc

@@ -1,0 +1,285 @@
+"""The receiver service in-process (aiohttp app + local orchestrator sink), over SQLite and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import jsonschema
+from optiinfra.demo.orchestrator import Sink
+from receiver_kit import (
+    PLAN_SCHEMA,
+    TOKEN,
+    alert,
+    eventually,
+    notification,
+    slo_alert,
+    start_pair,
+)
+
+pytest_plugins = ("pg",)
+
+
+async def test_five_deliveries_one_plan_one_push(aiohttp_client, aiohttp_server, db_url):
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url)
+    body = notification(alert("fp-kv-1"))
+    for _ in range(5):
+        resp = await pair.post(body)
+        assert resp.status == 200
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    assert len(pair.sink.plans) == 1
+    pushes = [r for r in pair.sink.requests if r.path == "/api/v1/plans"]
+    assert len(pushes) == 1
+    (key, document), = pair.sink.plans.items()
+    assert pushes[0].idempotency_key == key == document["idempotency_key"]
+    jsonschema.validate(document, PLAN_SCHEMA)
+    assert document["target"]["pod"] == "vllm-0"
+    assert document["actions"][0]["knob"] == "gpu_memory_utilization"
+    plans = await pair.plans()
+    assert [p["status"] for p in plans] == ["pushed"]
+    status, detail = await pair.api("GET", f"/api/v1/plans/{plans[0]['plan_id']}")
+    assert status == 200
+    assert [(a["from_status"], a["to_status"], a["cause"]) for a in detail["audit"]] == [
+        (None, "approved", "alert"), ("approved", "pushed", "orchestrator")]
+    episodes = await pair.episodes()
+    assert len(episodes) == 1 and episodes[0]["deliveries"] == 5 and episodes[0]["state"] == "planned"
+
+
+async def test_registers_and_heartbeats(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
+    assert await pair.sink.wait_for(lambda s: s.agents and s.heartbeats >= 1, timeout=5)
+    agent = next(iter(pair.sink.agents.values()))
+    assert agent["agent_type"] == "performance"
+    assert agent["health_endpoint"].endswith("/health")
+    assert "bottleneck:kv_cache_pressure" in agent["capabilities"]
+
+
+async def test_orchestrator_outage_loses_nothing(aiohttp_client, aiohttp_server, db_url):
+    sink = Sink()
+    sink.fail_for(3600)
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url, sink=sink, max_attempts=50)
+    for i in range(3):
+        assert (await pair.post(notification(alert(f"fp-out-{i}", pod=f"vllm-{i}")))).status == 200
+    assert await eventually(lambda: len([r for r in sink.requests if r.path == "/api/v1/plans"]) >= 6)
+    assert sink.plans == {}
+    sink.recover()
+    assert await sink.wait_for(lambda s: len(s.plans) == 3)
+    await pair.idle()
+    assert sink.duplicates == 0
+    assert len(sink.plans) == 3
+    assert {p["status"] for p in await pair.plans()} == {"pushed"}
+    status, health = await pair.api("GET", "/health/detailed")
+    assert status == 200 and health["outbox_depth"] == 0
+
+
+async def test_push_gives_up_after_bounded_attempts(aiohttp_client, aiohttp_server, tmp_path):
+    sink = Sink()
+    sink.fail_for(3600)
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", sink=sink, max_attempts=3)
+    await pair.post(notification(alert("fp-giveup")))
+    assert await eventually(lambda: _statuses(pair, "failed"))
+    plan = (await pair.plans())[0]
+    assert "HTTP 503" in plan["last_error"]
+    assert len([r for r in sink.requests if r.path == "/api/v1/plans"]) == 3
+
+
+async def _statuses(pair, wanted):
+    plans = await pair.plans()
+    return bool(plans) and all(p["status"] == wanted for p in plans)
+
+
+async def test_bad_input_is_refused_and_changes_nothing(aiohttp_client, aiohttp_server, db_url):
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url, max_body_bytes=1024 * 1024)
+    before = await pair.counts()
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    resp = await pair.client.post("/api/v1/alerts", data=b'{"version": "4", "alerts": [', headers=headers)
+    assert resp.status == 400 and "not valid JSON" in (await resp.json())["error"]
+    wrong = notification(alert("fp-bad"))
+    wrong["alerts"][0]["labels"]["pod"] = 7
+    resp = await pair.post(wrong)
+    assert resp.status == 400 and "alerts[0].labels.pod" in (await resp.json())["error"]
+    missing = notification(alert("fp-bad"))
+    del missing["alerts"][0]["startsAt"]
+    resp = await pair.post(missing)
+    assert resp.status == 400 and "startsAt" in (await resp.json())["error"]
+    big = notification(alert("fp-big", **{"blob": "x" * (5 * 1024 * 1024)}))
+    resp = await pair.client.post("/api/v1/alerts", data=json.dumps(big).encode(), headers=headers)
+    assert resp.status == 413
+
+    async def chunks():
+        for _ in range(6):
+            yield b"x" * (1024 * 1024)
+    resp = await pair.client.post("/api/v1/alerts", data=chunks(), headers=headers)
+    assert resp.status == 413
+    resp = await pair.post(notification(alert("fp-tok")), token=None)
+    assert resp.status == 401
+    resp = await pair.post(notification(alert("fp-tok")), token="wrong")
+    assert resp.status == 401
+    await asyncio.sleep(0.2)
+    assert await pair.counts() == before
+    assert pair.sink.plans == {}
+
+
+async def test_slo_alert_rolls_back_the_plan_in_flight_once(aiohttp_client, aiohttp_server, db_url):
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url)
+    await pair.post(notification(alert("fp-kv-r")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    plan_id = (await pair.plans())[0]["plan_id"]
+    status, _ = await pair.api("POST", f"/api/v1/plans/{plan_id}/status", {"status": "rolling_out", "step": 10})
+    assert status == 200
+    # fast and slow burn for the same pod, each delivered twice: one rollback
+    for _ in range(2):
+        await pair.post(notification(slo_alert("fp-slo-fast"),
+                                     slo_alert("fp-slo-slow", alertname="LLMSLOBurnRateSlow")))
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+    await pair.idle()
+    assert len([r for r in pair.sink.requests if r.path.endswith("/rollback")]) == 1
+    rollback = next(iter(pair.sink.rollbacks.values()))
+    assert rollback["plan_id"] == plan_id
+    assert rollback["reason"]["alertname"] in ("LLMSLOBurnRateFast", "LLMSLOBurnRateSlow")
+    status, detail = await pair.api("GET", f"/api/v1/plans/{plan_id}")
+    assert detail["status"] == "rolled_back"
+    cause = [a for a in detail["audit"] if a["to_status"] == "rolled_back" and a["from_status"] != "rolled_back"]
+    assert len(cause) == 1 and cause[0]["cause"] == "alert"
+    assert cause[0]["detail"]["alert"]["labels"]["component"] == "slo"
+    target = detail["target_key"]
+    status, blocked = await pair.api("GET", f"/api/v1/targets/blocked?target={target}")
+    assert [b["knob"] for b in blocked["blocked"]] == ["gpu_memory_utilization"]
+    states = sorted(e["state"] for e in await pair.episodes() if e["component"] == "slo")
+    assert states == ["no_rollback", "rolled_back"]
+    # the orchestrator reporting completion of a rolled-back plan is refused
+    status, body = await pair.api("POST", f"/api/v1/plans/{plan_id}/status", {"status": "completed"})
+    assert status == 409 and "rolled_back" in body["error"]
+    # clearing the no-retry list
+    status, cleared = await pair.api("POST", "/api/v1/targets/clear", {"target": target})
+    assert status == 200 and cleared["cleared"] == 1
+    status, blocked = await pair.api("GET", f"/api/v1/targets/blocked?target={target}")
+    assert blocked["blocked"] == []
+
+
+async def test_slo_alert_without_a_plan_in_flight_does_nothing(aiohttp_client, aiohttp_server, db_url):
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url)
+    await pair.post(notification(alert("fp-kv-a", pod="vllm-a")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.post(notification(slo_alert("fp-slo-b", pod="vllm-b")))
+    await pair.post(notification(slo_alert("fp-slo-m", pod=None, model="other-model")))
+    await pair.idle()
+    assert pair.sink.rollbacks == {}
+    slo = [e for e in await pair.episodes() if e["component"] == "slo"]
+    assert {e["state"] for e in slo} == {"no_rollback"}
+    assert all("no plan in flight" in e["state_reason"] for e in slo)
+    assert [p["status"] for p in await pair.plans()] == ["pushed"]
+
+
+async def test_slo_alert_per_model_rolls_back_a_completed_plan_within_bake(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", bake_seconds=3600)
+    await pair.post(notification(alert("fp-kv-c")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    plan_id = (await pair.plans())[0]["plan_id"]
+    for report in ({"status": "rolling_out", "step": 10}, {"status": "rolling_out", "step": 50},
+                   {"status": "completed", "step": 100}):
+        status, _ = await pair.api("POST", f"/api/v1/plans/{plan_id}/status", report)
+        assert status == 200
+    await pair.post(notification(slo_alert("fp-slo-model", pod=None)))
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+    assert (await pair.plans())[0]["status"] == "rolled_back"
+
+
+async def test_flapping_alert_yields_one_plan(aiohttp_client, aiohttp_server, db_url):
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url)
+    starts = ["2026-11-22T03:00:00.000Z", "2026-11-22T03:02:00.000Z", "2026-11-22T03:04:00.000Z"]
+    await pair.post(notification(alert("fp-flap", starts[0])))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    await pair.post(notification(alert("fp-flap", starts[0], status="resolved")))
+    await pair.post(notification(alert("fp-flap", starts[1])))  # plan still in flight
+    await pair.idle()
+    plan_id = (await pair.plans())[0]["plan_id"]
+    status, _ = await pair.api("POST", f"/api/v1/plans/{plan_id}/status", {"status": "completed"})
+    assert status == 200
+    await pair.post(notification(alert("fp-flap", starts[1], status="resolved")))
+    await pair.post(notification(alert("fp-flap", starts[2])))  # completed, but within the cooldown
+    await pair.idle()
+    assert len(await pair.plans()) == 1
+    assert len(pair.sink.plans) == 1
+    reasons = sorted(e["state_reason"].split(":")[0] for e in await pair.episodes() if e["state"] == "skipped")
+    assert reasons == ["cooldown", "superseded/skipped"]
+
+
+async def test_manual_approval_and_state_machine(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", auto_approve_low_risk=False)
+    await pair.post(notification(alert("fp-a", pod="p-a"), alert("fp-b", pod="p-b")))
+    await pair.idle()
+    plans = {p["target_key"]: p for p in await pair.plans()}
+    assert {p["status"] for p in plans.values()} == {"pending_approval"}
+    assert pair.sink.plans == {}
+    a, b = plans["ml/p-a/llama"]["plan_id"], plans["ml/p-b/llama"]["plan_id"]
+    status, _ = await pair.api("POST", f"/api/v1/plans/{a}/approve", token=None)
+    assert status == 401
+    status, body = await pair.api("POST", f"/api/v1/plans/{a}/approve", {"by": "alice"})
+    assert status == 200 and body["status"] == "approved"
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    status, body = await pair.api("POST", f"/api/v1/plans/{b}/reject", {"by": "bob", "reason": "not now"})
+    assert status == 200 and body["status"] == "rejected"
+    status, body = await pair.api("POST", f"/api/v1/plans/{b}/approve")
+    assert status == 409
+    status, body = await pair.api("POST", f"/api/v1/plans/{a}/status", {"status": "pending_approval"})
+    assert status == 400 and "status" in body["error"]
+    status, body = await pair.api("POST", "/api/v1/plans/bad id!/approve")
+    assert status == 400
+    status, body = await pair.api("POST", "/api/v1/plans/nope/approve")
+    assert status == 404
+    status, body = await pair.api("GET", "/api/v1/plans?status=bogus")
+    assert status == 400
+    await pair.idle()
+    status, detail = await pair.api("GET", f"/api/v1/plans/{a}")
+    assert [(x["to_status"], x["cause"]) for x in detail["audit"]] == [
+        ("pending_approval", "alert"), ("approved", "api"), ("pushed", "orchestrator")]
+    assert detail["audit"][1]["detail"]["by"] == "alice"
+    assert [p["plan_id"] for p in await pair.plans(status="rejected")] == [b]
+
+
+async def test_unplannable_alerts_are_recorded(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
+    resp = await pair.post(notification(
+        alert("fp-nob", bottleneck=None, alertname="Watchdog"),
+        alert("fp-err", bottleneck="request_errors", alertname="LLMHighErrorRate"),
+        alert("fp-nopod", pod=None, namespace="")))
+    assert (await resp.json())["ignored"] == 1
+    await pair.idle()
+    states = {e["fingerprint"]: e["state"] for e in await pair.episodes()}
+    assert states == {"fp-nob": "ignored", "fp-err": "diagnosed", "fp-nopod": "skipped"}
+    status, body = await pair.api("GET", "/api/v1/diagnoses")
+    assert status == 200 and [d["bottleneck"] for d in body["diagnoses"]] == ["request_errors"]
+    assert "runbook" in body["diagnoses"][0]["document"]["reason"]
+    assert pair.sink.plans == {}
+
+
+async def test_metrics_health_and_openapi(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
+    await pair.post(notification(alert("fp-m")))
+    await pair.post(notification(alert("fp-m")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    text = await (await pair.client.get("/metrics")).text()
+    assert 'optiinfra_receiver_notifications_total{result="accepted"} 2.0' in text
+    assert 'optiinfra_receiver_episodes_total{kind="duplicate"} 1.0' in text
+    assert 'optiinfra_receiver_plans{status="pushed"} 1.0' in text
+    assert 'optiinfra_receiver_pushes_total{kind="plan"} 1.0' in text
+    assert "optiinfra_receiver_outbox_depth 0.0" in text
+    assert "optiinfra_receiver_intake_duration_seconds_count 2.0" in text
+    status, health = await pair.api("GET", "/health")
+    assert status == 200 and health == {"status": "ok"}
+    status, detail = await pair.api("GET", "/health/detailed")
+    assert detail["store"]["ok"] and detail["orchestrator"]["reachable"] is True
+    status, spec = await pair.api("GET", "/openapi.json")
+    documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+    routes = {(r.resource.canonical, r.method) for r in pair.client.server.app.router.routes()
+              if r.method != "HEAD"}
+    assert routes == documented
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            assert ("security" in op) == (method == "post"), (path, method)
