@@ -8,6 +8,8 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from optiinfra.alertmanager import knobs
 from optiinfra.alertmanager.plan import SCHEMA_PATH, Diagnosis, Plan, Target, schema_text
 from optiinfra.alertmanager.planner import EXPECTED_IMPACT, AlertEpisode, PlanningContext, plan_for, target_of
@@ -17,6 +19,8 @@ from optiinfra.metrics import ENGINES
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
+jsonschema.Draft202012Validator.check_schema(SCHEMA)
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 #: Every real flag the planner may emit, per engine (tuning-knobs.md).
 REAL_FLAGS = {
     "vllm": {"--gpu-memory-utilization", "--kv-cache-dtype", "--enable-prefix-caching", "--max-num-seqs",
@@ -48,7 +52,7 @@ def ctx(**kw: Any) -> PlanningContext:
 
 def check_schema(plan: Plan) -> dict[str, Any]:
     document = plan.document()
-    jsonschema.validate(document, SCHEMA)
+    VALIDATOR.validate(document)
     assert Plan.model_validate(document) == plan
     return document
 
@@ -273,7 +277,7 @@ def test_schema_rejects_malformed_plans() -> None:
     for broken in ({**document, "status": "done"}, {**document, "actions": []},
                    {**document, "risk": "extreme"}, {k: v for k, v in document.items() if k != "rollback"}):
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate(broken, SCHEMA)
+            VALIDATOR.validate(broken)
 
 
 def test_relative_change_carries_bounds_from_related_known_values() -> None:
@@ -297,7 +301,7 @@ def test_schema_rejects_a_relative_action_with_an_absolute_value() -> None:
     document = plan.document()
     document["actions"][0]["to"] = 0.5
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(document, SCHEMA)
+        VALIDATOR.validate(document)
 
 
 @pytest.mark.parametrize("steps", [(), (50, 10, 100), (10, 50), (0, 100)])
@@ -331,3 +335,54 @@ def test_expected_impact_names_catalogue_metrics() -> None:
         if bottleneck.plannable:
             metric, direction = EXPECTED_IMPACT[bottleneck.id]
             assert metric in names and direction in ("up", "down")
+
+
+def _config_values(engine: str) -> st.SearchStrategy[dict[str, str]]:
+    values: dict[str, st.SearchStrategy[str]] = {}
+    for key in knobs.CONFIG_KEYS[engine]:  # type: ignore[index]
+        kind = knobs.value_type(engine, key)  # type: ignore[arg-type]
+        if kind == "float":
+            values[key] = st.floats(0.05, 1.2).map(lambda v: f"{v:.3f}")
+        elif kind == "int":
+            values[key] = st.integers(-1, 70000).map(str)
+        elif kind == "bool":
+            values[key] = st.sampled_from(["true", "false", "True", "None"])
+        else:
+            values[key] = st.sampled_from(["auto", "fp8", "fp8_e5m2", "None", "awq", "lpm", "fcfs", ""])
+    return st.fixed_dictionaries({}, optional=values)
+
+
+@st.composite
+def planning_inputs(draw: st.DrawFn) -> tuple[AlertEpisode, PlanningContext]:
+    engine = draw(st.sampled_from(ENGINES))
+    bottleneck = draw(st.sampled_from([b.id for b in taxonomy.BOTTLENECKS]))
+    config = draw(_config_values(engine))
+    all_knob_ids = sorted({k.knob for k in knobs.all_knobs()} | {"replicas", "restart"})
+    blocked = draw(st.frozensets(st.sampled_from(all_knob_ids), max_size=4))
+    cooling = draw(st.frozensets(st.sampled_from(all_knob_ids), max_size=4))
+    return episode(bottleneck, engine), ctx(engine_config=config, blocked_knobs=blocked, cooling_knobs=cooling,
+                                            auto_approve_low_risk=draw(st.booleans()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(planning_inputs())
+def test_every_plan_is_valid_for_any_known_config(inputs: tuple[AlertEpisode, PlanningContext]) -> None:
+    ep, context = inputs
+    result = plan_for(ep, context)
+    if isinstance(result, Diagnosis):
+        assert result.reason
+        return
+    check_schema(result)
+    (action,) = result.actions
+    assert action.knob not in context.blocked_knobs | context.cooling_knobs
+    engine = result.target.engine
+    assert engine is not None
+    if action.relative:
+        assert action.from_ is None
+        if action.min_value is not None and action.max_value is not None:
+            assert action.min_value <= action.max_value
+    elif action.kind in ("engine_arg", "engine_env"):
+        known = knobs.current_config(engine, context.engine_config)
+        assert knobs.violations(engine, {**known, action.knob: action.to}) == []
+        assert action.to != action.from_
+    assert result.requires_approval == (result.risk != "low" or not context.auto_approve_low_risk)
