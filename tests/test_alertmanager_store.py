@@ -1,0 +1,139 @@
+"""The receiver's store: the same suite over SQLite and a real PostgreSQL server; two replicas sharing one store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from optiinfra.alertmanager import intake
+from optiinfra.alertmanager import store as st
+from optiinfra.demo.orchestrator import Sink
+from receiver_kit import alert, notification, start_pair
+
+pytest_plugins = ("pg",)
+
+
+async def _open(url: str) -> st.Store:
+    store = st.open_store(url)
+    await store.open()
+    return store
+
+
+def _note(*alerts):
+    import json
+
+    body = json.dumps(notification(*alerts)).encode()
+    return intake.parse(body), body.decode()
+
+
+async def test_episodes_are_idempotent_and_resolved(db_url):
+    store = await _open(db_url)
+    try:
+        note, body = _note(alert("fp1"), alert("fp2", bottleneck=None))
+        async with store.transaction() as tx:
+            first = await st.record_notification(tx, note, body, time.time())
+        assert (first.new_episodes, first.ignored, first.duplicates) == (1, 1, 0)
+        async with store.transaction() as tx:
+            again = await st.record_notification(tx, note, body, time.time())
+        assert (again.new_episodes, again.duplicates) == (0, 2)
+        resolved, rbody = _note(alert("fp1", status="resolved"))
+        async with store.transaction() as tx:
+            r = await st.record_notification(tx, resolved, rbody, time.time())
+            r2 = await st.record_notification(tx, resolved, rbody, time.time())
+        assert (r.resolved, r2.resolved, r2.duplicates) == (1, 0, 1)
+        async with store.transaction() as tx:
+            episodes = {e["fingerprint"]: e for e in await st.list_episodes(tx)}
+            counts = await st.counts(tx)
+        assert episodes["fp1"]["status"] == "resolved" and episodes["fp1"]["deliveries"] == 4
+        assert episodes["fp2"]["state"] == "ignored"
+        assert counts["notifications"] == 4 and counts["episodes"] == 2
+    finally:
+        await store.close()
+
+
+async def test_a_failed_transaction_leaves_nothing(db_url):
+    store = await _open(db_url)
+    try:
+        note, body = _note(alert("fp-rollback"))
+        with pytest.raises(RuntimeError):
+            async with store.transaction() as tx:
+                await st.record_notification(tx, note, body, time.time())
+                raise RuntimeError("boom")
+        async with store.transaction() as tx:
+            assert (await st.counts(tx))["episodes"] == 0
+    finally:
+        await store.close()
+
+
+async def test_two_stores_never_claim_the_same_episode(db_url):
+    a, b = await _open(db_url), await _open(db_url)
+    try:
+        note, body = _note(*[alert(f"fp-{i}", pod=f"p{i}") for i in range(40)])
+        async with a.transaction() as tx:
+            await st.record_notification(tx, note, body, time.time())
+
+        async def drain(store: st.Store) -> list[int]:
+            got: list[int] = []
+            while True:
+                async with store.transaction() as tx:
+                    rows = await st.claim_episodes(tx, time.time(), 60, 3)
+                if not rows:
+                    return got
+                got += [r["id"] for r in rows]
+                await asyncio.sleep(0)
+
+        ids_a, ids_b = await asyncio.gather(drain(a), drain(b))
+        assert not set(ids_a) & set(ids_b)
+        assert len(ids_a) + len(ids_b) == 40
+        # an expired lease makes an episode claimable again (a replica died mid-planning)
+        async with a.transaction() as tx:
+            assert await st.claim_episodes(tx, time.time() + 120, 60, 100) != []
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_one_plan_in_flight_per_target_and_unique_outbox_keys(db_url):
+    store = await _open(db_url)
+    try:
+        plan = dict(target_key="ml/p/m", bottleneck="kv_cache_pressure", risk="low", document={"plan_id": "x"},
+                    knobs=["gpu_memory_utilization"], scope={"pod": "p"}, episode_id=None, bake_seconds=600.0)
+        async with store.transaction() as tx:
+            await st.insert_plan(tx, plan_id="p1", idempotency_key="k1", status="approved", now=1.0, **plan)
+            assert await st.enqueue(tx, "k1", kind="plan", plan_id="p1", path="/api/v1/plans", body={}, now=1.0)
+            assert not await st.enqueue(tx, "k1", kind="plan", plan_id="p1", path="/api/v1/plans", body={}, now=1.0)
+        with pytest.raises(st.Conflict):
+            async with store.transaction() as tx:
+                await st.insert_plan(tx, plan_id="p2", idempotency_key="k2", status="pending_approval", now=2.0,
+                                     **plan)
+        async with store.transaction() as tx:
+            await st.set_plan_status(tx, "p1", "completed", 3.0)
+            await st.insert_plan(tx, plan_id="p3", idempotency_key="k3", status="pending_approval", now=4.0, **plan)
+            assert [p["plan_id"] for p in await st.list_plans(tx, target="ml/p/m")] == ["p3", "p1"]
+            assert (await st.in_flight_plan(tx, "ml/p/m"))["plan_id"] == "p3"
+            assert await st.outbox_depth(tx) == 1
+    finally:
+        await store.close()
+
+
+async def test_two_replicas_share_postgres(aiohttp_client, aiohttp_server, postgres_server):
+    """Both replicas get every delivery (an HA Alertmanager pair, each sending to a different replica)."""
+    dsn = postgres_server.new_database()
+    sink = Sink()
+    one = await start_pair(aiohttp_client, aiohttp_server, dsn, sink=sink)
+    two = await start_pair(aiohttp_client, aiohttp_server, dsn, sink=sink)
+    assert one.service is not two.service
+    same = notification(alert("fp-ha"))
+    others = [notification(alert(f"fp-ha-{i}", pod=f"pod-{i}")) for i in range(10)]
+    posts = [pair.post(body) for body in [same] * 5 + others for pair in (one, two)]
+    statuses = [r.status for r in await asyncio.gather(*posts)]
+    assert statuses == [200] * len(posts)
+    assert await sink.wait_for(lambda s: len(s.plans) == 11)
+    await one.idle()
+    await two.idle()
+    assert len(sink.plans) == 11 and sink.duplicates == 0
+    assert len([r for r in sink.requests if r.path == "/api/v1/plans"]) == 11
+    plans = await one.plans()
+    assert len(plans) == 11 and {p["status"] for p in plans} == {"pushed"}
+    assert len({p["target_key"] for p in plans}) == 11
