@@ -23,6 +23,7 @@ from optiinfra import log as oilog
 COMMAND_MODULES: tuple[str, ...] = (
     "optiinfra.exporter.cli",
     "optiinfra.alertmanager.cli",
+    "optiinfra.demo.cli",
 )
 
 ENV_PREFIX = "OPTIINFRA_"

@@ -1,0 +1,196 @@
+"""Scenarios: timelines that make one taxonomy bottleneck appear, and the scenario-driven simulation.
+
+Timing contract (see the package docstring): phase starts and stall times are in *real* (wall-clock)
+seconds since the simulator started; the load model runs ``time_scale`` simulated seconds per real second.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from optiinfra.metrics import Engine
+
+from .engines import bucket_layouts
+from .model import EngineConfig, Hardware, LoadModel, Workload
+
+#: Real seconds between two model advances of :class:`Simulation` (phase changes land on this grid).
+TICK_REAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    bottleneck: str
+    """The taxonomy bottleneck id it produces ("" for healthy, "slo_burn" for slo_regression)."""
+    description: str
+    config: EngineConfig = field(default_factory=EngineConfig)
+    hardware: Hardware = field(default_factory=Hardware)
+    phases: tuple[tuple[float, Workload], ...] = ((0.0, Workload()),)
+    """(start in real seconds, workload); the last phase lasts forever."""
+    cycle_real_s: float = 0.0
+    """When > 0, the phases repeat with this period (real seconds)."""
+    stall_after_real_s: float | None = None
+    """The engine stops stepping (keeps its requests, generates nothing) from this real time on."""
+    degraded: Hardware | None = None
+    """Hardware used while the config differs from the scenario's initial config (slo_regression)."""
+    fix: str = ""
+    """What makes the signal go away (for the report and the demo)."""
+
+    def workload_at(self, real_s: float) -> Workload:
+        t = real_s % self.cycle_real_s if self.cycle_real_s > 0 else real_s
+        current = self.phases[0][1]
+        for start, workload in self.phases:
+            if t >= start:
+                current = workload
+        return current
+
+
+# Hardware profiles --------------------------------------------------------------------------------
+_H100_8B = Hardware()
+"""80 GiB GPU, 16 GiB of weights: ~440k KV tokens at 0.92; fast steps."""
+_SMALL_KV = Hardware(gpu_memory_gib=24.0, weights_gib=17.5, activation_gib=2.0, step_base_s=0.02,
+                     prefill_s_per_token=0.00001, decode_s_per_seq=0.0004, admission_watermark=0.02)
+"""24 GiB GPU nearly filled by weights: ~17k KV tokens at 0.90, ~27k at 0.95, ~34k with fp8 KV."""
+
+_HEALTHY = Workload(rate=4.0, max_inflight=64, prompt_min=200, prompt_max=1200, output_min=50, output_max=300)
+_KV_LOAD = Workload(rate=150.0, max_inflight=46, prompt_min=300, prompt_max=600, output_min=2, output_max=8,
+                    stop_share=0.3, prefix_share=0.1)
+
+_KV_CONFIG = EngineConfig(gpu_memory_utilization=0.90, max_num_batched_tokens=2048)
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario(
+        "healthy", "", "moderate load, no queue, KV below 10%, fast tokens, no errors",
+        phases=((0.0, _HEALTHY),),
+    ),
+    Scenario(
+        "kv_cache_pressure", "kv_cache_pressure",
+        "a small KV cache (24 GiB GPU, gpu_memory_utilization 0.90): usage >= 0.9 with requests waiting for "
+        "blocks, (almost) no preemptions",
+        config=_KV_CONFIG,
+        hardware=_SMALL_KV,
+        phases=((0.0, _KV_LOAD),),
+        fix="gpu_memory_utilization >= 0.95 or kv_cache_dtype fp8: all in-flight requests fit, waiting 0, "
+            "usage < 0.9",
+    ),
+    Scenario(
+        "preemption_storm", "preemption_storm",
+        "few long generations on a small KV cache: running requests outgrow it and preempt each other "
+        "(sawtooth KV usage that dips below 0.9 after each preemption)",
+        config=EngineConfig(gpu_memory_utilization=0.90, block_size=128),
+        hardware=replace(_SMALL_KV, admission_watermark=0.15),
+        phases=((0.0, Workload(rate=10.0, max_inflight=8, prompt_min=1500, prompt_max=2500, output_min=2500,
+                                output_max=4000, stop_share=0.0, prefix_share=0.0)),),
+        fix="max_num_seqs down (e.g. 3) or more KV memory",
+    ),
+    Scenario(
+        "queue_buildup", "queue_buildup",
+        "max_num_seqs 8 on a large KV cache: requests queue for a slot while KV usage stays low",
+        config=EngineConfig(max_num_seqs=8, max_num_batched_tokens=8192),
+        phases=((0.0, Workload(rate=20.0, max_inflight=24, prompt_min=200, prompt_max=800, output_min=100,
+                                output_max=300)),),
+        fix="max_num_seqs up (e.g. 64)",
+    ),
+    Scenario(
+        "prefill_bound", "prefill_bound",
+        "long prompts (12k-20k tokens) through a 512-token prefill chunk: TTFT p95 well over 2 s, no queue",
+        config=EngineConfig(max_num_batched_tokens=512, max_num_seqs=256),
+        phases=((0.0, Workload(rate=0.7, max_inflight=32, prompt_min=12000, prompt_max=20000, output_min=20,
+                                output_max=60, prefix_share=0.0)),),
+        fix="max_num_batched_tokens up (e.g. 4096)",
+    ),
+    Scenario(
+        "decode_bound", "decode_bound",
+        "large prefill chunks (16384) interleaved with many decodes: steps that carry a prefill stall every "
+        "running sequence, inter-token latency p95 over 0.1 s",
+        config=EngineConfig(max_num_batched_tokens=16384, max_num_seqs=256),
+        phases=((0.0, Workload(rate=3.0, max_inflight=256, prompt_min=2000, prompt_max=6000, output_min=100,
+                                output_max=300, prefix_share=0.0)),),
+        fix="max_num_batched_tokens down (e.g. 1024)",
+    ),
+    Scenario(
+        "request_errors", "request_errors",
+        "healthy load, 12% of requests fail after their first token (vLLM finished_reason=error, TGI "
+        "tgi_request_failure{err=generation}, SGLang HTTP 500)",
+        phases=((0.0, replace(_HEALTHY, error_share=0.12)),),
+        fix="none by config: the errors stop only with the scenario",
+    ),
+    Scenario(
+        "engine_stalled", "engine_stalled",
+        "healthy for 10 s, then the engine stops stepping: requests stay running, no tokens are generated",
+        phases=((0.0, _HEALTHY),),
+        stall_after_real_s=10.0,
+        fix="restart (any POST /admin/config restarts the engine and clears the stall)",
+    ),
+    Scenario(
+        "slo_regression", "slo_burn",
+        "starts as kv_cache_pressure; any config change away from the initial one makes prefill 60x and "
+        "decode 3x slower (TTFT and e2e far past their SLOs); changing back (the rollback) restores it",
+        config=_KV_CONFIG,
+        hardware=_SMALL_KV,
+        phases=((0.0, _KV_LOAD),),
+        degraded=replace(_SMALL_KV, prefill_s_per_token=_SMALL_KV.prefill_s_per_token * 60, slow_factor=3.0),
+        fix="roll the config back to the initial values",
+    ),
+)}
+
+
+class Simulation:
+    """A scenario driving one engine's load model; advanced by real seconds at ``time_scale``."""
+
+    def __init__(self, engine: Engine, scenario: Scenario, time_scale: float = 10.0, seed: int = 0) -> None:
+        if time_scale <= 0:
+            raise ValueError("time_scale must be > 0")
+        self.engine = engine
+        self.scenario = scenario
+        self.time_scale = time_scale
+        self.real_elapsed = 0.0
+        self.restarted_at: float | None = None
+        self.model = LoadModel(scenario.config, scenario.hardware, bucket_layouts(engine, scenario.config), seed)
+        self.config_changes = 0
+
+    @property
+    def sim_time(self) -> float:
+        return self.model.clock
+
+    def phase(self) -> dict[str, object]:
+        sc = self.scenario
+        stalled = self.stalled
+        wl = sc.workload_at(self.real_elapsed)
+        return {
+            "scenario": sc.name, "bottleneck": sc.bottleneck, "description": sc.description,
+            "real_seconds": round(self.real_elapsed, 3), "sim_seconds": round(self.model.clock, 3),
+            "time_scale": self.time_scale, "stalled": stalled, "degraded": self.degraded,
+            "arrival_rate": wl.rate, "max_inflight": wl.max_inflight, "config_changes": self.config_changes,
+            "fix": sc.fix,
+        }
+
+    @property
+    def stalled(self) -> bool:
+        after = self.scenario.stall_after_real_s
+        return after is not None and self.restarted_at is None and self.real_elapsed >= after
+
+    @property
+    def degraded(self) -> bool:
+        return self.scenario.degraded is not None and self.model.config != self.scenario.config
+
+    def advance(self, real_seconds: float) -> None:
+        """Advance by ``real_seconds`` of wall-clock time (as fast as the CPU allows)."""
+        end = self.real_elapsed + real_seconds
+        while self.real_elapsed < end - 1e-12:
+            self.real_elapsed = min(end, self.real_elapsed + TICK_REAL_S)
+            self.model.set_workload(self.scenario.workload_at(self.real_elapsed))
+            self.model.stalled = self.stalled
+            self.model.run_until(self.real_elapsed * self.time_scale)
+
+    def apply_config(self, changes: dict[str, object]) -> EngineConfig:
+        """Apply engine-config field changes like a restart (see ``LoadModel.reconfigure``)."""
+        new = self.model.with_changes(changes)
+        self.model.reconfigure(new)
+        self.config_changes += 1
+        if self.scenario.stall_after_real_s is not None:
+            self.restarted_at = self.real_elapsed
+        sc = self.scenario
+        if sc.degraded is not None:
+            self.model.hw = sc.degraded if new != sc.config else sc.hardware
+        return new
