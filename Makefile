@@ -52,6 +52,7 @@ generate:
 	$(PY) -m optiinfra.docs --out docs
 	$(PY) -m optiinfra.alertmanager.plan
 	$(VENV)/bin/optiinfra alertmanager-config > alertmanager/generated/alertmanager.yml
+	$(PY) -m optiinfra.alertmanager.knobs --out docs/plan-actions.md
 
 bench:
 	for b in bench/*/run.py; do $(PY) $$b || exit 1; done

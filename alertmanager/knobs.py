@@ -426,3 +426,70 @@ def violations(engine: Engine, config: Mapping[str, Value]) -> list[str]:
         if conservativeness is not None and conservativeness <= 0:
             problems.append(f"schedule_conservativeness={conservativeness:g} must be > 0")
     return problems
+
+
+def _change_text(knob: Knob) -> str:
+    if knob.is_set:
+        return f"`{knob.flag} {knob.change[1:]}`" if knob.kind == "engine_arg" else f"`{knob.flag}={knob.change[1:]}`"
+    bounds_text = ", ".join(part for part in (
+        f"min {knob.minimum:g}" if knob.minimum is not None else "",
+        f"max {knob.maximum:g}" if knob.maximum is not None else "") if part)
+    return f"`{knob.flag}` {knob.change}" + (f" ({bounds_text})" if bounds_text else "")
+
+
+def markdown() -> str:
+    """``docs/plan-actions.md``: what each taxonomy action becomes on each engine."""
+    from optiinfra import taxonomy  # noqa: PLC0415 -- only the doc needs the entries
+
+    engines: tuple[Engine, ...] = ("vllm", "sglang", "tgi")
+    lines = [
+        "# Plan actions per engine",
+        "",
+        "Generated from `alertmanager/knobs.py` (`make generate`); do not edit. The planner walks a bottleneck's",
+        "actions in order and proposes the first one whose knob exists on the engine, is not blocked (rolled back)",
+        "or cooling, and is valid. A change is `current -> new` when `llm_engine_info` reports the current value,",
+        "else relative (`+0.05`, `x0.75`) with the bounds given here. Every engine flag needs a restart.",
+        "",
+        "| bottleneck | action | vLLM | SGLang | TGI |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in taxonomy.BOTTLENECKS:
+        for action in entry.actions:
+            ops = OPS_ACTIONS.get(action)
+            if ops is not None:
+                cell = f"{ops.kind} `{ops.name}` {ops.to} ({ops.risk})"
+                cells = [cell] * len(engines)
+            else:
+                cells = []
+                for engine in engines:
+                    found = candidates(action, engine)
+                    cells.append("; then ".join(f"{_change_text(k)} ({k.risk})" for k in found)
+                                 or "— " + NO_KNOB.get((action, engine), "no such flag"))
+            lines.append(f"| `{entry.id}` | `{action}` | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Knobs",
+        "",
+        "| engine | flag | knob (cooldown id) | read from | default | change | risk | condition | effect |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for knob in _KNOBS:
+        lookups = ", ".join(f"`{k}`" for k in CONFIG_KEYS[knob.engine][knob.knob])
+        condition = ("current value known" if knob.needs_current
+                     else "not yet set" if knob.only_when_unset else "")
+        lines.append(f"| {knob.engine} | `{knob.flag}` | `{knob.knob}` | {lookups} | {knob.default} | "
+                     f"{_change_text(knob)} | {knob.risk} | {condition} | {knob.effect} |")
+    lines += ["", "Engine constraints checked before a plan leaves: vLLM `max_num_batched_tokens >= max_num_seqs`;",
+              "TGI `max_input_tokens < max_total_tokens <= max_batch_total_tokens`, "
+              "`max_batch_prefill_tokens <= max_batch_total_tokens`;",
+              "memory fractions within (0, 1]; integer limits >= 1. `!` marks a label holding the negation.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write docs/plan-actions.md from the knob catalogue.")
+    parser.add_argument("--out", required=True, help="output file")
+    with open(parser.parse_args().out, "w", encoding="utf-8") as out:
+        out.write(markdown())

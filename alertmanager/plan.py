@@ -11,7 +11,8 @@ Public API (the receiver service codes against these names):
   (the id used for cooldown and the no-retry list: the engine's own snake_case config name, ``replicas`` or
   ``restart``), ``from_`` (JSON ``from``: the current value, ``None`` when unknown), ``to`` (the new value; when
   ``relative`` is true a string ``+0.05`` / ``-0.05`` / ``x0.75`` applied to the running value, clamped to
-  ``min_value``/``max_value``), ``restart_required``.
+  ``min_value``/``max_value``; for a boolean flag ``true`` means pass it, ``false`` drop it),
+  ``restart_required``.
 - ``Plan``: the PLANS.md document; ``Plan.document()`` is its JSON form (aliases, RFC3339 times).
 - ``PlanStatus``, ``Risk``, ``PLAN_STATUSES``.
 - ``Diagnosis``: what the planner returns instead of a plan (no action for the bottleneck, or every action
@@ -87,7 +88,8 @@ class Action(_Model):
     name: str = Field(description="The real flag (--gpu-memory-utilization), env var, 'replicas' or 'pod'.")
     knob: str = Field(description="Knob id for cooldown and the no-retry list (engine config name).")
     from_: Value | None = Field(default=None, alias="from", description="Current value; null when unknown.")
-    to: Value = Field(description="New value; with relative=true a change '+0.05', '-0.05' or 'x0.75'.")
+    to: Value = Field(description="New value; with relative=true a change '+0.05', '-0.05' or 'x0.75'. For a "
+                                  "boolean flag true means pass the flag, false means drop it.")
     relative: bool = Field(default=False, description="'to' is a change applied to the running value.")
     min_value: float | None = Field(default=None, description="Lower clamp for a relative change.")
     max_value: float | None = Field(default=None, description="Upper clamp for a relative change.")

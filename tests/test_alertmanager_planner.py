@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from optiinfra.alertmanager import knobs
@@ -57,8 +58,9 @@ def check_schema(plan: Plan) -> dict[str, Any]:
     return document
 
 
-def test_schema_file_is_current() -> None:
+def test_schema_file_and_actions_doc_are_current() -> None:
     assert SCHEMA_PATH.read_text() == schema_text(), "run: make generate"
+    assert (REPO / "docs" / "plan-actions.md").read_text() == knobs.markdown(), "run: make generate"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
