@@ -1,0 +1,423 @@
+"""The sidecar against real local upstreams (aiohttp test servers on 127.0.0.1): good engines, bad upstreams,
+failing collectors, concurrent scrapes, health endpoints, and promtool on its own /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import REFDATA, free_port, require_binary, require_path
+from optiinfra.exporter.collectors.base import CollectorError
+from optiinfra.exporter.collectors.engine import EngineCollector, map_info
+from optiinfra.exporter.exposition import CONTENT_TYPE
+from optiinfra.exporter.server import ExporterConfig, create_app
+from prometheus_client.parser import text_string_to_metric_families
+from test_exporter_transform import SGLANG_0523, TGI
+
+VLLM_FLAG = REFDATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-flag.prom"
+SGLANG_04 = REFDATA / "engines" / "sglang-0.4.x-docs-production_metrics.prom"
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+ServerFactory = Callable[..., Awaitable[TestServer]]
+ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+def parse(text: str) -> Samples:
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in out, f"duplicate series {key}"
+            out[key] = s.value
+    return out
+
+
+def get(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def upstream_app(routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]) -> web.Application:
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    return app
+
+
+def text_handler(body: str | bytes, status: int = 200,
+                 content_type: str = "text/plain") -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        data = body.encode() if isinstance(body, str) else body
+        return web.Response(body=data, status=status, content_type=content_type)
+    return handler
+
+
+def json_handler(data: dict[str, object]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(data)
+    return handler
+
+
+async def sidecar(aiohttp_client: ClientFactory, upstream: str | None, **kw: Any) -> TestClient[Any, Any]:
+    config = ExporterConfig(upstream=upstream, gpu=False, host=False, **kw)
+    return await aiohttp_client(create_app(config))
+
+
+async def scrape(client: TestClient[Any, Any]) -> tuple[Samples, str]:
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == CONTENT_TYPE
+    text = await resp.text()
+    return parse(text), text
+
+
+# -- good upstreams ---------------------------------------------------------------------------------------
+
+
+async def test_vllm_upstream(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    payload = require_path(VLLM_FLAG).read_text()
+    server = await aiohttp_server(upstream_app({
+        "/metrics": text_handler(payload), "/version": json_handler({"version": "0.26.0"}),
+    }))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), labels={"cluster": "eu-1"})
+    samples, _ = await scrape(client)
+    base = {"engine": "vllm", "model": "Qwen/Qwen3-0.6B", "dp_rank": "0", "cluster": "eu-1"}
+    assert get(samples, "llm_kv_cache_capacity_tokens", **base) == 1188352
+    assert get(samples, "llm_upstream_up", engine="vllm", cluster="eu-1") == 1
+    assert get(samples, "llm_upstream_scrape_bytes", engine="vllm", cluster="eu-1") == len(payload.encode())
+    assert get(samples, "optiinfra_collector_success", collector="engine") == 1
+    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="engine") == 0
+    await asyncio.sleep(0.2)  # the info endpoint is fetched in the background after detection
+    samples, _ = await scrape(client)
+    info = [dict(lbl) for (name, lbl) in samples if name == "llm_engine_info"]
+    assert info == [{
+        "engine": "vllm", "model": "Qwen/Qwen3-0.6B", "version": "0.26.0", "gpu_memory_utilization": "0.92",
+        "block_size": "16", "cache_dtype": "auto", "enable_prefix_caching": "True", "cluster": "eu-1",
+    }]
+
+
+async def test_tgi_upstream_info(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    info = {"model_id": "bigscience/bloom-560m", "version": "3.3.7", "max_concurrent_requests": 128,
+            "max_input_tokens": 1024, "max_total_tokens": 2048, "max_best_of": 2, "router": "text-generation-router",
+            "sha": None}
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(TGI), "/info": json_handler(info)}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/")), engine="tgi",
+                           engine_config={"quantization": "awq"})
+    samples, _ = await scrape(client)
+    m = {"engine": "tgi", "model": "bigscience/bloom-560m"}  # model from /info, fetched at start
+    assert get(samples, "llm_requests_finished_total", **m, outcome="error") == 5
+    assert get(samples, "llm_engine_info", **m, version="3.3.7", max_num_seqs="128", max_model_len="2048",
+               max_input_tokens="1024", quantization="awq") == 1
+
+
+async def test_sglang_upstream_info(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    info = {"model_path": "Qwen/Qwen3-0.6B", "mem_fraction_static": 0.88, "max_running_requests": 256,
+            "chunked_prefill_size": 8192, "page_size": 1, "tp_size": 2, "kv_cache_dtype": "auto",
+            "quantization": None, "version": "0.5.23", "internal_states": [{"x": 1}]}
+    server = await aiohttp_server(upstream_app({
+        "/metrics": text_handler(SGLANG_0523), "/get_server_info": json_handler(info),
+    }))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine="sglang")
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_engine_info", engine="sglang", model="m", version="0.5.23",
+               gpu_memory_utilization="0.88", max_num_seqs="256", max_num_batched_tokens="8192", block_size="1",
+               tensor_parallel_size="2", cache_dtype="auto") == 1
+    assert get(samples, "llm_prompt_tokens_total", engine="sglang", model="m") == 1000
+
+
+def test_map_info_keeps_only_schema_labels() -> None:
+    assert map_info("sglang", {"tp_size": 4, "random_seed": 1, "quantization": None}) == {
+        "tensor_parallel_size": "4"}
+    assert map_info("tgi", {"model_id": "x", "max_input_length": 10}) == {"model": "x", "max_input_tokens": "10"}
+
+
+async def test_info_endpoint_failure_never_fails_scrape(aiohttp_server: ServerFactory,
+                                                        aiohttp_client: ClientFactory) -> None:
+    server = await aiohttp_server(upstream_app({
+        "/metrics": text_handler(TGI), "/info": text_handler("<html>nope</html>", status=500),
+    }))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine="tgi")
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_upstream_up", engine="tgi") == 1
+    assert get(samples, "llm_engine_info", engine="tgi", model="unknown") == 1
+
+
+async def test_passthrough(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    payload = require_path(VLLM_FLAG).read_text()
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(payload)}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), passthrough=True)
+    samples, text = await scrape(client)
+    original = parse(payload)
+    assert original.items() <= samples.items()
+    assert get(samples, "llm_kv_cache_usage_ratio", engine="vllm", model="Qwen/Qwen3-0.6B", dp_rank="0") == 0
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(families) == len(set(families))
+
+
+# -- bad upstreams: llm_upstream_up 0, /metrics still 200 ---------------------------------------------------
+
+
+async def _assert_down(client: TestClient[Any, Any], error_part: str) -> None:
+    samples, _ = await scrape(client)
+    engine = next(dict(lbl)["engine"] for (name, lbl) in samples if name == "llm_upstream_up")
+    assert get(samples, "llm_upstream_up", engine=engine) == 0
+    assert get(samples, "optiinfra_collector_success", collector="engine") == 0
+    assert not any(name.startswith("llm_") and not name.startswith("llm_upstream") for name, _ in samples)
+    detailed = await (await client.get("/health/detailed")).json()
+    assert detailed["status"] == "degraded"
+    engine_health = detailed["collectors"]["engine"]
+    assert engine_health["status"] == "failing" and engine_health["upstream_up"] is False
+    assert error_part in engine_health["last_error"], engine_health["last_error"]
+    health = await client.get("/health")
+    assert health.status == 200 and await health.json() == {"status": "ok"}
+
+
+async def test_connection_refused(aiohttp_client: ClientFactory) -> None:
+    client = await sidecar(aiohttp_client, f"http://127.0.0.1:{free_port()}/metrics")
+    await _assert_down(client, "Connect")
+
+
+async def test_timeout(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(3)
+        return web.Response(text="vllm:num_requests_running 1\n")
+    server = await aiohttp_server(upstream_app({"/metrics": slow}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), scrape_timeout=0.3)
+    await _assert_down(client, "timed out")
+
+
+async def test_http_500(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler("boom", status=500)}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")))
+    await _assert_down(client, "HTTP 500")
+
+
+async def test_html_instead_of_metrics(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    html = "<!doctype html><html><body><h1>Welcome to nginx</h1></body></html>\n"
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(html, content_type="text/html")}))
+    for engine in ("auto", "vllm"):
+        client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine=engine)
+        await _assert_down(client, "family")
+
+
+async def test_truncated_body(aiohttp_client: ClientFactory) -> None:
+    """A raw server that promises 100 000 bytes, sends part of a line, and hangs up."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n"
+                     b'# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name="m"} 1\n'
+                     b'vllm:num_requests_wai')
+        await writer.drain()
+        writer.close()
+    raw = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = raw.sockets[0].getsockname()[1]
+    try:
+        client = await sidecar(aiohttp_client, f"http://127.0.0.1:{port}/metrics")
+        await _assert_down(client, "truncated")
+    finally:
+        raw.close()
+        await raw.wait_closed()
+
+
+async def test_50mb_body(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    line = b'vllm:num_requests_running{engine="0",model_name="m"} 1\n' * 1000
+
+    async def huge(request: web.Request) -> web.StreamResponse:  # chunked: no Content-Length to reject early
+        resp = web.StreamResponse()
+        resp.content_type = "text/plain"
+        await resp.prepare(request)
+        sent = 0
+        try:
+            while sent < 50 * 1024 * 1024:
+                await resp.write(line)
+                sent += len(line)
+        except ConnectionError:
+            pass
+        return resp
+
+    async def huge_declared(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"x" * (50 * 1024 * 1024), content_type="text/plain")
+
+    server = await aiohttp_server(upstream_app({"/metrics": huge, "/declared": huge_declared}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")))
+    await _assert_down(client, "limit")
+    client = await sidecar(aiohttp_client, str(server.make_url("/declared")))
+    await _assert_down(client, "limit")
+
+
+async def test_invalid_utf8(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    body = b'vllm:num_requests_running{model_name="m\xff\xfe"} 1\n'
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(body)}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")))
+    await _assert_down(client, "UTF-8")
+
+
+async def test_duplicate_series_collapsed(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    """Duplicates do not fail the scrape: the first series wins (documented choice), up stays 1."""
+    body = ("# TYPE vllm:num_requests_running gauge\n"
+            'vllm:num_requests_running{engine="0",model_name="m"} 1\n'
+            'vllm:num_requests_running{model_name="m",engine="0"} 2\n')
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(body)}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")))
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_upstream_up", engine="vllm") == 1
+    assert get(samples, "llm_requests_running", engine="vllm", model="m", dp_rank="0") == 1
+    detailed = await (await client.get("/health/detailed")).json()
+    assert detailed["collectors"]["engine"]["duplicate_series_last_scrape"] == 1
+
+
+async def test_malformed_lines_counted(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    body = ("# TYPE vllm:num_requests_running gauge\n"
+            'vllm:num_requests_running{engine="0",model_name="m"} 1\n'
+            'vllm:num_requests_running{engine="1",model_name="m" 2\n')
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(body)}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")))
+    await scrape(client)
+    samples, _ = await scrape(client)
+    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="engine") == 2  # a running count
+    assert get(samples, "llm_upstream_up", engine="vllm") == 1
+
+
+async def test_upstream_recovers(aiohttp_client: ClientFactory) -> None:
+    port = free_port()
+    client = await sidecar(aiohttp_client, f"http://127.0.0.1:{port}/metrics")
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_upstream_up", engine="unknown") == 0
+    runner = web.AppRunner(upstream_app({"/metrics": text_handler(SGLANG_0523)}))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        samples, _ = await scrape(client)
+        assert get(samples, "llm_upstream_up", engine="sglang") == 1
+    finally:
+        await runner.cleanup()
+
+
+# -- collector isolation and concurrency -------------------------------------------------------------------
+
+
+class FakeCollector:
+    def __init__(self, name: str, behaviour: str) -> None:
+        self.name = name
+        self.behaviour = behaviour
+        self.closed = False
+
+    async def start(self) -> None:
+        if self.behaviour == "start-fails":
+            raise OSError("no device")
+
+    async def collect(self) -> str:
+        if self.behaviour == "raises":
+            raise RuntimeError("bug")
+        if self.behaviour == "hangs":
+            await asyncio.sleep(30)
+        if self.behaviour == "partial":
+            raise CollectorError("gpu 1 lost", partial="# TYPE fake_partial gauge\nfake_partial 1\n")
+        return f"# TYPE fake_{self.name} gauge\nfake_{self.name} 1"  # no trailing newline on purpose
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def health(self) -> dict[str, object]:
+        if self.behaviour == "raises":
+            raise RuntimeError("health bug")
+        return {"parse_errors": 3}
+
+
+async def test_failing_collectors_fail_alone(aiohttp_client: ClientFactory) -> None:
+    fakes = [FakeCollector("ok", "ok"), FakeCollector("bad", "raises"), FakeCollector("slow", "hangs"),
+             FakeCollector("part", "partial"), FakeCollector("nostart", "start-fails")]
+    app = create_app(ExporterConfig(gpu=False, host=False, collector_timeout=0.3), fakes)
+    client = await aiohttp_client(app)
+    samples, _ = await scrape(client)
+    success = {dict(lbl)["collector"]: v for (n, lbl), v in samples.items() if n == "optiinfra_collector_success"}
+    assert success == {"ok": 1, "bad": 0, "slow": 0, "part": 0, "nostart": 1}
+    assert get(samples, "fake_ok") == 1
+    assert get(samples, "fake_partial") == 1
+    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="ok") == 3
+    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="bad") == 0
+    durations = {dict(lbl)["collector"] for (n, lbl) in samples if n == "optiinfra_collector_duration_seconds"}
+    assert durations == set(success)
+    detailed = await (await client.get("/health/detailed")).json()
+    assert detailed["collectors"]["slow"]["last_error"] == "timed out after 0.3s"
+    assert detailed["collectors"]["nostart"]["started"] is False
+    assert "health bug" in detailed["collectors"]["bad"]["health_error"]
+    await client.close()
+    assert all(f.closed for f in fakes)
+
+
+async def test_collector_own_parse_error_family_is_merged(aiohttp_client: ClientFactory) -> None:
+    class Own(FakeCollector):
+        async def collect(self) -> str:
+            return ("# HELP optiinfra_exporter_parse_errors_total x\n# TYPE optiinfra_exporter_parse_errors_total "
+                    'counter\noptiinfra_exporter_parse_errors_total{collector="logs"} 7\n')
+    app = create_app(ExporterConfig(gpu=False, host=False), [Own("logs", "ok"), FakeCollector("ok", "ok")])
+    samples, text = await scrape(await aiohttp_client(app))
+    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="logs") == 7
+    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="ok") == 3
+    assert text.count("# TYPE optiinfra_exporter_parse_errors_total") == 1
+
+
+async def test_concurrent_scrapes(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
+    payload = require_path(SGLANG_04).read_text()
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(payload)}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")))
+    results = await asyncio.gather(*(scrape(client) for _ in range(20)))
+    first = {k: v for k, v in results[0][0].items() if "duration" not in k[0]}
+    for samples, _ in results:
+        assert {k: v for k, v in samples.items() if "duration" not in k[0]} == first
+    assert get(first, "llm_requests_waiting", engine="sglang", model="meta-llama/Llama-3.1-8B-Instruct") == 2826
+
+
+async def test_no_upstream_serves_other_collectors(aiohttp_client: ClientFactory) -> None:
+    app = create_app(ExporterConfig(gpu=False, host=False), [FakeCollector("ok", "ok")])
+    samples, _ = await scrape(await aiohttp_client(app))
+    assert not any(name.startswith("llm_upstream") for name, _ in samples)
+    assert get(samples, "fake_ok") == 1
+
+
+def test_engine_collector_rejects_bad_upstream() -> None:
+    with pytest.raises(ValueError, match="http"):
+        EngineCollector("ftp://x/metrics")
+    with pytest.raises(ValueError, match="engine"):
+        EngineCollector("http://x/metrics", engine="llamacpp")
+    assert str(EngineCollector("http://x:8000").url) == "http://x:8000/metrics"
+
+
+# -- promtool on the sidecar's own /metrics ---------------------------------------------------------------
+
+#: promtool 2.42 exits 1 on a parse error and 3 when it only has lint findings. The normalized output must be
+#: lint-clean (exit 0). Under --passthrough the accepted findings are the engines' own colon names
+#: (``vllm:*``, ``sglang:*``), TGI's bare counter names (``tgi_request_count``) and missing HELP, all
+#: re-exported unchanged by design.
+ACCEPTED_LINT = ("metric names should not contain ':'", 'counter metrics should have "_total" suffix',
+                 "no help text", 'non-histogram and non-summary metrics should not have "_count" suffix')
+
+
+@pytest.mark.parametrize("passthrough", [False, True])
+async def test_promtool_check_metrics(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory,
+                                      tmp_path: Path, passthrough: bool) -> None:
+    promtool = require_binary("promtool")
+    payloads = {"vllm": require_path(VLLM_FLAG).read_text(), "sglang": SGLANG_0523, "tgi": TGI}
+    for engine, payload in payloads.items():
+        server = await aiohttp_server(upstream_app({"/metrics": text_handler(payload)}))
+        client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), passthrough=passthrough,
+                               labels={"cluster": "eu-1"})
+        _, text = await scrape(client)
+        assert f'engine="{engine}"' in text
+        path = tmp_path / f"{engine}.prom"
+        path.write_text(text)
+        proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False,
+                              timeout=30)
+        findings = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        if not passthrough:
+            assert proc.returncode == 0 and findings == [], findings
+        else:
+            assert proc.returncode == 3, proc.stdout + proc.stderr  # lint findings only, no parse error
+            assert findings and all(f.endswith(ACCEPTED_LINT) for f in findings), findings
