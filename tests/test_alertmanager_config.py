@@ -147,6 +147,16 @@ async def test_real_alertmanager_routes_authenticates_and_inhibits(tmp_path: Pat
                              for _, body in received for a in body["alerts"]}
             async with session.get(f"{base}/api/v2/alerts") as resp:
                 state = {(a["labels"]["pod"], a["labels"]["alertname"]): a["status"] for a in await resp.json()}
+            # Resolving an alert reaches the receiver too (send_resolved), so episodes close.
+            resolved_alert = {**alerts[2], "endsAt": "2000-01-01T00:00:00Z"}
+            async with session.post(f"{base}/api/v2/alerts", json=[resolved_alert]) as resp:
+                assert resp.status == 200, await resp.text()
+            resolved: list[dict[str, Any]] = []
+            while not resolved:
+                await asyncio.wait_for(arrived.wait(), timeout=30)
+                arrived.clear()
+                resolved = [a for _, body in received for a in body["alerts"]
+                            if a["status"] == "resolved" and a["labels"]["pod"] == "pod-b"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -160,3 +170,4 @@ async def test_real_alertmanager_routes_authenticates_and_inhibits(tmp_path: Pat
     assert state[("pod-b", "LLMQueueBuildup")]["state"] == "suppressed"
     assert state[("pod-b", "LLMKVCachePressure")]["state"] == "active"
     assert state[("pod-b", "SomethingElse")]["state"] == "active"
+    assert resolved[0]["labels"]["bottleneck"] == "kv_cache_pressure"
