@@ -447,7 +447,7 @@ class Service:
 
     async def deliver_due(self) -> int:
         now = self.clock()
-        lease = self.config.push_timeout_seconds * 3
+        lease = self.config.push_timeout_seconds + 5.0  # a crash mid-push makes the row due again after this
         async with self.store.transaction() as tx:
             rows = await st.claim_outbox(tx, now, lease, 32)
         if rows:

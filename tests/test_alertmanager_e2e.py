@@ -1,0 +1,173 @@
+"""End to end: a real Alertmanager with the generated config delivers to the receiver, which pushes a valid plan
+to the local orchestrator sink and rolls it back on an SLO alert; a receiver killed with SIGKILL before its push
+pushes after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import jsonschema
+import pytest
+from conftest import free_port, require_binary
+from optiinfra.alertmanager import amconfig
+from optiinfra.alertmanager import store as st
+from optiinfra.demo.orchestrator import Sink
+from optiinfra.demo.orchestrator import create_app as create_sink_app
+from receiver_kit import PLAN_SCHEMA, TOKEN, alert, eventually, notification, start_pair
+
+pytestmark = pytest.mark.slow
+
+
+async def _wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+    async with aiohttp.ClientSession() as session:
+        async def ready() -> bool:
+            if proc is not None and proc.poll() is not None:
+                raise AssertionError(f"process exited with {proc.returncode}")
+            try:
+                async with session.get(url) as resp:
+                    return resp.status == 200
+            except aiohttp.ClientError:
+                return False
+        assert await eventually(ready, timeout), f"{url} did not come up"
+
+
+def _now(offset: float = 0.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=offset)).isoformat().replace("+00:00", "Z")
+
+
+async def test_real_alertmanager_delivers_plan_and_rollback(aiohttp_client, aiohttp_server, tmp_path):
+    binary = require_binary("prometheus-alertmanager")
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
+    receiver_url = str(pair.client.make_url("")).rstrip("/")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    config = amconfig.render(amconfig.Options(receiver_url=receiver_url, credentials_file=str(token_file),
+                                              group_wait="1s", group_interval="1s", repeat_interval="1h"))
+    (tmp_path / "am.yml").write_text(config)
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am-data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    am = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_http(f"{am}/-/ready", proc=proc)
+        labels = {"alertname": "LLMKVCachePressure", "bottleneck": "kv_cache_pressure", "severity": "warning",
+                  "component": "engine", "namespace": "ml", "pod": "vllm-0", "engine": "vllm", "model": "llama",
+                  "gpu_memory_utilization": "0.9"}
+        other = {**labels, "alertname": "Watchdog", "bottleneck": "", "pod": "x"}
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{am}/api/v2/alerts", json=[
+                    {"labels": labels, "annotations": {"summary": "KV full"}, "startsAt": _now(),
+                     "generatorURL": "http://prometheus/graph"},
+                    {"labels": {k: v for k, v in other.items() if v}, "startsAt": _now()}]) as resp:
+                assert resp.status == 200, await resp.text()
+            assert await pair.sink.wait_for(lambda s: len(s.plans) == 1, timeout=20)
+            document = next(iter(pair.sink.plans.values()))
+            jsonschema.validate(document, PLAN_SCHEMA)
+            assert document["bottleneck"] == "kv_cache_pressure"
+            assert document["evidence"]["alerts"][0]["labels"]["pod"] == "vllm-0"
+            action = document["actions"][0]
+            assert (action["name"], action["from"], action["to"]) == ("--gpu-memory-utilization", 0.9, 0.95)
+            await pair.idle()
+            slo = {"alertname": "LLMSLOBurnRateFast", "bottleneck": "slo_burn", "component": "slo",
+                   "severity": "critical", "slo": "ttft", "namespace": "ml", "pod": "vllm-0", "model": "llama"}
+            async with session.post(f"{am}/api/v2/alerts", json=[{"labels": slo, "startsAt": _now()}]) as resp:
+                assert resp.status == 200
+            assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1, timeout=20)
+            async with session.post(f"{am}/api/v2/alerts", json=[
+                    {"labels": labels, "startsAt": _now(-60), "endsAt": _now(-1)}]) as resp:
+                assert resp.status == 200
+
+            async def resolved() -> bool:
+                return any(e["status"] == "resolved" and e["alertname"] == "LLMKVCachePressure"
+                           for e in await pair.episodes())
+            assert await eventually(resolved, timeout=20)
+        plans = await pair.plans()
+        assert [p["status"] for p in plans] == ["rolled_back"]
+        assert {e["alertname"] for e in await pair.episodes()} == {"LLMKVCachePressure", "LLMSLOBurnRateFast"}
+        assert len(pair.sink.plans) == 1 and pair.sink.duplicates == 0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _start_receiver(port: int, sink_url: str, db: str, token_file: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "OPTIINFRA_TOKEN_FILE": str(token_file)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "optiinfra.cli", "--log-level", "warning", "receiver", "--orchestrator-url",
+         sink_url, "--listen", f"127.0.0.1:{port}", "--db", db, "--auto-approve-low-risk"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def _outbox_error(db: str) -> bool:
+    store = st.open_store(db)
+    await store.open()
+    try:
+        async with store.transaction() as tx:
+            rows = await st.outbox_rows(tx)
+    finally:
+        await store.close()
+    return bool(rows) and bool(rows[0]["last_error"])
+
+
+async def test_sigkill_between_persisting_and_pushing(aiohttp_server, tmp_path):
+    sink = Sink()
+    sink.fail_for(3600)
+    sink_server = await aiohttp_server(create_sink_app(sink))
+    sink_url = str(sink_server.make_url("")).rstrip("/")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    db = f"sqlite:///{tmp_path}/receiver.db"
+    port = free_port()
+    receiver = f"http://127.0.0.1:{port}"
+    proc = _start_receiver(port, sink_url, db, token_file)
+    try:
+        await _wait_http(f"{receiver}/health", proc=proc)
+        async with aiohttp.ClientSession() as session, session.post(
+                f"{receiver}/api/v1/alerts", json=notification(alert("fp-kill")),
+                headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            assert resp.status == 200
+        assert await eventually(lambda: any(r.path == "/api/v1/plans" for r in sink.requests), timeout=20)
+        # kill once the failed attempt is recorded: the plan is persisted, its push pending in the outbox
+        assert await eventually(lambda: _outbox_error(db), timeout=20)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        store = st.open_store(db)
+        await store.open()
+        try:
+            async with store.transaction() as tx:
+                rows = await st.outbox_rows(tx)
+                plans = await st.list_plans(tx)
+        finally:
+            await store.close()
+        assert [(r["kind"], r["state"]) for r in rows] == [("plan", "pending")]
+        assert [p["status"] for p in plans] == ["approved"]
+        assert sink.plans == {}
+        sink.recover()
+        proc = _start_receiver(port, sink_url, db, token_file)
+        await _wait_http(f"{receiver}/health", proc=proc)
+        assert await sink.wait_for(lambda s: len(s.plans) == 1, timeout=60)
+        assert next(iter(sink.plans)) == rows[0]["key"]
+
+        async def pushed() -> bool:
+            async with aiohttp.ClientSession() as session, session.get(f"{receiver}/api/v1/plans") as resp:
+                body = await resp.json()
+            return [p["status"] for p in body["plans"]] == ["pushed"]
+        assert await eventually(pushed, timeout=10)
+        await asyncio.sleep(0.3)
+        assert len(sink.plans) == 1 and sink.duplicates == 0
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
