@@ -53,7 +53,7 @@ _SMALL_KV = Hardware(gpu_memory_gib=24.0, weights_gib=17.5, activation_gib=2.0, 
 """24 GiB GPU nearly filled by weights: ~17k KV tokens at 0.90, ~27k at 0.95, ~34k with fp8 KV."""
 
 _HEALTHY = Workload(rate=4.0, max_inflight=64, prompt_min=200, prompt_max=1200, output_min=50, output_max=300)
-_KV_LOAD = Workload(rate=150.0, max_inflight=46, prompt_min=300, prompt_max=600, output_min=2, output_max=8,
+_KV_LOAD = Workload(rate=150.0, max_inflight=50, prompt_min=400, prompt_max=500, output_min=2, output_max=8,
                     stop_share=0.3, prefix_share=0.1)
 
 _KV_CONFIG = EngineConfig(gpu_memory_utilization=0.90, max_num_batched_tokens=2048)
@@ -75,13 +75,14 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     ),
     Scenario(
         "preemption_storm", "preemption_storm",
-        "few long generations on a small KV cache: running requests outgrow it and preempt each other "
-        "(sawtooth KV usage that dips below 0.9 after each preemption)",
-        config=EngineConfig(gpu_memory_utilization=0.90, block_size=128),
-        hardware=replace(_SMALL_KV, admission_watermark=0.15),
-        phases=((0.0, Workload(rate=10.0, max_inflight=8, prompt_min=1500, prompt_max=2500, output_min=2500,
-                                output_max=4000, stop_share=0.0, prefix_share=0.0)),),
-        fix="max_num_seqs down (e.g. 3) or more KV memory",
+        "long generations (1000-2000 tokens) on a small KV cache: running requests outgrow it and the newest "
+        "is preempted about once per simulated 10 s; a 20% admission watermark makes KV usage a sawtooth that "
+        "dips below 0.9 after each preemption",
+        config=EngineConfig(gpu_memory_utilization=0.90),
+        hardware=replace(_SMALL_KV, admission_watermark=0.2),
+        phases=((0.0, Workload(rate=10.0, max_inflight=18, prompt_min=200, prompt_max=400, output_min=1000,
+                                output_max=2000, stop_share=0.0, prefix_share=0.0)),),
+        fix="max_num_seqs down (e.g. 8) or more KV memory (gpu_memory_utilization 0.95, kv_cache_dtype fp8)",
     ),
     Scenario(
         "queue_buildup", "queue_buildup",
@@ -124,12 +125,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     ),
     Scenario(
         "slo_regression", "slo_burn",
-        "starts as kv_cache_pressure; any config change away from the initial one makes prefill 60x and "
-        "decode 3x slower (TTFT and e2e far past their SLOs); changing back (the rollback) restores it",
+        "starts as kv_cache_pressure; any config change away from the initial one makes prefill 20x and every "
+        "step 2x slower (TTFT and e2e far past their SLOs); changing back (the rollback) restores it",
         config=_KV_CONFIG,
         hardware=_SMALL_KV,
         phases=((0.0, _KV_LOAD),),
-        degraded=replace(_SMALL_KV, prefill_s_per_token=_SMALL_KV.prefill_s_per_token * 60, slow_factor=3.0),
+        degraded=replace(_SMALL_KV, prefill_s_per_token=_SMALL_KV.prefill_s_per_token * 20, slow_factor=2.0),
         fix="roll the config back to the initial values",
     ),
 )}
