@@ -58,7 +58,8 @@ _BAD: Final = 0  # malformed
 _SKIP: Final = 1  # valid, not mapped, not needed (no passthrough)
 
 _Target = tuple[int, str, float | None, bool]  # (slot, output key, constant value or None, aggregate is max)
-_Entry = tuple[str, tuple[_Target, ...], str, dict[str, str] | None]  # (canonical key, targets, name, info labels)
+#: (canonical key, slot of the one plain target or -1, its output key, all targets, sample name, info labels)
+_Entry = tuple[str, int, str, tuple[_Target, ...], str, dict[str, str] | None]
 
 
 def detect_engine(text: str) -> Engine | None:
@@ -173,6 +174,7 @@ class EngineTransform:
         self._fingerprints = (ENGINE_FINGERPRINTS[engine], *(ADDON_PREFIXES if engine == "vllm" else ()))
         self._memo_size = memo_size
         self._memo: dict[str, _Entry | int] = {}
+        self._formatted: dict[float, str] = {}
         self._prefix_safe: dict[str, bool] = {}
         #: source label that becomes ``model`` (vLLM/SGLang ``model_name``); TGI has none
         self._model_source = next((k for k, v in self._renames.items() if v == "model"), None)
@@ -328,14 +330,14 @@ class EngineTransform:
         return ok == total
 
     def _lines(self, lines: list[str], fname: str, ftype: str, scan: _Scan) -> None:
+        """The hot loop: one memo lookup and one ``float()`` per sample line of a mapped family."""
         memo = self._memo
         memo_get = memo.get
-        result, slots, seen, pass_families = scan.result, scan.slots, scan.seen, scan.families
+        slots, seen, pass_families = scan.slots, scan.seen, scan.families
         seen_add = seen.add
+        mapped = errors = duplicates = 0
         for line in lines:
-            if not line:
-                continue
-            if line[0] == "#":
+            if not line or line[0] == "#":
                 if pass_families is not None and line.startswith("# HELP "):
                     name, _, help_text = line[7:].partition(" ")
                     scan.helps[name] = help_text.rstrip("\r")
@@ -356,36 +358,50 @@ class EngineTransform:
                 memo[key] = entry
             if isinstance(entry, int):
                 if entry == _BAD:
-                    result.parse_errors += 1
+                    errors += 1
                 continue
             try:
                 value = float(rest)
             except ValueError:
                 value_or_none = _value_with_timestamp(rest)
                 if value_or_none is None:
-                    result.parse_errors += 1
+                    errors += 1
                     continue
                 value = value_or_none
-            canon, targets, sample_name, info = entry
+            canon = entry[0]
             if canon in seen:
-                result.duplicates += 1
+                duplicates += 1
                 continue
             seen_add(canon)
-            if targets:
-                result.mapped += 1
-                for slot, out_key, const, is_max in targets:
-                    acc = slots[slot]
+            slot = entry[1]
+            if slot >= 0:  # the common case: one plain target, summed
+                acc = slots[slot]
+                out_key = entry[2]
+                old = acc.get(out_key)
+                acc[out_key] = value if old is None else old + value
+                mapped += 1
+            elif entry[3]:
+                mapped += 1
+                for target_slot, target_key, const, is_max in entry[3]:
+                    acc = slots[target_slot]
                     val = value if const is None else const
-                    if is_max:
-                        old = acc.get(out_key)
-                        if old is None or val > old:
-                            acc[out_key] = val
+                    old = acc.get(target_key)
+                    if old is None:
+                        acc[target_key] = val
+                    elif is_max:
+                        if val > old:
+                            acc[target_key] = val
                     else:
-                        acc[out_key] = acc.get(out_key, 0.0) + val
-            if info is not None and not result.engine_config:
-                result.engine_config = dict(info)
+                        acc[target_key] = old + val
+            info = entry[5]
+            if info is not None and not scan.result.engine_config:
+                scan.result.engine_config = dict(info)
             if pass_families is not None:
-                self._keep(pass_families, line.rstrip("\r"), sample_name, fname, ftype)
+                self._keep(pass_families, line.rstrip("\r"), entry[4], fname, ftype)
+        result = scan.result
+        result.mapped += mapped
+        result.parse_errors += errors
+        result.duplicates += duplicates
 
     def _keep(self, families: dict[str, list[str]], line: str, sample: str, fname: str, ftype: str) -> None:
         own = sample == fname or (sample.startswith(fname) and sample[len(fname):] in _SUFFIXES)
@@ -425,7 +441,9 @@ class EngineTransform:
             if target is not None:
                 targets.append(target)
         info = labels if name == VLLM_CACHE_CONFIG else None
-        return (canon, tuple(targets), name, info)
+        if len(targets) == 1 and targets[0][2] is None and not targets[0][3]:
+            return (canon, targets[0][0], targets[0][1], tuple(targets), name, info)
+        return (canon, -1, "", tuple(targets), name, info)
 
     def _target(self, spec: _Spec, labels: dict[str, str]) -> _Target | None:
         source, metric = spec.source, spec.metric
@@ -482,7 +500,15 @@ class EngineTransform:
             if not merged:
                 continue
             parts.append(self._headers[mi])
-            parts.extend([f"{key} {_fmt(value)}\n" for key, value in merged.items()])
+            cache = self._formatted
+            cache_get = cache.get
+            for key, value in merged.items():
+                text = cache_get(value)
+                if text is None:
+                    text = _fmt(value)
+                    if len(cache) < 4096:
+                        cache[value] = text
+                parts.append(f"{key} {text}\n")
         return "".join(parts)
 
 
