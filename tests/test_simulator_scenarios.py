@@ -22,6 +22,8 @@ TTFT_P95 = T["prefill_bound"]["ttft_p95_seconds"]
 TTFT_QUEUE = T["prefill_bound"]["queue_p95_below_seconds"]
 ITL_P95 = T["decode_bound"]["itl_p95_seconds"]
 ERRORS = T["request_errors"]["error_share"]
+CACHE_HIT = T["cache_inefficiency"]["hit_ratio_below"]
+CACHE_MIN_PROMPT = T["cache_inefficiency"]["min_prompt_tokens_per_second"]
 SCALE = 10.0
 
 
@@ -34,6 +36,8 @@ class Sample:
     generated: int
     finished: int
     errors: int
+    queried: int
+    hits: int
     hist: dict[str, list[int]]
 
 
@@ -51,7 +55,8 @@ class Probe:
             s = m.stats
             self.samples.append(Sample(
                 m.kv_usage(), len(m.waiting), len(m.running), s.preemptions, s.generation_tokens,
-                sum(s.finished.values()), s.finished["error"], {k: h.cumulative() for k, h in s.hist.items()}))
+                sum(s.finished.values()), s.finished["error"], s.prefix_queries, s.prefix_hits,
+                {k: h.cumulative() for k, h in s.hist.items()}))
         return self
 
     def windows(self, width: int, skip: int = 10) -> list[tuple[Sample, Sample]]:
@@ -118,6 +123,9 @@ def assert_quiet(p: Probe, *, except_: tuple[str, ...] = ()) -> None:
         assert below(p.series("itl", 10), ITL_P95)
     if "request_errors" not in except_:
         assert max(p.error_shares(), default=0.0) == 0.0
+    for a, b in p.windows(5):  # cache_inefficiency: hit ratio < 0.1 with > 10 prompt tokens/s
+        if (b.queried - a.queried) / 5 > CACHE_MIN_PROMPT:
+            assert (b.hits - a.hits) / (b.queried - a.queried) >= CACHE_HIT * 1.5
     if "engine_stalled" not in except_:
         gens = [s.generated for s in p.steady()]
         assert all(b > a for a, b in zip(gens, gens[2:], strict=False)), "tokens stopped"

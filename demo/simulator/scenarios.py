@@ -53,8 +53,8 @@ _SMALL_KV = Hardware(gpu_memory_gib=24.0, weights_gib=17.5, activation_gib=2.0, 
 """24 GiB GPU nearly filled by weights: ~17k KV tokens at 0.90, ~27k at 0.95, ~34k with fp8 KV."""
 
 _HEALTHY = Workload(rate=4.0, max_inflight=64, prompt_min=200, prompt_max=1200, output_min=50, output_max=300)
-_KV_LOAD = Workload(rate=150.0, max_inflight=50, prompt_min=400, prompt_max=500, output_min=2, output_max=8,
-                    stop_share=0.3, prefix_share=0.1)
+_KV_LOAD = Workload(rate=150.0, max_inflight=66, prompt_min=400, prompt_max=500, output_min=2, output_max=8,
+                    stop_share=0.3, prefix_share=0.3)
 
 _KV_CONFIG = EngineConfig(gpu_memory_utilization=0.90, max_num_batched_tokens=2048)
 
@@ -81,7 +81,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         config=EngineConfig(gpu_memory_utilization=0.90),
         hardware=replace(_SMALL_KV, admission_watermark=0.2),
         phases=((0.0, Workload(rate=10.0, max_inflight=18, prompt_min=200, prompt_max=400, output_min=1000,
-                                output_max=2000, stop_share=0.0, prefix_share=0.0)),),
+                                output_max=2000, stop_share=0.0)),),
         fix="max_num_seqs down (e.g. 8) or more KV memory (gpu_memory_utilization 0.95, kv_cache_dtype fp8)",
     ),
     Scenario(
@@ -94,10 +94,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     ),
     Scenario(
         "prefill_bound", "prefill_bound",
-        "long prompts (12k-20k tokens) through a 512-token prefill chunk: TTFT p95 well over 2 s, no queue",
-        config=EngineConfig(max_num_batched_tokens=512, max_num_seqs=256),
-        phases=((0.0, Workload(rate=0.7, max_inflight=32, prompt_min=12000, prompt_max=20000, output_min=20,
-                                output_max=60, prefix_share=0.0)),),
+        "long prompts (16k-24k tokens) through a 256-token prefill chunk: TTFT p95 well over 2 s, no queue",
+        config=EngineConfig(max_num_batched_tokens=256, max_num_seqs=256),
+        phases=((0.0, Workload(rate=0.6, max_inflight=32, prompt_min=16000, prompt_max=24000, output_min=20,
+                                output_max=60)),),
         fix="max_num_batched_tokens up (e.g. 4096)",
     ),
     Scenario(
@@ -105,8 +105,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "large prefill chunks (16384) interleaved with many decodes: steps that carry a prefill stall every "
         "running sequence, inter-token latency p95 over 0.1 s",
         config=EngineConfig(max_num_batched_tokens=16384, max_num_seqs=256),
-        phases=((0.0, Workload(rate=3.0, max_inflight=256, prompt_min=2000, prompt_max=6000, output_min=100,
-                                output_max=300, prefix_share=0.0)),),
+        phases=((0.0, Workload(rate=5.0, max_inflight=256, prompt_min=2000, prompt_max=6000, output_min=100,
+                                output_max=300)),),
         fix="max_num_batched_tokens down (e.g. 1024)",
     ),
     Scenario(
