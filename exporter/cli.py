@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from optiinfra.metrics import BASE_LABELS, ENGINE_INFO_LABELS, ENGINES, RANK_LABELS
+from optiinfra.metrics import BASE_LABELS, ENGINE_INFO_LABELS, ENGINES, GPU_LABELS, RANK_LABELS
 
 if TYPE_CHECKING:
     from optiinfra.exporter.server import ExporterConfig
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 #: Label names the sidecar sets itself; ``--label`` may not override them.
 RESERVED_LABELS = frozenset(
-    {*BASE_LABELS, *RANK_LABELS, *ENGINE_INFO_LABELS, "le", "quantile", "outcome", "reason", "collector"}
+    {*BASE_LABELS, *RANK_LABELS, *ENGINE_INFO_LABELS, *GPU_LABELS, "le", "quantile", "outcome", "reason",
+     "collector", "source", "signature", "xid"}
 )
 LOG_SOURCES = ("engine", "kernel")
 
@@ -69,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="engine config for llm_engine_info, overriding what the engine reports; keys: "
                         "model, " + ", ".join(ENGINE_INFO_LABELS) + " (repeatable)")
     p.add_argument("--label", action="append", type=_pair, default=[], metavar="K=V",
-                   help="static label added to every llm_* series (repeatable)")
+                   help="static label added to every llm_* series, e.g. cluster=eu-1 (repeatable)")
     p.add_argument("--model", default=None,
                    help="model name for engines whose metrics carry none (TGI; default: from the engine)")
     p.add_argument("--engine-pid", type=int, default=None, metavar="PID",

@@ -186,6 +186,25 @@ def _parse_errors(collector: Collector) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
+def add_static_labels(text: str, labels: str) -> str:
+    """Insert pre-rendered ``k="v"`` pairs into every ``llm_*`` sample line of ``text``."""
+    if not labels or "llm_" not in text:
+        return text
+    out: list[str] = []
+    for line in text.splitlines(keepends=True):
+        brace, space = line.find("{"), line.find(" ")
+        if not line.startswith("llm_"):
+            out.append(line)
+        elif 0 <= brace < space or (brace >= 0 and space < 0):
+            sep = "" if line[brace + 1:brace + 2] == "}" else ","
+            out.append(f"{line[:brace + 1]}{labels}{sep}{line[brace + 1:]}")
+        elif space > 0:
+            out.append(f"{line[:space]}{{{labels}}}{line[space:]}")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
 def _take_family(text: str, name: str) -> tuple[str, list[str]]:
     """Remove family ``name`` from ``text``; return the rest and the family's sample lines."""
     if name not in text:
@@ -217,7 +236,10 @@ async def render_metrics(sidecar: Sidecar) -> str:
     errors_head = f"# HELP {_ERRORS} {_HELP[_ERRORS]}\n# TYPE {_ERRORS} counter\n"
     error_lines: list[str] = []
     parts: list[str] = []
+    static = ",".join(f'{k}="{escape(v)}"' for k, v in sidecar.config.labels.items())
     for collector, text in zip(sidecar.collectors, texts, strict=True):
+        if static and not getattr(collector, "applies_static_labels", False):
+            text = add_static_labels(text, static)  # noqa: PLW2901
         state = sidecar.states[collector.name]
         labels = {"collector": collector.name}
         success.add(labels, 1.0 if state.success else 0.0)

@@ -421,3 +421,22 @@ async def test_promtool_check_metrics(aiohttp_server: ServerFactory, aiohttp_cli
         else:
             assert proc.returncode == 3, proc.stdout + proc.stderr  # lint findings only, no parse error
             assert findings and all(f.endswith(ACCEPTED_LINT) for f in findings), findings
+
+
+async def test_static_labels_on_every_llm_series(aiohttp_client: ClientFactory) -> None:
+    class Host(FakeCollector):
+        async def collect(self) -> str:
+            return ("# TYPE llm_host_load1 gauge\nllm_host_load1 1.5\n"
+                    "# TYPE llm_log_events_total counter\n"
+                    'llm_log_events_total{source="kernel",signature="nvidia_xid",xid="79"} 2\n'
+                    "# TYPE llm_empty gauge\nllm_empty{} 3\n"
+                    "# TYPE other_metric gauge\nother_metric 4\n")
+    app = create_app(ExporterConfig(gpu=False, host=False, labels={"cluster": "eu-1", "team": 'a"b'}),
+                     [Host("host", "ok")])
+    samples, _ = await scrape(await aiohttp_client(app))
+    static = {"cluster": "eu-1", "team": 'a"b'}
+    assert get(samples, "llm_host_load1", **static) == 1.5
+    assert get(samples, "llm_log_events_total", source="kernel", signature="nvidia_xid", xid="79", **static) == 2
+    assert get(samples, "llm_empty", **static) == 3
+    assert get(samples, "other_metric") == 4
+    assert get(samples, "optiinfra_collector_success", collector="host") == 1

@@ -95,6 +95,8 @@ class EngineCollector:
     """Scrape one engine endpoint and export it in the normalized schema."""
 
     name = "engine"
+    #: ``--label`` pairs are baked into the transform's output keys; the server need not add them.
+    applies_static_labels = True
 
     def __init__(
         self,
