@@ -163,7 +163,7 @@ class EngineTransform:
         model: str | None = None,
         labels: Mapping[str, str] | None = None,
         passthrough: bool = False,
-        memo_size: int = 100_000,
+        memo_size: int = 50_000,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
