@@ -1,0 +1,305 @@
+"""Follow log files (and /dev/kmsg) line by line, the way mtail does. Blocking I/O: call from a thread.
+
+``FileTailer`` follows one path:
+
+- it starts at the end of a file that exists at the first poll (``from_start`` reads it whole); a file that
+  is missing at the first poll is waited for (``state == "waiting"``) and read from its start once it
+  appears;
+- rotation by rename (the path names another inode): the old file is drained to its end, then the new
+  file is read from offset 0; a path that vanished keeps the old file open until a new one appears;
+- copytruncate (the file shrank below the read offset): reading restarts at offset 0. Like every
+  offset-based tailer, a file truncated and refilled beyond the old offset between two polls is not noticed;
+- ``poll`` returns blocks of complete lines joined by ``\n`` (what the matcher's ``feed_text`` takes);
+  only complete lines are returned: a partial last line is held until its newline arrives (or the file is
+  rotated or truncated, which ends it);
+- lines longer than ``max_line_bytes`` are cut to that length and returned once (the rest of the line is
+  skipped without being buffered), counted in ``truncated_lines``; memory stays bounded by the read size
+  plus ``max_line_bytes``.
+
+``KmsgReader`` reads /dev/kmsg records (``prio,seq,usec,flags;message``) and returns each message as a
+dmesg-style line ``[secs.usec] message``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_LINE_BYTES = 64 * 1024
+DEFAULT_CHUNK_BYTES = 1 << 20
+
+
+class LineReader(Protocol):
+    state: str
+    truncated_lines: int
+
+    def poll(self, max_bytes: int) -> tuple[list[str], bool]:
+        """Complete lines read now (about ``max_bytes`` at most), as blocks of lines joined by newlines (no
+        trailing newline), and whether more input is waiting."""
+
+    def take_fresh(self) -> bool:
+        """True once after the reader opened a file that was missing or empty when following began."""
+
+    def close(self) -> None: ...
+
+
+class FileTailer:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        from_start: bool = False,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        self.path = path
+        self.from_start = from_start
+        self.max_line_bytes = max_line_bytes
+        self.chunk_bytes = chunk_bytes
+        self.state = "waiting"
+        self.truncated_lines = 0
+        self.rotations = 0
+        self.truncations = 0
+        self.bytes_read = 0
+        self._f: BinaryIO | None = None
+        self._partial = b""
+        self._discarding = False
+        """Skipping the rest of an over-long line (or of the line that was current when we started)."""
+        self._first_poll = True
+        self._fresh = False
+        self._ever_opened = False
+        self._error_logged = ""
+
+    # -- opening ------------------------------------------------------------------------------------------
+    def _open(self) -> bool:
+        first = self._first_poll
+        self._first_poll = False
+        try:
+            f = self.path.open("rb")
+        except FileNotFoundError:
+            self.state = "waiting"
+            return False
+        except OSError as exc:
+            self._set_error(f"cannot open: {exc.strerror or exc}")
+            return False
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if first and not self.from_start and size > 0:
+                f.seek(size - 1)
+                self._discarding = f.read(1) != b"\n"
+            # A log that is empty when following begins, or appears later, is a new log (an engine starting).
+            self._fresh = (first and size == 0) or (not first and not self._ever_opened)
+        except OSError as exc:
+            f.close()
+            self._set_error(f"cannot read: {exc.strerror or exc}")
+            return False
+        self._f = f
+        self._ever_opened = True
+        self.state = "following"
+        self._error_logged = ""
+        return True
+
+    def _set_error(self, message: str) -> None:
+        self.state = f"error: {message}"
+        if self._error_logged != message:
+            log.warning("log file %s: %s (retrying)", self.path, message)
+            self._error_logged = message
+
+    def take_fresh(self) -> bool:
+        fresh, self._fresh = self._fresh, False
+        return fresh
+
+    # -- reading ------------------------------------------------------------------------------------------
+    def poll(self, max_bytes: int) -> tuple[list[str], bool]:
+        blocks: list[str] = []
+        if self._f is None and not self._open():
+            return blocks, False
+        budget = max_bytes
+        try:
+            while True:
+                assert self._f is not None
+                data = self._f.read(min(self.chunk_bytes, budget))
+                if data:
+                    self.bytes_read += len(data)
+                    self._consume(data, blocks)
+                    budget -= len(data)
+                    if budget <= 0:
+                        return blocks, True
+                    continue
+                if not self._follow_rotation(blocks):
+                    return blocks, False
+        except OSError as exc:
+            self._set_error(f"read failed: {exc.strerror or exc}")
+            self._close_file()
+            return blocks, False
+
+    def _follow_rotation(self, blocks: list[str]) -> bool:
+        """At EOF: True when reading should go on (rotated or truncated file), else False."""
+        assert self._f is not None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False  # renamed away, no new file yet: keep the old one open
+        except OSError:
+            return False
+        fst = os.fstat(self._f.fileno())
+        if (st.st_ino, st.st_dev) != (fst.st_ino, fst.st_dev):
+            while data := self._f.read(self.chunk_bytes):  # written to the old file just before the rename
+                self.bytes_read += len(data)
+                self._consume(data, blocks)
+            self._end_partial(blocks)
+            self._close_file()
+            self.rotations += 1
+            return self._open()
+        if st.st_size < self._f.tell():
+            self._end_partial(blocks)
+            self._f.seek(0)
+            self.truncations += 1
+            return True
+        return False
+
+    def _consume(self, data: bytes, blocks: list[str]) -> None:
+        buf = self._partial + data if self._partial else data
+        nl = buf.rfind(b"\n")
+        if nl < 0:
+            self._hold(buf, blocks)
+            return
+        complete, rest = buf[:nl], buf[nl + 1:]
+        if self._discarding:
+            first_nl = complete.find(b"\n")
+            self._discarding = False
+            if first_nl < 0:
+                self._partial = b""
+                self._hold(rest, blocks)
+                return
+            complete = complete[first_nl + 1:]
+        text = complete.decode("utf-8", "replace")
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").removesuffix("\r")
+        cap = self.max_line_bytes
+        if len(complete) > cap:
+            parts = text.split("\n")
+            long_lines = sum(len(line) > cap for line in parts)
+            if long_lines:
+                self.truncated_lines += long_lines
+                text = "\n".join(line[:cap] for line in parts)
+        blocks.append(text)
+        self._partial = b""
+        self._hold(rest, blocks)
+
+    def _hold(self, buf: bytes, blocks: list[str]) -> None:
+        """Keep an incomplete line, unless it is already too long: then return its head once and skip it."""
+        if self._discarding:
+            self._partial = b""
+            return
+        if len(buf) > self.max_line_bytes:
+            self.truncated_lines += 1
+            blocks.append(buf[: self.max_line_bytes].decode("utf-8", "replace"))
+            self._partial = b""
+            self._discarding = True
+        else:
+            self._partial = buf
+
+    def _end_partial(self, blocks: list[str]) -> None:
+        if self._partial and not self._discarding:
+            blocks.append(self._partial.decode("utf-8", "replace").rstrip("\r"))
+        self._partial = b""
+        self._discarding = False
+
+    def _close_file(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def close(self) -> None:
+        self._close_file()
+        self.state = "closed"
+
+
+def parse_kmsg_record(record: bytes) -> str | None:
+    """``prio,seq,usec,flags;message`` (plus `` KEY=value`` lines) -> ``[secs.usec] message``; None if malformed."""
+    head, sep, body = record.partition(b";")
+    if not sep:
+        return None
+    fields = head.split(b",")
+    if len(fields) < 4 or not fields[2].isdigit():
+        return None
+    usec = int(fields[2])
+    message = body.split(b"\n", 1)[0].decode("utf-8", "replace")
+    return f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {message}"
+
+
+class KmsgReader:
+    """Records of the kernel ring buffer (/dev/kmsg); starts after the newest record unless ``from_start``."""
+
+    def __init__(self, path: Path = Path("/dev/kmsg"), *, from_start: bool = False) -> None:
+        self.path = path
+        self.from_start = from_start
+        self.state = "waiting"
+        self.truncated_lines = 0
+        self.malformed = 0
+        self.lost = 0
+        """Times the kernel overwrote records before we read them (EPIPE)."""
+        self._fd: int | None = None
+        self._error_logged = ""
+
+    def take_fresh(self) -> bool:
+        return False
+
+    def _open(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            message = f"cannot open: {exc.strerror or exc}"
+            self.state = f"error: {message}"
+            if self._error_logged != message:
+                log.warning("%s: %s (kernel signatures from it are off; retrying)", self.path, message)
+                self._error_logged = message
+            return False
+        if not self.from_start:
+            with contextlib.suppress(OSError):
+                os.lseek(fd, 0, os.SEEK_END)
+        self._fd = fd
+        self.state = "following"
+        return True
+
+    def poll(self, max_bytes: int) -> tuple[list[str], bool]:
+        lines: list[str] = []
+        if self._fd is None and not self._open():
+            return [], False
+        assert self._fd is not None
+        budget = max_bytes
+        while budget > 0:
+            try:
+                record = os.read(self._fd, 16384)
+            except BlockingIOError:
+                break
+            except BrokenPipeError:
+                self.lost += 1
+                continue
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                self.state = f"error: read failed: {exc.strerror or exc}"
+                self.close()
+                break
+            if not record:
+                break
+            budget -= len(record)
+            line = parse_kmsg_record(record)
+            if line is None:
+                self.malformed += 1
+            else:
+                lines.append(line)
+        return (["\n".join(lines)] if lines else []), budget <= 0
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -1,0 +1,231 @@
+"""LogCollector: background tailing, exposition (promtool-clean), health, start-up hang, a 100 MB backlog."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import require_binary
+from optiinfra.exporter.collectors.base import CollectorError
+from optiinfra.exporter.collectors.logs import LogCollector
+from optiinfra.exporter.logsig import KNOWN_XIDS
+
+OOM = ("(EngineCore_DP0 pid=7) ERROR 03-13 09:00:43 [core.py:330] torch.OutOfMemoryError: CUDA out of memory. "
+       "Tried to allocate 1.16 GiB. GPU 0 has a total capacity of 79.19 GiB of which 1.17 GiB is free.\n")
+WATCHDOG = ("[rank{r}]:[E321 02:07:08.408271257 ProcessGroupNCCL.cpp:607] [Rank {r}] Watchdog caught collective "
+            "operation timeout: WorkNCCL(SeqNum={s}, OpType=ALLREDUCE, NumelIn=4, NumelOut=4, Timeout(ms)=600000) "
+            "ran for 600060 milliseconds before timing out.\n")
+IB = ("node-2:5776:5902 [0] transport/net_ib.cc:1296 NCCL WARN NET/IB : Got completion from peer 10.2.0.5<33092> "
+      "with error 12, opcode 0, len 0, vendor err 129 (Recv)\n")
+XID = "[{t}] NVRM: Xid (PCI:0000:41:00): {x}, pid='<unknown>', name=<unknown>, Graphics Exception\n"
+NORMAL = ('(APIServer pid=1) INFO:     10.0.0.1:5000 - "POST /v1/chat/completions HTTP/1.1" 200 OK\n'
+          "(APIServer pid=1) INFO 03-13 09:00:43 [loggers.py:123] Engine 000: Avg prompt throughput: 1.0 tokens/s, "
+          "Running: 3 reqs, Waiting: 0 reqs, GPU KV cache usage: 12.0%, Prefix cache hit rate: 40.0%\n")
+
+
+def _append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(text)
+
+
+async def _until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _sample(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{series} not in output")
+
+
+async def test_counts_appended_lines_and_renders_promtool_clean_output(tmp_path: Path) -> None:
+    engine, kernel = tmp_path / "engine.log", tmp_path / "kern.log"
+    engine.write_text(OOM)  # already there when the collector starts: not counted
+    kernel.write_text("")
+    c = LogCollector([(engine, "engine"), (kernel, "kernel")], poll_interval=0.02)
+    await c.start()
+    try:
+        await _until(lambda: c.rounds >= 2, "the files opened")
+        _append(engine, NORMAL + OOM + NORMAL * 3 + WATCHDOG.format(r=0, s=5) + WATCHDOG.format(r=1, s=5) + IB)
+        _append(kernel, XID.format(t="100.000001", x=13) + XID.format(t="100.000002", x=13)
+                + XID.format(t="200.0", x=79) + XID.format(t="300.0", x=1234))
+        await _until(lambda: sum(c.counts().values()) == 7, "seven events")
+        text = await c.collect()
+    finally:
+        await c.close()
+    assert c.counts() == {
+        ("engine", "cuda_oom", ""): 1, ("engine", "nccl_watchdog_timeout", ""): 2, ("engine", "nccl_ib_error", ""): 1,
+        ("kernel", "nvidia_xid", "13"): 1, ("kernel", "nvidia_xid", "79"): 1, ("kernel", "nvidia_xid", "1234"): 1,
+    }
+    assert _sample(text, 'llm_log_events_total{source="engine",signature="cuda_oom"}') == 1
+    assert _sample(text, 'llm_log_events_total{source="kernel",signature="nvidia_xid",xid="13"}') == 1
+    assert _sample(text, 'llm_log_events_total{source="kernel",signature="nvidia_xid",xid="1234"}') == 1
+    # every signature is exported from the start (0), Xids of the catalogue too; no empty xid label
+    assert _sample(text, 'llm_log_events_total{source="engine",signature="startup_hang"}') == 0
+    assert _sample(text, 'llm_log_events_total{source="kernel",signature="oom_kill"}') == 0
+    assert _sample(text, 'llm_log_events_total{source="kernel",signature="nvidia_xid",xid="48"}') == 0
+    assert 'xid=""' not in text
+    assert sum('signature="nvidia_xid"' in ln for ln in text.splitlines()) == len(KNOWN_XIDS) + 1
+    assert all('xid="' in ln for ln in text.splitlines() if 'signature="nvidia_xid"' in ln)
+    assert not any("xid=" in ln for ln in text.splitlines() if "nvidia_xid" not in ln)
+    assert _sample(text, 'optiinfra_exporter_parse_errors_total{collector="logs"}') == 0
+    promtool = require_binary("promtool")
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_missing_file_shows_waiting_then_is_read_from_its_start(tmp_path: Path) -> None:
+    log = tmp_path / "engine.log"
+    c = LogCollector([(log, "engine")], poll_interval=0.02)
+    await c.start()
+    try:
+        await _until(lambda: c.rounds >= 2, "two polling rounds")
+        assert c.health()["streams"][0]["state"] == "waiting"  # type: ignore[index]
+        assert c.health()["running"] is True
+        log.write_text(OOM)
+        await _until(lambda: c.counts() == {("engine", "cuda_oom", ""): 1}, "the OOM of the late file")
+        assert c.health()["streams"][0]["state"] == "following"  # type: ignore[index]
+    finally:
+        await c.close()
+    assert c.health()["running"] is False
+
+
+def test_startup_hang_when_no_ready_line_in_time(tmp_path: Path) -> None:
+    now = [1000.0]
+    log = tmp_path / "engine.log"
+    c = LogCollector([(log, "engine")], startup_timeout=600, clock=lambda: now[0])
+    c.poll_once()  # missing: waiting
+    log.write_text("(APIServer pid=1) DEBUG 08-09 20:55:10 [v1/engine/utils.py:1262] Waiting for 1 local, 0 remote "
+                   "core engine proc(s) to start.\n")
+    now[0] = 1010.0
+    c.poll_once()  # appeared: the engine is starting
+    assert c.health()["streams"][0]["startup"] == "starting"  # type: ignore[index]
+    now[0] = 1609.0
+    c.poll_once()
+    assert c.counts() == {}
+    now[0] = 1610.0
+    c.poll_once()
+    now[0] = 9999.0
+    c.poll_once()
+    assert c.counts() == {("engine", "startup_hang", ""): 1}
+    # the next start comes up in time
+    _append(log, "(EngineCore_DP0 pid=2) INFO 10-25 13:08:43 [core.py:77] Initializing a V1 LLM engine (v0.11.0)\n")
+    c.poll_once()
+    now[0] = 10_100.0
+    _append(log, "(APIServer pid=2) INFO:     Application startup complete.\n")
+    c.poll_once()
+    now[0] = 99_999.0
+    c.poll_once()
+    assert c.counts() == {("engine", "startup_hang", ""): 1}
+    assert c.health()["streams"][0]["startup"] == "ready"  # type: ignore[index]
+
+
+def test_a_running_engine_log_arms_no_startup_timer(tmp_path: Path) -> None:
+    now = [0.0]
+    log = tmp_path / "engine.log"
+    log.write_text(NORMAL)
+    c = LogCollector([(log, "engine")], startup_timeout=600, clock=lambda: now[0])
+    c.poll_once()
+    _append(log, NORMAL * 10)
+    now[0] = 10_000.0
+    c.poll_once()
+    assert c.counts() == {}
+
+
+def test_rotation_and_copytruncate_through_the_collector(tmp_path: Path) -> None:
+    log = tmp_path / "engine.log"
+    log.write_text("")
+    c = LogCollector([(log, "engine")])
+    c.poll_once()
+    _append(log, IB + NORMAL + IB[:30])
+    c.poll_once()
+    _append(log, IB[30:] + NORMAL)
+    log.rename(tmp_path / "engine.log.1")
+    log.write_text(IB)
+    c.poll_once()
+    _append(log, NORMAL * 2 + IB)
+    c.poll_once()
+    with log.open("r+") as f:
+        f.truncate(0)
+    _append(log, IB)
+    c.poll_once()
+    c.poll_once()
+    assert c.counts() == {("engine", "nccl_ib_error", ""): 5}
+    health = c.health()["streams"][0]  # type: ignore[index]
+    assert health["rotations"] == 1 and health["truncations"] == 1
+
+
+async def test_hundred_megabyte_backlog_from_start(tmp_path: Path) -> None:
+    """100 MB read with from_start in the background: exact counts, and the event loop keeps running."""
+    block_lines = NORMAL * 3000 + OOM + NORMAL * 1000 + WATCHDOG.format(r=3, s=77) + NORMAL * 1000 + IB
+    block = block_lines.encode()
+    repeats = 100 * 1024 * 1024 // len(block) + 1
+    log = tmp_path / "big.log"
+    with log.open("wb") as f:
+        for _ in range(repeats):
+            f.write(block)
+    total_lines = block_lines.count("\n") * repeats
+    assert log.stat().st_size >= 100 * 1024 * 1024
+    c = LogCollector([(log, "engine")], from_start=True, poll_interval=0.02)
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    beat = asyncio.create_task(heartbeat())
+    await c.start()
+    try:
+        await _until(lambda: c.health()["streams"][0]["lines"] == total_lines  # type: ignore[index]
+                     and sum(c.counts().values()) == 3 * repeats, "the whole file")
+        scraped = await c.collect()
+    finally:
+        await c.close()
+        beat.cancel()
+    assert c.counts() == {
+        ("engine", "cuda_oom", ""): repeats,
+        ("engine", "nccl_watchdog_timeout", ""): repeats,
+        ("engine", "nccl_ib_error", ""): repeats,
+    }
+    assert f'llm_log_events_total{{source="engine",signature="cuda_oom"}} {repeats}' in scraped
+    assert ticks > 1  # the loop ran while the backlog was processed
+
+
+def test_bad_source_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="engine, kernel"):
+        LogCollector([(tmp_path / "x.log", "syslog")])
+
+
+async def test_a_crashed_reader_fails_the_collector_not_the_sidecar(tmp_path: Path) -> None:
+    log = tmp_path / "engine.log"
+    log.write_text("")
+    c = LogCollector([(log, "engine")], poll_interval=0.02)
+
+    def broken(max_bytes: int) -> tuple[list[str], bool]:
+        raise RuntimeError("boom")
+
+    c._streams[0].reader.poll = broken  # type: ignore[method-assign]
+    await c.start()
+    try:
+        await _until(lambda: "error" in c.health(), "the failure")
+        with pytest.raises(CollectorError, match="boom"):
+            await c.collect()
+    finally:
+        await c.close()
+
+
+def test_no_streams_collects_nothing() -> None:
+    c = LogCollector([])
+    assert asyncio.run(c.collect()) == ""
+    assert c.name == "logs"
