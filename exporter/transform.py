@@ -177,7 +177,7 @@ class EngineTransform:
         self._memo_size = memo_size
         self._memo: dict[str, _Entry | int] = {}
         self._formatted: dict[float, str] = {}
-        self._prefix_safe: dict[str, bool] = {}
+        self._prefix_safe: dict[str, str] = {}
         #: source label that becomes ``model`` (vLLM/SGLang ``model_name``); TGI has none
         self._model_source = next((k for k, v in self._renames.items() if v == "model"), None)
         self._default_model = "unknown"
@@ -295,22 +295,31 @@ class EngineTransform:
             start = 1
             if first:
                 self._lines(first.split("\n"), "", "", scan)
+        skippable = self._skippable
+        pending: list[tuple[str, str]] = []  # fast-path pairs, fed to _pairs in one call (order kept)
         for chunk in chunks[start:]:
             nl = chunk.find("\n")
-            head = chunk if nl < 0 else chunk[:nl]
-            fname, _, ftype = head.partition(" ")
-            ftype = ftype.strip()
-            if pass_families is None and fname not in mapped_families and self._skippable(chunk, fname):
-                continue
             if nl < 0:
-                continue
-            body = chunk[nl + 1:]
+                continue  # a TYPE line and nothing after it
+            sp = chunk.find(" ", 0, nl)
+            fname = chunk[:sp] if sp >= 0 else chunk[:nl]
             if pass_families is None:
-                pairs = _SAMPLE_RE.findall(body)
-                if len(pairs) == _sample_lines(body):  # every sample line split cleanly: the fast loop
-                    self._pairs(pairs, scan)
-                    continue
-            self._lines(body.split("\n"), fname, ftype, scan)
+                if fname not in mapped_families:
+                    if skippable(chunk, fname):
+                        continue
+                else:
+                    body = chunk[nl + 1:]
+                    pairs = _SAMPLE_RE.findall(body)
+                    if len(pairs) == _sample_lines(body):  # every sample line split cleanly: the fast loop
+                        pending += pairs
+                        continue
+            if pending:
+                self._pairs(pending, scan)
+                pending = []
+            ftype = chunk[sp + 1:nl].strip() if sp >= 0 else ""
+            self._lines(chunk[nl + 1:].split("\n"), fname, ftype, scan)
+        if pending:
+            self._pairs(pending, scan)
         result.text = self._render(scan.slots)
         if pass_families:
             helps = scan.helps
@@ -324,16 +333,16 @@ class EngineTransform:
 
     def _skippable(self, chunk: str, fname: str) -> bool:
         """True when every line of this unmapped block is a comment, blank, or starts with its name."""
-        safe = self._prefix_safe.get(fname)
-        if safe is None:
-            safe = not any(sample.startswith(fname) for sample in self._specs)
+        needle = self._prefix_safe.get(fname)
+        if needle is None:
+            # "" when a mapped sample name starts with this family's name: its lines must be read
+            needle = "" if not fname or any(sample.startswith(fname) for sample in self._specs) else "\n" + fname
             if len(self._prefix_safe) < 10_000:
-                self._prefix_safe[fname] = safe
-        if not safe:
+                self._prefix_safe[fname] = needle
+        if not needle:
             return False
-        total = chunk.count("\n")
-        ok = chunk.count("\n" + fname) + chunk.count("\n#") + chunk.count("\n\n") + chunk.endswith("\n")
-        return ok == total
+        count = chunk.count
+        return count(needle) + count("\n#") + count("\n\n") + chunk.endswith("\n") == count("\n")
 
     def _lines(self, lines: list[str], fname: str, ftype: str, scan: _Scan) -> None:
         """The hot loop: one memo lookup and one ``float()`` per sample line of a mapped family."""
@@ -525,7 +534,11 @@ class EngineTransform:
             merged: dict[str, float] | None = None
             is_max = self._metrics[mi].aggregate == "max"
             for group in groups:
-                chosen = next((slots[s] for s in group if slots[s]), None)
+                chosen = None
+                for slot in group:
+                    if slots[slot]:
+                        chosen = slots[slot]
+                        break
                 if chosen is None:
                     continue
                 if merged is None:
@@ -571,10 +584,8 @@ def _accumulate(slots: list[dict[str, float]], targets: tuple[_Target, ...], val
 def _sample_lines(body: str) -> int:
     """Lines of ``body`` that are neither blank nor comments (blank runs may be undercounted: then the
     caller's count check fails and it takes the careful path)."""
-    lines = body.count("\n") + 1
-    comments = body.count("\n#") + body.startswith("#")
-    blanks = body.count("\n\n") + body.startswith("\n") + body.endswith("\n")
-    return lines - comments - blanks
+    count = body.count
+    return count("\n") + 1 - count("\n#") - count("\n\n") - (body[:1] in "#\n") - body.endswith("\n")
 
 
 def _value_with_timestamp(rest: str) -> float | None:
