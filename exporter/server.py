@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
@@ -90,10 +91,18 @@ def _host(config: ExporterConfig) -> Collector:
     return HostCollector(engine_pid=config.engine_pid)
 
 
+def _logs(config: ExporterConfig) -> Collector:
+    from optiinfra.exporter.collectors.logs import LogCollector  # noqa: PLC0415
+
+    files = [(Path(path), source) for path, source in config.log_files]
+    return LogCollector(files, from_start=config.log_from_start, kmsg=config.kmsg)
+
+
 REGISTRY: tuple[CollectorSpec, ...] = (
     CollectorSpec("engine", False, lambda c: c.upstream is not None, _engine),
     CollectorSpec("gpu", True, lambda c: c.gpu, _gpu),
     CollectorSpec("host", True, lambda c: c.host, _host),
+    CollectorSpec("logs", False, lambda c: bool(c.log_files) or c.kmsg, _logs),
 )
 
 

@@ -71,11 +71,14 @@ def test_config_and_env_twins(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_registry_switches() -> None:
-    assert [(s.name, s.default) for s in REGISTRY][:3] == [("engine", False), ("gpu", True), ("host", True)]
+    assert [(s.name, s.default) for s in REGISTRY] == [
+        ("engine", False), ("gpu", True), ("host", True), ("logs", False)]
     no_upstream = config_for("--no-gpu")
     assert [c.name for c in build_collectors(no_upstream)] == ["host"]  # type: ignore[arg-type]
     with_upstream = config_for("--upstream", "http://127.0.0.1:1", "--no-gpu", "--no-host")
     assert [c.name for c in build_collectors(with_upstream)] == ["engine"]  # type: ignore[arg-type]
+    with_logs = config_for("--no-gpu", "--log-file", "/var/log/engine.log:engine", "--kmsg")
+    assert [c.name for c in build_collectors(with_logs)] == ["host", "logs"]  # type: ignore[arg-type]
 
 
 def _get(url: str) -> tuple[int, str]:

@@ -440,3 +440,24 @@ async def test_static_labels_on_every_llm_series(aiohttp_client: ClientFactory) 
     assert get(samples, "llm_empty", **static) == 3
     assert get(samples, "other_metric") == 4
     assert get(samples, "optiinfra_collector_success", collector="host") == 1
+
+
+async def test_logs_collector_wired_with_labels(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    """--log-file turns the logs collector on; its events carry --label like every llm_* series, and its own
+    parse-error family merges with the server's."""
+    log = tmp_path / "engine.log"
+    log.write_bytes(require_path(REFDATA / "logs" / "vllm_cuda_oom__vllm-2140.log").read_bytes())
+    config = ExporterConfig(gpu=False, host=False, log_files=((str(log), "engine"),), log_from_start=True,
+                            labels={"cluster": "eu-1"})
+    client = await aiohttp_client(create_app(config))
+    for _ in range(100):
+        samples, text = await scrape(client)
+        events = {dict(lbl)["signature"]: v for (n, lbl), v in samples.items()
+                  if n == "llm_log_events_total" and dict(lbl).get("cluster") == "eu-1"}
+        if events.get("cuda_oom"):
+            break
+        await asyncio.sleep(0.1)
+    assert events["cuda_oom"] >= 1, events
+    assert get(samples, "optiinfra_collector_success", collector="logs") == 1
+    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="logs") == 0
+    assert text.count("# TYPE optiinfra_exporter_parse_errors_total") == 1
