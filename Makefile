@@ -50,6 +50,8 @@ pytest:
 # Regenerate every committed artifact (rules, dashboards, alertmanager config, docs).
 generate:
 	$(PY) -m optiinfra.docs --out docs
+	$(VENV)/bin/optiinfra rules generate --out rules/generated
+	$(PY) -m optiinfra.config --schema
 	$(PY) -m optiinfra.alertmanager.plan
 	$(VENV)/bin/optiinfra alertmanager-config > alertmanager/generated/alertmanager.yml
 	$(PY) -m optiinfra.alertmanager.knobs --out docs/plan-actions.md

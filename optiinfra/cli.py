@@ -22,6 +22,7 @@ from optiinfra import log as oilog
 #: Modules whose ``register(subparsers)`` adds sub-commands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "optiinfra.exporter.cli",
+    "optiinfra.rules.cli",
     "optiinfra.alertmanager.cli",
     "optiinfra.demo.cli",
 )

@@ -224,7 +224,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "engine_startup_hang", "LLMEngineStartupHang", "critical", "engine", "metric+log",
-        "upstream never up for 10m after the sidecar started, or the start-up hang log signature", "10m",
+        "upstream never up for 10m after the sidecar started, or the start-up hang log signature", "0s",
+        # The 10m is the window of the signal (startup_seconds); a `for` on top would make it 20m.
         _m(startup_seconds=_t(600, "s", "time after sidecar start by which the engine must be up")),
         "The inference engine has not finished starting.",
         "The engine behind {{ $labels.pod }} has not come up.",
@@ -346,6 +347,10 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         identity=(),
     ),
 )
+
+#: Application Xids (the engine's fault; restarting the engine helps): GPUXidError at warning. Every other
+#: Xid (fatal: 48, 63, 64, 74, 79, 92, 94, 95, 119, ...) is critical.
+APPLICATION_XIDS: tuple[str, ...] = ("13", "31", "43")
 
 SLO_BURN = "slo_burn"
 SLO_ALERTS: tuple[str, str] = ("LLMSLOBurnRateFast", "LLMSLOBurnRateSlow")

@@ -1,0 +1,102 @@
+"""Small pure helpers shared by the rule builders: exact numbers, profile-scaled durations, selectors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Literal
+
+from optiinfra.config import Config, format_duration_ms, parse_duration_ms
+
+Profile = Literal["production", "demo"]
+PROFILES: tuple[Profile, ...] = ("production", "demo")
+#: ``--profile demo`` divides every ``for`` and every range window by this.
+DEMO_DIVISOR = 60
+
+
+def num(value: float | int | Decimal | str) -> str:
+    """Exact decimal text of a configured number: 0.001 stays ``0.001``, 100.0 is ``100``, never 0.0009999."""
+    dec = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else str(value))
+    text = format(dec.normalize(), "f")
+    return "0" if text in ("-0", "") else text
+
+
+def dec(value: float | int | str) -> Decimal:
+    """The Decimal a configured number was written as (``repr`` of a float, so 0.1 is exactly 0.1)."""
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value))
+
+
+def le_matcher(bound: float) -> str:
+    """``le`` matcher for a native boundary: exact text, and for whole numbers both ``1`` and ``1.0`` spellings."""
+    text = repr(float(bound))
+    if float(bound).is_integer():
+        whole = text.removesuffix(".0")
+        return f'le=~"{whole}|{whole}\\\\.0"'
+    return f'le="{text}"'
+
+
+@dataclass(frozen=True)
+class Rule:
+    expr: str
+    record: str = ""
+    alert: str = ""
+    for_: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"record": self.record} if self.record else {"alert": self.alert}
+        out["expr"] = self.expr
+        if self.alert:
+            out["for"] = self.for_ or "0s"
+        if self.labels:
+            out["labels"] = dict(sorted(self.labels.items()))
+        if self.annotations:
+            out["annotations"] = dict(sorted(self.annotations.items()))
+        return out
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    rules: tuple[Rule, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "rules": [r.to_dict() for r in self.rules]}
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What every builder needs: the config and the profile."""
+
+    config: Config
+    profile: Profile = "production"
+
+    def w(self, duration: str) -> str:
+        """A range window or ``for`` duration, scaled by the profile."""
+        ms = parse_duration_ms(duration)
+        if self.profile == "demo":
+            ms //= DEMO_DIVISOR
+        return format_duration_ms(ms)
+
+    @property
+    def identity(self) -> tuple[str, ...]:
+        return tuple(self.config.identity_labels)
+
+    @property
+    def by_pod(self) -> str:
+        """Grouping labels of per-pod engine series: identity + engine + model."""
+        return ", ".join((*self.identity, "engine", "model"))
+
+    @property
+    def on_pod(self) -> str:
+        return ", ".join(self.identity)
+
+    def sel(self, metric: str, *matchers: str) -> str:
+        parts = [p for p in (*matchers, self.config.selectors.series) if p]
+        return f"{metric}{{{', '.join(parts)}}}" if parts else metric
+
+    def sidecar_up(self) -> str:
+        parts = [p for p in (self.config.selectors.sidecar_job, self.config.selectors.series) if p]
+        return f"up{{{', '.join(parts)}}}" if parts else "up"

@@ -1,0 +1,585 @@
+"""promtool unit tests generated from the same catalogue as the rules.
+
+Every alerting rule gets four test groups: ``fires`` (series synthesized from its thresholds: the alert
+fires with the exact labels and rendered annotations), ``quiet`` (one signal short: no alert), ``idle``
+(the instance exists but serves no traffic: no alert) and ``absent`` (no series at all: no alert, except
+OptiInfraExporterDown whose ``absent()`` branch fires). Rules with a log signature get a ``fires-log``
+group too. Key recording rules get ``promql_expr_test`` cases with hand-checkable values. Timings go through
+the profile, so the demo profile's test file is the production one divided by 60.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from optiinfra.rules.alerts import alert_rules, throttle_bits
+from optiinfra.rules.check import selectors
+from optiinfra.rules.promql import Ctx, Group, Rule
+
+from optiinfra import metrics as m
+from optiinfra import taxonomy as tx
+from optiinfra.config import SLI_HISTOGRAMS, Slo, parse_duration_ms
+
+STEP = "1m"
+"""Input-series interval and evaluation interval (production); the profile scales it."""
+
+Series = dict[str, str]
+
+
+# ---- Go template helpers (exp_annotations must match the rendered text) ----------------------------------
+
+def _g4(value: float) -> str:
+    return "%.4g" % value  # noqa: UP031 (Go's %.4g)
+
+
+def go_value(value: float) -> str:
+    """``{{ $value }}``: Go prints a float64 with the shortest representation."""
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return repr(value)
+
+
+def humanize(value: float) -> str:
+    if value == 0:
+        return _g4(value)
+    if abs(value) >= 1:
+        prefix = ""
+        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
+            if abs(value) < 1000:
+                break
+            prefix, value = p, value / 1000
+        return _g4(value) + prefix
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(value) >= 1:
+            break
+        prefix, value = p, value * 1000
+    return _g4(value) + prefix
+
+
+def humanize_percentage(value: float) -> str:
+    return _g4(value * 100) + "%"
+
+
+def humanize_duration(value: float) -> str:
+    if value == 0:
+        return _g4(value) + "s"
+    if abs(value) >= 1:
+        sign = "-" if value < 0 else ""
+        whole = int(abs(value))
+        days, hours, minutes, seconds = whole // 86400, whole // 3600 % 24, whole // 60 % 60, whole % 60
+        if days:
+            return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
+        if hours:
+            return f"{sign}{hours}h {minutes}m {seconds}s"
+        if minutes:
+            return f"{sign}{minutes}m {seconds}s"
+        return f"{sign}{_g4(abs(value))}s"
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(value) >= 1:
+            break
+        prefix, value = p, value * 1000
+    return f"{_g4(value)}{prefix}s"
+
+
+_FUNCS: Mapping[str, Callable[[float], str]] = {
+    "": go_value, "humanize": humanize, "humanizePercentage": humanize_percentage,
+    "humanizeDuration": humanize_duration,
+}
+_TEMPLATE = re.compile(r"\{\{\s*\$(labels\.(\w+)|value)\s*(?:\|\s*(\w+)\s*)?\}\}")
+
+
+def render(template: str, labels: Mapping[str, str], value: float) -> str:
+    def sub(match: re.Match[str]) -> str:
+        if match.group(2):
+            return labels.get(match.group(2), "")
+        return _FUNCS[match.group(3) or ""](value)
+    return _TEMPLATE.sub(sub, template)
+
+
+# ---- fixtures -------------------------------------------------------------------------------------------
+
+@dataclass
+class Fixture:
+    """Input series (selector text -> expanding notation) and, when the alert fires, its labels and value."""
+
+    series: Series = field(default_factory=dict)
+    alerts: list[tuple[dict[str, str], float]] = field(default_factory=list)
+
+
+@dataclass
+class Cases:
+    fires: Fixture
+    quiet: Fixture
+    idle: Fixture
+    fires_log: Fixture | None = None
+    absent_alerts: list[tuple[dict[str, str], float]] = field(default_factory=list)
+    hold: str = "10m"
+    """How long the condition is held before eval (on top of the rule's ``for``)."""
+
+
+def _lbl(labels: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+class Synth:
+    """Builds series for one test: sample count, identity labels, histograms from native buckets."""
+
+    def __init__(self, ctx: Ctx, samples: int) -> None:
+        self.ctx = ctx
+        self.n = samples
+        self.step_s = parse_duration_ms(ctx.w(STEP)) / 1000
+        eq = {}
+        for name, matchers in selectors("up{" + ctx.config.selectors.series + "}") if ctx.config.selectors.series \
+                else []:
+            del name
+            eq.update(matchers)
+        defaults = {"namespace": "llm", "pod": "pod-0", "instance": "10.0.0.1:9400"}
+        self.pod = {label: eq.get(label, defaults.get(label, "x")) for label in ctx.identity}
+        job = dict(selectors(ctx.sidecar_up())[0][1]).get("job", "optiinfra")
+        self.job = {"job": job if not job.startswith(("~", ".")) else "optiinfra"}
+        self.raw = {**self.pod, **self.job, **{k: v for k, v in eq.items() if k not in self.pod}}
+        self.eng = {**self.raw, "engine": "vllm", "model": "m"}
+        self.pod_model = {**self.pod, "engine": "vllm", "model": "m"}
+
+    def gauge(self, value: float) -> str:
+        return f"{value!r}+0x{self.n}" if not float(value).is_integer() else f"{int(value)}+0x{self.n}"
+
+    def counter(self, per_second: float) -> str:
+        inc = per_second * self.step_s
+        text = repr(inc) if not float(inc).is_integer() else str(int(inc))
+        return f"0+{text}x{self.n}"
+
+    def step_counter(self, amount: int) -> str:
+        """A counter that rose by ``amount`` three samples before the evaluation time (inside every window)."""
+        at = self.n - 8
+        return f"0+0x{at} {amount}+0x{self.n - at - 1}"
+
+    def hist(self, metric: str, engine: m.Engine, bucket: int, per_second: float,
+             labels: Mapping[str, str] | None = None) -> Series:
+        """A histogram whose observations all land in bucket index ``bucket`` of the engine's native bounds."""
+        bounds = m.NATIVE_BUCKETS[engine][metric]
+        base = {**(labels or self.eng), "engine": engine}
+        out: Series = {}
+        for i, bound in enumerate((*bounds, float("inf"))):
+            le = "+Inf" if bound == float("inf") else repr(float(bound))
+            out[f"{metric}_bucket{_lbl({**base, 'le': le})}"] = self.counter(per_second if i >= bucket else 0)
+        out[f"{metric}_count{_lbl(base)}"] = self.counter(per_second)
+        out[f"{metric}_sum{_lbl(base)}"] = self.counter(per_second * bounds[bucket])
+        return out
+
+
+def slow_bucket(bounds: tuple[float, ...], threshold: float) -> int:
+    """Index of the first bucket lying wholly above ``threshold`` (its lower bound >= threshold)."""
+    for i in range(1, len(bounds)):
+        if bounds[i - 1] >= threshold:
+            return i
+    raise ValueError(f"no native bucket lies above {threshold}")
+
+
+def fast_bucket(bounds: tuple[float, ...], threshold: float) -> int:
+    """Index of the last bucket whose upper bound is <= ``threshold`` (all observations at or below it)."""
+    for i in range(len(bounds) - 1, -1, -1):
+        if bounds[i] <= threshold:
+            return i
+    raise ValueError(f"no native bucket lies below {threshold}")
+
+
+def p_of(bounds: tuple[float, ...], bucket: int, q: float) -> float:
+    lower = bounds[bucket - 1] if bucket > 0 else 0.0
+    return lower + (bounds[bucket] - lower) * q
+
+
+# ---- per-bottleneck cases -------------------------------------------------------------------------------
+
+def _thr(ctx: Ctx, bid: str, name: str) -> float:
+    return ctx.config.threshold(bid, name)
+
+
+def _engine_cases(ctx: Ctx, s: Synth, bid: str) -> Cases:
+    traffic = {f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'stop'})}": s.counter(1)}
+    no_traffic = {f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'stop'})}": s.counter(0)}
+    pm = s.pod_model
+
+    def rank(r: str) -> dict[str, str]:
+        return {**s.eng, "dp_rank": r}
+
+    if bid == "kv_cache_pressure":
+        full = (_thr(ctx, bid, "kv_usage") + 1) / 2
+        kv = {f"llm_kv_cache_usage_ratio{_lbl(rank('0'))}": s.gauge(full),
+              f"llm_kv_cache_usage_ratio{_lbl(rank('1'))}": s.gauge(0.25)}
+        waiting_n = _thr(ctx, bid, "min_waiting") + 3
+        return Cases(
+            fires=Fixture({**kv, f"llm_requests_waiting{_lbl(rank('0'))}": s.gauge(waiting_n), **traffic},
+                          [(pm, full)]),
+            quiet=Fixture({**kv, f"llm_requests_waiting{_lbl(rank('0'))}": s.gauge(0),
+                           f"llm_preemptions_total{_lbl(s.eng)}": s.counter(0), **traffic}),
+            idle=Fixture({f"llm_kv_cache_usage_ratio{_lbl(rank('0'))}": s.gauge(0),
+                          f"llm_requests_waiting{_lbl(rank('0'))}": s.gauge(0), **no_traffic}))
+    if bid == "preemption_storm":
+        rate = _thr(ctx, bid, "preemptions_per_second") * 2
+        return Cases(
+            fires=Fixture({f"llm_preemptions_total{_lbl(s.eng)}": s.counter(rate), **traffic}, [(pm, rate)]),
+            quiet=Fixture({f"llm_preemptions_total{_lbl(s.eng)}": s.counter(rate / 4), **traffic}),
+            idle=Fixture({f"llm_preemptions_total{_lbl(s.eng)}": s.counter(0), **no_traffic}))
+    if bid == "queue_buildup":
+        queue = "llm_request_queue_time_seconds"
+        bounds = m.NATIVE_BUCKETS["vllm"][queue]
+        slow = slow_bucket(bounds, _thr(ctx, bid, "queue_p95_seconds"))
+        kv_ok = _thr(ctx, bid, "kv_usage_below") / 2
+        kv_full = (_thr(ctx, bid, "kv_usage_below") + 1) / 2
+        base = {**s.hist(queue, "vllm", slow, 1), f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(4), **traffic}
+        return Cases(
+            fires=Fixture({**base, f"llm_kv_cache_usage_ratio{_lbl(s.eng)}": s.gauge(kv_ok)},
+                          [(pm, p_of(bounds, slow, 0.95))]),
+            quiet=Fixture({**base, f"llm_kv_cache_usage_ratio{_lbl(s.eng)}": s.gauge(kv_full)}),
+            idle=Fixture({**s.hist(queue, "vllm", slow, 0), f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(0),
+                          **no_traffic}))
+    if bid == "prefill_bound":
+        ttft, queue = "llm_time_to_first_token_seconds", "llm_request_queue_time_seconds"
+        tb, qb = m.NATIVE_BUCKETS["vllm"][ttft], m.NATIVE_BUCKETS["vllm"][queue]
+        slow = slow_bucket(tb, _thr(ctx, bid, "ttft_p95_seconds"))
+        q_ok = fast_bucket(qb, _thr(ctx, bid, "queue_p95_below_seconds"))
+        q_slow = slow_bucket(qb, _thr(ctx, bid, "queue_p95_below_seconds"))
+        return Cases(
+            fires=Fixture({**s.hist(ttft, "vllm", slow, 1), **s.hist(queue, "vllm", q_ok, 1), **traffic},
+                          [(pm, p_of(tb, slow, 0.95))]),
+            quiet=Fixture({**s.hist(ttft, "vllm", slow, 1), **s.hist(queue, "vllm", q_slow, 1), **traffic}),
+            idle=Fixture({**s.hist(ttft, "vllm", slow, 0), **s.hist(queue, "vllm", q_ok, 0), **no_traffic}))
+    if bid == "decode_bound":
+        itl = "llm_inter_token_latency_seconds"
+        bounds = m.NATIVE_BUCKETS["vllm"][itl]
+        thr = _thr(ctx, bid, "itl_p95_seconds")
+        slow, fast = slow_bucket(bounds, thr), fast_bucket(bounds, thr / 2)
+        return Cases(
+            fires=Fixture({**s.hist(itl, "vllm", slow, 1), **traffic}, [(pm, p_of(bounds, slow, 0.95))]),
+            quiet=Fixture({**s.hist(itl, "vllm", fast, 1), **traffic}),
+            idle=Fixture({**s.hist(itl, "vllm", slow, 0), **no_traffic}))
+    if bid in ("low_throughput", "gpu_underutilized"):
+        thr = _thr(ctx, bid, "gpu_util_below")
+        low, high = round(thr * 100 / 2), min(100, round(thr * 100 * 1.5) + 1)
+        waiting = 3 if bid == "low_throughput" else 0
+        base = {f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(waiting), **traffic}
+        return Cases(
+            fires=Fixture({**base, **_gpus(s, low)}, [(pm, low / 100)]),
+            quiet=Fixture({**base, **_gpus(s, high)}),
+            idle=Fixture({f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(0), **no_traffic, **_gpus(s, 0)})
+            if bid == "gpu_underutilized" else
+            Fixture({f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(0), **no_traffic, **_gpus(s, low)}))
+    if bid == "cache_inefficiency":
+        thr = _thr(ctx, bid, "hit_ratio_below")
+        prompt = _thr(ctx, bid, "min_prompt_tokens_per_second") * 4
+        q, h = "llm_prefix_cache_queried_tokens_total", "llm_prefix_cache_hit_tokens_total"
+        base = {f"{q}{_lbl(s.eng)}": s.counter(prompt), f"llm_prompt_tokens_total{_lbl(s.eng)}": s.counter(prompt)}
+        return Cases(
+            fires=Fixture({**base, f"{h}{_lbl(s.eng)}": s.counter(prompt * thr / 2)}, [(pm, thr / 2)]),
+            quiet=Fixture({**base, f"{h}{_lbl(s.eng)}": s.counter(prompt * min(1.0, thr * 2))}),
+            idle=Fixture({f"{q}{_lbl(s.eng)}": s.counter(0), f"{h}{_lbl(s.eng)}": s.counter(0),
+                          f"llm_prompt_tokens_total{_lbl(s.eng)}": s.counter(0)}))
+    if bid == "request_errors":
+        share = min(1.0, _thr(ctx, bid, "error_share") * 2)
+
+        def finished(err: float) -> Series:
+            return {f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'stop'})}": s.counter(1 - err),
+                    f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'error'})}": s.counter(err)}
+        return Cases(fires=Fixture(finished(share), [(pm, share)]), quiet=Fixture(finished(share / 4)),
+                     idle=Fixture({k: s.counter(0) for k in finished(0)}))
+    if bid == "engine_stalled":
+        tokens = f"llm_generation_tokens_total{_lbl(s.eng)}"
+        return Cases(
+            fires=Fixture({f"llm_requests_running{_lbl(s.eng)}": s.gauge(3), tokens: s.counter(0)}, [(pm, 3)]),
+            quiet=Fixture({f"llm_requests_running{_lbl(s.eng)}": s.gauge(3), tokens: s.counter(50)}),
+            idle=Fixture({f"llm_requests_running{_lbl(s.eng)}": s.gauge(0), tokens: s.counter(0)}))
+    if bid in ("engine_down", "engine_startup_hang"):
+        upstream = f"llm_upstream_up{_lbl({**s.raw, 'engine': 'vllm'})}"
+        up = f"up{_lbl(s.raw)}"
+        labels = {**s.raw, "engine": "vllm"}
+        return Cases(
+            fires=Fixture({upstream: s.gauge(0), up: s.gauge(1)}, [(labels, 0)]),
+            quiet=Fixture({upstream: f"0+0x3 1+0x{s.n - 4}", up: s.gauge(1)}),
+            idle=Fixture({upstream: s.gauge(1), up: s.gauge(1), **no_traffic}),
+            hold="25m" if bid == "engine_startup_hang" else "10m")
+    raise KeyError(bid)
+
+
+def _gpu_labels(s: Synth, index: int, lower_case: bool) -> dict[str, str]:
+    host, uuid = ("hostname", "uuid") if lower_case else ("Hostname", "UUID")
+    return {**s.raw, "gpu": str(index), "device": f"nvidia{index}", "modelName": "NVIDIA H100 80GB HBM3",
+            "pci_bus_id": f"00000000:0{index}:00.0", host: "node-1", uuid: f"GPU-000{index}"}
+
+
+def _gpus(s: Synth, util_percent: float) -> Series:
+    """Two GPUs of one pod, one with dcgm-exporter's Hostname/UUID spelling and one with hostname/uuid."""
+    return {f"DCGM_FI_DEV_GPU_UTIL{_lbl(_gpu_labels(s, i, i == 1))}": s.gauge(util_percent) for i in (0, 1)}
+
+
+def _gpu_cases(ctx: Ctx, s: Synth, bid: str, severity: str) -> Cases:
+    gpu = _gpu_labels(s, 0, False)
+    if bid == "gpu_memory_pressure":
+        thr = _thr(ctx, bid, "fb_free_mib_below")
+        metric = f"DCGM_FI_DEV_FB_FREE{_lbl(gpu)}"
+        return Cases(fires=Fixture({metric: s.gauge(thr // 2)}, [(gpu, thr // 2)]),
+                     quiet=Fixture({metric: s.gauge(thr * 4)}), idle=Fixture({metric: s.gauge(80000)}))
+    if bid == "gpu_throttling":
+        metric = f"DCGM_FI_DEV_CLOCKS_EVENT_REASONS{_lbl(gpu)}"
+        bit = throttle_bits()[-1]
+        return Cases(fires=Fixture({metric: s.gauge(bit | 1)}, [(gpu, bit | 1)]),
+                     quiet=Fixture({metric: s.gauge(1)}), idle=Fixture({metric: s.gauge(0)}))
+    if bid == "gpu_xid_error":
+        xid = "79" if severity == "critical" else tx.APPLICATION_XIDS[0]
+        labels = {**gpu, "xid": xid}
+        log = {**s.raw, "source": "kernel", "signature": tx.get(bid).log_signatures[0], "xid": xid}
+        return Cases(
+            fires=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.step_counter(1)}, [(labels, 1)]),
+            quiet=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.gauge(2)}),  # old errors only
+            idle=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.gauge(0)}),
+            fires_log=Fixture({f"llm_log_events_total{_lbl(log)}": s.step_counter(1)}, [(log, 1)]),
+            hold="6m")
+    if bid == "gpu_ecc_error":
+        metric = f"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{_lbl(gpu)}"
+        return Cases(fires=Fixture({metric: s.step_counter(3)}, [(gpu, 3)]),
+                     quiet=Fixture({metric: s.gauge(7), f"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS{_lbl(gpu)}":
+                                    s.gauge(2)}),
+                     idle=Fixture({metric: s.gauge(0)}), hold="6m")
+    raise KeyError(bid)
+
+
+def _host_cases(ctx: Ctx, s: Synth, bid: str) -> Cases:
+    if bid == "host_memory_pressure":
+        avail_below = _thr(ctx, bid, "available_ratio_below")
+        total = 100 * 2**30
+        a, t = f"llm_host_memory_available_bytes{_lbl(s.raw)}", f"llm_host_memory_total_bytes{_lbl(s.raw)}"
+        low = int(total * avail_below / 2)
+        return Cases(fires=Fixture({a: s.gauge(low), t: s.gauge(total)}, [(s.raw, 1 - low / total)]),
+                     quiet=Fixture({a: s.gauge(total // 2), t: s.gauge(total)}),
+                     idle=Fixture({a: s.gauge(total - 2**30), t: s.gauge(total)}))
+    if bid == "host_cpu_saturation":
+        thr = _thr(ctx, bid, "cpu_ratio_above")
+        metric = f"llm_host_cpu_utilization_ratio{_lbl(s.raw)}"
+        busy = (thr + 1) / 2
+        return Cases(fires=Fixture({metric: s.gauge(busy)}, [(s.raw, busy)]),
+                     quiet=Fixture({metric: s.gauge(thr / 2)}), idle=Fixture({metric: s.gauge(0)}))
+    raise KeyError(bid)
+
+
+def _log_fixture(s: Synth, b: tx.Bottleneck) -> Fixture:
+    source = "kernel" if b.component in ("host", "gpu") else "engine"
+    labels = {**s.raw, "source": source, "signature": b.log_signatures[-1]}
+    return Fixture({f"llm_log_events_total{_lbl(labels)}": s.step_counter(2)}, [(labels, 2)])
+
+
+def cases_for(ctx: Ctx, s: Synth, b: tx.Bottleneck, rule: Rule) -> Cases:
+    if b.id == "exporter_down":
+        up = f"up{_lbl(s.raw)}"
+        absent_labels = {k: v for k, v in selectors(ctx.sidecar_up())[0][1].items()
+                         if f'{k}="{v}"' in ctx.sidecar_up()}
+        return Cases(fires=Fixture({up: s.gauge(0)}, [(s.raw, 0)]), quiet=Fixture({up: s.gauge(1)}),
+                     idle=Fixture({up: s.gauge(1)}), absent_alerts=[(absent_labels, 1)])
+    if b.signal == "log":
+        fixture = _log_fixture(s, b)
+        flat = {k: s.gauge(5) for k in fixture.series}
+        return Cases(fires=fixture, quiet=Fixture(flat), idle=Fixture({k: s.gauge(0) for k in fixture.series}),
+                     hold="6m")
+    if b.component == "gpu":
+        cases = _gpu_cases(ctx, s, b.id, rule.labels["severity"])
+    elif b.component == "host":
+        cases = _host_cases(ctx, s, b.id)
+    else:
+        cases = _engine_cases(ctx, s, b.id)
+    if b.log_signatures and cases.fires_log is None:
+        cases.fires_log = _log_fixture(s, b)
+    return cases
+
+
+# ---- assembling the test file ---------------------------------------------------------------------------
+
+def _exp(rule: Rule, fired: list[tuple[dict[str, str], float]]) -> list[dict[str, Any]]:
+    out = []
+    for labels, value in fired:
+        all_labels = {**labels, **rule.labels}
+        out.append({
+            "exp_labels": dict(sorted(all_labels.items())),
+            "exp_annotations": {k: render(v, all_labels, float(value)) for k, v in sorted(rule.annotations.items())},
+        })
+    return out
+
+
+def _case(ctx: Ctx, name: str, rule: Rule, fixture: Fixture, *, eval_ms: int,
+          exp: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "interval": ctx.w(STEP),
+        "input_series": [{"series": k, "values": v} for k, v in fixture.series.items()],
+        "alert_rule_test": [{"eval_time": _ms(eval_ms), "alertname": rule.alert, "exp_alerts": exp}],
+    }
+
+
+def _ms(ms: int) -> str:
+    from optiinfra.config import format_duration_ms  # noqa: PLC0415
+    return format_duration_ms(ms)
+
+
+def alert_tests(ctx: Ctx) -> list[dict[str, Any]]:
+    tests = []
+    step_ms = parse_duration_ms(ctx.w(STEP))
+    for b in tx.BOTTLENECKS:
+        for rule in alert_rules(ctx, b):
+            probe = cases_for(ctx, Synth(ctx, 1), b, rule)
+            eval_ms = parse_duration_ms(rule.for_) + parse_duration_ms(ctx.w(probe.hold))
+            synth = Synth(ctx, eval_ms // step_ms + 5)
+            cases = cases_for(ctx, synth, b, rule)
+            tag = f"{rule.alert}[{rule.labels['severity']}]"
+            runs = [("fires", cases.fires, _exp(rule, cases.fires.alerts))]
+            if cases.fires_log is not None:
+                runs.append(("fires on its log signature", cases.fires_log, _exp(rule, cases.fires_log.alerts)))
+            runs += [("quiet", cases.quiet, []), ("idle", cases.idle, []),
+                     ("absent", Fixture(), _exp(rule, cases.absent_alerts))]
+            tests += [_case(ctx, f"{tag} {what}", rule, fixture, eval_ms=eval_ms, exp=exp)
+                      for what, fixture, exp in runs]
+    return tests
+
+
+def _slo_labels(s: Synth, slo: Slo) -> tuple[dict[str, str], m.Engine]:
+    engine = slo.applies_to()[0]
+    model = slo.model if slo.model and re.fullmatch(slo.model, slo.model) else "m"
+    return {**s.raw, "engine": engine, "model": model}, engine
+
+
+def _slo_series(s: Synth, slo: Slo, bad: bool, traffic: float) -> Series:
+    labels, engine = _slo_labels(s, slo)
+    if slo.sli == "availability":
+        outcome = "error" if bad else "stop"
+        return {f"llm_requests_finished_total{_lbl({**labels, 'outcome': outcome})}": s.counter(traffic)}
+    assert slo.threshold is not None
+    metric = SLI_HISTOGRAMS[slo.sli]
+    bounds = m.NATIVE_BUCKETS[engine][metric]
+    at = bounds.index(slo.threshold)
+    return s.hist(metric, engine, at + 1 if bad else at, traffic, labels)
+
+
+def slo_tests(ctx: Ctx, groups: tuple[Group, ...]) -> list[dict[str, Any]]:
+    tests = []
+    step_ms = parse_duration_ms(ctx.w(STEP))
+    rules = {(r.alert, r.labels.get("slo")): r for g in groups for r in g.rules if r.alert}
+    for slo in ctx.config.slos:
+        if slo.model and not re.fullmatch(slo.model, slo.model):
+            continue  # a model regex that does not match its own text: no synthesizable model name
+        for alert in ("LLMSLOBurnRateFast", "LLMSLOBurnRateSlow"):
+            rule = rules[(alert, slo.name)]
+            # A fresh series' ratios over every window are the ratio of what exists, so all-bad traffic
+            # trips both windows of a tier within minutes: the test need not hold a day of data.
+            # The 1d traffic guard of the slow alert needs ~15m of 1 req/s before it passes on a fresh series.
+            hold = "10m" if alert == "LLMSLOBurnRateFast" else "40m"
+            eval_ms = parse_duration_ms(rule.for_) + parse_duration_ms(ctx.w(hold))
+            s = Synth(ctx, eval_ms // step_ms + 5)
+            labels, _ = _slo_labels(s, slo)
+            pod_labels = {k: v for k, v in labels.items() if k != "job"}
+            fired = [({**pod_labels, "slo": slo.name}, 1.0)]
+            tag = f"{alert}[{slo.name}]"
+            trickle = ctx.config.min_request_rate / 2  # all bad, but below the traffic guard
+            runs = [("fires", Fixture(_slo_series(s, slo, True, 1)), _exp(rule, fired)),
+                    ("quiet", Fixture(_slo_series(s, slo, False, 1)), []),
+                    ("idle", Fixture(_slo_series(s, slo, True, trickle)), []),
+                    ("absent", Fixture(), [])]
+            tests += [_case(ctx, f"{tag} {what}", rule, fixture, eval_ms=eval_ms, exp=exp)
+                      for what, fixture, exp in runs]
+    return tests
+
+
+def _sample(name: str, labels: Mapping[str, str], value: float) -> dict[str, Any]:
+    return {"labels": name + _lbl(labels), "value": value}
+
+
+def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
+    """Hand-checkable values for the key recording rules (exactly representable numbers)."""
+    eval_ms = parse_duration_ms(ctx.w("10m"))
+    s = Synth(ctx, eval_ms // parse_duration_ms(ctx.w(STEP)) + 5)
+    pm = s.pod_model
+    ttft = "llm_time_to_first_token_seconds"
+    bounds = m.NATIVE_BUCKETS["vllm"][ttft]
+    bucket = bounds.index(0.75)  # observations in (0.5, 0.75]: p50 = 0.5 + 0.25 * 0.5
+    series: Series = {
+        **s.hist(ttft, "vllm", bucket, 1),
+        f"llm_kv_cache_usage_ratio{_lbl({**s.eng, 'dp_rank': '0'})}": s.gauge(0.5),
+        f"llm_kv_cache_usage_ratio{_lbl({**s.eng, 'dp_rank': '1'})}": s.gauge(0.75),
+        f"llm_prefix_cache_queried_tokens_total{_lbl(s.eng)}": s.counter(2),
+        f"llm_prefix_cache_hit_tokens_total{_lbl(s.eng)}": s.counter(0.5),
+        f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'stop'})}": s.counter(0.75),
+        f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'error'})}": s.counter(0.25),
+        **_gpus(s, 50),
+    }
+    # the second GPU (hostname/uuid spelling) at 25%
+    series[f"DCGM_FI_DEV_GPU_UTIL{_lbl(_gpu_labels(s, 1, True))}"] = s.gauge(25)
+
+    def folded(index: int) -> dict[str, str]:
+        labels = {k: v for k, v in _gpu_labels(s, index, index == 1).items() if k not in ("Hostname", "UUID")}
+        return {**labels, "hostname": "node-1", "uuid": f"GPU-000{index}"}
+
+    at = _ms(eval_ms)
+    exprs = [
+        ("pod_model:llm_time_to_first_token_seconds:p50_rate5m", [_sample(
+            "pod_model:llm_time_to_first_token_seconds:p50_rate5m", pm, 0.625)]),
+        ("model:llm_time_to_first_token_seconds:p50_rate5m", [_sample(
+            "model:llm_time_to_first_token_seconds:p50_rate5m", {"engine": "vllm", "model": "m"}, 0.625)]),
+        ("pod_model:llm_kv_cache_usage_ratio:max", [_sample("pod_model:llm_kv_cache_usage_ratio:max", pm, 0.75)]),
+        ("pod_model:llm_prefix_cache_hit_tokens_per_queried_tokens:ratio_rate5m", [_sample(
+            "pod_model:llm_prefix_cache_hit_tokens_per_queried_tokens:ratio_rate5m", pm, 0.25)]),
+        ("pod_model:llm_requests_errored_per_finished:ratio_rate5m", [_sample(
+            "pod_model:llm_requests_errored_per_finished:ratio_rate5m", pm, 0.25)]),
+        ("pod_model:llm_requests_finished:rate5m", [_sample("pod_model:llm_requests_finished:rate5m", pm, 1)]),
+        ("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", [_sample("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", folded(0), 0.5),
+                                             _sample("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", folded(1), 0.25)]),
+        ("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", [_sample("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", s.pod, 0.375)]),
+    ]
+    tests = [{
+        "name": "recording rules: quantile, KV max over ranks, hit ratio, error share, GPU ratio (both spellings)",
+        "interval": ctx.w(STEP),
+        "input_series": [{"series": k, "values": v} for k, v in series.items()],
+        "promql_expr_test": [{"expr": e, "eval_time": at, "exp_samples": samples} for e, samples in exprs],
+    }]
+    # SLO error ratio: half the requests above the threshold bucket, half at it.
+    for slo in ctx.config.slos:
+        if slo.model and not re.fullmatch(slo.model, slo.model):
+            continue
+        good, bad = _slo_series(s, slo, False, 1), _slo_series(s, slo, True, 1)
+        merged = {k: _add(good.get(k), bad.get(k)) for k in {**good, **bad}}
+        labels, _ = _slo_labels(s, slo)
+        out = {**{k: v for k, v in labels.items() if k != "job"}, "slo": slo.name}
+        tests.append({
+            "name": f"SLO {slo.name}: error ratio of half-bad traffic",
+            "interval": ctx.w(STEP),
+            "input_series": [{"series": k, "values": v} for k, v in sorted(merged.items())],
+            "promql_expr_test": [{"expr": f'slo:sli_error:ratio_rate5m{{slo="{slo.name}"}}', "eval_time": at,
+                                  "exp_samples": [_sample("slo:sli_error:ratio_rate5m", out, 0.5)]}],
+        })
+    return tests
+
+
+def _add(a: str | None, b: str | None) -> str:
+    """Sum of two ``0+<inc>x<n>`` counters (either may be missing)."""
+    if a is None or b is None:
+        return a or b or ""
+    (ia, na), (ib, nb) = (_parse_counter(a), _parse_counter(b))
+    assert na == nb
+    total = ia + ib
+    return f"0+{int(total) if total.is_integer() else repr(total)}x{na}"
+
+
+def _parse_counter(text: str) -> tuple[float, int]:
+    start, _, rest = text.partition("+")
+    inc, _, n = rest.partition("x")
+    assert start == "0", text
+    return float(inc), int(n)
+
+
+def test_file(ctx: Ctx, groups: tuple[Group, ...], rules_file: str) -> dict[str, Any]:
+    return {
+        "rule_files": [rules_file],
+        "evaluation_interval": ctx.w(STEP),
+        "group_eval_order": [g.name for g in groups],
+        "tests": [*recording_tests(ctx), *alert_tests(ctx), *slo_tests(ctx, groups)],
+    }
