@@ -77,7 +77,7 @@ async def test_counts_appended_lines_and_renders_promtool_clean_output(tmp_path:
     assert sum('signature="nvidia_xid"' in ln for ln in text.splitlines()) == len(KNOWN_XIDS) + 1
     assert all('xid="' in ln for ln in text.splitlines() if 'signature="nvidia_xid"' in ln)
     assert not any("xid=" in ln for ln in text.splitlines() if "nvidia_xid" not in ln)
-    assert _sample(text, 'optiinfra_exporter_parse_errors_total{collector="logs"}') == 0
+    assert c.health()["parse_errors"] == 0
     promtool = require_binary("promtool")
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -139,6 +139,18 @@ def test_a_running_engine_log_arms_no_startup_timer(tmp_path: Path) -> None:
     now[0] = 10_000.0
     c.poll_once()
     assert c.counts() == {}
+
+
+def test_over_long_lines_are_parse_errors(tmp_path: Path) -> None:
+    log = tmp_path / "engine.log"
+    log.write_text("")
+    c = LogCollector([(log, "engine")], max_line_bytes=1000)
+    c.poll_once()
+    _append(log, "x" * 5000 + "\n" + OOM + "y" * 950 + IB + IB)
+    c.poll_once()
+    # the first IB line is beyond the cut of its over-long line
+    assert c.counts() == {("engine", "cuda_oom", ""): 1, ("engine", "nccl_ib_error", ""): 1}
+    assert c.health()["parse_errors"] == 2
 
 
 def test_rotation_and_copytruncate_through_the_collector(tmp_path: Path) -> None:
