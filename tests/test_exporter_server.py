@@ -83,6 +83,7 @@ async def test_vllm_upstream(aiohttp_server: ServerFactory, aiohttp_client: Clie
     payload = require_path(VLLM_FLAG).read_text()
     server = await aiohttp_server(upstream_app({
         "/metrics": text_handler(payload), "/version": json_handler({"version": "0.26.0"}),
+        "/v1/models": json_handler({"object": "list", "data": [{"id": "Qwen/Qwen3-0.6B", "max_model_len": 40960}]}),
     }))
     client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), labels={"cluster": "eu-1"})
     samples, _ = await scrape(client)
@@ -97,7 +98,8 @@ async def test_vllm_upstream(aiohttp_server: ServerFactory, aiohttp_client: Clie
     info = [dict(lbl) for (name, lbl) in samples if name == "llm_engine_info"]
     assert info == [{
         "engine": "vllm", "model": "Qwen/Qwen3-0.6B", "version": "0.26.0", "gpu_memory_utilization": "0.92",
-        "block_size": "16", "cache_dtype": "auto", "enable_prefix_caching": "True", "cluster": "eu-1",
+        "block_size": "16", "cache_dtype": "auto", "enable_prefix_caching": "True", "max_model_len": "40960",
+        "cluster": "eu-1",
     }]
 
 
@@ -118,7 +120,7 @@ async def test_tgi_upstream_info(aiohttp_server: ServerFactory, aiohttp_client: 
 async def test_sglang_upstream_info(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
     info = {"model_path": "Qwen/Qwen3-0.6B", "mem_fraction_static": 0.88, "max_running_requests": 256,
             "chunked_prefill_size": 8192, "page_size": 1, "tp_size": 2, "kv_cache_dtype": "auto",
-            "quantization": None, "version": "0.5.23", "internal_states": [{"x": 1}]}
+            "quantization": None, "version": "0.5.23", "internal_states": [{"x": 1}], "disable_radix_cache": False}
     server = await aiohttp_server(upstream_app({
         "/metrics": text_handler(SGLANG_0523), "/get_server_info": json_handler(info),
     }))
@@ -126,7 +128,7 @@ async def test_sglang_upstream_info(aiohttp_server: ServerFactory, aiohttp_clien
     samples, _ = await scrape(client)
     assert get(samples, "llm_engine_info", engine="sglang", model="m", version="0.5.23",
                gpu_memory_utilization="0.88", max_num_seqs="256", max_num_batched_tokens="8192", block_size="1",
-               tensor_parallel_size="2", cache_dtype="auto") == 1
+               tensor_parallel_size="2", cache_dtype="auto", enable_prefix_caching="True") == 1
     assert get(samples, "llm_prompt_tokens_total", engine="sglang", model="m") == 1000
 
 

@@ -8,10 +8,10 @@ and never raises anything else. Duplicate input series are collapsed (the first 
 scrape.
 
 ``llm_engine_info`` is built from ``vllm:cache_config_info`` labels in the payload, the engine's info
-endpoint (vLLM ``/version``, TGI ``/info``, SGLang ``/get_server_info``; fetched at start and then at most
-every ``info_interval`` seconds in the background; its failure never fails a scrape) and ``--engine-config``
-overrides. Only ``ENGINE_INFO_LABELS`` (plus engine and model) are emitted; ``INFO_KEYS`` maps each engine's
-own key names onto them.
+endpoints (vLLM ``/version`` and ``/v1/models``, TGI ``/info``, SGLang ``/get_server_info``; fetched at start
+and at most every ``info_interval`` seconds in the background; their failure never fails a scrape) and
+``--engine-config`` overrides. Only ``ENGINE_INFO_LABELS`` (plus engine and model) are emitted; ``INFO_KEYS``
+maps each engine's own key names onto them.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
 DEFAULT_INFO_INTERVAL: Final = 60.0
 _CHUNK = 64 * 1024
 
-#: Info endpoints per engine, tried in order (the first that answers JSON wins).
-INFO_PATHS: Mapping[Engine, tuple[str, ...]] = MappingProxyType({
-    "vllm": ("/version",),
-    "tgi": ("/info",),
-    "sglang": ("/get_server_info", "/server_info"),
+#: Info endpoints per engine: every group is read; within a group the first path that answers JSON wins.
+INFO_PATHS: Mapping[Engine, tuple[tuple[str, ...], ...]] = MappingProxyType({
+    "vllm": (("/version",), ("/v1/models",)),
+    "tgi": (("/info",),),
+    "sglang": (("/get_server_info", "/server_info"),),
 })
 
 #: The engine's own config key -> ``llm_engine_info`` label (``ENGINE_INFO_LABELS``, or ``model``).
@@ -52,6 +52,7 @@ INFO_KEYS: Mapping[Engine, Mapping[str, str]] = MappingProxyType({
     "vllm": MappingProxyType({
         "version": "version", "block_size": "block_size", "cache_dtype": "cache_dtype",
         "enable_prefix_caching": "enable_prefix_caching", "gpu_memory_utilization": "gpu_memory_utilization",
+        "max_model_len": "max_model_len",  # /v1/models
     }),
     "tgi": MappingProxyType({
         "model_id": "model", "version": "version", "max_concurrent_requests": "max_num_seqs",
@@ -64,6 +65,7 @@ INFO_KEYS: Mapping[Engine, Mapping[str, str]] = MappingProxyType({
         "max_running_requests": "max_num_seqs", "chunked_prefill_size": "max_num_batched_tokens",
         "page_size": "block_size", "tp_size": "tensor_parallel_size", "kv_cache_dtype": "cache_dtype",
         "quantization": "quantization", "context_length": "max_model_len",
+        "enable_prefix_caching": "enable_prefix_caching",  # from disable_radix_cache, see map_info
     }),
 })
 
@@ -78,6 +80,11 @@ def _info_value(value: object) -> str | None:
 
 def map_info(engine: Engine, raw: Mapping[str, object]) -> dict[str, str]:
     """Engine-native config keys -> ``llm_engine_info`` labels (unknown keys and empty values dropped)."""
+    data = raw.get("data")
+    if isinstance(data, list) and data and isinstance(data[0], dict):  # vLLM /v1/models: the served model
+        raw = {**raw, **data[0]}
+    if engine == "sglang" and isinstance(raw.get("disable_radix_cache"), bool):
+        raw = {**raw, "enable_prefix_caching": not raw["disable_radix_cache"]}
     keys = INFO_KEYS[engine]
     out: dict[str, str] = {}
     for key, label in keys.items():
@@ -296,17 +303,18 @@ class EngineCollector:
         engine = self.engine
         if engine is None or self._session is None:
             return
-        for path in INFO_PATHS[engine]:
-            raw = await self._get_json(path)
-            if raw is None:
-                continue
-            mapped = map_info(engine, raw)
-            model = mapped.pop("model", None)
-            if model and not self.model and engine == "tgi":
-                assert self._transform is not None
-                self._transform.set_default_model(model)
-            self._info.update(mapped)
-            return
+        for group in INFO_PATHS[engine]:
+            for path in group:
+                raw = await self._get_json(path)
+                if raw is None:
+                    continue
+                mapped = map_info(engine, raw)
+                model = mapped.pop("model", None)
+                if model and not self.model and engine == "tgi":
+                    assert self._transform is not None
+                    self._transform.set_default_model(model)
+                self._info.update(mapped)
+                break
 
     async def _get_json(self, path: str) -> dict[str, object] | None:
         assert self._session is not None
