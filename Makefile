@@ -50,6 +50,7 @@ pytest:
 # Regenerate every committed artifact (rules, dashboards, alertmanager config, docs).
 generate:
 	$(PY) -m optiinfra.docs --out docs
+	$(PY) -m optiinfra.exporter.logsig > docs/log-signatures.md
 	$(VENV)/bin/optiinfra rules generate --out rules/generated
 	$(PY) -m optiinfra.config --schema
 	$(PY) -m optiinfra.alertmanager.plan

@@ -371,3 +371,11 @@ def test_signature_names_are_unique_and_prometheus_safe() -> None:
     names = [s.name for s in SIGNATURES]
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", n) for n in names)
+
+
+def test_reference_page_is_up_to_date() -> None:
+    from conftest import REPO
+    from optiinfra.exporter.logsig import render_markdown
+
+    page = (REPO / "docs" / "log-signatures.md").read_text(encoding="utf-8")
+    assert page == render_markdown(), "docs/log-signatures.md is stale: run make generate"
