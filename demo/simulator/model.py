@@ -56,6 +56,8 @@ class Hardware:
     """Share of KV blocks kept free when admitting (vLLM's watermark idea)."""
     slow_factor: float = 1.0
     """Multiplies every step's duration (set by scenarios that degrade on a config change)."""
+    first_token_delay_s: float = 0.0
+    """A request's prefill starts this long after admission (a synthetic stall for degraded configs)."""
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class Stats:
 class Request:
     __slots__ = (
         "arrival", "blocks", "cached", "error", "first_scheduled", "first_token",
-        "generated", "max_tokens", "pending", "preemptions", "prompt", "target", "tokens",
+        "generated", "max_tokens", "pending", "preemptions", "prompt", "ready", "target", "tokens",
     )
 
     def __init__(self, arrival: float, prompt: int, max_tokens: int, target: int, cached: int, *,
@@ -167,6 +169,7 @@ class Request:
         self.cached = cached
         self.error = error
         self.pending = 0  # tokens of the current (re)prefill still to compute; 0 = decoding
+        self.ready = 0.0  # simulated time from which its prefill may be scheduled
         self.generated = 0
         self.tokens = 0  # tokens held in this request's own KV blocks
         self.blocks = 0
@@ -345,6 +348,7 @@ class LoadModel:
             req.blocks = need
             req.tokens = req.prompt - req.cached + req.generated
             req.pending = req.prefill_len
+            req.ready = self.clock + self.hw.first_token_delay_s
             if req.first_scheduled < 0:
                 req.first_scheduled = self.clock
                 self.stats.observe("queue", self.clock - req.arrival)
@@ -378,7 +382,7 @@ class LoadModel:
         for req in self.running:
             if budget <= 0:
                 break
-            if req.pending <= 0 or req.blocks == 0:
+            if req.pending <= 0 or req.blocks == 0 or req.ready > self.clock:
                 continue
             chunk = min(req.pending, budget)
             req.pending -= chunk
