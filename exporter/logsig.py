@@ -83,9 +83,10 @@ _PCI = r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}"
 
 #: Xid lines (``NVRM: Xid (PCI:0000:41:00): 13, ...``, the old form without ``PCI:``, the MIG form); "fallen
 #: off the bus" without an Xid (single-line forms, and the third line of the multi-line report, whose first
-#: line ``NVRM: The NVIDIA GPU <pci>`` is matched as context: it names the device).
+#: line ``NVRM: The NVIDIA GPU <pci>`` is matched as context: it names the device). Xid numbers have at most
+#: three digits (the label's cardinality stays bounded).
 XID_RE = _c(
-    r"NVRM: Xid \((?:PCI:)?(?P<pci>" + _PCI + r")(?:\.[0-9a-fA-F])?(?: GPU-I:\d+)?\): (?P<xid>\d+),"
+    r"NVRM: Xid \((?:PCI:)?(?P<pci>" + _PCI + r")(?:\.[0-9a-fA-F])?(?: GPU-I:\d+)?\): (?P<xid>\d{1,3}),"
     r"(?: pid=(?P<pid>\d+|'<unknown>'),)?"
     r"|NVRM: (?:GPU (?P<bpci>" + _PCI + r")(?:\.[0-9a-fA-F])?: GPU has |The NVIDIA GPU (?P<bpci2>" + _PCI
     + r")[^\n]{0,200}?)?fallen off the bus"

@@ -57,18 +57,19 @@ async def test_counts_appended_lines_and_renders_promtool_clean_output(tmp_path:
         await _until(lambda: c.rounds >= 2, "the files opened")
         _append(engine, NORMAL + OOM + NORMAL * 3 + WATCHDOG.format(r=0, s=5) + WATCHDOG.format(r=1, s=5) + IB)
         _append(kernel, XID.format(t="100.000001", x=13) + XID.format(t="100.000002", x=13)
-                + XID.format(t="200.0", x=79) + XID.format(t="300.0", x=1234))
+                + XID.format(t="200.0", x=79) + XID.format(t="300.0", x=201) + XID.format(t="400.0", x=1234))
         await _until(lambda: sum(c.counts().values()) == 7, "seven events")
         text = await c.collect()
     finally:
         await c.close()
     assert c.counts() == {
         ("engine", "cuda_oom", ""): 1, ("engine", "nccl_watchdog_timeout", ""): 2, ("engine", "nccl_ib_error", ""): 1,
-        ("kernel", "nvidia_xid", "13"): 1, ("kernel", "nvidia_xid", "79"): 1, ("kernel", "nvidia_xid", "1234"): 1,
+        ("kernel", "nvidia_xid", "13"): 1, ("kernel", "nvidia_xid", "79"): 1, ("kernel", "nvidia_xid", "201"): 1,
     }
     assert _sample(text, 'llm_log_events_total{source="engine",signature="cuda_oom"}') == 1
     assert _sample(text, 'llm_log_events_total{source="kernel",signature="nvidia_xid",xid="13"}') == 1
-    assert _sample(text, 'llm_log_events_total{source="kernel",signature="nvidia_xid",xid="1234"}') == 1
+    assert _sample(text, 'llm_log_events_total{source="kernel",signature="nvidia_xid",xid="201"}') == 1  # unknown
+    assert 'xid="1234"' not in text  # not an Xid line: Xid numbers have at most three digits
     # every signature is exported from the start (0), Xids of the catalogue too; no empty xid label
     assert _sample(text, 'llm_log_events_total{source="engine",signature="startup_hang"}') == 0
     assert _sample(text, 'llm_log_events_total{source="kernel",signature="oom_kill"}') == 0
@@ -214,9 +215,11 @@ async def test_hundred_megabyte_backlog_from_start(tmp_path: Path) -> None:
     assert ticks > 1  # the loop ran while the backlog was processed
 
 
-def test_bad_source_is_refused(tmp_path: Path) -> None:
+def test_bad_source_and_duplicate_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="engine, kernel"):
         LogCollector([(tmp_path / "x.log", "syslog")])
+    with pytest.raises(ValueError, match="twice"):
+        LogCollector([(tmp_path / "x.log", "engine"), (tmp_path / "x.log", "kernel")])
 
 
 async def test_a_crashed_reader_fails_the_collector_not_the_sidecar(tmp_path: Path) -> None:

@@ -74,9 +74,13 @@ class LogCollector:
         self.batch_bytes = batch_bytes
         self._clock = clock
         self._streams: list[_Stream] = []
+        seen: set[Path] = set()
         for path, source in files:
             if source not in SOURCES:
                 raise ValueError(f"log file {path}: source must be one of {', '.join(SOURCES)}, not {source!r}")
+            if Path(path) in seen:
+                raise ValueError(f"log file {path} is given twice: its events would be counted twice")
+            seen.add(Path(path))
             src: Source = "engine" if source == "engine" else "kernel"
             self._streams.append(_Stream(
                 str(path), src,
@@ -91,6 +95,8 @@ class LogCollector:
         self._lock = threading.Lock()
         self._counts: dict[tuple[Source, str, str], int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[bool] | None = None
+        """The worker-thread round in progress: ``close`` lets it finish before closing the files."""
         self._failure = ""
         self.rounds = 0
         """Polling rounds begun (each reads every stream once)."""
@@ -106,13 +112,17 @@ class LogCollector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._inflight is not None:
+            await asyncio.wait([self._inflight])
+            self._inflight = None
         for stream in self._streams:
             stream.reader.close()
 
     async def _run(self) -> None:
         try:
             while True:
-                more = await asyncio.to_thread(self.poll_once)
+                self._inflight = asyncio.ensure_future(asyncio.to_thread(self.poll_once))
+                more = await asyncio.shield(self._inflight)
                 await asyncio.sleep(0 if more else self.poll_interval)
         except asyncio.CancelledError:
             raise
