@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from optiinfra.exporter.logsig import StreamMatcher
 from optiinfra.exporter.tailer import FileTailer, KmsgReader, parse_kmsg_record
 
@@ -224,3 +227,64 @@ def test_kmsg_reader_reads_real_kmsg_when_readable() -> None:
     reader.close()
     for line in (ln for b in blocks for ln in b.split("\n")):
         assert line.startswith("[")
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("write"), st.text(alphabet="ab \n", min_size=1, max_size=40)),
+        st.tuples(st.just("poll"), st.integers(min_value=1, max_value=64)),
+        st.just(("rename", 0)),
+        st.just(("truncate", 0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_OPS)
+def test_every_written_line_is_read_once_in_order(ops: list[tuple[str, object]]) -> None:
+    """Random writes (lines split anywhere), polls with small budgets, rename rotations and copytruncates:
+    the lines read are exactly the lines written. An unterminated line ends at a rotation or truncation."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "engine.log"
+        log.write_text("")
+        t = FileTailer(log, chunk_bytes=16)
+        got = _lines(t)
+        written: list[str] = []
+        partial = ""
+        generation = 0
+
+        def drain() -> None:
+            more = True
+            while more:
+                blocks, more = t.poll(64)
+                got.extend(ln for b in blocks for ln in b.split("\n"))
+
+        for op, arg in ops:
+            if op == "write":
+                assert isinstance(arg, str)
+                _append(log, arg)
+                *done, partial = (partial + arg).split("\n")
+                written.extend(done)
+            elif op == "poll":
+                assert isinstance(arg, int)
+                blocks, _ = t.poll(arg)
+                got.extend(ln for b in blocks for ln in b.split("\n"))
+            elif op == "rename":
+                generation += 1
+                log.rename(Path(tmp) / f"engine.log.{generation}")
+                log.write_text("")
+                if partial:
+                    written.append(partial)
+                partial = ""
+                drain()
+            else:  # copytruncate: noticed by the next poll, before anything new is written
+                drain()
+                with log.open("r+") as f:
+                    f.truncate(0)
+                if partial:
+                    written.append(partial)
+                partial = ""
+                drain()
+        drain()
+        assert got == written
