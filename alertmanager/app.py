@@ -138,14 +138,11 @@ async def post_alerts(request: web.Request) -> web.Response:
         service.metrics.notifications.labels("invalid").inc()
         return _error(400, str(exc))
     try:
-        async with service.store.transaction() as tx:
-            result = await st.record_notification(tx, note, body.decode("utf-8"), service.clock())
+        result = await service.record(note, body.decode("utf-8"))
     except st.StoreError as exc:
         service.metrics.notifications.labels("store_error").inc()
         log.error("could not persist a notification; Alertmanager will retry", extra={"error": str(exc)})
         return _error(503, "could not persist the notification; retry")
-    if result.new_episodes:
-        service.wake_planner.set()
     m = service.metrics
     m.notifications.labels("accepted").inc()
     for kind, n in (("new", result.new_episodes), ("duplicate", result.duplicates),
@@ -292,9 +289,8 @@ async def health_detailed(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        async with service.store.transaction() as tx:
-            counts = await st.plan_counts(tx)
-            depth = await st.outbox_depth(tx)
+        counts = await service.store.run(st.plan_counts)
+        depth = await service.store.run(st.outbox_depth)
         for status in _statuses():
             service.metrics.plans.labels(status).set(counts.get(status, 0))
         service.metrics.outbox_depth.set(depth)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import random
 import time
@@ -28,6 +29,7 @@ from optiinfra import __version__, taxonomy
 from optiinfra.metrics import ENGINE_INFO_LABELS
 
 from . import store as st
+from .intake import Notification
 from .orchestrator import AgentInfo, OrchestratorClient, OrchestratorError
 from .plan import Diagnosis, Plan
 from .planner import AlertEpisode, PlanningContext, plan_for, target_of
@@ -173,6 +175,8 @@ class Service:
     orchestrator_state: dict[str, Any] = field(default_factory=lambda: {"reachable": None, "last_error": "",
                                                                           "last_ok": None, "registered": False})
     clock: Callable[[], float] = time.time
+    _intake_queue: list[tuple[Notification, str, asyncio.Future[st.IntakeResult]]] = field(default_factory=list)
+    _intake_flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -245,16 +249,44 @@ class Service:
         self.orchestrator_state.update(reachable=False, last_error=error)
 
     async def outbox_depth(self) -> int:
-        async with self.store.transaction() as tx:
-            return await st.outbox_depth(tx)
+        return await self.store.run(st.outbox_depth)
+
+    # ---------------------------------------------------------------------------------------------- intake
+
+    async def record(self, note: Notification, text: str) -> st.IntakeResult:
+        """Persist one notification; concurrent calls share one transaction (group commit).
+
+        Returns once the transaction holding this notification has committed; raises StoreError otherwise.
+        """
+        future: asyncio.Future[st.IntakeResult] = asyncio.get_running_loop().create_future()
+        self._intake_queue.append((note, text, future))
+        if self._intake_flusher is None or self._intake_flusher.done():
+            self._intake_flusher = asyncio.create_task(self._flush_intake())
+        return await future
+
+    async def _flush_intake(self) -> None:
+        while self._intake_queue:
+            batch, self._intake_queue = self._intake_queue[:256], self._intake_queue[256:]
+            try:
+                results = await self.store.run(functools.partial(
+                    st.record_notifications, items=[(note, text) for note, text, _ in batch], now=self.clock()))
+            except st.StoreError as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+            if any(r.new_episodes for r in results):
+                self.wake_planner.set()
 
     # -------------------------------------------------------------------------------------------- planning
 
     async def plan_pending(self) -> int:
         """Claim and process up to a batch of new episodes; return how many were processed."""
-        now = self.clock()
-        async with self.store.transaction() as tx:
-            episodes = await st.claim_episodes(tx, now, self.config.claim_lease_seconds, 16)
+        now, lease = self.clock(), self.config.claim_lease_seconds
+        episodes = await self.store.run(lambda tx: st.claim_episodes(tx, now, lease, 16))
         for episode in episodes:
             try:
                 outcome = await self.process_episode(episode)
@@ -281,10 +313,12 @@ class Service:
         engine_config = await self.current_config(labels) if self.config.prometheus_url else None
         now = self.clock()
         try:
-            async with self.store.transaction() as tx:
-                return await self._plan_in_tx(tx, episode, key, engine_config, now)
+            outcome = await self.store.run(lambda tx: self._plan_in_tx(tx, episode, key, engine_config, now))
         except st.Conflict:
             return await self._finish(episode, "skipped", f"superseded/skipped: another plan for {key} is in flight")
+        if outcome == "planned":
+            self.wake_outbox.set()
+        return outcome
 
     async def _plan_in_tx(self, tx: st.Tx, episode: dict[str, Any], key: str,
                           engine_config: dict[str, str] | None, now: float) -> str:
@@ -337,11 +371,9 @@ class Service:
         body = {**document, "status": "approved"}
         await st.enqueue(tx, plan_push_key(document), kind="plan", plan_id=document["plan_id"], path="/api/v1/plans",
                          body=body, now=now)
-        self.wake_outbox.set()
 
     async def _finish(self, episode: dict[str, Any], state: str, reason: str) -> str:
-        async with self.store.transaction() as tx:
-            await st.finish_episode(tx, episode["id"], state, reason)
+        await self.store.run(lambda tx: st.finish_episode(tx, episode["id"], state, reason))
         return state
 
     async def current_config(self, labels: Mapping[str, str]) -> dict[str, str] | None:
@@ -413,6 +445,7 @@ class Service:
             plan = await st.get_plan(tx, plan_id)
             assert plan is not None
             await self._enqueue_push(tx, plan["document"], now)
+        self.wake_outbox.set()
         return plan
 
     async def reject(self, plan_id: str, who: str, reason: str) -> dict[str, Any]:
@@ -448,8 +481,7 @@ class Service:
     async def deliver_due(self) -> int:
         now = self.clock()
         lease = self.config.push_timeout_seconds + 5.0  # a crash mid-push makes the row due again after this
-        async with self.store.transaction() as tx:
-            rows = await st.claim_outbox(tx, now, lease, 32)
+        rows = await self.store.run(lambda tx: st.claim_outbox(tx, now, lease, 32))
         if rows:
             await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
@@ -467,7 +499,8 @@ class Service:
         self._orchestrator_ok()
         self.metrics.pushes.labels(kind).inc()
         now = self.clock()
-        async with self.store.transaction() as tx:
+
+        async def record(tx: st.Tx) -> None:
             await st.outbox_done(tx, row["id"], now)
             detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": row["attempts"]}
             if kind == "plan":
@@ -480,6 +513,8 @@ class Service:
                 current: str = plan["status"] if plan else "rolled_back"
                 await st.append_audit(tx, plan_id, from_status=current, to_status=current, cause="orchestrator",
                                       detail=detail, now=now)
+
+        await self.store.run(record)
         log.info("pushed to the orchestrator", extra={"kind": kind, "plan_id": plan_id, "attempt": row["attempts"]})
 
     async def _delivery_failed(self, row: dict[str, Any], error: str) -> None:

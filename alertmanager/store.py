@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .intake import AlertRecord, Notification
+
+T = TypeVar("T")
 
 #: Plan statuses during which the target is busy: at most one such plan per target.
 IN_FLIGHT = ("pending_approval", "approved", "pushed", "rolling_out")
@@ -57,6 +59,15 @@ class Store(ABC):
     @abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """A write transaction: committed when the block ends, rolled back when it raises."""
+
+    async def run(self, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        """Run ``body(tx)`` in one transaction and return its result (committed; rolled back if it raises).
+
+        The body may await only the transaction's own methods: the SQLite backend runs it to completion on its
+        database thread in one hop, which is what keeps intake fast.
+        """
+        async with self.transaction() as tx:
+            return await body(tx)
 
     @abstractmethod
     async def open(self) -> None:
@@ -201,6 +212,11 @@ async def record_notification(tx: Tx, note: Notification, body: str, now: float)
         else:
             result.new_episodes += 1
     return result
+
+
+async def record_notifications(tx: Tx, items: Sequence[tuple[Notification, str]], now: float) -> list[IntakeResult]:
+    """Several deliveries in one transaction (the receiver's group commit)."""
+    return [await record_notification(tx, note, body, now) for note, body in items]
 
 
 # ------------------------------------------------------------------------------------------------------- episodes

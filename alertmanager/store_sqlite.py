@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +31,21 @@ class _SqliteTx(Tx):
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         return await self._store.call(self._store.fetch_sync, sql, args)
+
+
+class _DirectTx(Tx):
+    """Runs statements directly; used on the database thread by :meth:`SqliteStore.run`."""
+
+    dialect = "sqlite"
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return self._store.execute_sync(sql, args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return self._store.fetch_sync(sql, args)
 
 
 class SqliteStore(Store):
@@ -106,6 +121,34 @@ class SqliteStore(Store):
         conn = self._connection()
         if conn.in_transaction:
             conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    async def run(self, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        async with self._lock:
+            return await self.call(self._run_sync, body)
+
+    def _run_sync(self, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot begin a transaction: {exc}") from exc
+        coro = body(_DirectTx(self))
+        try:
+            try:
+                coro.send(None)
+            except StopIteration as stop:
+                result: T = stop.value
+            else:
+                coro.close()
+                raise RuntimeError("a transaction body awaited something other than the store")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._finish_sync(False)
+            raise StoreError(f"commit failed: {exc}") from exc
+        except BaseException:
+            self._finish_sync(False)
+            raise
+        return result
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:

@@ -7,8 +7,8 @@ it answer 503 for a while (``POST /control/fail``), and with ``report_to`` it pl
 after accepting a plan it reports the canary steps and completion back to the receiver
 (``POST {report_to}/api/v1/plans/{id}/status``).
 
-Inspect: ``GET /api/v1/plans`` (accepted plans), ``GET /api/v1/rollbacks``, ``GET /api/v1/requests`` (every
-request), ``GET /api/v1/agents``.
+Inspect: ``GET /api/v1/plans`` (accepted plans), ``GET /api/v1/rollbacks``, ``GET /api/v1/requests[?since=N]``
+(every request), ``GET /api/v1/agents``.
 
 Run: ``python -m optiinfra.demo.orchestrator --listen 127.0.0.1:9096 [--report-to http://127.0.0.1:9095]``.
 """
@@ -205,7 +205,13 @@ async def list_rollbacks(request: web.Request) -> web.Response:
 
 
 async def list_requests(request: web.Request) -> web.Response:
-    return web.json_response({"requests": [r.document() for r in request.app[SINK].requests]})
+    """Every recorded request; ``?since=N`` returns only those after the first N (``next`` is the new N)."""
+    requests = request.app[SINK].requests
+    try:
+        since = max(0, int(request.query.get("since", "0")))
+    except ValueError:
+        return web.json_response({"error": "since must be an integer"}, status=400)
+    return web.json_response({"requests": [r.document() for r in requests[since:]], "next": len(requests)})
 
 
 async def list_agents(request: web.Request) -> web.Response:

@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,49 +48,67 @@ def _missing(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PgServer]:
+class PgUnavailable(RuntimeError):
+    """PostgreSQL is not installed here, or we may not run it."""
+
+
+@contextmanager
+def running_postgres() -> Iterator[PgServer]:
+    """Start a throw-away PostgreSQL server (initdb in a temp dir, run as user postgres); stop it afterwards."""
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not candidates or shutil.which("runuser") is None:
-        _missing("PostgreSQL not found: apt-get install postgresql")
-    bindir = str(Path(candidates[-1]).parent)
+        raise PgUnavailable("PostgreSQL not found: apt-get install postgresql")
     if os.geteuid() != 0:
-        _missing("the PostgreSQL fixture runs initdb as user postgres and needs root")
+        raise PgUnavailable("the PostgreSQL helper runs initdb as user postgres and needs root")
+    bindir = str(Path(candidates[-1]).parent)
     base = tempfile.mkdtemp(prefix="optiinfra-pg-")
     data, sockdir = f"{base}/data", f"{base}/sock"
     os.makedirs(data)
     os.makedirs(sockdir)
-    shutil.chown(base, "postgres")
-    shutil.chown(data, "postgres")
-    shutil.chown(sockdir, "postgres")
+    for path in (base, data, sockdir):
+        shutil.chown(path, "postgres")
     subprocess.run(["runuser", "-u", "postgres", "--", f"{bindir}/initdb", "-D", data, "-A", "trust", "-U",
                     "postgres", "--no-sync"], check=True, capture_output=True, timeout=120)
     port = free_port()
     proc = subprocess.Popen(
         ["runuser", "-u", "postgres", "--", f"{bindir}/postgres", "-D", data, "-p", str(port), "-k", sockdir,
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"],
+         "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     server = PgServer(port, sockdir, bindir)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            server.psql("SELECT 1")
-            break
-        except subprocess.CalledProcessError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                server.psql("SELECT 1")
+                break
+            except subprocess.CalledProcessError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    raise RuntimeError(f"PostgreSQL did not start: {err[-2000:]}") from None
+                time.sleep(0.2)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                pytest.fail(f"PostgreSQL did not start: {err[-2000:]}")
-            time.sleep(0.2)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PgServer]:
+    try:
+        server_cm = running_postgres()
+        server = server_cm.__enter__()
+    except PgUnavailable as exc:
+        _missing(str(exc))
     try:
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(base, ignore_errors=True)
+        server_cm.__exit__(None, None, None)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
