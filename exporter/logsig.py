@@ -20,9 +20,10 @@ Counting rules (what is *one event*):
   exception line; every rank printing the same failure).
 - Everything else: one matching line is one event.
 
-``startup_hang`` is not a line: ``StreamMatcher`` arms a start-up timer when a start-up marker line
-(or ``arm_startup``) shows the engine starting, disarms it on a ready line or on a start failure that
-has its own signature, and counts one ``startup_hang`` when ``startup_timeout`` passes without either.
+``startup_hang`` is not a line: ``StreamMatcher`` arms the engine's ``StartupTimer`` (one per engine, shared
+by its log streams) when a start-up marker line (or ``arm_startup``) shows the engine starting, disarms it on
+a ready line or on a start failure that has its own signature, and counts one ``startup_hang`` when
+``startup_timeout`` passes without either.
 """
 
 from __future__ import annotations
@@ -293,6 +294,38 @@ Counts = dict[tuple[str, str], int]
 """(signature, xid) -> events; xid is ``""`` except for ``nvidia_xid``."""
 
 
+class StartupTimer:
+    """The start-up timer of one engine (shared by all its log streams: a ready line in any of them counts).
+
+    ``starting`` after a start-up marker (deadline = now + timeout); ``ready`` / ``failed`` end it;
+    ``hung`` once the deadline passed (``expire`` says so exactly once per start).
+    """
+
+    def __init__(self, timeout: float = 600.0) -> None:
+        self.timeout = timeout
+        self.deadline: float | None = None
+        self.state = "unknown"
+        """unknown | starting | ready | failed | hung"""
+
+    def arm(self, now: float) -> None:
+        if self.state != "starting":
+            self.deadline = now + self.timeout
+            self.state = "starting"
+
+    def end(self, state: str) -> None:
+        """``ready`` always; ``failed`` only ends a start in progress."""
+        if state == "ready" or self.state == "starting":
+            self.deadline = None
+            self.state = state
+
+    def expire(self, now: float) -> bool:
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            self.state = "hung"
+            return True
+        return False
+
+
 class StreamMatcher:
     """Counts the signatures of one source in one stream of lines (one file, or /dev/kmsg).
 
@@ -305,6 +338,7 @@ class StreamMatcher:
         *,
         prefilter: bool = True,
         startup_timeout: float = 600.0,
+        startup: StartupTimer | None = None,
         xid_window: float = 1.0,
         signatures: Iterable[Signature] = SIGNATURES,
     ) -> None:
@@ -312,7 +346,8 @@ class StreamMatcher:
             raise ValueError(f"log source must be one of {', '.join(SOURCES)}, not {source!r}")
         self.source: Source = source
         self.prefilter = prefilter
-        self.startup_timeout = startup_timeout
+        self.startup = startup if startup is not None else StartupTimer(startup_timeout)
+        """This engine's start-up timer; pass one timer to every stream of the same engine."""
         self.xid_window = xid_window
         self._sigs = tuple(s for s in signatures if s.source == source)
         gate: dict[str, list[int]] = {}
@@ -328,24 +363,24 @@ class StreamMatcher:
         self._oom_open_until = -1
         """Line number up to which a counted OOM report is still open (its later lines are not new)."""
         self._oom_killed = False
-        self.startup_deadline: float | None = None
-        self.startup_state = "unknown"
-        """unknown | starting | ready | failed | hung"""
 
     # -- start-up timer --
+    @property
+    def startup_timeout(self) -> float:
+        return self.startup.timeout
+
+    @property
+    def startup_state(self) -> str:
+        return self.startup.state
+
     def arm_startup(self, now: float) -> None:
         """The engine is starting now (a start-up marker, or its log file appeared)."""
-        if self.source != "engine":
-            return
-        if self.startup_state != "starting":
-            self.startup_deadline = now + self.startup_timeout
-            self.startup_state = "starting"
+        if self.source == "engine":
+            self.startup.arm(now)
 
     def tick(self, now: float, counts: Counts) -> None:
         """Count ``startup_hang`` once when the start-up deadline has passed."""
-        if self.startup_deadline is not None and now >= self.startup_deadline:
-            self.startup_deadline = None
-            self.startup_state = "hung"
+        if self.source == "engine" and self.startup.expire(now):
             key = (STARTUP_HANG, "")
             counts[key] = counts.get(key, 0) + 1
 
@@ -417,12 +452,10 @@ class StreamMatcher:
             self.arm_startup(now)
             return
         if sig.kind == "ready":
-            self.startup_deadline = None
-            self.startup_state = "ready"
+            self.startup.end("ready")
             return
-        if sig.ends_startup and self.startup_state == "starting":
-            self.startup_deadline = None
-            self.startup_state = "failed"
+        if sig.ends_startup:
+            self.startup.end("failed")
         xid = ""
         if sig.name == "nvidia_xid":
             counted = self._xid(m, line, now)

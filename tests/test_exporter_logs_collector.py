@@ -109,7 +109,7 @@ def test_startup_hang_when_no_ready_line_in_time(tmp_path: Path) -> None:
                    "core engine proc(s) to start.\n")
     now[0] = 1010.0
     c.poll_once()  # appeared: the engine is starting
-    assert c.health()["streams"][0]["startup"] == "starting"  # type: ignore[index]
+    assert c.health()["startup"] == "starting"  # type: ignore[index]
     now[0] = 1609.0
     c.poll_once()
     assert c.counts() == {}
@@ -127,7 +127,24 @@ def test_startup_hang_when_no_ready_line_in_time(tmp_path: Path) -> None:
     now[0] = 99_999.0
     c.poll_once()
     assert c.counts() == {("engine", "startup_hang", ""): 1}
-    assert c.health()["streams"][0]["startup"] == "ready"  # type: ignore[index]
+    assert c.health()["startup"] == "ready"  # type: ignore[index]
+
+
+def test_one_start_up_timer_for_all_logs_of_the_engine(tmp_path: Path) -> None:
+    now = [0.0]
+    core, api = tmp_path / "core.log", tmp_path / "api.log"
+    core.write_text("")
+    api.write_text("")
+    c = LogCollector([(core, "engine"), (api, "engine")], startup_timeout=600, clock=lambda: now[0])
+    c.poll_once()
+    _append(core, "(EngineCore_DP0 pid=2) INFO 10-25 13:08:43 [core.py:77] Initializing a V1 LLM engine (v0.11)\n")
+    c.poll_once()
+    now[0] = 100.0
+    _append(api, "(APIServer pid=1) INFO:     Application startup complete.\n")
+    c.poll_once()
+    now[0] = 10_000.0
+    c.poll_once()
+    assert c.counts() == {} and c.health()["startup"] == "ready"
 
 
 def test_a_running_engine_log_arms_no_startup_timer(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ only renders the counters.
 Series for every signature of each source in use are exported from the start at 0 (for ``nvidia_xid``:
 the Xids of NVIDIA's catalogue), so the first event is an increase Prometheus can see.
 
-Start-up hang (``startup_hang``, engine source): each engine log has a start-up timer. It is armed by a
+Start-up hang (``startup_hang``, engine source): the engine has one start-up timer, shared by all its engine
+logs (the API server may log "ready" in another file than the engine core's start). It is armed by a
 start-up line (vLLM ``Initializing a V1 LLM engine`` / ``Initializing an LLM engine``, TGI
 ``text_generation_launcher: Args {``, SGLang ``server_args=ServerArgs(``), by a start-up heartbeat
 (vLLM's DEBUG ``Waiting for N local, M remote core engine proc(s)``, TGI ``Waiting for shard to be
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..exposition import Family, render_all
-from ..logsig import COUNTED, KNOWN_XIDS, SOURCES, Counts, Source, StreamMatcher
+from ..logsig import COUNTED, KNOWN_XIDS, SOURCES, Counts, Source, StartupTimer, StreamMatcher
 from ..tailer import DEFAULT_MAX_LINE_BYTES, FileTailer, KmsgReader, LineReader
 from .base import CollectorError
 
@@ -74,6 +75,8 @@ class LogCollector:
         self.batch_bytes = batch_bytes
         self._clock = clock
         self._streams: list[_Stream] = []
+        self.startup = StartupTimer(startup_timeout)
+        """One start-up timer for the engine, whichever of its logs says it is starting or ready."""
         seen: set[Path] = set()
         for path, source in files:
             if source not in SOURCES:
@@ -85,7 +88,7 @@ class LogCollector:
             self._streams.append(_Stream(
                 str(path), src,
                 FileTailer(Path(path), from_start=from_start, max_line_bytes=max_line_bytes),
-                StreamMatcher(src, startup_timeout=startup_timeout, xid_window=xid_window),
+                StreamMatcher(src, startup=self.startup, xid_window=xid_window),
             ))
         if kmsg:
             self._streams.append(_Stream(
@@ -186,8 +189,6 @@ class LogCollector:
                 "path": s.name, "source": s.source, "state": s.reader.state, "lines": s.matcher.lines,
                 "truncated_lines": s.reader.truncated_lines,
             }
-            if s.source == "engine":
-                entry["startup"] = s.matcher.startup_state
             if isinstance(s.reader, FileTailer):
                 entry["rotations"] = s.reader.rotations
                 entry["truncations"] = s.reader.truncations
@@ -196,6 +197,7 @@ class LogCollector:
             streams.append(entry)
         health: dict[str, object] = {
             "streams": streams, "running": self._task is not None and not self._failure, "rounds": self.rounds,
+            "startup": self.startup.state,
             # over-long lines cut to max_line_bytes and malformed kmsg records; the server exports it as
             # optiinfra_exporter_parse_errors_total{collector="logs"}
             "parse_errors": sum(s.reader.truncated_lines + getattr(s.reader, "malformed", 0) for s in self._streams),
