@@ -261,3 +261,26 @@ def test_no_streams_collects_nothing() -> None:
     c = LogCollector([])
     assert asyncio.run(c.collect()) == ""
     assert c.name == "logs"
+
+
+async def test_in_the_sidecar(tmp_path: Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    """Through the sidecar app: /metrics carries the log events (with --label), promtool-clean; health details."""
+    from optiinfra.exporter.server import ExporterConfig, create_app
+
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    collector = LogCollector([(log, "kernel")], poll_interval=0.02)
+    config = ExporterConfig(gpu=False, host=False, labels={"cluster": "a"})
+    client = await aiohttp_client(create_app(config, collectors=[collector]))
+    await _until(lambda: collector.rounds >= 2, "the file opened")
+    _append(log, "May 18 19:02:39 kernel: NVRM: Xid (PCI:0000:2b:00): 79, GPU has fallen off the bus.\n")
+    await _until(lambda: collector.counts() == {("kernel", "nvidia_xid", "79"): 1}, "the Xid")
+    text = await (await client.get("/metrics")).text()
+    assert 'llm_log_events_total{cluster="a",source="kernel",signature="nvidia_xid",xid="79"} 1' in text
+    assert 'optiinfra_collector_success{collector="logs"} 1' in text
+    assert 'optiinfra_exporter_parse_errors_total{collector="logs"} 0' in text
+    promtool = require_binary("promtool")
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    details = await (await client.get("/health/detailed")).json()
+    assert details["collectors"]["logs"]["streams"][0]["state"] == "following"
