@@ -11,7 +11,8 @@ import pytest
 import yaml
 from conftest import REPO, require_binary
 from optiinfra.rules.check import check_path
-from optiinfra.rules.generate import OPERATOR_FILE, RULES_FILE, TESTS_FILE, generate, write
+from optiinfra.rules.generate import OPERATOR_FILE, RULES_FILE, generate, write
+from optiinfra.rules.testgen import TEST_FILES
 
 from optiinfra import taxonomy as tx
 from optiinfra.config import SCHEMA_PATH, load_config, render_schema
@@ -41,17 +42,24 @@ def test_promtool_check_rules_passes_on_generated() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_promtool_unit_tests_pass_on_generated() -> None:
+def run_promtool_tests(directory: Path) -> None:
+    """``promtool test rules`` on every generated test file, in parallel; fails with promtool's output."""
     promtool = require_binary("promtool")
-    proc = subprocess.run([promtool, "test", "rules", TESTS_FILE], cwd=GENERATED,
-                          capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert "SUCCESS" in proc.stdout
+    procs = [subprocess.Popen([promtool, "test", "rules", name], cwd=directory, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for name in TEST_FILES]
+    for name, proc in zip(TEST_FILES, procs, strict=True):
+        out, _ = proc.communicate()
+        assert proc.returncode == 0, f"{name}:\n{out[-6000:]}"
+        assert "SUCCESS" in out
+
+
+def test_promtool_unit_tests_pass_on_generated() -> None:
+    run_promtool_tests(GENERATED)
 
 
 def test_every_alert_rule_has_fires_quiet_and_idle_cases() -> None:
     rules = [r for g in _load(RULES_FILE)["groups"] for r in g["rules"] if "alert" in r]
-    tests = _load(TESTS_FILE)["tests"]
+    tests = [t for name in TEST_FILES for t in _load(name)["tests"]]
     kinds: dict[str, Counter[str]] = {}
     for test in tests:
         match = re.match(r"^(\w+\[[\w-]+\]) (.+)$", test["name"])

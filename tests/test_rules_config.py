@@ -1,0 +1,134 @@
+"""The user config: defaults without a file, clear refusals naming what to fix, the JSON Schema agrees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from optiinfra.rules.promql import num
+
+from optiinfra import metrics as m
+from optiinfra import taxonomy as tx
+from optiinfra.config import SCHEMA_PATH, ConfigError, load_config, parse_config
+
+
+def _refused(data: object) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    return str(err.value)
+
+
+def test_defaults_work_without_a_file_and_thresholds_are_boundaries() -> None:
+    config = load_config(None)
+    assert config.threshold("kv_cache_pressure", "kv_usage") == 0.9
+    assert config.for_("kv_cache_pressure") == "5m"
+    assert {s.name for s in config.slos} == {"ttft-vllm", "ttft-sglang", "inter-token", "availability"}
+    for slo in config.slos:
+        if slo.threshold is not None:
+            for engine in slo.applies_to():
+                from optiinfra.config import SLI_HISTOGRAMS
+
+                assert slo.threshold in m.NATIVE_BUCKETS[engine][SLI_HISTOGRAMS[slo.sli]]
+
+
+def test_slo_threshold_not_a_bucket_boundary_names_the_nearest_boundaries() -> None:
+    msg = _refused({"slos": [{"name": "ttft", "sli": "ttft", "threshold": 2.0, "objective": 0.99,
+                              "engines": ["vllm"]}]})
+    assert "slos.0" in msg
+    assert "threshold 2.0s is not a bucket boundary of vllm's llm_time_to_first_token_seconds" in msg
+    assert "nearest boundaries: below 1.0, above 2.5" in msg
+
+
+def test_slo_threshold_checked_against_every_engine_it_applies_to() -> None:
+    # 2.5 is a vLLM boundary but not an SGLang one; without `engines` the SLO applies to both.
+    msg = _refused({"slos": [{"name": "ttft", "sli": "ttft", "threshold": 2.5, "objective": 0.99}]})
+    assert "sglang's llm_time_to_first_token_seconds" in msg
+    assert "below 2.0, above 4.0" in msg
+
+
+def test_objective_below_the_fast_tier_range_is_refused_with_the_reason() -> None:
+    msg = _refused({"slos": [{"name": "avail", "sli": "availability", "objective": 0.9}]})
+    assert "slos.0.objective" in msg
+    assert "below 0.9306" in msg
+    assert "14.4 x 0.1 > 1" in msg and "could never page" in msg
+    assert parse_config({"slos": [{"name": "avail", "sli": "availability", "objective": 0.95}]})
+
+
+@pytest.mark.parametrize(("data", "key", "where"), [
+    ({"selectrs": {}}, "selectrs", "(top level)"),
+    ({"slos": [{"name": "a", "sli": "availability", "objective": 0.99, "objectiv": 1}]}, "objectiv", "slos.0"),
+    ({"bottlenecks": {"kv_cache_pressure": {"threshold": {}}}}, "threshold", "bottlenecks.kv_cache_pressure"),
+])
+def test_unknown_keys_are_refused_by_name(data: dict, key: str, where: str) -> None:
+    msg = _refused(data)
+    assert f"unknown key {key!r} at {where}" in msg
+    assert "Traceback" not in msg and "pydantic" not in msg
+
+
+def test_bottleneck_overrides_are_checked_against_the_taxonomy() -> None:
+    assert "unknown bottleneck 'kv_pressure'" in _refused({"bottlenecks": {"kv_pressure": {"for": "1m"}}})
+    msg = _refused({"bottlenecks": {"kv_cache_pressure": {"thresholds": {"usage": 0.8}}}})
+    assert "has no threshold 'usage'; its thresholds: kv_usage, min_waiting" in msg
+    assert "not a Prometheus duration" in _refused({"bottlenecks": {"kv_cache_pressure": {"for": "5 minutes"}}})
+    config = parse_config({"bottlenecks": {"kv_cache_pressure": {"for": "10m", "thresholds": {"kv_usage": 0.95}}}})
+    assert config.for_("kv_cache_pressure") == "10m"
+    assert config.threshold("kv_cache_pressure", "kv_usage") == 0.95
+
+
+def test_other_mistakes_get_one_clear_line(tmp_path: Path) -> None:
+    assert "availability SLO takes no threshold" in _refused(
+        {"slos": [{"name": "a", "sli": "availability", "objective": 0.99, "threshold": 1.0}]})
+    assert "needs a threshold" in _refused({"slos": [{"name": "a", "sli": "ttft", "objective": 0.99}]})
+    assert "tgi does not export llm_time_to_first_token_seconds" in _refused(
+        {"slos": [{"name": "a", "sli": "ttft", "objective": 0.99, "threshold": 1.0, "engines": ["tgi"]}]})
+    assert "repeated: a" in _refused({"slos": [{"name": "a", "sli": "availability", "objective": 0.99}] * 2})
+    assert "top level must be a mapping" in _refused(["x"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("slos: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_generate_cli_reports_config_errors_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from optiinfra.cli import main
+
+    path = tmp_path / "slo.yaml"
+    path.write_text(yaml.safe_dump({"slos": [{"name": "t", "sli": "ttft", "threshold": 3, "objective": 0.99,
+                                              "engines": ["vllm"]}]}))
+    assert main(["rules", "generate", "--slo-config", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "nearest boundaries: below 2.5, above 5.0" in err
+
+
+def test_json_schema_accepts_defaults_and_refuses_unknown_keys() -> None:
+    import json
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    defaults = load_config(None).model_dump(mode="json", by_alias=True)
+    jsonschema.validate(defaults, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"nope": 1}, schema)
+
+
+def test_exact_number_formatting() -> None:
+    from decimal import Decimal
+
+    assert num(0.001) == "0.001"
+    assert num(Decimal(1) - Decimal(repr(0.99))) == "0.01"
+    assert num(Decimal("14.4") * (Decimal(1) - Decimal(repr(0.999)))) == "0.0144"
+    assert num(100.0) == "100"
+    assert num(1024) == "1024"
+    rules = (Path(__file__).resolve().parent.parent / "rules" / "generated" / "optiinfra-rules.yml").read_text()
+    assert "0000000" not in rules and "9999999" not in rules
+    assert "> 0.144" in rules and "> 0.06" in rules and "> 0.03" in rules and "> 0.01" in rules
+
+
+def test_taxonomy_threshold_names_are_what_overrides_use() -> None:
+    for b in tx.BOTTLENECKS:
+        for name in b.thresholds:
+            assert parse_config({"bottlenecks": {b.id: {"thresholds": {name: b.thresholds[name].value}}}})

@@ -1,0 +1,92 @@
+"""``--profile demo`` scales every ``for`` and range window by 1/60 and changes nothing else; its promtool
+tests pass; the rules read only series the exporter produces."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+from optiinfra.rules.check import selectors
+from optiinfra.rules.generate import OPERATOR_FILE, RULES_FILE, generate, write
+from test_rules_generated import run_promtool_tests
+
+from optiinfra import metrics as m
+from optiinfra.config import format_duration_ms, load_config, parse_config, parse_duration_ms
+
+_WINDOW = re.compile(r"\[(\w+)\]|offset (\w+)")
+
+
+def _scale(text: str, factor: int) -> str:
+    def sub(match: re.Match[str]) -> str:
+        duration = match.group(1) or match.group(2)
+        scaled = format_duration_ms(parse_duration_ms(duration) * factor)
+        return f"[{scaled}]" if match.group(1) else f"offset {scaled}"
+    return _WINDOW.sub(sub, text)
+
+
+def _rules(files: dict[str, str], name: str = RULES_FILE) -> dict:
+    return yaml.safe_load(files[name])
+
+
+def test_demo_profile_divides_every_duration_by_60_and_changes_nothing_else() -> None:
+    config = load_config(None)
+    prod, demo = _rules(generate(config)), _rules(generate(config, "demo"))
+    windows = 0
+    assert len(prod["groups"]) == len(demo["groups"])
+    for pg, dg in zip(prod["groups"], demo["groups"], strict=True):
+        assert pg["name"] == dg["name"]
+        assert len(pg["rules"]) == len(dg["rules"])
+        for pr, dr in zip(pg["rules"], dg["rules"], strict=True):
+            windows += len(_WINDOW.findall(dr["expr"]))
+            scaled = {**dr, "expr": _scale(dr["expr"], 60)}
+            if "for" in pr:
+                assert parse_duration_ms(dr["for"]) * 60 == parse_duration_ms(pr["for"]), pr.get("alert")
+                scaled["for"] = pr["for"]
+            assert scaled == pr
+    assert windows > 100
+    # the examples of the spec
+    text = generate(config, "demo")[RULES_FILE]
+    assert "[5s]" in text and "[24m]" in text and "[1h12m]" in text and "[5m]" not in text.replace("rate5m", "")
+    prod_op, demo_op = _rules(generate(config), OPERATOR_FILE), _rules(generate(config, "demo"), OPERATOR_FILE)
+    assert prod_op["metadata"] == demo_op["metadata"]
+
+
+def test_demo_profile_promtool_tests_pass(tmp_path: Path) -> None:
+    write(tmp_path, generate(load_config(None), "demo"))
+    run_promtool_tests(tmp_path)
+
+
+def test_overrides_reach_the_rules_and_their_tests(tmp_path: Path) -> None:
+    config = parse_config({
+        "bottlenecks": {"kv_cache_pressure": {"for": "7m", "thresholds": {"kv_usage": 0.95}},
+                        "decode_bound": {"thresholds": {"itl_p95_seconds": 0.2}}},
+        "slos": [{"name": "ttft-fast", "sli": "ttft", "threshold": 1.0, "objective": 0.999, "model": "llama"}],
+    })
+    files = generate(config)
+    rules = {r.get("alert") or r.get("record"): r for g in _rules(files)["groups"] for r in g["rules"]}
+    assert rules["LLMKVCachePressure"]["for"] == "7m"
+    assert "pod_model:llm_kv_cache_usage_ratio:max >= 0.95" in rules["LLMKVCachePressure"]["expr"]
+    assert "p95_rate5m > 0.2" in rules["LLMHighInterTokenLatency"]["expr"]
+    fast = rules["LLMSLOBurnRateFast"]["expr"]
+    assert "> 0.0144" in fast and "> 0.006" in fast
+    assert 'model=~"llama"' in files[RULES_FILE] and 'le=~"1|1\\\\.0"' in files[RULES_FILE]
+
+
+def test_rules_read_only_series_the_exporter_produces_and_counters_end_in_total() -> None:
+    doc = _rules(generate(load_config(None)))
+    recorded = {r["record"] for g in doc["groups"] for r in g["rules"] if "record" in r}
+    counters = {s for metric in m.ALL_METRICS if metric.type == "counter" for s in metric.series_names}
+    used: set[str] = set()
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            for name, _ in selectors(rule["expr"]):
+                used.add(name)
+    raw = used - recorded - {"up"}
+    assert raw <= m.known_series(), raw - m.known_series()
+    rate_args = re.findall(r"(?:rate|increase)\((\w+)", "\n".join(
+        r["expr"] for g in doc["groups"] for r in g["rules"]))
+    for name in rate_args:
+        assert name in counters or name.endswith(("_bucket", "_count")), f"rate() over non-counter {name}"
+        assert name.endswith(("_total", "_bucket", "_count")) or name in {"DCGM_EXP_XID_ERRORS_COUNT"} or \
+            name.startswith("DCGM_FI_DEV_"), name
