@@ -8,6 +8,7 @@ lock instead of failing mid-transaction.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from .store import Conflict, Store, StoreError, Tx, schema_statements
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class _SqliteTx(Tx):
@@ -57,6 +59,9 @@ class SqliteStore(Store):
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self.checkpoint_seconds = 1.0
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
@@ -79,6 +84,8 @@ class SqliteStore(Store):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=30000")
+        # checkpoints (which fsync) run on their own connection and thread, off the write path
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute("BEGIN IMMEDIATE")
         for statement in schema_statements("INTEGER PRIMARY KEY AUTOINCREMENT", "REAL", "INTEGER"):
             conn.execute(statement)
@@ -91,11 +98,40 @@ class SqliteStore(Store):
             await self.call(self._open_sync)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        if self.path != ":memory:":
+            self._checkpointer = asyncio.create_task(self._checkpoint_loop())
+
+    def _checkpoint_sync(self) -> None:
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                                    timeout=30)
+        self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy the WAL back into the database every second without blocking writers (PASSIVE)."""
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpoint") as executor:
+            try:
+                while True:
+                    await asyncio.sleep(self.checkpoint_seconds)
+                    try:
+                        await loop.run_in_executor(executor, self._checkpoint_sync)
+                    except sqlite3.Error as exc:
+                        log.warning("SQLite checkpoint failed", extra={"error": str(exc)})
+            finally:
+                if self._checkpoint_conn is not None:
+                    await loop.run_in_executor(executor, self._checkpoint_conn.close)
+                    self._checkpoint_conn = None
 
     async def close(self) -> None:
         if self._executor is None:
             return
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            await asyncio.gather(self._checkpointer, return_exceptions=True)
+            self._checkpointer = None
         if self._conn is not None:
+            await self.call(self._conn.execute, "PRAGMA wal_checkpoint(PASSIVE)")
             await self.call(self._conn.close)
             self._conn = None
         self._executor.shutdown(wait=True)
