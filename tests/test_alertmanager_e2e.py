@@ -171,3 +171,51 @@ async def test_sigkill_between_persisting_and_pushing(aiohttp_server, tmp_path):
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+async def test_current_config_comes_from_prometheus(aiohttp_client, aiohttp_server, tmp_path):
+    binary = require_binary("prometheus")
+    from aiohttp import web
+
+    async def metrics(request):
+        return web.Response(text=(
+            "# TYPE llm_engine_info gauge\n"
+            'llm_engine_info{namespace="ml",pod="vllm-0",engine="vllm",model="llama",'
+            'gpu_memory_utilization="0.85",max_num_seqs="256",max_num_batched_tokens="8192"} 1\n'))
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    engine = await aiohttp_server(app)
+    (tmp_path / "prom.yml").write_text(
+        "global: {scrape_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: engine, static_configs: [{{targets: ['127.0.0.1:{engine.port}']}}]}}]\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / 'prom.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    prom = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_http(f"{prom}/-/ready", proc=proc)
+        async with aiohttp.ClientSession() as session:
+            async def scraped() -> bool:
+                async with session.get(f"{prom}/api/v1/query", params={"query": "llm_engine_info"}) as resp:
+                    return bool((await resp.json())["data"]["result"])
+            assert await eventually(scraped, timeout=20)
+        pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", prometheus_url=prom)
+        await pair.post(notification(alert("fp-prom")))
+        assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+        action = next(iter(pair.sink.plans.values()))["actions"][0]
+        assert (action["knob"], action["from"], action["to"], action["relative"]) == (
+            "gpu_memory_utilization", 0.85, 0.9, False)
+        # Prometheus unreachable: the plan is still made, with the current value unknown
+        down = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r2.db",
+                                prometheus_url=f"http://127.0.0.1:{free_port()}")
+        await down.post(notification(alert("fp-noprom")))
+        assert await down.sink.wait_for(lambda s: len(s.plans) == 1)
+        action = next(iter(down.sink.plans.values()))["actions"][0]
+        assert (action["knob"], action["from"], action["relative"]) == ("gpu_memory_utilization", None, True)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
