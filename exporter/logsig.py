@@ -74,12 +74,6 @@ def _c(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def _group(name: str) -> KeyFn:
-    def key(m: re.Match[str]) -> str:
-        return m.group(name) or ""
-    return key
-
-
 _PCI = r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}"
 
 #: Xid lines (``NVRM: Xid (PCI:0000:41:00): 13, ...``, the old form without ``PCI:``, the MIG form); "fallen
@@ -94,11 +88,9 @@ XID_RE = _c(
     r"|NVRM: The NVIDIA GPU (?P<ctx>" + _PCI + r")"
 )
 
-_OOM_HEADER_RE = _c(r"invoked oom-killer: ")
-_OOM_CONSTRAINT_RE = _c(r"oom-kill:constraint=")
-_OOM_KILL_RE = _c(
-    r"(?:Killed process \d+ \(.{1,64}?\) total-vm:|Kill process \d+ \(.{1,64}?\) score \d+ or sacrifice child)"
-)
+#: The three lines of a kernel OOM report: the header, the constraint summary, the kill (and its old form).
+_OOM = (r"invoked oom-killer: |oom-kill:constraint="
+        r"|Killed process \d+ \(.{1,64}?\) total-vm:|Kill process \d+ \(.{1,64}?\) score \d+ or sacrifice child")
 
 
 def _watchdog_key(m: re.Match[str]) -> str:
@@ -222,7 +214,7 @@ SIGNATURES: tuple[Signature, ...] = (
     ),
     Signature(
         "oom_kill", "kernel", ("oom-kill", "Kill"),
-        _c(_OOM_HEADER_RE.pattern + "|" + _OOM_CONSTRAINT_RE.pattern + "|" + _OOM_KILL_RE.pattern),
+        _c(_OOM),
         "Kernel OOM killer (global and memory-cgroup): one report is one event.",
     ),
     Signature(
