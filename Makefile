@@ -53,6 +53,7 @@ generate:
 	$(PY) -m optiinfra.exporter.logsig > docs/log-signatures.md
 	$(VENV)/bin/optiinfra rules generate --out rules/generated
 	$(PY) -m optiinfra.config --schema
+	$(PY) -m optiinfra.rules.runbooks --out docs/runbooks
 	$(PY) -m optiinfra.alertmanager.plan
 	$(VENV)/bin/optiinfra alertmanager-config > alertmanager/generated/alertmanager.yml
 	$(PY) -m optiinfra.alertmanager.knobs --out docs/plan-actions.md
