@@ -54,6 +54,7 @@ generate:
 	$(VENV)/bin/optiinfra rules generate --out rules/generated
 	$(PY) -m optiinfra.config --schema
 	$(PY) -m optiinfra.rules.runbooks --out docs/runbooks
+	$(VENV)/bin/optiinfra dashboards generate --out grafana/generated --docs docs/dashboards.md
 	$(PY) -m optiinfra.alertmanager.plan
 	$(VENV)/bin/optiinfra alertmanager-config > alertmanager/generated/alertmanager.yml
 	$(PY) -m optiinfra.alertmanager.knobs --out docs/plan-actions.md

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optiinfra.exporter.cli",
     "optiinfra.rules.cli",
     "optiinfra.alertmanager.cli",
+    "optiinfra.grafana.cli",
     "optiinfra.demo.cli",
 )
 

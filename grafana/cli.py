@@ -1,0 +1,40 @@
+"""``optiinfra dashboards generate``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dashboards = subparsers.add_parser("dashboards", help="generate the Grafana dashboards")
+    sub = dashboards.add_subparsers(dest="dashboards_command", metavar="SUBCOMMAND")
+    sub.required = True
+    gen = sub.add_parser("generate", help="write the dashboard JSON and the Grafana provisioning files")
+    gen.add_argument("--out", type=Path, required=True, help="output directory")
+    gen.add_argument("--slo-config", type=Path, default=None,
+                     help="YAML config (selectors, thresholds, SLOs) the rules were generated from; "
+                          "default: built-in defaults")
+    gen.add_argument("--docs", type=Path, default=None, metavar="FILE",
+                     help="also write the dashboards reference (markdown) to FILE")
+    gen.set_defaults(func=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from optiinfra.grafana.generate import generate, render_docs, write  # noqa: PLC0415
+
+    from optiinfra.cli import UsageError  # noqa: PLC0415 (composition root, imported lazily)
+    from optiinfra.config import ConfigError, load_config  # noqa: PLC0415
+
+    try:
+        config = load_config(args.slo_config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    shown = f" --slo-config {args.slo_config.name}" if args.slo_config is not None else ""
+    for path in write(args.out, generate(config, args=shown)):
+        print(path)
+    if args.docs is not None:
+        args.docs.parent.mkdir(parents=True, exist_ok=True)
+        args.docs.write_text(render_docs(config), encoding="utf-8")
+        print(args.docs)
+    return 0

@@ -1,0 +1,177 @@
+"""End to end: simulator (kv_cache_pressure) -> exporter -> real Prometheus with the generated rules (demo
+profile). Every query of the fleet, instance and bottlenecks dashboards must return data from Prometheus's
+HTTP API, except panels and queries the generator marks as needing a GPU, a log signature, a container memory
+limit or the receiver. Every label variable must list values.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import free_port, require_binary
+from optiinfra.grafana import dashboards as d
+from optiinfra.grafana.lint import substitute
+from optiinfra.grafana.model import Dashboard, Variable
+from optiinfra.rules.generate import RULES_FILE
+from optiinfra.rules.generate import generate as generate_rules
+
+from optiinfra.config import Config
+
+DEADLINE_S = 75.0
+#: Grafana sets $__rate_interval to at least 4 scrape intervals; the test scrapes every second.
+RATE_INTERVAL = "10s"
+NAMESPACE, POD = "demo", "vllm-0"
+
+
+def _get(url: str, timeout: float = 5.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read().decode())
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}"
+                                 if proc.stderr else f"{what} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise AssertionError(f"{what} did not answer {url} in time")
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    prom_bin = require_binary("prometheus")
+    tmp = tmp_path_factory.mktemp("grafana-e2e")
+    sim_port, exp_port, prom_port = free_port(), free_port(), free_port()
+    cli = [sys.executable, "-m", "optiinfra.cli", "--log-format", "text"]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        sim = _spawn([*cli, "simulate", "--engine", "vllm", "--scenario", "kv_cache_pressure",
+                      "--listen", f"127.0.0.1:{sim_port}", "--time-scale", "10"], tmp / "simulator.log")
+        procs.append(sim)
+        exporter = _spawn([*cli, "exporter", "--upstream", f"http://127.0.0.1:{sim_port}/metrics",
+                           "--listen", f"127.0.0.1:{exp_port}", "--no-gpu", "--engine-pid", str(sim.pid)],
+                          tmp / "exporter.log")
+        procs.append(exporter)
+        rules = generate_rules(Config(), "demo")
+        (tmp / RULES_FILE).write_text(rules[RULES_FILE], encoding="utf-8")
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+            "rule_files": [str(tmp / RULES_FILE)],
+            "scrape_configs": [{
+                "job_name": "optiinfra",
+                "static_configs": [{"targets": [f"127.0.0.1:{exp_port}"],
+                                    "labels": {"namespace": NAMESPACE, "pod": POD}}],
+            }],
+        }
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        prom = _spawn([prom_bin, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
+                       f"--web.listen-address=127.0.0.1:{prom_port}"], tmp / "prometheus.log")
+        procs.append(prom)
+        deadline = time.monotonic() + 30
+        _wait_http(f"http://127.0.0.1:{sim_port}/metrics", sim, "simulator", deadline)
+        _wait_http(f"http://127.0.0.1:{exp_port}/metrics", exporter, "exporter", deadline)
+        _wait_http(f"http://127.0.0.1:{prom_port}/-/ready", prom, "prometheus", deadline)
+        yield f"http://127.0.0.1:{prom_port}"
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _expected(dashboard: Dashboard) -> list[tuple[str, str]]:
+    """(where, PromQL with variables substituted) of every query that must return data."""
+    out = []
+    for panel in dashboard.panels():
+        if panel.needs:
+            continue
+        for i, target in enumerate(panel.targets):
+            if target.needs:
+                continue
+            expr = substitute(target.expr.replace("$__rate_interval", RATE_INTERVAL))
+            out.append((f"{dashboard.uid}: {panel.title!r} query {chr(ord('A') + i)}", expr))
+    for annotation in dashboard.annotations:
+        if not annotation.needs:
+            out.append((f"{dashboard.uid}: annotation {annotation.name!r}",
+                        substitute(annotation.expr.replace("$__rate_interval", RATE_INTERVAL))))
+    return out
+
+
+def _has_data(base: str, expr: str) -> bool:
+    body = _get(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+    assert body["status"] == "success", f"{expr}: {body}"
+    return bool(body["data"]["result"])
+
+
+def _variable_values(base: str, variable: Variable) -> list[str]:
+    selector = substitute(variable.metric)
+    query = urllib.parse.urlencode({"match[]": selector})
+    label = variable.source_label or variable.name
+    values: list[str] = _get(f"{base}/api/v1/label/{label}/values?{query}")["data"]
+    return values
+
+
+def test_every_panel_query_returns_data(prometheus: str) -> None:
+    config = Config()
+    boards = (d.fleet(config), d.instance(config), d.bottlenecks(config))
+    pending = [q for board in boards for q in _expected(board)]
+    assert len(pending) > 60
+    deadline = time.monotonic() + DEADLINE_S
+    while pending and time.monotonic() < deadline:
+        pending = [(where, expr) for where, expr in pending if not _has_data(prometheus, expr)]
+        if pending:
+            time.sleep(1)
+    assert not pending, "queries without data:\n" + "\n".join(f"{w}: {e}" for w, e in pending)
+    # The label variables list the demo pod's values.
+    for board in boards:
+        for variable in board.variables:
+            values = _variable_values(prometheus, variable)
+            assert values, f"{board.uid}: variable ${variable.name} lists nothing"
+            if variable.name in ("namespace", "pod"):
+                assert values == [NAMESPACE if variable.name == "namespace" else POD]
+
+
+def test_kv_pressure_shows_on_the_bottleneck_row(prometheus: str) -> None:
+    """The scenario's bottleneck is visible where the dashboards say: its alert fires and its signal is above
+    the threshold line the dashboard draws (the same number the alert uses)."""
+    config = Config()
+    board = d.bottlenecks(config).to_dict()
+    firing = next(p for p in board["panels"] if p["title"] == "kv_cache_pressure: firing")
+    signal = next(p for p in board["panels"] if p["title"] == "kv_cache_pressure: signal")
+    line = signal["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"]
+    assert line == config.threshold("kv_cache_pressure", "kv_usage")
+    deadline = time.monotonic() + DEADLINE_S
+    count = 0.0
+    while time.monotonic() < deadline:
+        body = _get(f"{prometheus}/api/v1/query?"
+                    + urllib.parse.urlencode({"query": substitute(firing["targets"][0]["expr"])}))
+        count = float(body["data"]["result"][0]["value"][1]) if body["data"]["result"] else 0.0
+        if count >= 1:
+            break
+        time.sleep(1)
+    assert count >= 1, "LLMKVCachePressure never fired on the bottlenecks dashboard"
+    peak = f"max_over_time(({substitute(signal['targets'][0]['expr'])})[30s:1s])"
+    body = _get(f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": peak}))
+    assert max(float(r["value"][1]) for r in body["data"]["result"]) >= line
