@@ -27,12 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import intake
 from . import store as st
-from .service import (
-    IllegalTransition,
-    PlanNotFound,
-    ReceiverConfig,
-    Service,
-)
+from .service import ReceiverConfig, Service
+from .states import IllegalTransition, PlanNotFound
 
 log = logging.getLogger(__name__)
 

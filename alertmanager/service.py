@@ -1,10 +1,9 @@
-"""The receiver's behaviour: the plan state machine, the planning worker, rollbacks and the outbox.
+"""The receiver's behaviour: intake (group commit), the planning worker, rollbacks, the API's plan actions, and
+the background loops (planner, outbox, orchestrator registration and heartbeat).
 
-Every plan status change goes through :func:`transition`, which refuses illegal moves and appends the audit
-record in the caller's transaction. The worker claims new episodes from the store (row locks, so replicas never
-plan one episode twice), asks the planner for a plan or a diagnosis, and enqueues approved plans in the durable
-outbox in the same transaction; the outbox loop pushes them to the orchestrator at least once, with an
-``Idempotency-Key``, exponential backoff with jitter and bounded attempts.
+The worker claims new episodes from the store (row locks, so replicas never plan one episode twice), asks the
+planner for a plan or a diagnosis, and enqueues approved plans in the durable outbox (``outbox.py``) in the same
+transaction. Every status change goes through ``states.transition``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,25 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from optiinfra import __version__, taxonomy
 from optiinfra.metrics import ENGINE_INFO_LABELS
 
+from . import states
 from . import store as st
 from .intake import Notification
 from .orchestrator import AgentInfo, OrchestratorClient, OrchestratorError
+from .outbox import Outbox, enqueue_push, enqueue_rollback
 from .plan import Diagnosis, Plan
 from .planner import AlertEpisode, PlanningContext, plan_for, target_of
 
 log = logging.getLogger(__name__)
 
-#: Legal plan status changes; ``None`` is creation.
-TRANSITIONS: Mapping[str | None, frozenset[str]] = {
-    None: frozenset({"pending_approval", "approved"}),
-    "pending_approval": frozenset({"approved", "rejected", "superseded"}),
-    "approved": frozenset({"pushed", "rejected", "failed"}),
-    "pushed": frozenset({"rolling_out", "completed", "failed", "rolled_back"}),
-    "rolling_out": frozenset({"rolling_out", "completed", "failed", "rolled_back"}),
-    "completed": frozenset({"rolled_back"}),
-}
-#: Statuses the orchestrator may report on ``POST /api/v1/plans/{id}/status``.
-ORCHESTRATOR_STATUSES = ("rolling_out", "completed", "failed")
 #: Plans whose knobs count as changed for the cooldown.
 CHANGED = ("approved", "pushed", "rolling_out", "completed", "rolled_back")
 
@@ -77,14 +66,6 @@ class ReceiverConfig(BaseModel):
     run_worker: bool = True
 
 
-class PlanNotFound(LookupError):
-    pass
-
-
-class IllegalTransition(ValueError):
-    pass
-
-
 class ReceiverMetrics:
     """The receiver's own metrics, in a registry per app."""
 
@@ -111,32 +92,6 @@ class ReceiverMetrics:
 
 def utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-async def transition(tx: st.Tx, plan_id: str, to: str, *, cause: str, detail: dict[str, Any], now: float,
-                     error: str | None = None) -> dict[str, Any]:
-    """Move a plan to ``to`` if the state machine allows it; audit it in the same transaction.
-
-    Returns the plan as it was before; raises :class:`PlanNotFound` or :class:`IllegalTransition`.
-    """
-    plan = await st.get_plan(tx, plan_id, for_update=True)
-    if plan is None:
-        raise PlanNotFound(f"no plan {plan_id}")
-    current = plan["status"]
-    if to not in TRANSITIONS.get(current, frozenset()):
-        allowed = ", ".join(sorted(TRANSITIONS.get(current, frozenset()))) or "none (final)"
-        raise IllegalTransition(f"plan {plan_id} is {current}; it cannot become {to} (allowed: {allowed})")
-    await st.set_plan_status(tx, plan_id, to, now, error=error)
-    await st.append_audit(tx, plan_id, from_status=current, to_status=to, cause=cause, detail=detail, now=now)
-    return plan
-
-
-def plan_push_key(plan: Mapping[str, Any]) -> str:
-    return str(plan["idempotency_key"])
-
-
-def rollback_key(plan: Mapping[str, Any]) -> str:
-    return f"{plan['idempotency_key']}:rollback"
 
 
 def _scope_matches(scope: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
@@ -175,8 +130,16 @@ class Service:
     orchestrator_state: dict[str, Any] = field(default_factory=lambda: {"reachable": None, "last_error": "",
                                                                           "last_ok": None, "registered": False})
     clock: Callable[[], float] = time.time
+    outbox: Outbox = field(init=False)
     _intake_queue: list[tuple[Notification, str, asyncio.Future[st.IntakeResult]]] = field(default_factory=list)
     _intake_flusher: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.outbox = Outbox(self.store, max_attempts=c.max_attempts, backoff_base=c.backoff_base_seconds,
+                                    backoff_max=c.backoff_max_seconds, timeout=c.push_timeout_seconds,
+                                    pushes=self.metrics.pushes, failures=self.metrics.push_failures,
+                                    on_answer=self._orchestrator_answer, clock=self.clock)
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -190,10 +153,11 @@ class Service:
         self.client = OrchestratorClient(self.session, self.config.orchestrator_url,
                                          token=self.config.orchestrator_token,
                                          timeout=self.config.push_timeout_seconds)
+        self.outbox.client = self.client
         if not self.config.run_worker:
             return []
         return [asyncio.create_task(self._loop("planner", self.wake_planner, self.plan_pending)),
-                asyncio.create_task(self._loop("outbox", self.wake_outbox, self.deliver_due)),
+                asyncio.create_task(self._loop("outbox", self.wake_outbox, self.outbox.deliver_due)),
                 asyncio.create_task(self._agent_loop())]
 
     async def stop(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -230,11 +194,11 @@ class Service:
                     log.info("registered with the orchestrator", extra={"agent_id": agent.agent_id})
                 else:
                     await self.client.heartbeat(agent, {"outbox_depth": await self.outbox_depth()})
-                self._orchestrator_ok()
+                self._orchestrator_answer(None)
                 delay = 1.0
                 await asyncio.sleep(self.config.heartbeat_seconds)
             except OrchestratorError as exc:
-                self._orchestrator_failed(str(exc))
+                self._orchestrator_answer(str(exc))
                 log.warning("orchestrator registration/heartbeat failed; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(min(delay, self.config.heartbeat_seconds))
                 delay *= 2
@@ -242,11 +206,11 @@ class Service:
                 log.warning("heartbeat: store error", extra={"error": str(exc)})
                 await asyncio.sleep(self.config.heartbeat_seconds)
 
-    def _orchestrator_ok(self) -> None:
-        self.orchestrator_state.update(reachable=True, last_ok=utc(self.clock()), last_error="")
-
-    def _orchestrator_failed(self, error: str) -> None:
-        self.orchestrator_state.update(reachable=False, last_error=error)
+    def _orchestrator_answer(self, error: str | None) -> None:
+        if error is None:
+            self.orchestrator_state.update(reachable=True, last_ok=utc(self.clock()), last_error="")
+        else:
+            self.orchestrator_state.update(reachable=False, last_error=error)
 
     async def outbox_depth(self) -> int:
         return await self.store.run(st.outbox_depth)
@@ -365,12 +329,7 @@ class Service:
                               detail={"event": "planned", "alerts": alerts, "episode": episode_id, "risk": plan.risk},
                               now=now)
         if plan.status == "approved":
-            await self._enqueue_push(tx, document, now)
-
-    async def _enqueue_push(self, tx: st.Tx, document: dict[str, Any], now: float) -> None:
-        body = {**document, "status": "approved"}
-        await st.enqueue(tx, plan_push_key(document), kind="plan", plan_id=document["plan_id"], path="/api/v1/plans",
-                         body=body, now=now)
+            await enqueue_push(tx, document, now)
 
     async def _finish(self, episode: dict[str, Any], state: str, reason: str) -> str:
         await self.store.run(lambda tx: st.finish_episode(tx, episode["id"], state, reason))
@@ -414,14 +373,11 @@ class Service:
                 if not (_scope_matches(plan["scope"], labels) and _rollback_wanted(plan, labels)):
                     continue
                 try:
-                    await transition(tx, plan["plan_id"], "rolled_back", cause="alert",
+                    await states.transition(tx, plan["plan_id"], "rolled_back", cause="alert",
                                      detail={"event": "slo_alert", "alert": alert}, now=now)
-                except IllegalTransition:
+                except states.IllegalTransition:
                     continue
-                body = {"plan_id": plan["plan_id"], "idempotency_key": rollback_key(plan),
-                        "reason": {"kind": "slo_alert", **alert}}
-                await st.enqueue(tx, rollback_key(plan), kind="rollback", plan_id=plan["plan_id"],
-                                 path=f"/api/v1/plans/{plan['plan_id']}/rollback", body=body, now=now)
+                await enqueue_rollback(tx, plan, {"kind": "slo_alert", **alert}, now)
                 for knob in plan["knobs"]:
                     await st.block_knob(tx, plan["target_key"], knob=knob, plan_id=plan["plan_id"],
                                         reason=f"rolled back by {episode['alertname']} ({labels.get('slo', '')})",
@@ -441,17 +397,18 @@ class Service:
     async def approve(self, plan_id: str, who: str) -> dict[str, Any]:
         now = self.clock()
         async with self.store.transaction() as tx:
-            await transition(tx, plan_id, "approved", cause="api", detail={"event": "approve", "by": who}, now=now)
+            await states.transition(tx, plan_id, "approved", cause="api", detail={"event": "approve", "by": who},
+                                    now=now)
             plan = await st.get_plan(tx, plan_id)
             assert plan is not None
-            await self._enqueue_push(tx, plan["document"], now)
+            await enqueue_push(tx, plan["document"], now)
         self.wake_outbox.set()
         return plan
 
     async def reject(self, plan_id: str, who: str, reason: str) -> dict[str, Any]:
         now = self.clock()
         async with self.store.transaction() as tx:
-            await transition(tx, plan_id, "rejected", cause="api",
+            await states.transition(tx, plan_id, "rejected", cause="api",
                              detail={"event": "reject", "by": who, "reason": reason}, now=now)
             await st.outbox_cancel(tx, plan_id, "plan", now)
             plan = await st.get_plan(tx, plan_id)
@@ -461,7 +418,7 @@ class Service:
     async def report_status(self, plan_id: str, status: str, detail: dict[str, Any]) -> dict[str, Any]:
         now = self.clock()
         async with self.store.transaction() as tx:
-            await transition(tx, plan_id, status, cause="orchestrator", detail={"event": "status", **detail},
+            await states.transition(tx, plan_id, status, cause="orchestrator", detail={"event": "status", **detail},
                              now=now, error=detail.get("message") if status == "failed" else None)
             plan = await st.get_plan(tx, plan_id)
             assert plan is not None
@@ -470,78 +427,6 @@ class Service:
     async def clear_target(self, target_key: str, knob: str | None, who: str) -> int:
         async with self.store.transaction() as tx:
             return await st.clear_knobs(tx, target_key, knob, who, self.clock())
-
-    # ---------------------------------------------------------------------------------------------- outbox
-
-    def backoff(self, attempt: int) -> float:
-        """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a random factor in [0.5, 1]."""
-        ceiling = min(self.config.backoff_max_seconds, self.config.backoff_base_seconds * 2.0 ** (attempt - 1))
-        return float(ceiling * random.uniform(0.5, 1.0))
-
-    async def deliver_due(self) -> int:
-        now = self.clock()
-        lease = self.config.push_timeout_seconds + 5.0  # a crash mid-push makes the row due again after this
-        rows = await self.store.run(lambda tx: st.claim_outbox(tx, now, lease, 32))
-        if rows:
-            await asyncio.gather(*(self._deliver(row) for row in rows))
-        return len(rows)
-
-    async def _deliver(self, row: dict[str, Any]) -> None:
-        assert self.client is not None
-        kind, plan_id = row["kind"], row["plan_id"]
-        try:
-            status: int = await self.client.post(row["path"], row["body"], idempotency_key=row["key"])
-        except OrchestratorError as exc:
-            self.metrics.push_failures.labels(kind).inc()
-            self._orchestrator_failed(str(exc))
-            await self._delivery_failed(row, str(exc))
-            return
-        self._orchestrator_ok()
-        self.metrics.pushes.labels(kind).inc()
-        now = self.clock()
-
-        async def record(tx: st.Tx) -> None:
-            await st.outbox_done(tx, row["id"], now)
-            detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": row["attempts"]}
-            if kind == "plan":
-                try:
-                    await transition(tx, plan_id, "pushed", cause="orchestrator", detail=detail, now=now)
-                except IllegalTransition as exc:
-                    log.warning("plan pushed but its status moved on", extra={"plan_id": plan_id, "error": str(exc)})
-            else:
-                plan = await st.get_plan(tx, plan_id)
-                current: str = plan["status"] if plan else "rolled_back"
-                await st.append_audit(tx, plan_id, from_status=current, to_status=current, cause="orchestrator",
-                                      detail=detail, now=now)
-
-        await self.store.run(record)
-        log.info("pushed to the orchestrator", extra={"kind": kind, "plan_id": plan_id, "attempt": row["attempts"]})
-
-    async def _delivery_failed(self, row: dict[str, Any], error: str) -> None:
-        now = self.clock()
-        attempts = int(row["attempts"])
-        async with self.store.transaction() as tx:
-            if attempts < self.config.max_attempts:
-                await st.outbox_retry(tx, row["id"], now + self.backoff(attempts), error)
-                log.warning("push failed; will retry", extra={"kind": row["kind"], "plan_id": row["plan_id"],
-                                                               "attempt": attempts, "error": error})
-                return
-            await st.outbox_fail(tx, row["id"], error, now)
-            detail = {"event": f"{row['kind']}_push_failed", "attempts": attempts, "error": error}
-            if row["kind"] == "plan":
-                try:
-                    await transition(tx, row["plan_id"], "failed", cause="orchestrator", detail=detail, now=now,
-                                     error=error)
-                except IllegalTransition as exc:
-                    log.warning("push gave up but the plan moved on", extra={"error": str(exc)})
-            else:
-                plan = await st.get_plan(tx, row["plan_id"])
-                status = plan["status"] if plan else "rolled_back"
-                await st.append_audit(tx, row["plan_id"], from_status=status, to_status=status,
-                                      cause="orchestrator", detail=detail, now=now)
-        log.error("push gave up after bounded attempts", extra={"kind": row["kind"], "plan_id": row["plan_id"],
-                                                                  "attempts": attempts, "error": error})
-
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')

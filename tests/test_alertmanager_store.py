@@ -137,3 +137,37 @@ async def test_two_replicas_share_postgres(aiohttp_client, aiohttp_server, postg
     plans = await one.plans()
     assert len(plans) == 11 and {p["status"] for p in plans} == {"pushed"}
     assert len({p["target_key"] for p in plans}) == 11
+
+
+async def test_transitions_refuse_illegal_moves_and_audit_legal_ones(db_url):
+    from optiinfra.alertmanager import states
+    from optiinfra.alertmanager.plan import PLAN_STATUSES
+
+    store = await _open(db_url)
+    try:
+        base = dict(bottleneck="b", risk="low", document={}, knobs=[], scope={}, episode_id=None, bake_seconds=1.0,
+                    now=0.0)
+        for i, src in enumerate(PLAN_STATUSES):
+            for j, dst in enumerate(PLAN_STATUSES):
+                plan_id = f"p-{i}-{j}"
+                async with store.transaction() as tx:
+                    await st.insert_plan(tx, plan_id=plan_id, idempotency_key=plan_id, target_key=plan_id,
+                                         status=src, **base)
+                legal = dst in states.TRANSITIONS.get(src, frozenset())
+                try:
+                    async with store.transaction() as tx:
+                        await states.transition(tx, plan_id, dst, cause="api", detail={"why": "test"}, now=1.0)
+                except states.IllegalTransition:
+                    assert not legal, (src, dst)
+                else:
+                    assert legal, (src, dst)
+                async with store.transaction() as tx:
+                    plan = await st.get_plan(tx, plan_id)
+                    audit = await st.audit_log(tx, plan_id)
+                assert plan["status"] == (dst if legal else src)
+                assert [(a["from_status"], a["to_status"]) for a in audit] == ([(src, dst)] if legal else [])
+        with pytest.raises(states.PlanNotFound):
+            async with store.transaction() as tx:
+                await states.transition(tx, "missing", "approved", cause="api", detail={}, now=1.0)
+    finally:
+        await store.close()

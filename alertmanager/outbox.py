@@ -1,0 +1,129 @@
+"""The durable outbox: pushes to the orchestrator, at least once, in order of due time.
+
+A push is queued in the same transaction as the decision that needs it (a plan approved, a rollback decided),
+under a unique key that is also sent as the ``Idempotency-Key`` header. Delivery claims due rows with a lease
+(a crashed replica's rows become due again when the lease ends), retries with exponential backoff and jitter,
+and gives up after a bounded number of attempts: the plan then becomes ``failed`` with the last error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from prometheus_client import Counter
+
+from . import states
+from . import store as st
+from .orchestrator import OrchestratorClient, OrchestratorError
+
+log = logging.getLogger(__name__)
+
+PLANS_PATH = "/api/v1/plans"
+
+
+def push_key(plan: Mapping[str, Any]) -> str:
+    return str(plan["idempotency_key"])
+
+
+def rollback_key(plan: Mapping[str, Any]) -> str:
+    return f"{plan['idempotency_key']}:rollback"
+
+
+async def enqueue_push(tx: st.Tx, document: dict[str, Any], now: float) -> bool:
+    body = {**document, "status": "approved"}
+    return await st.enqueue(tx, push_key(document), kind="plan", plan_id=document["plan_id"], path=PLANS_PATH,
+                            body=body, now=now)
+
+
+async def enqueue_rollback(tx: st.Tx, plan: Mapping[str, Any], reason: dict[str, Any], now: float) -> bool:
+    plan_id = plan["plan_id"]
+    body = {"plan_id": plan_id, "idempotency_key": rollback_key(plan), "reason": reason}
+    return await st.enqueue(tx, rollback_key(plan), kind="rollback", plan_id=plan_id,
+                            path=f"{PLANS_PATH}/{plan_id}/rollback", body=body, now=now)
+
+
+class Outbox:
+    def __init__(self, store: st.Store, *, max_attempts: int, backoff_base: float, backoff_max: float,
+                 timeout: float, pushes: Counter, failures: Counter,
+                 on_answer: Callable[[str | None], None], clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.lease = timeout + 5.0
+        """A crash mid-push makes the row due again after this."""
+        self.pushes = pushes
+        self.failures = failures
+        self.on_answer = on_answer
+        """Called with None after a 2xx answer, with the error after a failed attempt."""
+        self.clock = clock
+        self.client: OrchestratorClient | None = None
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a random factor in [0.5, 1]."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
+        return float(ceiling * random.uniform(0.5, 1.0))
+
+    async def deliver_due(self) -> int:
+        """Claim due rows and push them concurrently; return how many were attempted."""
+        now, lease = self.clock(), self.lease
+        rows = await self.store.run(lambda tx: st.claim_outbox(tx, now, lease, 32))
+        if rows:
+            await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        if self.client is None:
+            raise RuntimeError("the outbox has no orchestrator client")
+        kind, plan_id = row["kind"], row["plan_id"]
+        try:
+            status = await self.client.post(row["path"], row["body"], idempotency_key=row["key"])
+        except OrchestratorError as exc:
+            self.failures.labels(kind).inc()
+            self.on_answer(str(exc))
+            await self._failed(row, str(exc))
+            return
+        self.on_answer(None)
+        self.pushes.labels(kind).inc()
+        now = self.clock()
+
+        async def record(tx: st.Tx) -> None:
+            await st.outbox_done(tx, row["id"], now)
+            detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": row["attempts"]}
+            if kind != "plan":
+                await states.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
+                return
+            try:
+                await states.transition(tx, plan_id, "pushed", cause="orchestrator", detail=detail, now=now)
+            except states.IllegalTransition as exc:
+                log.warning("plan pushed but its status moved on", extra={"plan_id": plan_id, "error": str(exc)})
+
+        await self.store.run(record)
+        log.info("pushed to the orchestrator", extra={"kind": kind, "plan_id": plan_id, "attempt": row["attempts"]})
+
+    async def _failed(self, row: dict[str, Any], error: str) -> None:
+        now, attempts = self.clock(), int(row["attempts"])
+        kind, plan_id = row["kind"], row["plan_id"]
+        async with self.store.transaction() as tx:
+            if attempts < self.max_attempts:
+                await st.outbox_retry(tx, row["id"], now + self.backoff(attempts), error)
+                log.warning("push failed; will retry", extra={"kind": kind, "plan_id": plan_id,
+                                                               "attempt": attempts, "error": error})
+                return
+            await st.outbox_fail(tx, row["id"], error, now)
+            detail = {"event": f"{kind}_push_failed", "attempts": attempts, "error": error}
+            if kind == "plan":
+                try:
+                    await states.transition(tx, plan_id, "failed", cause="orchestrator", detail=detail, now=now,
+                                            error=error)
+                except states.IllegalTransition as exc:
+                    log.warning("push gave up but the plan moved on", extra={"error": str(exc)})
+            else:
+                await states.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
+        log.error("push gave up after bounded attempts", extra={"kind": kind, "plan_id": plan_id,
+                                                                  "attempts": attempts, "error": error})
