@@ -36,7 +36,7 @@ from typing import Literal
 
 Source = Literal["engine", "kernel"]
 SOURCES: tuple[Source, ...] = ("engine", "kernel")
-Kind = Literal["event", "start", "ready"]
+Kind = Literal["event", "start", "heartbeat", "ready"]
 
 #: Lines longer than this (in characters) are cut to it before matching.
 MAX_LINE_CHARS = 65536
@@ -63,7 +63,7 @@ class Signature:
     pattern: re.Pattern[str]
     description: str
     kind: Kind = "event"
-    """``event`` is counted; ``start``/``ready`` only drive the start-up timer."""
+    """``event`` is counted; ``start``, ``heartbeat`` and ``ready`` only drive the start-up timer."""
     window_lines: int = 0
     key: KeyFn | None = None
     ends_startup: bool = False
@@ -104,7 +104,7 @@ SIGNATURES: tuple[Signature, ...] = (
         _c(r"Waiting for \d+ local, \d+ remote core engine proc\(s\) to (?:start|connect)\."
            r"|Waiting for shard to be ready\.\.\."),
         "Engine start-up heartbeat (vLLM DEBUG wait for core engines; TGI wait for shards): not a failure "
-        "(every TGI start prints it); it arms the start-up timer.", kind="start",
+        "(every TGI start prints it); it arms the start-up timer unless this start already hung.", kind="heartbeat",
     ),
     Signature(
         "engine_init_failed", "engine", ("failed",),
@@ -442,6 +442,10 @@ class StreamMatcher:
     ) -> None:
         if sig.kind == "start":
             self.arm_startup(now)
+            return
+        if sig.kind == "heartbeat":
+            if self.source == "engine" and self.startup.state != "hung":
+                self.startup.arm(now)  # a start we did not see begin; the same hung start is not counted again
             return
         if sig.kind == "ready":
             self.startup.end("ready")

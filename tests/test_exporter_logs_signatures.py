@@ -348,6 +348,20 @@ def test_start_up_timer() -> None:
         assert m.startup_state == "ready"
 
 
+def test_heartbeats_arm_the_timer_but_a_hung_start_counts_once() -> None:
+    wait = ("(APIServer pid=1) DEBUG 08-09 20:55:10 [utils.py:1262] Waiting for 1 local, 0 remote core engine "
+            "proc(s) to start.")
+    m = StreamMatcher("engine", startup_timeout=600)
+    c: dict[tuple[str, str], int] = {}
+    for t in range(0, 3600, 10):  # a heartbeat every 10 s for an hour
+        m.feed([wait], float(t), c)
+        m.tick(float(t), c)
+    assert c == {(STARTUP_HANG, ""): 1}
+    m.feed(["(EngineCore_DP0 pid=2) INFO 01-01 00:00:00 [core.py:77] Initializing a V1 LLM engine"], 4000.0, c)
+    m.tick(4600.0, c)
+    assert c == {(STARTUP_HANG, ""): 2}  # a new start that hangs again
+
+
 def test_kernel_matcher_has_no_start_up_timer() -> None:
     m = StreamMatcher("kernel")
     m.arm_startup(0.0)
