@@ -283,3 +283,22 @@ async def test_metrics_health_and_openapi(aiohttp_client, aiohttp_server, tmp_pa
     for path, ops in spec["paths"].items():
         for method, op in ops.items():
             assert ("security" in op) == (method == "post"), (path, method)
+
+
+async def test_orchestrator_bearer_token(aiohttp_client, aiohttp_server, tmp_path):
+    sink = Sink(token="orch-token")
+    good = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/a.db", sink=sink,
+                            orchestrator_token="orch-token")
+    await good.post(notification(alert("fp-t1")))
+    assert await sink.wait_for(lambda s: len(s.plans) == 1 and s.agents)
+    assert all(r.authorization for r in sink.requests)
+    refused = Sink(token="orch-token")
+    bad = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/b.db", sink=refused,
+                           orchestrator_token="wrong", max_attempts=50)
+    await bad.post(notification(alert("fp-t2")))
+    assert await refused.wait_for(lambda s: len([r for r in s.requests if r.path == "/api/v1/plans"]) >= 2)
+    assert refused.plans == {}
+    _, health = await bad.api("GET", "/health/detailed")
+    assert health["orchestrator"]["reachable"] is False and "HTTP 401" in health["orchestrator"]["last_error"]
+    assert "wrong" not in json.dumps(health)
+    assert [p["status"] for p in await bad.plans()] == ["approved"]
