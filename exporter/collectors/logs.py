@@ -117,6 +117,8 @@ class LogCollector:
             self._task = None
         if self._inflight is not None:
             await asyncio.wait([self._inflight])
+            if not self._inflight.cancelled():
+                self._inflight.exception()  # already reported by _run; retrieved so asyncio does not warn
             self._inflight = None
         for stream in self._streams:
             stream.reader.close()
