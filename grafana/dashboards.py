@@ -31,6 +31,7 @@ TTFT = "llm_time_to_first_token_seconds"
 ITL = "llm_inter_token_latency_seconds"
 E2E = "llm_request_duration_seconds"
 QUEUE = "llm_request_queue_time_seconds"
+TPOT = "llm_time_per_output_token_seconds"
 
 FLEET_UID = "optiinfra-fleet"
 INSTANCE_UID = "optiinfra-instance"
@@ -123,8 +124,10 @@ def fleet(config: Config) -> Dashboard:
               (Target('count(ALERTS{alertstate="firing", bottleneck!=""}) or vector(0)'),), "short",
               type="stat", width=4, height=4, thresholds=(Threshold(1, "orange"),)),
         Row("Traffic"),
-        Panel("Request rate by model", "Finished requests per second per engine and model.",
-              (Target(f"sum by (engine, model) ({finished})", "{{engine}} {{model}}"),), "reqps", width=8),
+        Panel("Request rate by model", "Finished requests per second per engine and model over every namespace "
+              "(the model-level rule the fleet latency quantiles share).",
+              (Target(s.rec("model:llm_requests_finished:rate5m", only=fleet_level), "{{engine}} {{model}}"),),
+              "reqps", width=8),
         Panel("Token throughput by model", "Prompt tokens (prefill) and generated tokens (decode) per second.",
               (Target(f"sum by (engine, model) ({s.rec('pod_model:llm_prompt_tokens:rate5m')})",
                       "prompt {{engine}} {{model}}"),
@@ -203,14 +206,19 @@ def instance(config: Config) -> Dashboard:
         Panel("Time to first token", "TTFT p50 / p95 / p99; prefill_bound fires on p95 above "
               f"{config.threshold('prefill_bound', 'ttft_p95_seconds'):g}s with a short queue.",
               tuple(Target(s.rec(quantile_name(TTFT, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
-              "s", width=8, thresholds=(Threshold(config.threshold("prefill_bound", "ttft_p95_seconds")),)),
+              "s", width=6, thresholds=(Threshold(config.threshold("prefill_bound", "ttft_p95_seconds")),)),
         Panel("Inter-token latency", "ITL p50 / p95 / p99; decode_bound fires on p95 above "
               f"{config.threshold('decode_bound', 'itl_p95_seconds'):g}s.",
               tuple(Target(s.rec(quantile_name(ITL, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
-              "s", width=8, thresholds=(Threshold(config.threshold("decode_bound", "itl_p95_seconds")),)),
+              "s", width=6, thresholds=(Threshold(config.threshold("decode_bound", "itl_p95_seconds")),)),
+        Panel("Time per output token (per request)", "Mean time per output token of each finished request, "
+              "p50 / p95 / p99: the per-token latency TGI reports (it has no TTFT or inter-token histogram; "
+              "TGI's includes prefill).",
+              tuple(Target(s.rec(quantile_name(TPOT, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
+              "s", width=6),
         Panel("Queue time", "Time requests wait before they are scheduled, p50 / p95 / p99.",
               tuple(Target(s.rec(quantile_name(QUEUE, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
-              "s", width=8, thresholds=(Threshold(config.threshold("queue_buildup", "queue_p95_seconds")),)),
+              "s", width=6, thresholds=(Threshold(config.threshold("queue_buildup", "queue_p95_seconds")),)),
         Row("Batch and KV cache"),
         Panel("Running and waiting requests", "The engine's batch (running) and its queue (waiting).",
               (Target(s.rec("pod_model:llm_requests_running:sum"), "running {{model}}"),
@@ -513,7 +521,8 @@ def _slo_rows(s: Scope, slo: Slo) -> list[Item]:
               (Target(f'sum(ALERTS{{alertstate="firing", {sel}}}) or vector(0)'),), "short", type="stat",
               width=6, height=5, thresholds=(Threshold(1),)),
         Panel("SLI by pod (1h)", "Share of good events per pod and model over the last hour.",
-              (Target(f"1 - {ratio('1h')}", "{{pod}} {{model}}"),), "percentunit", width=8,
+              (Target(f"1 - {ratio('1h')}", "{{pod}} {{model}}"),
+               Target(f"slo:objective:ratio{{{sel}}}", "objective")), "percentunit", width=8,
               thresholds=(Threshold(slo.objective, "green"),), base_color="red"),
     ]
     for title, tiers in (("fast", FAST_TIERS), ("slow", SLOW_TIERS)):

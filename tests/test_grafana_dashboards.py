@@ -88,6 +88,24 @@ def test_panels_read_recording_rules_where_one_exists(boards: dict[str, dict[str
                 not in expr, where
 
 
+def test_every_recording_rule_is_shown(boards: dict[str, dict[str, Any]]) -> None:
+    """A rule the rules add must be a decision for the dashboards too: every non-quantile rule is read by a
+    panel, every recorded histogram by at least one of its quantiles, every SLO window by a burn-rate query."""
+    from optiinfra.rules.recording import RECORDING_RULES, quantile_name
+
+    used = {name for board in boards.values() for _, expr in lint.queries(board) for name in lint.series_used(expr)}
+    for name, spec in RECORDING_RULES.items():
+        if spec.quantile is None:
+            assert name in used, name
+    for histogram in ("llm_time_to_first_token_seconds", "llm_inter_token_latency_seconds",
+                      "llm_time_per_output_token_seconds", "llm_request_duration_seconds",
+                      "llm_request_queue_time_seconds"):
+        assert quantile_name(histogram, 0.95) in used or quantile_name(histogram, 0.99, "model") in used, histogram
+    for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d"):
+        assert f"slo:sli_error:ratio_rate{window}" in used
+    assert {"slo:objective:ratio", "slo:error_budget:ratio", "slo:sli_requests:rate1d"} <= used
+
+
 def test_rate_interval_and_units_everywhere(boards: dict[str, dict[str, Any]]) -> None:
     for board in boards.values():
         for panel in lint.panels(board):
