@@ -302,3 +302,14 @@ async def test_orchestrator_bearer_token(aiohttp_client, aiohttp_server, tmp_pat
     assert health["orchestrator"]["reachable"] is False and "HTTP 401" in health["orchestrator"]["last_error"]
     assert "wrong" not in json.dumps(health)
     assert [p["status"] for p in await bad.plans()] == ["approved"]
+
+
+async def test_store_down_answers_503_so_alertmanager_retries(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
+    await pair.service.store.close()
+    resp = await pair.post(notification(alert("fp-down")))
+    assert resp.status == 503 and "retry" in (await resp.json())["error"]
+    status, health = await pair.api("GET", "/health/detailed")
+    assert status == 503 and health["store"]["ok"] is False
+    status, _ = await pair.api("GET", "/api/v1/plans")
+    assert status == 503
