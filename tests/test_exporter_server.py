@@ -93,8 +93,6 @@ async def test_vllm_upstream(aiohttp_server: ServerFactory, aiohttp_client: Clie
     assert get(samples, "llm_upstream_scrape_bytes", engine="vllm", cluster="eu-1") == len(payload.encode())
     assert get(samples, "optiinfra_collector_success", collector="engine") == 1
     assert get(samples, "optiinfra_exporter_parse_errors_total", collector="engine") == 0
-    await asyncio.sleep(0.2)  # the info endpoint is fetched in the background after detection
-    samples, _ = await scrape(client)
     info = [dict(lbl) for (name, lbl) in samples if name == "llm_engine_info"]
     assert info == [{
         "engine": "vllm", "model": "Qwen/Qwen3-0.6B", "version": "0.26.0", "gpu_memory_utilization": "0.92",
@@ -115,6 +113,15 @@ async def test_tgi_upstream_info(aiohttp_server: ServerFactory, aiohttp_client: 
     assert get(samples, "llm_requests_finished_total", **m, outcome="error") == 5
     assert get(samples, "llm_engine_info", **m, version="3.3.7", max_num_seqs="128", max_model_len="2048",
                max_input_tokens="1024", quantization="awq") == 1
+
+
+async def test_tgi_auto_detected_takes_model_from_info_on_first_scrape(aiohttp_server: ServerFactory,
+                                                                        aiohttp_client: ClientFactory) -> None:
+    routes = {"/metrics": text_handler(TGI), "/info": json_handler({"model_id": "x/y"})}
+    server = await aiohttp_server(upstream_app(routes))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")))
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_requests_waiting", engine="tgi", model="x/y") == 5
 
 
 async def test_sglang_upstream_info(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:

@@ -200,7 +200,7 @@ class EngineCollector:
         try:
             body = await self._fetch()
             size = len(body)
-            result = self._normalize(body)
+            result = await self._normalize(body)
         except UpstreamError as exc:
             error = str(exc)
         self.last_duration = time.monotonic() - started
@@ -243,7 +243,7 @@ class EngineCollector:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _normalize(self, body: bytes) -> TransformResult:
+    async def _normalize(self, body: bytes) -> TransformResult:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -254,7 +254,9 @@ class EngineCollector:
                 raise UpstreamError("no vLLM, SGLang or TGI family in the payload (not an engine /metrics?)")
             log.info("engine detected", extra={"engine": detected, "upstream": str(self.url)})
             self._transform = self._new_transform(detected)
-            self._info_at = float("-inf")
+            # read the info endpoint before the first transform: TGI's model label comes from it, and a
+            # label that changed on the second scrape would start every series anew
+            await self._refresh_info()
         result = self._transform.transform(text)
         self.parse_errors += result.parse_errors
         self.duplicates = result.duplicates
