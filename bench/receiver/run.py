@@ -214,14 +214,29 @@ def delay_line(name: str, delays: list[float]) -> str:
             f"p99 {d[max(0, int(len(d) * 0.99) - 1)] * 1000:.1f} ms   max {d[-1] * 1000:.1f} ms   (n={len(d)})")
 
 
+def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """The round with the median throughput (its latencies are reported with it)."""
+    return sorted(rounds, key=lambda r: r["rate"])[len(rounds) // 2]
+
+
 async def main_async(args: argparse.Namespace) -> int:
-    print(f"receiver intake benchmark: {args.requests} notifications, concurrency {args.concurrency}, "
-          f"each episode delivered 4 times; loopback; {os.cpu_count()} CPUs")
-    bare = await bench_bare(args.requests, args.concurrency)
+    print(f"receiver intake benchmark: {args.requests} notifications per round, concurrency {args.concurrency}, "
+          f"each episode delivered 4 times; loopback; {os.cpu_count()} CPUs; {args.rounds} rounds "
+          "(baseline and SQLite alternate; the median round is summarised)")
+    bares, sqlites, sqlite_delays = [], [], []
+    for n in range(args.rounds):
+        bare = await bench_bare(args.requests, args.concurrency)
+        print(line(f"[{n + 1}] baseline: bare aiohttp", bare))
+        tmp = tempfile.mkdtemp(prefix="optiinfra-bench-")
+        sqlite, delays = await bench_receiver(f"sqlite:///{tmp}/receiver.db", args.requests, args.concurrency,
+                                              args.samples)
+        print(line(f"[{n + 1}] receiver, SQLite", sqlite))
+        bares.append(bare)
+        sqlites.append(sqlite)
+        sqlite_delays += delays
+    bare, sqlite = median_round(bares), median_round(sqlites)
+    print("--- median round")
     print(line("baseline: bare aiohttp 200", bare))
-    tmp = tempfile.mkdtemp(prefix="optiinfra-bench-")
-    sqlite, sqlite_delays = await bench_receiver(f"sqlite:///{tmp}/receiver.db", args.requests, args.concurrency,
-                                                 args.samples)
     print(line("receiver, SQLite", sqlite))
     print(drain_line("receiver, SQLite", sqlite, args.requests))
     print(delay_line("receiver, SQLite", sqlite_delays))
@@ -244,7 +259,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=8000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--samples", type=int, default=30, help="intake->orchestrator samples")
+    parser.add_argument("--samples", type=int, default=30, help="intake->orchestrator samples per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/SQLite rounds")
     return asyncio.run(main_async(parser.parse_args()))
 
 
