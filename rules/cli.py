@@ -51,7 +51,10 @@ def run_generate(args: argparse.Namespace) -> int:
         config = load_config(args.slo_config)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    labels = dict(args.rule_labels) if args.rule_labels else None
+    raw = args.rule_labels
+    if isinstance(raw, tuple):  # one pair from the OPTIINFRA_RULE_LABELS environment twin
+        raw = [raw]
+    labels = dict(raw) if raw else None
     shown = f" --profile {args.profile}" if args.profile != "production" else ""
     if args.slo_config is not None:
         shown = f" --slo-config {args.slo_config.name}" + shown
