@@ -49,7 +49,7 @@ pytest:
 
 # Regenerate every committed artifact (rules, dashboards, alertmanager config, docs).
 generate:
-	$(PY) -m optiinfra.docs --out docs
+	$(PY) -m optiinfra.docs --out docs --openapi alertmanager/openapi.json
 	$(PY) -m optiinfra.exporter.logsig > docs/log-signatures.md
 	$(VENV)/bin/optiinfra rules generate --out rules/generated
 	$(PY) -m optiinfra.config --schema

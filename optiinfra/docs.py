@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from optiinfra import metrics as m
 
@@ -83,22 +91,284 @@ def render_metrics_md() -> str:
     ]
     return "\n".join(out)
 
+# ------------------------------------------------------------------------------------ configuration.md
+
+_ENV_TRUE = "1, true, yes, on"
 
 
+def _help_text(action: argparse.Action, prog: str) -> str:
+    text = action.help or ""
+    if "%" in text:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            text = text % {**vars(action), "prog": prog}
+    return " ".join(text.split()).replace("|", "\\|")
 
-def write(out_dir: Path) -> list[Path]:
+
+def _default_text(action: argparse.Action) -> str:
+    default = action.default
+    if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
+        return "off" if default is False else "on"
+    if default is None or default == [] or default is argparse.SUPPRESS:
+        return "—"
+    text = ", ".join(str(v) for v in default) if isinstance(default, list | tuple) else str(default)
+    host = socket.gethostname()
+    if host and host in text:
+        text = text.replace(host, "<hostname>")
+    return f"`{text}`"
+
+
+def _flag_cell(action: argparse.Action) -> str:
+    flags = ", ".join(f"`{o}`" for o in action.option_strings)
+    if action.choices is not None:
+        flags += " {" + ", ".join(str(c) for c in action.choices) + "}"
+    elif action.metavar and action.nargs != 0:
+        flags += f" {action.metavar}"
+    if isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+"):
+        flags += " (repeatable)" if isinstance(action, argparse._AppendAction) else " (list)"
+    return flags
+
+
+def _options_table(parser: argparse.ArgumentParser, env_name: Callable[[str], str]) -> list[str]:
+    lines = ["| flag | environment | default | what it does |", "|---|---|---|---|"]
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "version"):
+            continue
+        lines.append(f"| {_flag_cell(action)} | `{env_name(action.dest)}` | {_default_text(action)} | "
+                     f"{_help_text(action, parser.prog)} |")
+    return lines
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> list[argparse._SubParsersAction[argparse.ArgumentParser]]:
+    return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+
+
+def _command_sections(parser: argparse.ArgumentParser, env_name: Callable[[str], str]) -> list[str]:
+    out: list[str] = []
+    for group in _subparsers(parser):
+        helps = {choice.dest: choice.help for choice in group._choices_actions}
+        for name, sub in group.choices.items():
+            out += ["", f"## `{sub.prog}`", ""]
+            summary = sub.description or helps.get(name) or ""
+            if summary:
+                out += [" ".join(summary.split()), ""]
+            positionals = [a for a in sub._actions
+                           if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+            for action in positionals:
+                out.append(f"- argument `{action.metavar or action.dest}`: {_help_text(action, sub.prog)}")
+            if positionals:
+                out.append("")
+            if any(a.option_strings and a.dest != "help" for a in sub._actions):
+                out += _options_table(sub, env_name)
+            out += _command_sections(sub, env_name)
+    return out
+
+
+def _without_env_twins() -> dict[str, str]:
+    """Take OPTIINFRA_* variables out of the environment so the documented defaults are the built-in ones."""
+    from optiinfra.cli import ENV_PREFIX  # noqa: PLC0415 (the composition root, imported lazily)
+
+    return {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
+
+
+def _schema_type(node: dict[str, Any]) -> str:
+    if "enum" in node:
+        return "one of " + ", ".join(f"`{v}`" for v in node["enum"])
+    if "anyOf" in node:
+        return " or ".join(_schema_type(n) for n in node["anyOf"])
+    kind = node.get("type", "object" if "$ref" in node else "any")
+    if kind == "array":
+        return f"list of {_schema_type(node.get('items', {}))}"
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        return f"map of {_schema_type(node['additionalProperties'])}"
+    return str(kind)
+
+
+def _config_rows(node: dict[str, Any], path: str, defaults: Any, defs: dict[str, Any]) -> list[str]:
+    rows: list[str] = []
+    for key, prop in node.get("properties", {}).items():
+        target = defs[prop["$ref"].rsplit("/", 1)[1]] if "$ref" in prop else prop
+        here = f"{path}{key}"
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        description = " ".join((prop.get("description") or target.get("description") or "").split())
+        if "properties" in target:
+            rows += _config_rows(target, here + ".", default, defs)
+            continue
+        item = target.get("items") or target.get("additionalProperties")
+        if isinstance(item, dict) and "$ref" in item:
+            model = defs[item["$ref"].rsplit("/", 1)[1]]
+            suffix = "[]." if target.get("type") == "array" else ".<key>."
+            rows.append(f"| `{here}` | {_schema_type(target).replace(item['$ref'], '')} | "
+                        f"{_json_default(default)} | {description.replace('|', chr(92) + '|')} |")
+            rows += _config_rows(model, here + suffix, None, defs)
+            continue
+        rows.append(f"| `{here}` | {_schema_type(target)} | {_json_default(default)} | "
+                    f"{description.replace('|', chr(92) + '|')} |")
+    return rows
+
+
+def _json_default(value: Any) -> str:
+    if value is None:
+        return "—"
+    text = json.dumps(value, sort_keys=True)
+    if len(text) > 80:
+        return "see below" if isinstance(value, list) else f"`{text[:77]}…`"
+    return f"`{text}`"
+
+
+def render_configuration_md() -> str:
+    """Every sub-command, flag, environment twin and default of ``optiinfra``, and the config file's keys."""
+    from optiinfra import config as cfg  # noqa: PLC0415
+    from optiinfra.cli import build_parser, env_name  # noqa: PLC0415
+
+    saved = _without_env_twins()
+    try:
+        parser = build_parser()
+    finally:
+        os.environ.update(saved)
+    schema = cfg.json_schema()
+    defaults = cfg.load_config(None).model_dump(mode="json", by_alias=True)
+    out = [
+        "# Configuration reference",
+        "",
+        "<!-- generated from optiinfra/cli.py and optiinfra/config.py by `python -m optiinfra.docs`; "
+        "do not edit -->",
+        "",
+        "One entry point, `optiinfra`. Every flag has an environment-variable twin: `OPTIINFRA_` plus the "
+        "flag's name in upper case with `-` as `_` (`--upstream` → `OPTIINFRA_UPSTREAM`). A flag on the command "
+        "line wins over its variable. Switches (flags without a value) are on when the variable is one of "
+        f"{_ENV_TRUE}; repeatable flags take a comma-separated list. A bad value in a variable is reported "
+        "with the variable's name. Logs are JSON on stderr unless `--log-format text`.",
+        "",
+        "## `optiinfra` (options of every command, given before it)",
+        "",
+        *_options_table(parser, env_name),
+        *_command_sections(parser, env_name),
+        "",
+        "## The config file (`--slo-config FILE`)",
+        "",
+        "One YAML file (mixin style) drives the rules and dashboards: selectors, label names, per-bottleneck "
+        "threshold and `for` overrides, and SLOs. Every key is optional; an unknown key is an error that names "
+        "it. Its JSON Schema is `optiinfra/config.schema.json`. `[]` marks a list item, `<key>` a map key "
+        "(`bottlenecks.<key>` is a bottleneck id from docs/taxonomy; its thresholds are named there).",
+        "",
+        "| key | type | default | what it does |",
+        "|---|---|---|---|",
+        *_config_rows(schema, "", defaults, schema.get("$defs", {})),
+        "",
+        "Default SLOs (replaced, not merged, when the file sets `slos`):",
+        "",
+        "```yaml",
+        yaml.safe_dump({"slos": defaults["slos"]}, sort_keys=False).rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------- receiver-api.md
+
+def _ref_name(node: dict[str, Any]) -> str:
+    if "$ref" in node:
+        return f"`{node['$ref'].rsplit('/', 1)[1]}`"
+    if node.get("type") == "array":
+        return f"list of {_ref_name(node.get('items', {}))}"
+    if node.get("type") == "object" and "properties" in node:
+        fields = ", ".join(f"`{k}`: {_ref_name(v)}" for k, v in node["properties"].items())
+        return "{" + fields + "}"
+    return f"`{node.get('type', 'any')}`"
+
+
+def _body(content: dict[str, Any] | None) -> str:
+    if not content:
+        return ""
+    return "; ".join(f"{media} {_ref_name(spec.get('schema', {}))}" for media, spec in content.items())
+
+
+def render_receiver_api_md(openapi: dict[str, Any]) -> str:
+    """The receiver's HTTP API from its OpenAPI document (``alertmanager/openapi.json``)."""
+    info = openapi.get("info", {})
+    out = [
+        "# Receiver API",
+        "",
+        "<!-- generated from alertmanager/openapi.json by `python -m optiinfra.docs`; do not edit -->",
+        "",
+        f"{info.get('title', 'Receiver')} (OpenAPI {openapi.get('openapi', '?')}, API version "
+        f"{info.get('version', '?')}). {info.get('description', '')}".rstrip(),
+        "",
+        "The running receiver serves this document at `GET /openapi.json`.",
+        "",
+        "| method | path | auth | summary |",
+        "|---|---|---|---|",
+    ]
+    details: list[str] = []
+    for path, operations in openapi.get("paths", {}).items():
+        for method, op in operations.items():
+            auth = "bearer" if op.get("security") else "—"
+            summary = " ".join(op.get("summary", "").split())
+            out.append(f"| {method.upper()} | `{path}` | {auth} | {summary} |")
+            details += ["", f"### `{method.upper()} {path}`", "", summary]
+            if op.get("description"):
+                details += ["", " ".join(op["description"].split())]
+            params = op.get("parameters", [])
+            if params:
+                details += ["", "| parameter | in | required | type | description |", "|---|---|---|---|---|"]
+                for p in params:
+                    schema = p.get("schema", {})
+                    kind = schema.get("type", "any")
+                    if "enum" in schema:
+                        kind += " (" + ", ".join(map(str, schema["enum"])) + ")"
+                    if "maximum" in schema:
+                        kind += f" ≤ {schema['maximum']}"
+                    details.append(f"| `{p['name']}` | {p.get('in', '')} | {'yes' if p.get('required') else 'no'} "
+                                   f"| {kind} | {' '.join(p.get('description', '').split())} |")
+            request = op.get("requestBody")
+            if request:
+                required = " (required)" if request.get("required") else ""
+                details += ["", f"Request body{required}: {_body(request.get('content'))}"]
+            responses = op.get("responses", {})
+            if responses:
+                details += ["", "| status | meaning | body |", "|---|---|---|"]
+                for status, resp in responses.items():
+                    details.append(f"| {status} | {' '.join(resp.get('description', '').split())} | "
+                                   f"{_body(resp.get('content')) or '—'} |")
+    schemas = openapi.get("components", {}).get("schemas", {})
+    out += ["", "## Endpoints", *details, "", "## Schemas", ""]
+    for name, schema in schemas.items():
+        out += [f"### `{name}`", ""]
+        if schema.get("description"):
+            out += [" ".join(schema["description"].split()), ""]
+        required_fields = set(schema.get("required", []))
+        props = schema.get("properties", {})
+        if props:
+            out += ["| field | type | required |", "|---|---|---|"]
+            for field, node in props.items():
+                out.append(f"| `{field}` | {_schema_type(node) if '$ref' not in node else _ref_name(node)} | "
+                           f"{'yes' if field in required_fields else 'no'} |")
+            out.append("")
+    return "\n".join(out)
+
+
+def write(out_dir: Path, openapi: Path | None = None) -> list[Path]:
+    """Write the reference docs; ``receiver-api.md`` too when the receiver's OpenAPI file is given."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    docs = {"metrics.md": render_metrics_md(), "configuration.md": render_configuration_md()}
+    if openapi is not None:
+        docs["receiver-api.md"] = render_receiver_api_md(json.loads(openapi.read_text(encoding="utf-8")))
     written = []
-    path = out_dir / "metrics.md"
-    path.write_text(render_metrics_md(), encoding="utf-8")
-    written.append(path)
+    for name, text in docs.items():
+        path = out_dir / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
     return written
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs"))
-    for path in write(parser.parse_args().out):
+    parser.add_argument("--openapi", type=Path, default=None,
+                        help="the receiver's OpenAPI document (alertmanager/openapi.json) for receiver-api.md")
+    args = parser.parse_args()
+    for path in write(args.out, args.openapi):
         print(path)
 
 

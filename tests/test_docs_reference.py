@@ -1,0 +1,104 @@
+"""docs/configuration.md and docs/receiver-api.md are generated (python -m optiinfra.docs): they are current,
+they name every flag with its environment twin and default, and every endpoint of the OpenAPI document."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from optiinfra import docs
+from optiinfra.cli import build_parser, env_name
+from optiinfra.config import Config
+
+CONFIGURATION = REPO / "docs" / "configuration.md"
+RECEIVER_API = REPO / "docs" / "receiver-api.md"
+OPENAPI = REPO / "alertmanager" / "openapi.json"
+STALE = "is stale: run `make generate` (python -m optiinfra.docs --out docs --openapi alertmanager/openapi.json)"
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parser and every (nested) sub-command parser."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _commands(sub)
+    return found
+
+
+def _rows(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| `--")]
+
+
+def test_configuration_md_is_current() -> None:
+    assert CONFIGURATION.read_text(encoding="utf-8") == docs.render_configuration_md(), f"{CONFIGURATION} {STALE}"
+
+
+def test_receiver_api_md_is_current() -> None:
+    openapi = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    assert RECEIVER_API.read_text(encoding="utf-8") == docs.render_receiver_api_md(openapi), f"{RECEIVER_API} {STALE}"
+
+
+def test_every_command_and_flag_is_documented_with_its_twin_and_default() -> None:
+    committed = CONFIGURATION.read_text(encoding="utf-8")
+    parser = build_parser()
+    commands = _commands(parser)
+    assert len(commands) >= 5
+    for command in commands:
+        section = committed.split(f"## `{command.prog}`", 1)
+        assert len(section) == 2, f"no section for {command.prog}"
+        body = section[1].split("\n## ", 1)[0]
+        rows = _rows(body)
+        for action in command._actions:
+            if not action.option_strings or action.dest in ("help", "version"):
+                continue
+            (row,) = [r for r in rows if r.startswith(f"| `{action.option_strings[0]}`")]
+            assert f"`{env_name(action.dest)}`" in row
+            if isinstance(action.default, str) and action.default and action.dest != "agent_id":
+                assert f"`{action.default}`" in row, (command.prog, action.dest)
+
+
+def test_every_config_key_is_documented() -> None:
+    committed = CONFIGURATION.read_text(encoding="utf-8")
+    for name, field in Config.model_fields.items():
+        key = field.alias or name
+        assert f"| `{key}" in committed, key
+    assert "| `slos[].threshold` |" in committed
+    assert "| `bottlenecks.<key>.thresholds` |" in committed
+
+
+def test_documented_defaults_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPTIINFRA_LOG_FORMAT", "text")
+    monkeypatch.setenv("OPTIINFRA_LISTEN", "10.0.0.1:1")
+    text = docs.render_configuration_md()
+    assert text == CONFIGURATION.read_text(encoding="utf-8")
+    assert "10.0.0.1:1" not in text
+    assert build_parser().parse_args([]).log_format == "text", "the variables are back after rendering"
+
+
+def test_receiver_api_names_every_operation_status_and_schema() -> None:
+    openapi = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    text = docs.render_receiver_api_md(openapi)
+    for path, operations in openapi["paths"].items():
+        for method, op in operations.items():
+            head = f"### `{method.upper()} {path}`"
+            assert head in text
+            section = text.split(head, 1)[1].split("\n### ", 1)[0]
+            for status in op.get("responses", {}):
+                assert f"| {status} |" in section
+            for param in op.get("parameters", []):
+                assert f"| `{param['name']}` |" in section
+            auth = "bearer" if op.get("security") else "—"
+            assert f"| {method.upper()} | `{path}` | {auth} |" in text
+    for name in openapi["components"]["schemas"]:
+        assert f"### `{name}`" in text
+
+
+def test_written_files_are_the_rendered_ones(tmp_path: Path) -> None:
+    written = docs.write(tmp_path, OPENAPI)
+    assert {p.name for p in written} == {"metrics.md", "configuration.md", "receiver-api.md"}
+    assert (tmp_path / "configuration.md").read_text(encoding="utf-8") == docs.render_configuration_md()
