@@ -137,9 +137,9 @@ class Service:
     def __post_init__(self) -> None:
         c = self.config
         self.outbox = Outbox(self.store, max_attempts=c.max_attempts, backoff_base=c.backoff_base_seconds,
-                                    backoff_max=c.backoff_max_seconds, timeout=c.push_timeout_seconds,
-                                    pushes=self.metrics.pushes, failures=self.metrics.push_failures,
-                                    on_answer=self._orchestrator_answer, clock=self.clock)
+                             backoff_max=c.backoff_max_seconds, timeout=c.push_timeout_seconds,
+                             pushes=self.metrics.pushes, failures=self.metrics.push_failures,
+                             on_answer=self._orchestrator_answer, clock=self.clock)
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -169,6 +169,7 @@ class Service:
 
     async def _loop(self, name: str, wake: asyncio.Event, step: Callable[[], Awaitable[int]]) -> None:
         while True:
+            wake.clear()  # before the step: a wake-up during it is kept, not lost
             try:
                 done = await step()
             except st.StoreError as exc:
@@ -179,7 +180,6 @@ class Service:
                 done = 0
             if done:
                 continue
-            wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), self.config.poll_seconds)
 
@@ -325,9 +325,9 @@ class Service:
                              knobs=sorted({a.knob for a in plan.actions}), scope=scope, episode_id=episode_id,
                              bake_seconds=float(bake), now=now)
         alerts = [a["fingerprint"] for a in document["evidence"]["alerts"]]
-        await st.append_audit(tx, plan.plan_id, from_status=None, to_status=plan.status, cause="alert",
-                              detail={"event": "planned", "alerts": alerts, "episode": episode_id, "risk": plan.risk},
-                              now=now)
+        await states.created(tx, plan.plan_id, plan.status, cause="alert",
+                             detail={"event": "planned", "alerts": alerts, "episode": episode_id, "risk": plan.risk},
+                             now=now)
         if plan.status == "approved":
             await enqueue_push(tx, document, now)
 

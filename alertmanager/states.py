@@ -52,6 +52,13 @@ async def transition(tx: st.Tx, plan_id: str, to: str, *, cause: str, detail: di
     return plan
 
 
+async def created(tx: st.Tx, plan_id: str, status: str, *, cause: str, detail: dict[str, Any], now: float) -> None:
+    """The first move of a plan just inserted with ``status`` (creation is a transition from nothing)."""
+    if status not in TRANSITIONS[None]:
+        raise IllegalTransition(f"plan {plan_id} cannot start as {status} (allowed: pending_approval, approved)")
+    await st.append_audit(tx, plan_id, from_status=None, to_status=status, cause=cause, detail=detail, now=now)
+
+
 async def note(tx: st.Tx, plan_id: str, *, cause: str, detail: dict[str, Any], now: float) -> None:
     """An audit record without a status change (e.g. a rollback reached the orchestrator)."""
     plan = await st.get_plan(tx, plan_id)
