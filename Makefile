@@ -37,12 +37,15 @@ venv: $(PY)
 lint:
 	$(VENV)/bin/ruff check .
 
-# mypy sees the installed layout (optiinfra.exporter -> exporter/) through a link tree.
+# mypy sees the installed layout (optiinfra.exporter -> exporter/) through a link tree of its own
+# (one per run, so concurrent runs never share or break it).
 typecheck:
-	@rm -rf .typecheck && mkdir -p .typecheck/optiinfra
-	@for f in optiinfra/*; do ln -s ../../$$f .typecheck/optiinfra/; done
-	@for c in $(COMPONENTS); do ln -s ../../$$c .typecheck/optiinfra/$$c; done
-	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p optiinfra
+	@tc=$$(mktemp -d .typecheck.XXXXXX) && mkdir $$tc/optiinfra \
+	  && for f in optiinfra/*; do ln -s ../../$$f $$tc/optiinfra/$$(basename $$f); done \
+	  && for c in $(COMPONENTS); do ln -s ../../$$c $$tc/optiinfra/$$c; done \
+	  && echo "mypy --strict -p optiinfra" \
+	  && (cd $$tc && ../$(VENV)/bin/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache -p optiinfra); \
+	  rc=$$?; rm -rf $$tc; exit $$rc
 
 pytest:
 	$(VENV)/bin/pytest -q -p no:cacheprovider
@@ -63,4 +66,4 @@ bench:
 	for b in bench/*/run.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .typecheck build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .typecheck.* build *.egg-info .pytest_cache .mypy_cache .ruff_cache
