@@ -47,6 +47,23 @@ def selectors(expr: str) -> list[tuple[str, dict[str, str]]]:
     return found
 
 
+def _le_problem(series: str, le: str | None) -> str:
+    """A bucket matcher whose boundary no engine exports matches nothing (``le="120"`` vs ``120.0``)."""
+    if le is None or not series.endswith("_bucket"):
+        return ""
+    histogram = series.removesuffix("_bucket")
+    bounds = {b for per_engine in m.NATIVE_BUCKETS.values() for b in per_engine.get(histogram, ())}
+    if not bounds:
+        return ""
+    for text in le.replace("\\", "").split("|"):
+        try:
+            if float(text) in bounds:
+                return ""
+        except ValueError:
+            continue
+    return f"le {le!r} of {series} is no native bucket boundary of any engine"
+
+
 def check_rules(groups: list[dict[str, Any]], where: str) -> tuple[list[str], int]:
     """Problems in these groups (the names they record count as known)."""
     problems: list[str] = []
@@ -75,7 +92,10 @@ def check_rules(groups: list[dict[str, Any]], where: str) -> tuple[list[str], in
             except ValueError as exc:
                 problems.append(f"{at}: PromQL does not parse: {exc}")
                 continue
-            for series, _ in used:
+            for series, matchers in used:
+                bad_le = _le_problem(series, matchers.get("le"))
+                if bad_le:
+                    problems.append(f"{at}: {bad_le}")
                 if not series:
                     problems.append(f"{at}: selector without a metric name")
                 elif series not in known:

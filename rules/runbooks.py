@@ -1,6 +1,6 @@
-"""Runbooks (``docs/runbooks/<bottleneck>.md``), generated from the taxonomy plus the prose below, so every
-``runbook_url`` target exists. ``python -m optiinfra.rules.runbooks --out docs/runbooks``; a test keeps them
-current.
+"""Runbooks (``docs/runbooks/<bottleneck>.md``), generated from the taxonomy plus the prose below so that
+every ``runbook_url`` target exists, and the rules reference (``docs/rules.md``):
+``python -m optiinfra.rules.runbooks``. Tests keep both current.
 """
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from optiinfra.rules.recording import RECORDING_RULES
+
 from optiinfra import taxonomy as tx
-from optiinfra.config import load_config
+from optiinfra.config import SLI_HISTOGRAMS, load_config
+from optiinfra.metrics import NATIVE_BUCKETS
 
 FLEET = "OptiInfra / Fleet overview"
 INSTANCE = "OptiInfra / Instance"
@@ -259,14 +262,140 @@ def runbooks() -> dict[str, str]:
     return out
 
 
+EXAMPLE_CONFIG = """\
+# optiinfra rules generate --slo-config slo.yaml --out rules/
+selectors:
+  series: 'namespace=~"llm-.*"'      # spliced into every series selector (default: empty, all series)
+  sidecar_job: 'job="optiinfra"'     # the sidecar's scrape job, for OptiInfraExporterDown
+identity_labels: [namespace, pod, instance]
+min_request_rate: 0.05               # req/s below which a pod is idle: rate alerts and burn alerts stay quiet
+bottlenecks:
+  kv_cache_pressure:
+    for: 10m
+    thresholds: {kv_usage: 0.95}
+  decode_bound:
+    thresholds: {itl_p95_seconds: 0.2}
+slos:
+  - name: ttft-chat
+    sli: ttft                        # ttft | inter_token | request_duration | availability
+    threshold: 2.5                   # seconds; must be a native bucket boundary of every engine it applies to
+    objective: 0.99                  # at least 0.9306
+    engines: [vllm]
+    model: "llama-.*"
+  - name: availability
+    sli: availability
+    objective: 0.995
+slo_fast_for: 2m
+slo_slow_for: 15m
+prometheus_rule:
+  namespace: monitoring
+  labels: {release: kube-prometheus-stack}
+"""
+
+
+def rules_reference() -> str:
+    config = load_config(None)
+    level_labels = {
+        "pod_model": ", ".join((*config.identity_labels, "engine", "model")),
+        "pod": ", ".join(config.identity_labels),
+        "model": "engine, model",
+        "gpu": "every GPU label, `hostname` and `uuid` lower-case (both spellings folded), identity labels",
+    }
+    out = [
+        "# Prometheus rules",
+        "",
+        "<!-- generated from rules/ by `python -m optiinfra.rules.runbooks`; do not edit -->",
+        "",
+        "`optiinfra rules generate [--slo-config FILE] [--profile production|demo] --out DIR [--namespace NS] "
+        "[--rule-labels k=v ...]` writes `optiinfra-rules.yml` (recording, alerting and SLO groups), "
+        "`optiinfra-prometheusrule.yaml` (the same groups as a prometheus-operator `PrometheusRule`; its labels "
+        "must match your Prometheus CR's `ruleSelector`) and three promtool test files "
+        "(`promtool test rules *.test.yml` in the output directory). `optiinfra rules check DIR` parses every "
+        "expression, checks every series against the metric catalogue, every `le` against the engines' native "
+        "buckets, the naming conventions, and runs `promtool check rules`. `rules/generated/` holds the output "
+        "for the default config. `--profile demo` divides every `for` and range window by 60 (for Prometheus "
+        "with `evaluation_interval: 1s`); nothing else changes, recording-rule names included.",
+        "",
+        "## The config",
+        "",
+        "One YAML file, validated (unknown keys are refused by name); JSON Schema: "
+        "`optiinfra/config.schema.json`. Without a file the defaults below apply. Example:",
+        "",
+        "```yaml",
+        EXAMPLE_CONFIG.rstrip(),
+        "```",
+        "",
+        "A latency SLO counts the requests in the histogram bucket at its threshold, so the threshold must be a "
+        "bucket boundary of every engine the SLO applies to (the generator names the nearest boundaries "
+        "otherwise); the `le` matcher accepts both `1` and `1.0` spellings of whole numbers. Objectives below "
+        "0.9306 are refused: the fast tier alerts at 14.4x the error budget, an error ratio above 1.",
+        "",
+        "Default SLOs:",
+        "",
+        "| name | SLI | threshold | objective | engines |",
+        "|---|---|---|---|---|",
+        *(f"| `{s.name}` | {s.sli} | {'' if s.threshold is None else f'{s.threshold:g}s'} | {s.objective:g} | "
+          f"{', '.join(s.applies_to())} |" for s in config.slos),
+        "",
+        "Native bucket boundaries (`optiinfra.metrics.NATIVE_BUCKETS`) of the SLI histograms:",
+        "",
+        *(f"- {engine} `{name}`: " + ", ".join(repr(b) for b in bounds)
+          for engine, table in NATIVE_BUCKETS.items() for name, bounds in table.items()
+          if name in SLI_HISTOGRAMS.values()),
+        "",
+        "## Recording rules",
+        "",
+        "Dashboards and alerts read the same series (`optiinfra.rules.recording.RECORDING_RULES`). Windows are 5m "
+        "(5s in the demo profile; the names keep `rate5m`).",
+        "",
+        "| name | labels | unit | meaning |",
+        "|---|---|---|---|",
+        *(f"| `{r.name}` | {level_labels[r.level]} | {r.unit} | {r.help} |" for r in RECORDING_RULES.values()),
+        "",
+        "Per SLO (label `slo`, plus the `pod_model` labels): `slo:sli_error:ratio_rate<w>` for w in 5m, 30m, 1h, 2h, "
+        "6h, 1d, 3d (bad events / all events), `slo:sli_requests:rate1h` and `rate1d` (the burn alerts' traffic "
+        "guards), and `slo:objective:ratio`, `slo:error_budget:ratio` (label `slo` only).",
+        "",
+        "## Alert contract",
+        "",
+        "Every alert carries `bottleneck` (taxonomy id, or `slo_burn`), `severity` (critical, warning, info), "
+        "`component` (engine, gpu, host, slo) and the identity labels of the series it fired on; annotations "
+        "`summary`, `description`, `runbook_url` (`docs/runbooks/<bottleneck>.md`).",
+        "",
+        "- engine alerts read from recording rules: " + level_labels["pod_model"] + ";",
+        "- `LLMEngineDown`, `LLMEngineStartupHang`: the sidecar target's labels (+ `job`) and `engine`;",
+        "- GPU alerts: every GPU label as exported (`gpu`, `UUID` or `uuid`, `Hostname` or `hostname`, `device`, "
+        "`modelName`, `pci_bus_id`) + target labels; `GPUXidError` also `xid` (critical for every Xid but the "
+        "application ones " + ", ".join(tx.APPLICATION_XIDS) + ", which are warning);",
+        "- log-signature alerts: the target labels + `source`, `signature` (and `xid`);",
+        "- `LLMSLOBurnRateFast` (critical) / `LLMSLOBurnRateSlow` (warning): `slo`, `component=\"slo\"`, "
+        "`bottleneck=\"slo_burn\"`, `severity` and " + level_labels["pod_model"] + ".",
+        "",
+        "Rate-based alerts need `pod_model:llm_requests_finished:rate5m >= min_request_rate`; SLO burn alerts need "
+        "`slo:sli_requests:rate1h` (fast) or `rate1d` (slow) `>= min_request_rate`. An absent instance never "
+        "fires, except `OptiInfraExporterDown`, whose `absent(up{sidecar_job})` branch fires when no sidecar "
+        "target exists at all. `LLMEngineStartupHang` fires when `llm_upstream_up` was never 1 over the last "
+        "`startup_seconds` while the sidecar target has been up over that window and was up `startup_seconds` ago "
+        "(the sidecar exports no start time). GPU/engine joins (`LLMLowThroughput`, `LLMGPUUnderutilized`) match "
+        "on the identity labels, so GPU series must come from the sidecar (or a dcgm-exporter whose pod labels "
+        "are honoured).",
+        "",
+    ]
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/runbooks"))
-    out = parser.parse_args().out
-    out.mkdir(parents=True, exist_ok=True)
+    parser.add_argument("--reference", type=Path, default=Path("docs/rules.md"),
+                        help="where the rules reference goes (default docs/rules.md)")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     for name, text in runbooks().items():
-        (out / name).write_text(text, encoding="utf-8")
-        print(out / name)
+        (args.out / name).write_text(text, encoding="utf-8")
+        print(args.out / name)
+    args.reference.write_text(rules_reference(), encoding="utf-8")
+    print(args.reference)
 
 
 if __name__ == "__main__":

@@ -132,3 +132,12 @@ def test_taxonomy_threshold_names_are_what_overrides_use() -> None:
     for b in tx.BOTTLENECKS:
         for name in b.thresholds:
             assert parse_config({"bottlenecks": {b.id: {"thresholds": {name: b.thresholds[name].value}}}})
+
+
+def test_native_buckets_are_sorted_histograms_the_engine_exports() -> None:
+    metrics = m.by_name()
+    for engine, table in m.NATIVE_BUCKETS.items():
+        for name, bounds in table.items():
+            assert metrics[name].type == "histogram" and engine in metrics[name].sources
+            assert list(bounds) == sorted(set(bounds)) and bounds[0] > 0
+    assert m.NATIVE_BUCKETS["tgi"]["llm_request_duration_seconds"][-1] == pytest.approx(145.611, rel=1e-5)

@@ -108,17 +108,19 @@ def test_check_reports_unknown_series_and_bad_names(tmp_path: Path, capsys: pyte
         {"record": "badname", "expr": "rate(llm_preemptions[5m])"},
         {"alert": "not_camel", "expr": "sum(", "labels": {}, "annotations": {}},
         {"record": "pod:x:rate5m", "expr": "rate(vllm:num_preemptions_total[5m])"},
+        {"record": "pod:y:rate5m", "expr": 'rate(llm_time_to_first_token_seconds_bucket{le="120"}[5m])'},
     ]}]}
     path = tmp_path / "bad.yml"
     path.write_text(yaml.safe_dump(bad))
     problems, count = check_path(tmp_path, promtool=False)
-    assert count == 3
+    assert count == 4
     text = "\n".join(problems)
     assert "badname: recording rule name is not level:metric:operations" in text
     assert "unknown series 'llm_preemptions' (counters end in _total)" in text
     assert "not_camel: alert name is not CamelCase" in text
     assert "PromQL does not parse" in text
     assert "unknown series 'vllm:num_preemptions_total'" in text
+    assert "le '120' of llm_time_to_first_token_seconds_bucket is no native bucket boundary" in text
     from optiinfra.cli import main
 
     assert main(["rules", "check", str(tmp_path), "--no-promtool"]) == 1

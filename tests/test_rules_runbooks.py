@@ -41,3 +41,18 @@ def test_runbooks_say_what_the_plan_does_and_name_the_dashboards() -> None:
             assert f"`{action}`: {ACTION_TEXT[action]}" in text
         if b.manual:
             assert b.manual in text
+
+
+def test_rules_reference_is_current_and_its_example_config_is_valid() -> None:
+    from optiinfra.rules.recording import RECORDING_RULES
+    from optiinfra.rules.runbooks import EXAMPLE_CONFIG, rules_reference
+
+    from optiinfra.config import parse_config
+
+    text = rules_reference()
+    assert (REPO / "docs" / "rules.md").read_text(encoding="utf-8") == text, "run `make generate`"
+    for name in RECORDING_RULES:
+        assert f"`{name}`" in text
+    config = parse_config(yaml.safe_load(EXAMPLE_CONFIG))
+    assert config.threshold("kv_cache_pressure", "kv_usage") == 0.95
+    assert [s.name for s in config.slos] == ["ttft-chat", "availability"]
