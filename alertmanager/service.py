@@ -367,14 +367,12 @@ class Service:
                  "startsAt": episode["starts_at"], "labels": labels, "annotations": episode["annotations"]}
         async with self.store.transaction() as tx:
             rolled: list[str] = []
-            for plan in await st.rollback_candidates(tx):
-                if plan["status"] == "completed" and (plan["completed_at"] or 0) + plan["bake_seconds"] < now:
-                    continue
+            for plan in await st.rollback_candidates(tx, now):
                 if not (_scope_matches(plan["scope"], labels) and _rollback_wanted(plan, labels)):
                     continue
                 try:
                     await states.transition(tx, plan["plan_id"], "rolled_back", cause="alert",
-                                     detail={"event": "slo_alert", "alert": alert}, now=now)
+                                            detail={"event": "slo_alert", "alert": alert}, now=now)
                 except states.IllegalTransition:
                     continue
                 await enqueue_rollback(tx, plan, {"kind": "slo_alert", **alert}, now)
@@ -409,7 +407,7 @@ class Service:
         now = self.clock()
         async with self.store.transaction() as tx:
             await states.transition(tx, plan_id, "rejected", cause="api",
-                             detail={"event": "reject", "by": who, "reason": reason}, now=now)
+                                    detail={"event": "reject", "by": who, "reason": reason}, now=now)
             await st.outbox_cancel(tx, plan_id, "plan", now)
             plan = await st.get_plan(tx, plan_id)
             assert plan is not None
@@ -419,7 +417,7 @@ class Service:
         now = self.clock()
         async with self.store.transaction() as tx:
             await states.transition(tx, plan_id, status, cause="orchestrator", detail={"event": "status", **detail},
-                             now=now, error=detail.get("message") if status == "failed" else None)
+                                    now=now, error=detail.get("message") if status == "failed" else None)
             plan = await st.get_plan(tx, plan_id)
             assert plan is not None
         return plan

@@ -308,11 +308,12 @@ async def plans_since(tx: Tx, target_key: str, since: float) -> list[dict[str, A
     return [_plan(r) for r in rows]
 
 
-async def rollback_candidates(tx: Tx) -> list[dict[str, Any]]:
-    """Plans that may still be rolled back: pushed, rolling out, or completed (bake time checked by the caller)."""
+async def rollback_candidates(tx: Tx, now: float) -> list[dict[str, Any]]:
+    """Plans that may still be rolled back: pushed, rolling out, or completed within their bake time."""
     lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
     rows = await tx.fetch(
-        "SELECT * FROM plans WHERE status IN ('pushed', 'rolling_out', 'completed') ORDER BY created_at" + lock)  # noqa: S608
+        "SELECT * FROM plans WHERE status IN ('pushed', 'rolling_out') "  # noqa: S608 - constant lock clause
+        "OR (status = 'completed' AND completed_at + bake_seconds >= ?) ORDER BY created_at" + lock, now)
     return [_plan(r) for r in rows]
 
 

@@ -313,3 +313,19 @@ async def test_store_down_answers_503_so_alertmanager_retries(aiohttp_client, ai
     assert status == 503 and health["store"]["ok"] is False
     status, _ = await pair.api("GET", "/api/v1/plans")
     assert status == 503
+
+
+async def test_completed_plan_past_its_bake_time_is_not_rolled_back(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", bake_seconds=0)
+    await pair.post(notification(alert("fp-baked")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    plan_id = (await pair.plans())[0]["plan_id"]
+    status, _ = await pair.api("POST", f"/api/v1/plans/{plan_id}/status", {"status": "completed"})
+    assert status == 200
+    await asyncio.sleep(0.05)
+    await pair.post(notification(slo_alert("fp-slo-late")))
+    await pair.idle()
+    assert pair.sink.rollbacks == {}
+    assert (await pair.plans())[0]["status"] == "completed"
+    assert [e["state"] for e in await pair.episodes() if e["component"] == "slo"] == ["no_rollback"]
