@@ -195,18 +195,17 @@ async def record_notification(tx: Tx, note: Notification, body: str, now: float)
             state, reason = "ignored", "first seen resolved"
         else:
             state, reason = _initial_state(alert)
-        inserted = await tx.fetch(
+        # one statement either way: a new episode starts at deliveries = 1, a repeat only counts the delivery
+        row = await tx.fetchrow(
             "INSERT INTO episodes (fingerprint, starts_at, alertname, bottleneck, component, labels, annotations, "
             "status, ends_at, first_seen, resolved_at, state, state_reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (fingerprint, starts_at) DO NOTHING RETURNING id",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint, starts_at) "
+            "DO UPDATE SET deliveries = episodes.deliveries + 1 RETURNING deliveries",
             alert.fingerprint, alert.starts_at, alert.alertname, alert.bottleneck, alert.component,
             _j(alert.labels), _j(alert.annotations), alert.status, alert.ends_at, now,
             now if alert.status == "resolved" else None, state, reason)
-        if not inserted:
+        if row is None or int(row["deliveries"]) > 1:
             result.duplicates += 1
-            await tx.execute("UPDATE episodes SET deliveries = deliveries + 1 WHERE fingerprint = ? AND starts_at = ?",
-                             alert.fingerprint, alert.starts_at)
         elif state == "ignored":
             result.ignored += 1
         else:
