@@ -328,7 +328,10 @@ def rules_reference() -> str:
         "A latency SLO counts the requests in the histogram bucket at its threshold, so the threshold must be a "
         "bucket boundary of every engine the SLO applies to (the generator names the nearest boundaries "
         "otherwise); the `le` matcher accepts both `1` and `1.0` spellings of whole numbers. Objectives below "
-        "0.9306 are refused: the fast tier alerts at 14.4x the error budget, an error ratio above 1.",
+        "0.9306 are refused: the fast tier alerts at 14.4x the error budget, an error ratio above 1. The "
+        "boundaries are each engine's current defaults; an engine run with other buckets (`vLLM "
+        "custom_histogram_buckets`, SGLang `--bucket-*`, or SGLang 0.4.x, whose TTFT buckets were 0.001 to 30) "
+        "exports no bucket at the threshold and its SLI stays empty, so pick a threshold it has.",
         "",
         "Default SLOs:",
         "",
