@@ -28,6 +28,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.set_defaults(func=run_simulate)
 
+    demo = subparsers.add_parser(
+        "demo", help="run the whole loop on this machine and print what happens",
+        description="simulator -> exporter -> real Prometheus (generated rules, demo profile) -> real "
+                    "Alertmanager (generated config) -> receiver -> a local orchestrator that applies plans to "
+                    "the simulator. Ends with the plan and its rollback; exits 0 when the loop completed.")
+    demo.add_argument("--time-scale", type=float, default=10.0,
+                      help="simulated seconds per real second for the simulator (default: 10)")
+    demo.add_argument("--keep", action="store_true", help="keep the working directory (logs, data) afterwards")
+    demo.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from optiinfra.demo.runner import run_demo as run  # noqa: PLC0415 (imports every component)
+
+    if args.time_scale <= 0:
+        raise UsageError("--time-scale must be > 0")
+    return run(args.time_scale, args.keep)
+
 
 def run_simulate(args: argparse.Namespace) -> int:
     host, sep, port = str(args.listen).rpartition(":")

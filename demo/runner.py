@@ -1,0 +1,328 @@
+"""``optiinfra demo``: the whole loop on one machine, printed as a timeline.
+
+simulator (vLLM, ``slo_regression``: KV pressure first) -> exporter -> real Prometheus with the generated
+rules (demo profile, 1 s evaluation) -> real Alertmanager with the generated config -> receiver -> a local
+orchestrator that applies plans to the simulator. The run succeeds when a KV-pressure plan reached the
+orchestrator and was applied, the change made the SLO burn, and exactly one rollback came back and was
+applied. ``run_loop`` is shared with the end-to-end tests, which use other scenarios and expectations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import aiohttp
+from aiohttp import web
+from optiinfra.alertmanager import amconfig
+from optiinfra.demo import orchestrator
+from optiinfra.demo.controller import EngineController
+from optiinfra.demo.stack import (
+    Stack,
+    StackError,
+    firing_alerts,
+    free_port,
+    optiinfra_command,
+    prometheus_config,
+    start_alertmanager,
+    start_prometheus,
+)
+from optiinfra.rules import generate as rules
+
+from optiinfra.config import load_config
+
+NAMESPACE = "demo"
+POD = "vllm-demo-0"
+
+
+@dataclass
+class Expectation:
+    """What a run must show, and when it may stop."""
+
+    bottleneck: str | None = "kv_cache_pressure"
+    """The plan that must reach the orchestrator (None: no plan may arrive)."""
+    rollback: bool = True
+    """Exactly one rollback must arrive (after the plan)."""
+    min_seconds: float = 0.0
+    """Keep watching at least this long (a 'nothing happens' run needs a window)."""
+    timeout: float = 170.0
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    reason: str
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    plans: list[dict[str, Any]] = field(default_factory=list)
+    """Plans as the orchestrator received them."""
+    rollbacks: list[dict[str, Any]] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)
+    diagnoses: list[dict[str, Any]] = field(default_factory=list)
+    receiver_plans: list[dict[str, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+
+class Timeline:
+    """Readable, timestamped progress on a stream."""
+
+    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.start = time.monotonic()
+
+    def __call__(self, tag: str, text: str) -> None:
+        if self.quiet:
+            return
+        print(f"[{time.monotonic() - self.start:6.1f}s] {tag:<10} {text}", file=self.stream, flush=True)
+
+
+def _labels(alert: dict[str, Any], keys: tuple[str, ...]) -> str:
+    labels = alert.get("labels", {})
+    return " ".join(f"{k}={labels[k]}" for k in keys if labels.get(k))
+
+
+def _describe_action(action: dict[str, Any]) -> str:
+    current = action.get("from")
+    target = action.get("to")
+    name = action.get("name", action.get("knob", "?"))
+    if current is None:
+        return f"{name} {target} (relative; current value unknown)"
+    return f"{name} {current} -> {target}"
+
+
+async def _json(session: aiohttp.ClientSession, url: str) -> Any:
+    try:
+        async with session.get(url) as response:
+            if response.status != 200:
+                return None
+            return await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+async def run_loop(
+    scenario: str,
+    expect: Expectation,
+    *,
+    time_scale: float = 10.0,
+    out: TextIO = sys.stdout,
+    quiet: bool = False,
+    keep: bool = False,
+) -> Outcome:
+    """Start the whole stack for ``scenario``, watch it until ``expect`` holds (or fails), stop it."""
+    say = Timeline(out, quiet)
+    workdir = Path(tempfile.mkdtemp(prefix="optiinfra-demo-"))
+    stack = Stack(workdir)
+    sink_runner: web.AppRunner | None = None
+    try:
+        say("start", f"working directory {workdir}")
+        ports = {name: free_port() for name in ("sim", "exporter", "prom", "am", "receiver", "orch")}
+        base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        token = secrets.token_urlsafe(24)
+        token_file = workdir / "receiver-token"
+        token_file.write_text(token + "\n", encoding="utf-8")
+        token_file.chmod(0o600)
+
+        sim = await stack.spawn("simulator", optiinfra_command(
+            "simulate", "--engine", "vllm", "--scenario", scenario, "--listen", f"127.0.0.1:{ports['sim']}",
+            "--time-scale", str(time_scale), "--model", "meta-llama/Llama-3.1-8B-Instruct"))
+        await stack.wait_ready(sim, f"{base['sim']}/health")
+        say("up", f"simulator: vLLM, scenario {scenario}, {base['sim']}/metrics")
+
+        exporter = await stack.spawn("exporter", optiinfra_command(
+            "exporter", "--upstream", base["sim"], "--engine", "auto", "--listen", f"127.0.0.1:{ports['exporter']}",
+            "--no-gpu"))
+        await stack.wait_ready(exporter, f"{base['exporter']}/health")
+        say("up", f"exporter sidecar: {base['exporter']}/metrics")
+
+        rules_dir = workdir / "rules"
+        files = rules.generate(load_config(None), "demo")
+        rules.write(rules_dir, files)
+        say("rules", f"generated (demo profile: every window and 'for' / 60) into {rules_dir}")
+
+        prom_cfg = prometheus_config(
+            [(f"127.0.0.1:{ports['exporter']}", {"namespace": NAMESPACE, "pod": POD})],
+            [rules_dir / rules.RULES_FILE],
+            f"127.0.0.1:{ports['am']}",
+        )
+        await start_prometheus(stack, prom_cfg, ports["prom"])
+        say("up", f"Prometheus (real, 1s scrape and evaluation): {base['prom']}")
+
+        am_text = amconfig.render(amconfig.Options(
+            receiver_url=base["receiver"], credentials_file=str(token_file),
+            group_wait="1s", group_interval="1s", repeat_interval="1m", resolve_timeout="1m"))
+        await start_alertmanager(stack, am_text, ports["am"])
+        say("up", f"Alertmanager (real, generated config): {base['am']}")
+
+        sink = orchestrator.Sink(report_to=base["receiver"], report_token=token, step_seconds=1.0)
+        controller = EngineController(base["sim"])
+        sink_runner = web.AppRunner(orchestrator.create_app(sink))
+        await sink_runner.setup()
+        await web.TCPSite(sink_runner, "127.0.0.1", ports["orch"]).start()
+        say("up", f"orchestrator (local; applies plans to the simulator): {base['orch']}")
+
+        receiver = await stack.spawn("receiver", optiinfra_command(
+            "receiver", "--orchestrator-url", base["orch"], "--listen", f"127.0.0.1:{ports['receiver']}",
+            "--db", f"sqlite:///{workdir / 'receiver.db'}", "--prometheus-url", base["prom"],
+            "--token-file", str(token_file), "--auto-approve-low-risk"))
+        await stack.wait_ready(receiver, f"{base['receiver']}/health")
+        say("up", f"receiver: {base['receiver']}/api/v1/plans")
+        say("look", f"Prometheus alerts {base['prom']}/alerts · Alertmanager {base['am']}/#/alerts · "
+                    f"plans {base['receiver']}/api/v1/plans")
+
+        outcome = await _watch(stack, sink, controller, base, expect=expect, say=say)
+        outcome.elapsed = time.monotonic() - say.start
+        return outcome
+    except StackError as exc:
+        return Outcome(False, str(exc), elapsed=time.monotonic() - say.start)
+    finally:
+        if sink_runner is not None:
+            await sink_runner.cleanup()
+        await stack.close()
+        if keep:
+            say("kept", f"logs and data in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineController, base: dict[str, str],
+                 *, expect: Expectation, say: Callable[[str, str], None]) -> Outcome:
+    seen_alerts: set[tuple[str, ...]] = set()
+    plan_status: dict[str, str] = {}
+    seen_diag: set[str] = set()
+    n_plans = n_rollbacks = n_applied = 0
+    outcome = Outcome(False, "")
+    start = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=3)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            stack.check_alive()
+            for alert in await firing_alerts(session, base["prom"]):
+                key = tuple(sorted(alert.get("labels", {}).items()))
+                if key not in seen_alerts:
+                    seen_alerts.add(key)
+                    outcome.alerts.append(alert)
+                    value = alert.get("value", "")
+                    say("ALERT", f"{alert['labels'].get('alertname')} firing: "
+                                 f"{_labels(alert, ('bottleneck', 'slo', 'severity', 'pod', 'model'))} value={value}")
+            plans = await _json(session, f"{base['receiver']}/api/v1/plans") or {}
+            for row in plans.get("plans", []):
+                plan = {**row.get("document", {}), "status": row.get("status")}
+                pid, status = plan.get("plan_id", "?"), plan.get("status", "?")
+                if pid not in plan_status:
+                    actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
+                    say("PLAN", f"{pid[:8]} for {plan.get('bottleneck')} on {plan.get('target', {}).get('engine')}: "
+                                f"{actions} (risk {plan.get('risk')}, status {status})")
+                elif plan_status[pid] != status:
+                    say("STATUS", f"plan {pid[:8]}: {plan_status[pid]} -> {status}")
+                plan_status[pid] = status
+            outcome.receiver_plans = plans.get("plans", [])
+            diagnoses = await _json(session, f"{base['receiver']}/api/v1/diagnoses") or {}
+            for diag in diagnoses.get("diagnoses", []):
+                diag_id = str(diag.get("id", diag.get("bottleneck")))
+                if diag_id not in seen_diag:
+                    seen_diag.add(diag_id)
+                    outcome.diagnoses.append(diag)
+                    doc = diag.get("document", diag)
+                    say("DIAGNOSIS", f"{doc.get('bottleneck')} (no automatic action): {doc.get('summary', '')} "
+                                     f"runbook {doc.get('runbook_url', '')}")
+            received = list(sink.plans.values())
+            for plan in received[n_plans:]:
+                say("PUSHED", f"orchestrator received plan {plan.get('plan_id', '?')[:8]} "
+                              f"({plan.get('bottleneck')}, Idempotency-Key {plan.get('idempotency_key', '?')[:12]}…)")
+            n_plans = len(received)
+            rollbacks = list(sink.rollbacks.values())
+            for rb in rollbacks[n_rollbacks:]:
+                say("ROLLBACK", f"orchestrator received rollback of plan {str(rb.get('plan_id', '?'))[:8]}, "
+                                f"cause: {_cause(rb)}")
+            n_rollbacks = len(rollbacks)
+            await controller.sync(session, sink)
+            for change in controller.applied[n_applied:]:
+                say("APPLIED", f"engine config {change['what']}: {change['config']}")
+            n_applied = len(controller.applied)
+            outcome.plans, outcome.rollbacks, outcome.applied = received, rollbacks, list(controller.applied)
+
+            verdict = _verdict(outcome, expect, time.monotonic() - start)
+            if verdict is not None:
+                outcome.ok, outcome.reason = verdict
+                return outcome
+            await asyncio.sleep(0.5)
+
+
+def _verdict(o: Outcome, expect: Expectation, elapsed: float) -> tuple[bool, str] | None:
+    """(ok, reason) once the run is decided, None while it is still open."""
+    if expect.bottleneck is None:
+        if o.plans:
+            return False, f"a plan arrived although none was expected: {o.plans[0].get('bottleneck')}"
+        perf_alerts = [a for a in o.alerts if a["labels"].get("bottleneck")]
+        if perf_alerts:
+            return False, f"an alert fired although none was expected: {perf_alerts[0]['labels'].get('alertname')}"
+        if elapsed >= expect.min_seconds:
+            return True, f"no alert and no plan during {elapsed:.0f}s"
+        return None
+    wrong = [p for p in o.plans if p.get("bottleneck") != expect.bottleneck]
+    if wrong:
+        return False, f"unexpected plan for {wrong[0].get('bottleneck')}"
+    if len(o.plans) > 1:
+        return False, f"{len(o.plans)} plans arrived, expected one"
+    if len(o.rollbacks) > 1:
+        return False, f"{len(o.rollbacks)} rollbacks arrived, expected one"
+    done = bool(o.plans) and (not expect.rollback or (o.rollbacks and _restored(o)))
+    if done and elapsed >= expect.min_seconds:
+        return True, "loop completed"
+    if elapsed >= expect.timeout:
+        missing = ("no plan reached the orchestrator" if not o.plans else
+                   "the plan was not applied" if not o.applied else
+                   "no SLO burn alert fired" if not any(a["labels"].get("component") == "slo" for a in o.alerts) else
+                   "no rollback reached the orchestrator" if not o.rollbacks else "the rollback was not applied")
+        return False, f"timed out after {elapsed:.0f}s: {missing}"
+    return None
+
+
+def _cause(rollback: dict[str, Any]) -> str:
+    reason = rollback.get("reason")
+    if isinstance(reason, dict):
+        labels = reason.get("labels", {})
+        return f"{labels.get('alertname', reason.get('alertname', '?'))} (slo={labels.get('slo', '?')})"
+    return str(reason)
+
+
+def _restored(o: Outcome) -> bool:
+    return any(change["what"] == "restored" for change in o.applied)
+
+
+def summary(outcome: Outcome, out: TextIO) -> None:
+    print("", file=out)
+    print("Summary" if outcome.ok else "The loop did NOT complete", file=out)
+    print(f"  result:    {outcome.reason} ({outcome.elapsed:.0f}s)", file=out)
+    alerts = sorted({a["labels"].get("alertname", "?") for a in outcome.alerts})
+    print(f"  alerts:    {', '.join(alerts) or 'none'}", file=out)
+    for plan in outcome.plans:
+        actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
+        print(f"  plan:      {plan.get('plan_id')} {plan.get('bottleneck')} — {actions}", file=out)
+    for rb in outcome.rollbacks:
+        print(f"  rollback:  plan {rb.get('plan_id')}, cause: {_cause(rb)}", file=out)
+    for change in outcome.applied:
+        print(f"  engine:    {change['what']} {change['config']}", file=out)
+
+
+def run_demo(time_scale: float, keep: bool) -> int:
+    out = sys.stdout
+    print("OptiInfra demo: simulator -> exporter -> Prometheus -> Alertmanager -> receiver -> orchestrator",
+          file=out, flush=True)
+    try:
+        outcome = asyncio.run(run_loop("slo_regression", Expectation(), time_scale=time_scale, out=out, keep=keep))
+    except KeyboardInterrupt:
+        print("interrupted: every child process was stopped", file=out)
+        return 130
+    summary(outcome, out)
+    return 0 if outcome.ok else 1
+
