@@ -155,7 +155,10 @@ async def intake_to_orchestrator(receiver: str, sink: str, samples: int, offset:
 
 async def bench_receiver(db: str, total: int, concurrency: int, samples: int) -> tuple[dict[str, float], list[float]]:
     with ExitStack() as stack:
-        sink_port, port = free_port(), free_port()
+        sink_port = free_port()
+        port = free_port()
+        while port == sink_port:
+            port = free_port()
         sink_proc = spawn(stack, [sys.executable, "-m", "optiinfra.demo.orchestrator", "--listen",
                                   f"127.0.0.1:{sink_port}"])
         sink = f"http://127.0.0.1:{sink_port}"
@@ -166,7 +169,7 @@ async def bench_receiver(db: str, total: int, concurrency: int, samples: int) ->
                              "--orchestrator-url", sink, "--listen", f"127.0.0.1:{port}", "--db", db,
                              "--token-file", str(token_file), "--auto-approve-low-risk"])
         receiver = f"http://127.0.0.1:{port}"
-        await wait_up(f"{receiver}/health", proc)
+        await wait_up(f"{receiver}/health/detailed", proc)  # only the receiver serves this path
         await load(f"{receiver}/api/v1/alerts", 200, 8, offset=10_000_000)  # warm-up
         result = await load(f"{receiver}/api/v1/alerts", total, concurrency, offset=0)
         result["drain"] = await drained(receiver, time.perf_counter() - result["wall"])
