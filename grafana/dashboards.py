@@ -92,6 +92,24 @@ def _q(q: float) -> str:
     return f"p{round(q * 100)}"
 
 
+def recorded_quantiles(histogram: str, level: str = "pod_model") -> tuple[float, ...]:
+    """The quantiles the rules record for a histogram at a level, ascending (the table decides, not us)."""
+    found = sorted(r.quantile for r in RECORDING_RULES.values()
+                   if r.quantile is not None and r.name == quantile_name(histogram, r.quantile, level))
+    if not found:
+        raise KeyError(f"the rules record no {level} quantile of {histogram}")
+    return tuple(found)
+
+
+def _quantile_targets(s: Scope, histogram: str) -> tuple[Target, ...]:
+    return tuple(Target(s.rec(quantile_name(histogram, q)), f"{_q(q)} {{{{model}}}}")
+                 for q in recorded_quantiles(histogram))
+
+
+def _quantile_list(histogram: str) -> str:
+    return " / ".join(_q(q) for q in recorded_quantiles(histogram))
+
+
 # --- Fleet overview --------------------------------------------------------------------------------
 
 
@@ -141,9 +159,11 @@ def fleet(config: Config) -> Dashboard:
     ]
     for histogram, title in ((TTFT, "Time to first token"), (ITL, "Inter-token latency"),
                              (E2E, "End-to-end request latency")):
+        quantiles = recorded_quantiles(histogram, "model")
         targets = tuple(Target(s.rec(quantile_name(histogram, q, "model"), only=fleet_level),
-                               f"{_q(q)} {{{{engine}}}} {{{{model}}}}") for q in (0.5, 0.99))
-        items.append(Panel(f"{title} p50 / p99", f"{title} quantiles over all pods of a model, from the "
+                               f"{_q(q)} {{{{engine}}}} {{{{model}}}}") for q in quantiles)
+        names = " / ".join(_q(q) for q in quantiles)
+        items.append(Panel(f"{title} {names}", f"{title} quantiles over all pods of a model, from the "
                            f"model-level recording rules on {histogram}.", targets, "s", width=8))
     items += [
         Row("Saturation"),
@@ -200,24 +220,24 @@ def instance(config: Config) -> Dashboard:
               (_phase_mean(s, QUEUE, "queue"),
                _phase_mean(s, "llm_request_prefill_time_seconds", "prefill"),
                _phase_mean(s, "llm_request_decode_time_seconds", "decode")), "s", width=12, stack=True),
-        Panel("End-to-end latency quantiles", "Request duration p50 / p95 / p99 of this pod.",
-              tuple(Target(s.rec(quantile_name(E2E, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
+        Panel("End-to-end latency quantiles", f"Request duration {_quantile_list(E2E)} of this pod.",
+              _quantile_targets(s, E2E),
               "s", width=12),
-        Panel("Time to first token", "TTFT p50 / p95 / p99; prefill_bound fires on p95 above "
+        Panel("Time to first token", f"TTFT {_quantile_list(TTFT)}; prefill_bound fires on p95 above "
               f"{config.threshold('prefill_bound', 'ttft_p95_seconds'):g}s with a short queue.",
-              tuple(Target(s.rec(quantile_name(TTFT, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
+              _quantile_targets(s, TTFT),
               "s", width=6, thresholds=(Threshold(config.threshold("prefill_bound", "ttft_p95_seconds")),)),
-        Panel("Inter-token latency", "ITL p50 / p95 / p99; decode_bound fires on p95 above "
+        Panel("Inter-token latency", f"ITL {_quantile_list(ITL)}; decode_bound fires on p95 above "
               f"{config.threshold('decode_bound', 'itl_p95_seconds'):g}s.",
-              tuple(Target(s.rec(quantile_name(ITL, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
+              _quantile_targets(s, ITL),
               "s", width=6, thresholds=(Threshold(config.threshold("decode_bound", "itl_p95_seconds")),)),
         Panel("Time per output token (per request)", "Mean time per output token of each finished request, "
-              "p50 / p95 / p99: the per-token latency TGI reports (it has no TTFT or inter-token histogram; "
+              f"{_quantile_list(TPOT)}: the per-token latency TGI reports (it has no TTFT or inter-token histogram; "
               "TGI's includes prefill).",
-              tuple(Target(s.rec(quantile_name(TPOT, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
+              _quantile_targets(s, TPOT),
               "s", width=6),
-        Panel("Queue time", "Time requests wait before they are scheduled, p50 / p95 / p99.",
-              tuple(Target(s.rec(quantile_name(QUEUE, q)), f"{_q(q)} {{{{model}}}}") for q in (0.5, 0.95, 0.99)),
+        Panel("Queue time", f"Time requests wait before they are scheduled, {_quantile_list(QUEUE)}.",
+              _quantile_targets(s, QUEUE),
               "s", width=6, thresholds=(Threshold(config.threshold("queue_buildup", "queue_p95_seconds")),)),
         Row("Batch and KV cache"),
         Panel("Running and waiting requests", "The engine's batch (running) and its queue (waiting).",
@@ -499,7 +519,7 @@ def _slo_rows(s: Scope, slo: Slo) -> list[Item]:
     def reqs(window: str) -> str:
         return s.raw(requests_name(window), sel)
 
-    fleet_err = f"sum({ratio('1d')} * {reqs('1d')})\n/ sum({reqs('1d')})"
+    fleet_err = f"sum by (slo) ({ratio('1d')} * {reqs('1d')})\n/ sum by (slo) ({reqs('1d')})"
     what = "requests finished without error" if slo.sli == "availability" else (
         f"{slo.sli} at most {slo.threshold:g}s")
     burn = f"/ on (slo) group_left () {budget}"

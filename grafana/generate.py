@@ -152,9 +152,10 @@ you set in the datasource (`timeInterval`) should match Prometheus's.
 and reads only series the exporter, the rules, Prometheus (`up`, `ALERTS`) or the receiver produce; panel ids
 are unique; `gridPos` never overlaps; every `$variable` exists; every panel and target reads
 `${datasource}`; every panel has a unit and a description. `tests/test_grafana_e2e.py` runs the simulator
-(`kv_cache_pressure`) → exporter → real Prometheus with the generated rules (`--profile demo`) and asserts
-every query of the fleet, instance and bottlenecks dashboards returns data, except those marked below as
-needing a GPU, a log signature, a container memory limit or the receiver.
+(`kv_cache_pressure`, vLLM) → exporter → real Prometheus with the generated rules (`--profile demo`) and
+asserts every query of the fleet, instance and bottlenecks dashboards, and of the SLO dashboard for the SLOs
+that apply to vLLM, returns data, except those marked below as needing a GPU, a log signature, a container
+memory limit or the receiver.
 
 ## Why plain builders
 

@@ -1,5 +1,5 @@
 """End to end: simulator (kv_cache_pressure) -> exporter -> real Prometheus with the generated rules (demo
-profile). Every query of the fleet, instance and bottlenecks dashboards must return data from Prometheus's
+profile). Every query of the fleet, instance, bottlenecks and SLO dashboards must return data from Prometheus's
 HTTP API, except panels and queries the generator marks as needing a GPU, a log signature, a container memory
 limit or the receiver. Every label variable must list values.
 """
@@ -135,7 +135,9 @@ def _variable_values(base: str, variable: Variable) -> list[str]:
 
 def test_every_panel_query_returns_data(prometheus: str) -> None:
     config = Config()
-    boards = (d.fleet(config), d.instance(config), d.bottlenecks(config))
+    # The SLO dashboard too, for the SLOs that apply to the simulated engine (the others have no traffic).
+    vllm_slos = config.model_copy(update={"slos": [s for s in config.slos if "vllm" in s.applies_to()]})
+    boards = (d.fleet(config), d.instance(config), d.bottlenecks(config), d.slos(vllm_slos))
     pending = [q for board in boards for q in _expected(board)]
     assert len(pending) > 60
     deadline = time.monotonic() + DEADLINE_S
