@@ -362,7 +362,8 @@ def add_receiver_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     p.add_argument("--orchestrator-url", help="base URL of the orchestrator (required)")
     p.add_argument("--listen", default="0.0.0.0:9095", help="host:port to serve on (default 0.0.0.0:9095)")
     p.add_argument("--db", default="sqlite:///optiinfra-receiver.db",
-                   help="sqlite:///PATH (default sqlite:///optiinfra-receiver.db) or postgresql://USER@HOST:PORT/DB")
+                   help="sqlite:///relative/path.db or sqlite:////absolute/path.db (default "
+                        "sqlite:///optiinfra-receiver.db), or postgresql://USER[:PASSWORD]@HOST:PORT/DB")
     p.add_argument("--prometheus-url", help="Prometheus base URL to read llm_engine_info (current config) from")
     p.add_argument("--token-file", help="file holding the bearer token required on POST endpoints")
     p.add_argument("--orchestrator-token-file", help="file holding the bearer token sent to the orchestrator")

@@ -184,7 +184,8 @@ class Service:
                 await asyncio.wait_for(wake.wait(), self.config.poll_seconds)
 
     async def _agent_loop(self) -> None:
-        assert self.client is not None
+        if self.client is None:
+            raise RuntimeError("start() creates the orchestrator client before the agent loop")
         agent, delay = self.agent(), 1.0
         while True:
             try:
@@ -337,7 +338,8 @@ class Service:
 
     async def current_config(self, labels: Mapping[str, str]) -> dict[str, str] | None:
         """The target's ``llm_engine_info`` labels from Prometheus, or None (logged) when unavailable."""
-        assert self.session is not None and self.config.prometheus_url
+        if self.session is None or not self.config.prometheus_url:
+            return None
         matchers = [f'{k}="{_escape(labels[k])}"' for k in ("namespace", "pod", "model") if labels.get(k)]
         query = "llm_engine_info{" + ",".join(matchers) + "}"
         url = self.config.prometheus_url.rstrip("/") + "/api/v1/query"
@@ -397,8 +399,7 @@ class Service:
         async with self.store.transaction() as tx:
             await states.transition(tx, plan_id, "approved", cause="api", detail={"event": "approve", "by": who},
                                     now=now)
-            plan = await st.get_plan(tx, plan_id)
-            assert plan is not None
+            plan = await _plan(tx, plan_id)
             await enqueue_push(tx, plan["document"], now)
         self.wake_outbox.set()
         return plan
@@ -409,8 +410,7 @@ class Service:
             await states.transition(tx, plan_id, "rejected", cause="api",
                                     detail={"event": "reject", "by": who, "reason": reason}, now=now)
             await st.outbox_cancel(tx, plan_id, "plan", now)
-            plan = await st.get_plan(tx, plan_id)
-            assert plan is not None
+            plan = await _plan(tx, plan_id)
         return plan
 
     async def report_status(self, plan_id: str, status: str, detail: dict[str, Any]) -> dict[str, Any]:
@@ -418,13 +418,19 @@ class Service:
         async with self.store.transaction() as tx:
             await states.transition(tx, plan_id, status, cause="orchestrator", detail={"event": "status", **detail},
                                     now=now, error=detail.get("message") if status == "failed" else None)
-            plan = await st.get_plan(tx, plan_id)
-            assert plan is not None
+            plan = await _plan(tx, plan_id)
         return plan
 
     async def clear_target(self, target_key: str, knob: str | None, who: str) -> int:
         async with self.store.transaction() as tx:
             return await st.clear_knobs(tx, target_key, knob, who, self.clock())
+
+async def _plan(tx: st.Tx, plan_id: str) -> dict[str, Any]:
+    plan = await st.get_plan(tx, plan_id)
+    if plan is None:
+        raise states.PlanNotFound(f"no plan {plan_id}")
+    return plan
+
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')

@@ -83,7 +83,8 @@ class Store(ABC):
 
 
 def open_store(url: str) -> Store:
-    """``sqlite:///path`` (or ``sqlite://:memory:``) or ``postgresql://user@host:port/db``."""
+    """``sqlite:///relative.db``, ``sqlite:////absolute/path.db`` (SQLAlchemy's spelling) or
+    ``postgresql://user@host:port/db``."""
     if url.startswith("sqlite://"):
         from .store_sqlite import SqliteStore  # noqa: PLC0415
 
