@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import jsonschema
+import pytest
 from optiinfra.demo.orchestrator import Sink
 from receiver_kit import (
     PLAN_SCHEMA,
@@ -329,3 +330,26 @@ async def test_completed_plan_past_its_bake_time_is_not_rolled_back(aiohttp_clie
     assert pair.sink.rollbacks == {}
     assert (await pair.plans())[0]["status"] == "completed"
     assert [e["state"] for e in await pair.episodes() if e["component"] == "slo"] == ["no_rollback"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    ([], "--orchestrator-url is required"),
+    (["--orchestrator-url", "http://o", "--listen", "nowhere"], "--listen 'nowhere'"),
+    (["--orchestrator-url", "http://o", "--db", "mysql://x"], "--db 'mysql://x'"),
+    (["--orchestrator-url", "http://o", "--token-file", "/nonexistent/token"], "--token-file /nonexistent/token"),
+    (["--orchestrator-url", "http://o", "--max-attempts", "0"], "--max-attempts"),
+])
+def test_receiver_command_line_mistakes(argv, message, capsys):
+    from optiinfra.cli import main
+
+    assert main(["receiver", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_receiver_durations():
+    from optiinfra.alertmanager.app import parse_duration
+
+    assert [parse_duration(x) for x in ("90", "90s", "30m", "1h30m", "500ms")] == [90, 90, 1800, 5400, 0.5]
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("soon")
