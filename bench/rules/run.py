@@ -7,10 +7,13 @@ the generated production rules and ``evaluation_interval`` = ``--eval-interval``
 every group the bench prints:
 
 1. each rule group's last evaluation duration (``prometheus_rule_group_last_duration_seconds``) and the
-   samples it produced (``prometheus_rule_group_last_evaluation_samples``);
+   samples it produced (``prometheus_rule_group_last_evaluation_samples``), for the generated rules (A) and,
+   in a second Prometheus over the same blocks, a variant (B) that records each histogram's bucket rates once
+   and computes the quantiles from them (fewer rate passes, more series);
 2. series the recording rules add per pod, against the raw series per pod (baseline);
 3. query latency of what alerts and dashboards read, recorded series vs the same PromQL over raw series
    (baseline: the rules without recording rules), median of 7 runs.
+Groups run concurrently in Prometheus, so on a small or busy machine their durations include contention.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from optiinfra.rules.generate import RULES_FILE, generate, write
+import yaml
+from optiinfra.rules.generate import RULES_FILE, dump_yaml, generate, write
+from optiinfra.rules.recording import HISTOGRAMS as RECORDED_HISTOGRAMS
 
 from optiinfra import metrics as m
 from optiinfra.config import load_config
@@ -154,19 +159,47 @@ def main() -> int:
         print(f"fleet: {args.pods} pods x 1 model x 8 GPUs, {raw_series} raw series "
               f"({raw_series / args.pods:.0f}/pod), {args.minutes} min at {args.step}s "
               f"(written in {gen_s:.1f}s, backfilled in {backfill_s:.1f}s)")
-        port = free_port()
-        (root / "prometheus.yml").write_text(
-            f"global:\n  evaluation_interval: {args.eval_interval}\n"
-            f"rule_files:\n  - {root / 'rules' / RULES_FILE}\nscrape_configs: []\n")
-        proc = subprocess.Popen([prometheus, f"--config.file={root / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                                 "--log.level=warn"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            return report(base, args, raw_series, proc)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        variant = root / "rules-bucket-rates.yml"
+        variant.write_text(bucket_rate_variant((root / "rules" / RULES_FILE).read_text()))
+        shutil.copytree(root / "data", root / "data-b")
+        results = []
+        for label, rules, data in (("A generated", root / "rules" / RULES_FILE, root / "data"),
+                                   ("B bucket-rate variant", variant, root / "data-b")):
+            port = free_port()
+            config = root / f"prometheus-{port}.yml"
+            config.write_text(f"global:\n  evaluation_interval: {args.eval_interval}\n"
+                              f"rule_files:\n  - {rules}\nscrape_configs: []\n")
+            proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={data}",
+                                     f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                result = evaluate(f"http://127.0.0.1:{port}", proc, queries=label.startswith("A"))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            if result is None:
+                return 1
+            results.append((label, result))
+        print_report(args, raw_series, results)
+    return 0
+
+
+def bucket_rate_variant(rules_text: str) -> str:
+    """The generated rules with each histogram's bucket rates recorded once and the quantiles read from them."""
+    doc = yaml.safe_load(rules_text)
+    group = next(g for g in doc["groups"] if g["name"] == "optiinfra.recording.engine")
+    by = "namespace, pod, instance, engine, model"
+    added = []
+    for histogram in RECORDED_HISTOGRAMS.values():
+        name = f"pod_model_le:{histogram}_bucket:rate5m"
+        raw_pod = f"sum by (le, {by}) (rate({histogram}_bucket[5m]))"
+        raw_fleet = f"sum by (le, engine, model) (rate({histogram}_bucket[5m]))"
+        added.append({"record": name, "expr": raw_pod})
+        for rule in group["rules"]:
+            rule["expr"] = rule["expr"].replace(raw_pod, name).replace(
+                raw_fleet, f"sum by (le, engine, model) ({name})")
+    group["rules"] = added + group["rules"]
+    return dump_yaml(doc)
 
 
 def _metric(text: str, name: str) -> dict[str, float]:
@@ -179,12 +212,12 @@ def _metric(text: str, name: str) -> dict[str, float]:
     return out
 
 
-def report(base: str, args: argparse.Namespace, raw_series: int, proc: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + 240
+def evaluate(base: str, proc: subprocess.Popen[bytes], queries: bool) -> dict[str, object] | None:
+    deadline = time.monotonic() + 300
     while True:
         if proc.poll() is not None:
             print("prometheus exited:", proc.stderr.read().decode()[-2000:] if proc.stderr else "")
-            return 1
+            return None
         try:
             text = _get(base + "/metrics")
             iterations = _metric(text, "prometheus_rule_group_iterations_total")
@@ -193,47 +226,64 @@ def report(base: str, args: argparse.Namespace, raw_series: int, proc: subproces
         except OSError:
             pass
         if time.monotonic() > deadline:
-            print("rule groups did not evaluate 4 times within 240s")
-            return 1
+            print("rule groups did not evaluate 4 times within 300s")
+            return None
         time.sleep(1)
-    durations = _metric(text, "prometheus_rule_group_last_duration_seconds")
-    samples = _metric(text, "prometheus_rule_group_last_evaluation_samples")
-    print(f"\n1. rule group evaluation (evaluation_interval {args.eval_interval}):")
-    print(f"   {'group':34s} {'last duration':>14s} {'samples':>9s}")
-    for group in sorted(durations, key=lambda g: -durations[g]):
-        print(f"   {group:34s} {durations[group] * 1000:11.1f} ms {samples.get(group, 0):9.0f}")
-    total = sum(durations.values())
-    print(f"   {'all groups':34s} {total * 1000:11.1f} ms  ({total / float(args.eval_interval.rstrip('s')):.1%} "
-          "of the interval, one core)")
-    recorded = sum(v for g, v in samples.items() if g.startswith(("optiinfra.recording", "optiinfra.slo")))
-    print(f"\n2. series added by recording rules: {recorded:.0f} ({recorded / args.pods:.1f}/pod) "
-          f"vs raw series {raw_series} ({raw_series / args.pods:.0f}/pod): +{recorded / raw_series:.1%}")
-    at = time.time()
-    by = "namespace, pod, instance, engine, model"
-    pairs = [
-        ("p95 TTFT per pod (alert LLMHighTimeToFirstToken)",
-         "pod_model:llm_time_to_first_token_seconds:p95_rate5m",
-         f"histogram_quantile(0.95, sum by (le, {by}) (rate(llm_time_to_first_token_seconds_bucket[5m])))"),
-        ("p99 TTFT per model (fleet dashboard)",
-         "model:llm_time_to_first_token_seconds:p99_rate5m",
-         "histogram_quantile(0.99, sum by (le, engine, model) (rate(llm_time_to_first_token_seconds_bucket[5m])))"),
-        ("prefix-cache hit ratio per pod",
-         "pod_model:llm_prefix_cache_hit_tokens_per_queried_tokens:ratio_rate5m",
-         f"sum by ({by}) (rate(llm_prefix_cache_hit_tokens_total[5m])) / "
-         f"sum by ({by}) (rate(llm_prefix_cache_queried_tokens_total[5m]))"),
-        ("TTFT SLO error ratio over 1h",
-         'slo:sli_error:ratio_rate1h{slo="ttft-vllm"}',
-         f'(sum by ({by}) (rate(llm_time_to_first_token_seconds_count[1h])) - sum by ({by}) '
-         f'(rate(llm_time_to_first_token_seconds_bucket{{le="2.5"}}[1h]))) / '
-         f'sum by ({by}) (rate(llm_time_to_first_token_seconds_count[1h]))'),
-    ]
-    print("\n3. query latency, recorded series vs the same PromQL over raw series (baseline), median of 7:")
-    for what, recorded_q, raw_q in pairs:
-        rec_s, rec_n = query_seconds(base, recorded_q, at)
-        raw_s, raw_n = query_seconds(base, raw_q, at)
+    result: dict[str, object] = {
+        "durations": _metric(text, "prometheus_rule_group_last_duration_seconds"),
+        "samples": _metric(text, "prometheus_rule_group_last_evaluation_samples"),
+        "missed": sum(_metric(text, "prometheus_rule_group_iterations_missed_total").values()),
+    }
+    if queries:
+        at = time.time()
+        result["queries"] = [(what, query_seconds(base, rec, at), query_seconds(base, raw, at))
+                             for what, rec, raw in QUERY_PAIRS]
+    return result
+
+
+_BY = "namespace, pod, instance, engine, model"
+QUERY_PAIRS = [
+    ("p95 TTFT per pod (alert LLMHighTimeToFirstToken)",
+     "pod_model:llm_time_to_first_token_seconds:p95_rate5m",
+     f"histogram_quantile(0.95, sum by (le, {_BY}) (rate(llm_time_to_first_token_seconds_bucket[5m])))"),
+    ("p99 TTFT per model (fleet dashboard)",
+     "model:llm_time_to_first_token_seconds:p99_rate5m",
+     "histogram_quantile(0.99, sum by (le, engine, model) (rate(llm_time_to_first_token_seconds_bucket[5m])))"),
+    ("prefix-cache hit ratio per pod",
+     "pod_model:llm_prefix_cache_hit_tokens_per_queried_tokens:ratio_rate5m",
+     f"sum by ({_BY}) (rate(llm_prefix_cache_hit_tokens_total[5m])) / "
+     f"sum by ({_BY}) (rate(llm_prefix_cache_queried_tokens_total[5m]))"),
+    ("TTFT SLO error ratio over 1h",
+     'slo:sli_error:ratio_rate1h{slo="ttft-vllm"}',
+     f'(sum by ({_BY}) (rate(llm_time_to_first_token_seconds_count[1h])) - sum by ({_BY}) '
+     f'(rate(llm_time_to_first_token_seconds_bucket{{le="2.5"}}[1h]))) / '
+     f'sum by ({_BY}) (rate(llm_time_to_first_token_seconds_count[1h]))'),
+]
+
+
+def print_report(args: argparse.Namespace, raw_series: int, results: list[tuple[str, dict]]) -> None:
+    (_, a), (_, b) = results
+    print(f"\n1. rule group evaluation, last duration (evaluation_interval {args.eval_interval}); "
+          f"A = generated rules, B = bucket-rate variant:")
+    print(f"   {'group':34s} {'A ms':>9s} {'A samples':>10s} {'B ms':>9s} {'B samples':>10s}")
+    groups = sorted(set(a["durations"]) | set(b["durations"]), key=lambda g: -a["durations"].get(g, 0))
+    for group in groups:
+        print(f"   {group:34s} {a['durations'].get(group, 0) * 1000:9.1f} {a['samples'].get(group, 0):10.0f} "
+              f"{b['durations'].get(group, 0) * 1000:9.1f} {b['samples'].get(group, 0):10.0f}")
+    interval = float(args.eval_interval.rstrip("s"))
+    for label, r in results:
+        total = sum(r["durations"].values())
+        print(f"   {label:34s} all groups {total * 1000:9.1f} ms = {total / interval:.0%} of the interval "
+              f"(one core), missed iterations {r['missed']:.0f}")
+    print("\n2. series added by recording rules (baseline: raw series):")
+    for label, r in results:
+        recorded = sum(v for g, v in r["samples"].items() if g.startswith(("optiinfra.recording", "optiinfra.slo")))
+        print(f"   {label:34s} {recorded:8.0f} = {recorded / args.pods:6.1f}/pod "
+              f"vs raw {raw_series / args.pods:.0f}/pod (+{recorded / raw_series:.0%})")
+    print("\n3. query latency, recorded series vs the same PromQL over raw series (baseline), median of 7 (A):")
+    for what, (rec_s, rec_n), (raw_s, raw_n) in a["queries"]:
         print(f"   {what:48s} recorded {rec_s * 1000:7.1f} ms ({rec_n} series)   raw {raw_s * 1000:7.1f} ms "
               f"({raw_n} series)   {raw_s / rec_s:5.1f}x")
-    return 0
 
 
 if __name__ == "__main__":
