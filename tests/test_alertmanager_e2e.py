@@ -23,6 +23,7 @@ from optiinfra.demo.orchestrator import create_app as create_sink_app
 from receiver_kit import PLAN_SCHEMA, TOKEN, alert, eventually, notification, start_pair
 
 pytestmark = pytest.mark.slow
+pytest_plugins = ("pg",)
 
 
 async def _wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
@@ -40,6 +41,67 @@ async def _wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[byt
 
 def _now(offset: float = 0.0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=offset)).isoformat().replace("+00:00", "Z")
+
+
+def _start_alertmanager(binary: str, tmp_path: Path, name: str, receiver_url: str, token_file: Path,
+                        ) -> tuple[subprocess.Popen[bytes], str]:
+    config = amconfig.render(amconfig.Options(receiver_url=receiver_url, credentials_file=str(token_file),
+                                              group_wait="1s", group_interval="1s", repeat_interval="1h"))
+    (tmp_path / f"{name}.yml").write_text(config)
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, f"--config.file={tmp_path / f'{name}.yml'}", f"--storage.path={tmp_path / f'{name}-data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+async def test_two_alertmanagers_two_replicas_one_postgres_one_plan(aiohttp_client, aiohttp_server, tmp_path,
+                                                                    postgres_server):
+    """A partitioned HA pair: both Alertmanagers notify, each a different replica; one plan, one push."""
+    binary = require_binary("prometheus-alertmanager")
+    dsn = postgres_server.new_database()
+    sink = Sink()
+    replicas = [await start_pair(aiohttp_client, aiohttp_server, dsn, sink=sink) for _ in range(2)]
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    ams = [_start_alertmanager(binary, tmp_path, f"am{i}", str(r.client.make_url("")).rstrip("/"), token_file)
+           for i, r in enumerate(replicas)]
+    try:
+        for proc, url in ams:
+            await _wait_http(f"{url}/-/ready", proc=proc)
+        labels = {"alertname": "LLMKVCachePressure", "bottleneck": "kv_cache_pressure", "severity": "warning",
+                  "component": "engine", "namespace": "ml", "pod": "vllm-ha", "engine": "vllm", "model": "llama"}
+        starts = _now()
+        async with aiohttp.ClientSession() as session:
+            for _, url in ams:  # Prometheus sends every alert to every Alertmanager
+                async with session.post(f"{url}/api/v2/alerts", json=[{"labels": labels, "startsAt": starts}]) as r:
+                    assert r.status == 200
+
+        async def both_delivered() -> bool:
+            episodes = await replicas[0].episodes()
+            return len(episodes) == 1 and episodes[0]["deliveries"] >= 2
+        assert await eventually(both_delivered, timeout=20)
+        assert await sink.wait_for(lambda s: len(s.plans) == 1)
+        for replica in replicas:
+            await replica.idle()
+        received = [r.service.metrics.registry.get_sample_value("optiinfra_receiver_notifications_total",
+                                                                {"result": "accepted"}) for r in replicas]
+        assert all(n and n >= 1 for n in received), received
+        assert len(sink.plans) == 1 and sink.duplicates == 0
+        assert len([r for r in sink.requests if r.path == "/api/v1/plans"]) == 1
+        assert [p["status"] for p in await replicas[1].plans()] == ["pushed"]
+    finally:
+        for proc, _ in ams:
+            _stop(proc)
 
 
 async def test_real_alertmanager_delivers_plan_and_rollback(aiohttp_client, aiohttp_server, tmp_path):
