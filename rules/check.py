@@ -57,7 +57,7 @@ def _le_problem(series: str, le: str | None) -> str:
         return ""
     for text in le.replace("\\", "").split("|"):
         try:
-            if float(text) in bounds:
+            if float(text) in bounds or float(text) == float("inf"):
                 return ""
         except ValueError:
             continue
