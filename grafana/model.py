@@ -15,7 +15,7 @@ GRID_WIDTH = 24
 #: Every panel and target reads the dashboard's datasource variable; never a literal uid.
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 
-Need = Literal["gpu", "log signature", "receiver", "cgroup limit", "slo traffic"]
+Need = Literal["gpu", "log signature", "receiver", "cgroup limit"]
 """What a panel or target needs beyond simulator -> exporter -> Prometheus with the rules to show data."""
 PanelType = Literal["timeseries", "stat", "table", "gauge"]
 

@@ -1,12 +1,18 @@
 """End to end: simulator (kv_cache_pressure) -> exporter -> real Prometheus with the generated rules (demo
 profile). Every query of the fleet, instance, bottlenecks and SLO dashboards must return data from Prometheus's
-HTTP API, except panels and queries the generator marks as needing a GPU, a log signature, a container memory
-limit or the receiver. Every label variable must list values.
+HTTP API, except panels and queries the generator marks as needing a log signature, a container memory limit or
+the receiver. Every label variable must list values.
+
+This machine has no GPU: the exporter's GPU collector reads two GPUs from the fake NVML binding the exporter's
+own tests use (``tests/fake_nvml.py``, put in place of ``pynvml`` for the exporter process only), so the
+panels marked ``needs="gpu"`` and the whole GPU dashboard are checked too, through the real collector, the real
+dcgm-exporter names and the rules' GPU recording rules.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -31,7 +37,20 @@ from optiinfra.config import Config
 DEADLINE_S = 75.0
 #: Grafana sets $__rate_interval to at least 4 scrape intervals; the test scrapes every second.
 RATE_INTERVAL = "10s"
+#: What this setup provides: no log signatures, no cgroup memory limit, no receiver.
+CHECKED_NEEDS = (None, "gpu")
 NAMESPACE, POD = "demo", "vllm-0"
+TESTS = Path(__file__).resolve().parent
+#: ``import pynvml`` in the exporter process gets the fake binding with two GPUs and one pending Xid event.
+FAKE_PYNVML = f"""
+import sys
+sys.path.insert(0, {str(TESTS)!r})
+from fake_nvml import FakeGpu, fake
+
+_nvml = fake([FakeGpu("GPU-e2e-0"), FakeGpu("GPU-e2e-1", minor=1, bus_id=b"00000000:3C:00.0", util_gpu=12)])
+_nvml.raise_xid(1, 79)
+sys.modules[__name__] = _nvml
+"""
 
 
 def _get(url: str, timeout: float = 5.0) -> Any:
@@ -52,8 +71,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, deadline: flo
     raise AssertionError(f"{what} did not answer {url} in time")
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +86,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         sim = _spawn([*cli, "simulate", "--engine", "vllm", "--scenario", "kv_cache_pressure",
                       "--listen", f"127.0.0.1:{sim_port}", "--time-scale", "10"], tmp / "simulator.log")
         procs.append(sim)
+        shim = tmp / "fake-pynvml"
+        shim.mkdir()
+        (shim / "pynvml.py").write_text(FAKE_PYNVML, encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(shim), os.environ.get("PYTHONPATH"))))}
         exporter = _spawn([*cli, "exporter", "--upstream", f"http://127.0.0.1:{sim_port}/metrics",
-                           "--listen", f"127.0.0.1:{exp_port}", "--no-gpu", "--engine-pid", str(sim.pid)],
-                          tmp / "exporter.log")
+                           "--listen", f"127.0.0.1:{exp_port}", "--engine-pid", str(sim.pid)],
+                          tmp / "exporter.log", env)
         procs.append(exporter)
         rules = generate_rules(Config(), "demo")
         (tmp / RULES_FILE).write_text(rules[RULES_FILE], encoding="utf-8")
@@ -105,15 +128,15 @@ def _expected(dashboard: Dashboard) -> list[tuple[str, str]]:
     """(where, PromQL with variables substituted) of every query that must return data."""
     out = []
     for panel in dashboard.panels():
-        if panel.needs:
+        if panel.needs not in CHECKED_NEEDS:
             continue
         for i, target in enumerate(panel.targets):
-            if target.needs:
+            if target.needs not in CHECKED_NEEDS:
                 continue
             expr = substitute(target.expr.replace("$__rate_interval", RATE_INTERVAL))
             out.append((f"{dashboard.uid}: {panel.title!r} query {chr(ord('A') + i)}", expr))
     for annotation in dashboard.annotations:
-        if not annotation.needs:
+        if annotation.needs in CHECKED_NEEDS:
             out.append((f"{dashboard.uid}: annotation {annotation.name!r}",
                         substitute(annotation.expr.replace("$__rate_interval", RATE_INTERVAL))))
     return out
@@ -137,7 +160,7 @@ def test_every_panel_query_returns_data(prometheus: str) -> None:
     config = Config()
     # The SLO dashboard too, for the SLOs that apply to the simulated engine (the others have no traffic).
     vllm_slos = config.model_copy(update={"slos": [s for s in config.slos if "vllm" in s.applies_to()]})
-    boards = (d.fleet(config), d.instance(config), d.bottlenecks(config), d.slos(vllm_slos))
+    boards = (d.fleet(config), d.instance(config), d.bottlenecks(config), d.slos(vllm_slos), d.gpus(config))
     pending = [q for board in boards for q in _expected(board)]
     assert len(pending) > 60
     deadline = time.monotonic() + DEADLINE_S
