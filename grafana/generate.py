@@ -154,10 +154,11 @@ are unique; `gridPos` never overlaps; every `$variable` exists; every panel and 
 `${datasource}`; every panel has a unit and a description. `tests/test_grafana_e2e.py` runs the simulator
 (`kv_cache_pressure`, vLLM) → exporter → real Prometheus with the generated rules (`--profile demo`) and
 asserts every query of the fleet, instance, bottlenecks and GPU dashboards, and of the SLO dashboard for the
-SLOs that apply to vLLM, returns data, except those marked below as needing a log signature, a container
-memory limit or the receiver. The machine has no GPU, so the exporter reads two GPUs through the fake NVML
-binding of the exporter's tests; everything after NVML (collector, dcgm-exporter names, GPU recording rules,
-queries) is the real thing.
+SLOs that apply to vLLM, returns data, except those marked below as needing a container memory limit or the
+receiver. The exporter tails an engine log and a kernel log with one line per failure signature, so the
+panels marked "log signature" are covered too. The machine has no GPU, so the exporter reads two GPUs through
+the fake NVML binding of the exporter's tests; everything after NVML (collector, dcgm-exporter names, GPU
+recording rules, queries) is the real thing.
 
 ## Why plain builders
 

@@ -1,7 +1,8 @@
 """End to end: simulator (kv_cache_pressure) -> exporter -> real Prometheus with the generated rules (demo
 profile). Every query of the fleet, instance, bottlenecks and SLO dashboards must return data from Prometheus's
-HTTP API, except panels and queries the generator marks as needing a log signature, a container memory limit or
-the receiver. Every label variable must list values.
+HTTP API, except panels and queries the generator marks as needing a container memory limit or the receiver.
+Every label variable must list values. The exporter tails an engine log and a kernel log holding one line of each
+failure signature the taxonomy's log-based bottlenecks read, so the log-signature panels are checked too.
 
 This machine has no GPU: the exporter's GPU collector reads two GPUs from the fake NVML binding the exporter's
 own tests use (``tests/fake_nvml.py``, put in place of ``pynvml`` for the exporter process only), so the
@@ -37,9 +38,27 @@ from optiinfra.config import Config
 DEADLINE_S = 75.0
 #: Grafana sets $__rate_interval to at least 4 scrape intervals; the test scrapes every second.
 RATE_INTERVAL = "10s"
-#: What this setup provides: no log signatures, no cgroup memory limit, no receiver.
-CHECKED_NEEDS = (None, "gpu")
+#: What this setup provides (GPUs through the fake NVML, log signatures from the logs below); not a cgroup memory
+#: limit, not the receiver.
+CHECKED_NEEDS = (None, "gpu", "log signature")
 NAMESPACE, POD = "demo", "vllm-0"
+ENGINE_LOG = """\
+INFO 11-22 03:00:00 [core.py:93] Initializing a V1 LLM engine (v0.11.0) with config: model='demo-model'
+ERROR 11-22 03:00:05 [core.py:700] torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. \
+GPU 0 has a total capacity of 79.19 GiB of which 1.06 GiB is free.
+ERROR 11-22 03:00:06 [core.py:700] RuntimeError: Engine core initialization failed. See root cause above.
+[rank0]:[E1122 03:01:00.000000 1 ProcessGroupNCCL.cpp:616] [Rank 0] Watchdog caught collective operation \
+timeout: WorkNCCL(SeqNum=42, OpType=ALLREDUCE, NumelIn=1, NumelOut=1, Timeout(ms)=600000) ran for 600001 ms.
+RuntimeError: CUDA error: uncorrectable ECC error encountered
+"""
+KERNEL_LOG = """\
+[ 1234.567890] NVRM: Xid (PCI:0000:3b:00): 79, pid=1234, GPU has fallen off the bus.
+[ 1300.000000] python3 invoked oom-killer: gfp_mask=0x100cca(GFP_HIGHUSER_MOVABLE), order=0, oom_score_adj=0
+[ 1300.000100] oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task=python3,\
+pid=999,uid=0
+[ 1300.000200] Out of memory: Killed process 999 (python3) total-vm:123456kB, anon-rss:65432kB, file-rss:0kB
+[ 1400.000000] watchdog: BUG: soft lockup - CPU#3 stuck for 22s! [python3:999]
+"""
 TESTS = Path(__file__).resolve().parent
 #: ``import pynvml`` in the exporter process gets the fake binding with two GPUs and one pending Xid event.
 FAKE_PYNVML = f"""
@@ -90,8 +109,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shim.mkdir()
         (shim / "pynvml.py").write_text(FAKE_PYNVML, encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(shim), os.environ.get("PYTHONPATH"))))}
+        (tmp / "engine.log").write_text(ENGINE_LOG, encoding="utf-8")
+        (tmp / "kern.log").write_text(KERNEL_LOG, encoding="utf-8")
         exporter = _spawn([*cli, "exporter", "--upstream", f"http://127.0.0.1:{sim_port}/metrics",
-                           "--listen", f"127.0.0.1:{exp_port}", "--engine-pid", str(sim.pid)],
+                           "--listen", f"127.0.0.1:{exp_port}", "--engine-pid", str(sim.pid),
+                           "--log-file", f"{tmp / 'engine.log'}:engine", "--log-file", f"{tmp / 'kern.log'}:kernel",
+                           "--log-from-start"],
                           tmp / "exporter.log", env)
         procs.append(exporter)
         rules = generate_rules(Config(), "demo")
@@ -200,3 +223,23 @@ def test_kv_pressure_shows_on_the_bottleneck_row(prometheus: str) -> None:
     peak = f"max_over_time(({substitute(signal['targets'][0]['expr'])})[30s:1s])"
     body = _get(f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": peak}))
     assert max(float(r["value"][1]) for r in body["data"]["result"]) >= line
+
+
+def test_log_signatures_reach_their_bottleneck_rows(prometheus: str) -> None:
+    """The log panels have data because the signatures were counted, not only because the counter exists."""
+    from optiinfra import taxonomy as tx
+
+    counted = {b.id: b for b in tx.BOTTLENECKS if b.log_signatures}
+    missing: list[str] = []
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        missing = []
+        for bid, b in counted.items():
+            expr = f'sum(llm_log_events_total{{signature=~"{"|".join(b.log_signatures)}"}})'
+            result = _get(f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))["data"]["result"]
+            if not result or float(result[0]["value"][1]) < 1:
+                missing.append(bid)
+        if not missing:
+            break
+        time.sleep(1)
+    assert not missing, f"no log events counted for {missing}"
