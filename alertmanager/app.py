@@ -275,7 +275,7 @@ async def health_detailed(request: web.Request) -> web.Response:
         "status": "ok" if store_ok else "degraded",
         "store": {"ok": store_ok, "backend": service.store.dialect, "location": service.store.describe(),
                   "error": store_error},
-        "orchestrator": {"url": service.config.orchestrator_url, **service.orchestrator_state},
+        "orchestrator": {"url": st.redact(service.config.orchestrator_url), **service.orchestrator_state},
         "outbox_depth": depth,
         "worker": service.config.run_worker,
     }
@@ -313,7 +313,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await service.store.open()
     tasks = await service.start()
     log.info("receiver started", extra={"store": service.store.describe(),
-                                        "orchestrator": service.config.orchestrator_url})
+                                        "orchestrator": st.redact(service.config.orchestrator_url)})
     yield
     await service.stop(tasks)
     await service.store.close()
@@ -422,6 +422,6 @@ def config_from_args(args: argparse.Namespace) -> tuple[ReceiverConfig, str, int
 def run_receiver(args: argparse.Namespace) -> int:
     config, host, port = config_from_args(args)
     log.info("starting the receiver", extra={"listen": f"{host}:{port}", "db": st.redact(config.db),
-                                             "orchestrator": config.orchestrator_url})
+                                             "orchestrator": st.redact(config.orchestrator_url)})
     web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
     return 0
