@@ -53,6 +53,8 @@ class Expectation:
     """Exactly one rollback must arrive (after the plan)."""
     min_seconds: float = 0.0
     """Keep watching at least this long (a 'nothing happens' run needs a window)."""
+    settle_seconds: float = 0.0
+    """After success, keep watching this long: a second plan or rollback then still fails the run."""
     timeout: float = 170.0
 
 
@@ -116,8 +118,13 @@ async def run_loop(
     out: TextIO = sys.stdout,
     quiet: bool = False,
     keep: bool = False,
+    host: bool = True,
 ) -> Outcome:
-    """Start the whole stack for ``scenario``, watch it until ``expect`` holds (or fails), stop it."""
+    """Start the whole stack for ``scenario``, watch it until ``expect`` holds (or fails), stop it.
+
+    ``host=False`` turns the sidecar's host collector off: the host it would measure is this machine, not
+    the simulated engine's, so tests judging a scenario leave it out.
+    """
     say = Timeline(out, quiet)
     workdir = Path(tempfile.mkdtemp(prefix="optiinfra-demo-"))
     stack = Stack(workdir)
@@ -139,7 +146,7 @@ async def run_loop(
 
         exporter = await stack.spawn("exporter", optiinfra_command(
             "exporter", "--upstream", base["sim"], "--engine", "auto", "--listen", f"127.0.0.1:{ports['exporter']}",
-            "--no-gpu"))
+            "--no-gpu", *(() if host else ("--no-host",))))
         await stack.wait_ready(exporter, f"{base['exporter']}/health")
         say("up", f"exporter sidecar: {base['exporter']}/metrics")
 
@@ -201,6 +208,7 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
     n_plans = n_rollbacks = n_applied = 0
     outcome = Outcome(False, "")
     start = time.monotonic()
+    settled_at: float | None = None
     timeout = aiohttp.ClientTimeout(total=3)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while True:
@@ -251,8 +259,14 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
             outcome.plans, outcome.rollbacks, outcome.applied = received, rollbacks, list(controller.applied)
 
             verdict = _verdict(outcome, expect, time.monotonic() - start)
-            if verdict is not None:
-                outcome.ok, outcome.reason = verdict
+            if verdict is not None and (not verdict[0] or settled_at is None):
+                if not verdict[0] or expect.settle_seconds <= 0:
+                    outcome.ok, outcome.reason = verdict
+                    return outcome
+                settled_at = time.monotonic()
+            if settled_at is not None and time.monotonic() - settled_at >= expect.settle_seconds:
+                outcome.ok = True
+                outcome.reason = f"loop completed; nothing more in the next {expect.settle_seconds:.0f}s"
                 return outcome
             await asyncio.sleep(0.5)
 
