@@ -134,16 +134,11 @@ class Synth:
         self.ctx = ctx
         self.n = samples
         self.step_s = parse_duration_ms(ctx.w(STEP)) / 1000
-        eq = {}
-        for name, matchers in selectors("up{" + ctx.config.selectors.series + "}") if ctx.config.selectors.series \
-                else []:
-            del name
-            eq.update(matchers)
-        defaults = {"namespace": "llm", "pod": "pod-0", "instance": "10.0.0.1:9400"}
-        self.pod = {label: eq.get(label, defaults.get(label, "x")) for label in ctx.identity}
-        job = dict(selectors(ctx.sidecar_up())[0][1]).get("job", "optiinfra")
-        self.job = {"job": job if not job.startswith(("~", ".")) else "optiinfra"}
-        self.raw = {**self.pod, **self.job, **{k: v for k, v in eq.items() if k not in self.pod}}
+        defaults = {"namespace": "llm", "pod": "pod-0", "instance": "10.0.0.1:9400", "job": "optiinfra"}
+        chosen = {**satisfying(ctx.config.selectors.series, defaults),
+                  **satisfying(ctx.config.selectors.sidecar_job, defaults)}
+        self.pod = {label: chosen.get(label, defaults.get(label, "x")) for label in ctx.identity}
+        self.raw = {**self.pod, "job": defaults["job"], **chosen}
         self.eng = {**self.raw, "engine": "vllm", "model": "m"}
         self.pod_model = {**self.pod, "engine": "vllm", "model": "m"}
 
@@ -172,6 +167,29 @@ class Synth:
         out[f"{metric}_count{_lbl(base)}"] = self.counter(per_second)
         out[f"{metric}_sum{_lbl(base)}"] = self.counter(per_second * bounds[bucket])
         return out
+
+
+def satisfying(matchers: str, defaults: Mapping[str, str]) -> dict[str, str]:
+    """Label values that satisfy a config selector (``job="x"``, ``namespace=~"llm-.*"``), for test series."""
+    if not matchers:
+        return {}
+    import promql_parser  # noqa: PLC0415
+
+    out = {}
+    for matcher in promql_parser.parse("up{" + matchers + "}").matchers.matchers:
+        op, value = str(matcher.op).rsplit(".", 1)[-1], matcher.value
+        candidates = [defaults.get(matcher.name, "x"), value.replace(".*", "x").replace(".+", "x"), value, "x", "y"]
+        if op == "Equal":
+            out[matcher.name] = value
+            continue
+        if op == "NotEqual":
+            found = next((c for c in candidates if c != value), None)
+        else:  # Re: must match; NotRe: must not
+            found = next((c for c in candidates if bool(re.fullmatch(value, c)) == (op == "Re")), None)
+        if found is None:
+            raise ValueError(f"cannot synthesize a value of {matcher.name} for the selector {matchers!r}")
+        out[matcher.name] = found
+    return out
 
 
 def slow_bucket(bounds: tuple[float, ...], threshold: float) -> int:
@@ -448,9 +466,19 @@ def alert_tests(ctx: Ctx, performance: bool) -> list[dict[str, Any]]:
     return tests
 
 
+def _slo_model(slo: Slo) -> str | None:
+    """A model name the SLO's ``model`` regex selects (None when the regex defeats the simple guesses)."""
+    if not slo.model:
+        return None
+    try:
+        return satisfying(f'model=~"{slo.model}"', {"model": "m"})["model"]
+    except ValueError:
+        return None
+
+
 def _slo_labels(s: Synth, slo: Slo) -> tuple[dict[str, str], m.Engine]:
     engine = slo.applies_to()[0]
-    model = slo.model if slo.model and re.fullmatch(slo.model, slo.model) else "m"
+    model = _slo_model(slo) or "m"
     return {**s.raw, "engine": engine, "model": model}, engine
 
 
@@ -471,8 +499,8 @@ def slo_tests(ctx: Ctx, groups: tuple[Group, ...]) -> list[dict[str, Any]]:
     step_ms = parse_duration_ms(ctx.w(STEP))
     rules = {(r.alert, r.labels.get("slo")): r for g in groups for r in g.rules if r.alert}
     for slo in ctx.config.slos:
-        if slo.model and not re.fullmatch(slo.model, slo.model):
-            continue  # a model regex that does not match its own text: no synthesizable model name
+        if slo.model and _slo_model(slo) is None:
+            continue  # no model name satisfies the SLO's model regex: nothing to synthesize
         for alert in ("LLMSLOBurnRateFast", "LLMSLOBurnRateSlow"):
             rule = rules[(alert, slo.name)]
             # A fresh series' ratios over every window are the ratio of what exists, so all-bad traffic
@@ -547,7 +575,7 @@ def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
     }]
     # SLO error ratio: half the requests above the threshold bucket, half at it.
     for slo in ctx.config.slos:
-        if slo.model and not re.fullmatch(slo.model, slo.model):
+        if slo.model and _slo_model(slo) is None:
             continue
         good, bad = _slo_series(s, slo, False, 1), _slo_series(s, slo, True, 1)
         merged = {k: _add(good.get(k), bad.get(k)) for k in {**good, **bad}}

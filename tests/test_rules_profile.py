@@ -90,3 +90,14 @@ def test_rules_read_only_series_the_exporter_produces_and_counters_end_in_total(
         assert name in counters or name.endswith(("_bucket", "_count")), f"rate() over non-counter {name}"
         assert name.endswith(("_total", "_bucket", "_count")) or name in {"DCGM_EXP_XID_ERRORS_COUNT"} or \
             name.startswith("DCGM_FI_DEV_"), name
+
+
+def test_generated_tests_pass_for_a_custom_config(tmp_path: Path) -> None:
+    """The documented example config: regex selectors, overrides, a model-scoped SLO."""
+    from optiinfra.rules.runbooks import EXAMPLE_CONFIG
+
+    config = parse_config(yaml.safe_load(EXAMPLE_CONFIG))
+    files = generate(config)
+    assert 'namespace=~"llm-.*"' in files[RULES_FILE]
+    write(tmp_path, files)
+    run_promtool_tests(tmp_path)
