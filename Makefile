@@ -61,6 +61,7 @@ generate:
 	$(PY) -m optiinfra.alertmanager.plan
 	$(VENV)/bin/optiinfra alertmanager-config > alertmanager/generated/alertmanager.yml
 	$(PY) -m optiinfra.alertmanager.knobs --out docs/plan-actions.md
+	$(PY) deploy/generate.py
 
 bench:
 	for b in bench/*/run.py; do $(PY) $$b || exit 1; done
