@@ -175,8 +175,11 @@ def satisfying(matchers: str, defaults: Mapping[str, str]) -> dict[str, str]:
         return {}
     import promql_parser  # noqa: PLC0415
 
+    selector = promql_parser.parse("up{" + matchers + "}")
+    if not isinstance(selector, promql_parser.VectorSelector):
+        raise ValueError(f"{matchers!r} is not a list of label matchers")
     out = {}
-    for matcher in promql_parser.parse("up{" + matchers + "}").matchers.matchers:
+    for matcher in selector.matchers.matchers:
         op, value = str(matcher.op).rsplit(".", 1)[-1], matcher.value
         candidates = [defaults.get(matcher.name, "x"), value.replace(".*", "x").replace(".+", "x"), value, "x", "y"]
         if op == "Equal":
