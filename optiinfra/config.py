@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import promql_parser
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -96,6 +97,12 @@ class Selectors(_Strict):
     def _matchers(cls, value: str) -> str:
         if "{" in value or "}" in value:
             raise ValueError("write the matchers without braces, e.g. job=\"optiinfra\"")
+        if value.strip():
+            try:
+                promql_parser.parse("up{" + value + "}")
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a list of PromQL label matchers ({exc}); "
+                                 "write e.g. namespace=~\"llm-.*\", job=\"optiinfra\"") from None
         return value.strip()
 
 

@@ -141,3 +141,9 @@ def test_native_buckets_are_sorted_histograms_the_engine_exports() -> None:
             assert metrics[name].type == "histogram" and engine in metrics[name].sources
             assert list(bounds) == sorted(set(bounds)) and bounds[0] > 0
     assert m.NATIVE_BUCKETS["tgi"]["llm_request_duration_seconds"][-1] == pytest.approx(145.611, rel=1e-5)
+
+
+def test_selectors_must_be_label_matchers() -> None:
+    msg = _refused({"selectors": {"series": "namespace=llm"}})
+    assert "selectors.series: 'namespace=llm' is not a list of PromQL label matchers" in msg
+    assert "without braces" in _refused({"selectors": {"sidecar_job": '{job="x"}'}})
