@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, require_binary
 from optiinfra.alertmanager import amconfig
 
 from optiinfra import taxonomy
@@ -98,3 +100,44 @@ def test_dashboard_configmaps_carry_every_generated_dashboard() -> None:
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "grafana/generated/dashboards").glob("*.json")}
     assert {k: v for d in committed for k, v in d["data"].items()} == on_disk
     assert all(len(json.dumps(d)) < 256 * 1024 for d in committed), "kubectl apply's annotation limit"
+
+
+def _as_alertmanager_yml(spec: dict[str, Any]) -> dict[str, Any]:
+    """The routing the operator builds from the AlertmanagerConfig (matcher strategy None), as a plain
+    Alertmanager config: its route under a null root, its receivers and inhibit rules."""
+    def matchers(items: list[dict[str, str]]) -> list[str]:
+        return [f'{m["name"]}{m["matchType"]}"{m["value"]}"' for m in items]
+
+    route = spec["route"]
+    webhook = spec["receivers"][0]["webhookConfigs"][0]
+    return {
+        "route": {"receiver": "null", "routes": [{
+            "receiver": route["receiver"], "matchers": matchers(route["matchers"]), "group_by": route["groupBy"],
+            "group_wait": route["groupWait"], "group_interval": route["groupInterval"],
+            "repeat_interval": route["repeatInterval"], "continue": True,
+        }]},
+        "receivers": [{"name": "null"}, {"name": spec["receivers"][0]["name"], "webhook_configs": [{
+            "url": webhook["url"], "send_resolved": webhook["sendResolved"], "max_alerts": webhook["maxAlerts"],
+        }]}],
+        "inhibit_rules": [{"source_matchers": matchers(r["sourceMatch"]), "target_matchers": matchers(r["targetMatch"]),
+                           "equal": r["equal"]} for r in spec["inhibitRules"]],
+    }
+
+
+def test_amtool_routes_taxonomy_alerts_of_the_alertmanager_config_to_the_receiver(tmp_path: Path) -> None:
+    amtool = require_binary("amtool")
+    spec = yaml.safe_load((OUT / "alertmanagerconfig.yaml").read_text(encoding="utf-8"))["spec"]
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(yaml.safe_dump(_as_alertmanager_yml(spec)), encoding="utf-8")
+    check = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True, check=False,
+                           timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    receiver = spec["route"]["receiver"]
+    for labels, expected in ((["bottleneck=kv_cache_pressure", "pod=p"], receiver),
+                             (["bottleneck=slo_burn", "slo=ttft"], receiver),
+                             (["bottleneck=unknown_thing"], "null"),
+                             (["alertname=Watchdog"], "null")):
+        out = subprocess.run([amtool, "config", "routes", "test", f"--config.file={config}", *labels],
+                             capture_output=True, text=True, check=False, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == [expected], (labels, out.stdout)
