@@ -1,0 +1,100 @@
+"""The demo-profile rules in a real Prometheus (1s scrapes and evaluations) against a live sidecar-shaped
+target: a multi-signal bottleneck alert and an SLO burn alert fire with the contract labels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import free_port, require_binary
+from optiinfra.rules.generate import RULES_FILE, generate, write
+
+from optiinfra import metrics as m
+from optiinfra.config import load_config
+
+START = time.monotonic()
+
+
+def exposition() -> str:
+    """A vLLM pod behind the sidecar: KV cache full with requests waiting, every TTFT above 2.5s."""
+    t = time.monotonic() - START
+    base = 'engine="vllm",model="m"'
+    lines = [
+        "llm_upstream_up{engine=\"vllm\"} 1",
+        f"llm_kv_cache_usage_ratio{{{base},dp_rank=\"0\"}} 0.95",
+        f"llm_requests_waiting{{{base}}} 3",
+        f"llm_requests_running{{{base}}} 8",
+        f'llm_requests_finished_total{{{base},outcome="stop"}} {10 * t:.3f}',
+        f"llm_generation_tokens_total{{{base}}} {500 * t:.3f}",
+    ]
+    for le in m.NATIVE_BUCKETS["vllm"]["llm_time_to_first_token_seconds"]:
+        lines.append(f'llm_time_to_first_token_seconds_bucket{{{base},le="{le!r}"}} {10 * t if le >= 5 else 0:.3f}')
+    lines += [f'llm_time_to_first_token_seconds_bucket{{{base},le="+Inf"}} {10 * t:.3f}',
+              f"llm_time_to_first_token_seconds_count{{{base}}} {10 * t:.3f}",
+              f"llm_time_to_first_token_seconds_sum{{{base}}} {50 * t:.3f}"]
+    return "\n".join(lines) + "\n"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = exposition().encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_demo_rules_fire_in_real_prometheus(tmp_path: Path) -> None:
+    prometheus = require_binary("prometheus")
+    target = ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler)
+    threading.Thread(target=target.serve_forever, daemon=True).start()
+    write(tmp_path / "rules", generate(load_config(None), "demo"))
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(f"""
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: [{tmp_path / 'rules' / RULES_FILE}]
+scrape_configs:
+  - job_name: optiinfra
+    static_configs:
+      - targets: ["127.0.0.1:{target.server_address[1]}"]
+        labels: {{namespace: llm, pod: pod-0}}
+""")
+    proc = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        firing: dict[str, dict[str, str]] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not {"LLMKVCachePressure", "LLMSLOBurnRateFast"} <= set(firing):
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as resp:
+                    alerts = json.load(resp)["data"]["alerts"]
+            except OSError:
+                continue
+            firing = {a["labels"]["alertname"]: a["labels"] for a in alerts if a["state"] == "firing"}
+        assert "LLMKVCachePressure" in firing, firing
+        kv = firing["LLMKVCachePressure"]
+        assert {k: kv[k] for k in ("bottleneck", "severity", "component", "namespace", "pod", "engine", "model")} == {
+            "bottleneck": "kv_cache_pressure", "severity": "warning", "component": "engine", "namespace": "llm",
+            "pod": "pod-0", "engine": "vllm", "model": "m"}
+        assert "LLMSLOBurnRateFast" in firing, firing
+        burn = firing["LLMSLOBurnRateFast"]
+        assert burn["slo"] == "ttft-vllm" and burn["bottleneck"] == "slo_burn" and burn["component"] == "slo"
+        assert (burn["severity"], burn["pod"], burn["model"], burn["engine"]) == ("critical", "pod-0", "m", "vllm")
+        assert "OptiInfraExporterDown" not in firing and "LLMEngineDown" not in firing
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        target.shutdown()
