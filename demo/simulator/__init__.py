@@ -17,13 +17,27 @@ Timing contract
 * Every scenario reaches its steady signal within 10 real seconds at ``--time-scale 10`` and holds it
   for as long as it runs (windows of 5-10 real seconds, Prometheus scraping every second, see the
   rules' demo profile). ``--time-scale 10`` is the recommended value for the demo and e2e tests; the
-  model costs about 1-2% of one core at that scale.
+  model costs 0.1-3% of one core at that scale (``bench/simulator/run.py``). At ``--time-scale 1``
+  preemption_storm's rate only equals its 0.1/s threshold.
 * ``POST /admin/config`` applies engine-native keys like a restart that keeps its clients: running
   requests go back to the front of the queue (KV freed, recomputed), the KV cache is resized; counters
   continue (no reset). ``engine_stalled`` recovers on any config change; ``slo_regression`` degrades
   while the config differs from its initial one and recovers when it is changed back (the rollback).
 
 Deterministic for a given ``--seed`` and sequence of advances.
+
+What each scenario fires (real Prometheus, the generated rules with ``--profile demo``, the sidecar in
+between, vLLM format, time-scale 10): healthy - nothing; kv_cache_pressure - LLMKVCachePressure (~11 s);
+preemption_storm - LLMPreemptionStorm (KV pressure and queue build-up only reach *pending*: KV usage is a
+sawtooth that dips below 0.9 and the rule's ``for`` resets); queue_buildup - LLMQueueBuildup; prefill_bound -
+LLMHighTimeToFirstToken; decode_bound - LLMHighInterTokenLatency; request_errors - LLMHighErrorRate;
+engine_stalled - LLMEngineStalled; slo_regression - LLMKVCachePressure, then after the change
+LLMSLOBurnRateFast (~11 s later) and LLMHighTimeToFirstToken (inherent: TTFT rises with no queue).
+SLO burn alerts also fire wherever latency is far out (queue_buildup, prefill_bound, preemption_storm,
+request_errors' availability SLO). Every scenario keeps the prefix-cache hit ratio near 0.3, so
+cache_inefficiency never fires. SGLang has no error outcome on the wire (request_errors shows only as
+``sglang:http_responses_total{status_code="500"}``); TGI lacks KV, TTFT, ITL and preemption metrics, so
+only queue_buildup, request_errors and engine_stalled are observable through it.
 """
 
 from .scenarios import SCENARIOS, Scenario, Simulation
