@@ -8,8 +8,10 @@ reading the body, driven by the same load generator. Targets: >= 1,000 notificat
 SQLite; intake-to-orchestrator <= 1 s.
 
 Each notification carries one kv_cache_pressure alert; every episode is delivered 4 times (an HA pair, each
-re-sending once), so a quarter of the requests create episodes (and plans, pushed to the sink while the load
-runs) and the rest are duplicates.
+re-sending once), so a quarter of the requests create episodes and the rest are duplicates. The fleet workload
+cycles the episodes over ``--targets`` pods (alerts that fire, resolve and fire again), so most new episodes meet
+a plan in flight or the cooldown; the worst case gives every episode its own pod, so every episode becomes a plan
+pushed to the sink while the load runs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -48,12 +51,18 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 """
 
 
-def payload(episode: int, starts_at: str) -> bytes:
+def payload(episode: int, starts_at: str, targets: int | None = None) -> bytes:
+    """One notification of ``episode``; with ``targets`` the episodes cycle over that many pods (a fleet whose
+    alerts fire, resolve and fire again: same fingerprint, a new startsAt each time)."""
+    pod = episode % targets if targets else episode
+    if targets:
+        start = datetime.fromisoformat(starts_at) + timedelta(seconds=episode // targets)
+        starts_at = start.isoformat().replace("+00:00", "Z")
     labels = {"alertname": "LLMKVCachePressure", "bottleneck": "kv_cache_pressure", "severity": "warning",
-              "component": "engine", "namespace": "bench", "pod": f"vllm-{episode}", "engine": "vllm",
-              "model": "llama", "instance": f"10.0.{episode // 250}.{episode % 250}:9400"}
+              "component": "engine", "namespace": "bench", "pod": f"vllm-{pod}", "engine": "vllm",
+              "model": "llama", "instance": f"10.0.{pod // 250}.{pod % 250}:9400"}
     return json.dumps({
-        "version": "4", "groupKey": f'{{}}/{{bottleneck=~".+"}}:{{pod="vllm-{episode}"}}', "truncatedAlerts": 0,
+        "version": "4", "groupKey": f'{{}}/{{bottleneck=~".+"}}:{{pod="vllm-{pod}"}}', "truncatedAlerts": 0,
         "status": "firing", "receiver": "optiinfra", "groupLabels": {"pod": labels["pod"]},
         "commonLabels": labels, "commonAnnotations": {"summary": "KV cache full"},
         "externalURL": "http://alertmanager:9093",
@@ -61,7 +70,7 @@ def payload(episode: int, starts_at: str) -> bytes:
                     "annotations": {"summary": "KV cache full", "description": "KV at 97%",
                                     "runbook_url": "https://example/runbooks/kv_cache_pressure.md"},
                     "startsAt": starts_at, "endsAt": "0001-01-01T00:00:00Z",
-                    "generatorURL": "http://prometheus:9090/graph?g0.expr=x", "fingerprint": f"{episode:016x}"}],
+                    "generatorURL": "http://prometheus:9090/graph?g0.expr=x", "fingerprint": f"{pod:016x}"}],
     }).encode()
 
 
@@ -95,10 +104,10 @@ def spawn(stack: ExitStack, argv: list[str], env: dict[str, str] | None = None) 
     return proc
 
 
-async def load(url: str, total: int, concurrency: int, offset: int) -> dict[str, float]:
+async def load(url: str, total: int, concurrency: int, offset: int, targets: int | None = None) -> dict[str, float]:
     """POST ``total`` notifications at ``concurrency``; every episode 4 times. Returns throughput and latency."""
     starts_at = "2026-11-22T03:00:00.000Z"
-    bodies = [payload(offset + i // 4, starts_at) for i in range(total)]
+    bodies = [payload(offset + i // 4, starts_at, targets) for i in range(total)]
     latencies: list[float] = []
     errors = 0
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
@@ -153,7 +162,8 @@ async def intake_to_orchestrator(receiver: str, sink: str, samples: int, offset:
     return delays
 
 
-async def bench_receiver(db: str, total: int, concurrency: int, samples: int) -> tuple[dict[str, float], list[float]]:
+async def bench_receiver(db: str, total: int, concurrency: int, samples: int,
+                         targets: int | None) -> tuple[dict[str, float], list[float]]:
     with ExitStack() as stack:
         sink_port = free_port()
         port = free_port()
@@ -171,7 +181,7 @@ async def bench_receiver(db: str, total: int, concurrency: int, samples: int) ->
         receiver = f"http://127.0.0.1:{port}"
         await wait_up(f"{receiver}/health/detailed", proc)  # only the receiver serves this path
         await load(f"{receiver}/api/v1/alerts", 200, 8, offset=10_000_000)  # warm-up
-        result = await load(f"{receiver}/api/v1/alerts", total, concurrency, offset=0)
+        result = await load(f"{receiver}/api/v1/alerts", total, concurrency, offset=0, targets=targets)
         result["drain"] = await drained(receiver, time.perf_counter() - result["wall"])
         delays = await intake_to_orchestrator(receiver, sink, samples, offset=20_000_000)
         return result, delays
@@ -206,9 +216,9 @@ def line(name: str, r: dict[str, float]) -> str:
 
 
 def drain_line(name: str, r: dict[str, float], total: int) -> str:
-    plans = total // 4
-    return (f"{name:<28} {plans} episodes planned and pushed {r['drain']:.1f} s after the load started "
-            f"({plans / r['drain']:.0f} plans/s end to end)")
+    episodes = total // 4
+    return (f"{name:<28} {episodes} episodes processed (planned or skipped) and every plan pushed "
+            f"{r['drain']:.1f} s after the load started ({episodes / r['drain']:.0f} episodes/s end to end)")
 
 
 def delay_line(name: str, delays: list[float]) -> str:
@@ -223,33 +233,42 @@ def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    print(f"receiver intake benchmark: {args.requests} notifications per round, concurrency {args.concurrency}, "
-          f"each episode delivered 4 times; loopback; {os.cpu_count()} CPUs; {args.rounds} rounds "
-          "(baseline and SQLite alternate; the median round is summarised)")
+    print(f"receiver intake benchmark: {args.requests} notifications per run, concurrency {args.concurrency}, "
+          f"each episode delivered 4 times; loopback; {os.cpu_count()} CPUs")
+    print(f"fleet workload: {args.requests // 4} episodes over {args.targets} pods (one plan in flight per pod); "
+          f"worst case: every episode a new pod, so every episode becomes a plan and a push")
+    print(f"{args.rounds} rounds, baseline and SQLite alternating; the median round is summarised")
     bares, sqlites, sqlite_delays = [], [], []
     for n in range(args.rounds):
         bare = await bench_bare(args.requests, args.concurrency)
         print(line(f"[{n + 1}] baseline: bare aiohttp", bare))
         tmp = tempfile.mkdtemp(prefix="optiinfra-bench-")
         sqlite, delays = await bench_receiver(f"sqlite:///{tmp}/receiver.db", args.requests, args.concurrency,
-                                              args.samples)
+                                              args.samples, args.targets)
         print(line(f"[{n + 1}] receiver, SQLite", sqlite))
         bares.append(bare)
         sqlites.append(sqlite)
         sqlite_delays += delays
     bare, sqlite = median_round(bares), median_round(sqlites)
-    print("--- median round")
+    tmp = tempfile.mkdtemp(prefix="optiinfra-bench-")
+    worst, _ = await bench_receiver(f"sqlite:///{tmp}/receiver.db", args.requests, args.concurrency, 5, None)
+    print("--- median round (fleet workload) and the worst case")
     print(line("baseline: bare aiohttp 200", bare))
     print(line("receiver, SQLite", sqlite))
     print(drain_line("receiver, SQLite", sqlite, args.requests))
     print(delay_line("receiver, SQLite", sqlite_delays))
+    print(line("receiver, SQLite, worst case", worst))
+    print(drain_line("receiver, SQLite, worst case", worst, args.requests))
     try:
         with running_postgres() as pg:
-            dsn = pg.new_database()
-            postgres, pg_delays = await bench_receiver(dsn, args.requests, args.concurrency, args.samples)
+            postgres, pg_delays = await bench_receiver(pg.new_database(), args.requests, args.concurrency,
+                                                       args.samples, args.targets)
+            pg_worst, _ = await bench_receiver(pg.new_database(), args.requests, args.concurrency, 5, None)
         print(line("receiver, PostgreSQL", postgres))
         print(drain_line("receiver, PostgreSQL", postgres, args.requests))
         print(delay_line("receiver, PostgreSQL", pg_delays))
+        print(line("receiver, PostgreSQL, worst", pg_worst))
+        print(drain_line("receiver, PostgreSQL, worst", pg_worst, args.requests))
     except PgUnavailable as exc:
         print(f"receiver, PostgreSQL: skipped ({exc})")
     ok = sqlite["rate"] >= 1000 and sqlite["p99"] <= 50 and max(sqlite_delays) <= 1.0
@@ -264,6 +283,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--samples", type=int, default=30, help="intake->orchestrator samples per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/SQLite rounds")
+    parser.add_argument("--targets", type=int, default=50, help="pods the fleet workload's episodes cycle over")
     return asyncio.run(main_async(parser.parse_args()))
 
 
