@@ -184,7 +184,7 @@ class HostCollector:
             self._process_note = f"no process named {wanted!r}"
         else:
             self._process_note = f"pid {best.pid} found by name {wanted!r}"
-            log.info("engine process found", extra={"collector": self.name, "pid": best.pid, "process": wanted})
+            log.info("engine process found", extra={"collector": self.name, "pid": best.pid, "process_name": wanted})
         return best
 
     def _cgroup_memory(self, engine_pid: int | None) -> tuple[int | None, int | None]:
