@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -28,6 +29,7 @@ from optiinfra.demo.controller import EngineController
 from optiinfra.demo.stack import (
     Stack,
     StackError,
+    find_binary,
     firing_alerts,
     free_port,
     optiinfra_command,
@@ -126,6 +128,11 @@ async def run_loop(
     the simulated engine's, so tests judging a scenario leave it out.
     """
     say = Timeline(out, quiet)
+    try:
+        find_binary("prometheus")
+        find_binary("prometheus-alertmanager", "alertmanager")
+    except StackError as exc:
+        return Outcome(False, str(exc))
     workdir = Path(tempfile.mkdtemp(prefix="optiinfra-demo-"))
     stack = Stack(workdir)
     sink_runner: web.AppRunner | None = None
@@ -332,6 +339,7 @@ def run_demo(time_scale: float, keep: bool) -> int:
     out = sys.stdout
     print("OptiInfra demo: simulator -> exporter -> Prometheus -> Alertmanager -> receiver -> orchestrator",
           file=out, flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the children on SIGTERM as on Ctrl-C
     try:
         outcome = asyncio.run(run_loop("slo_regression", Expectation(), time_scale=time_scale, out=out, keep=keep))
     except KeyboardInterrupt:
