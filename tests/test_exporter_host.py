@@ -53,8 +53,10 @@ def empty_proc(tmp_path: Path) -> Path:
 def engine(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A stand-in engine process whose argv[1] is a script named like an engine entry point."""
     script = tmp_path / "oi-test-engine"
-    script.write_text("import time\ntime.sleep(30)\n")
-    proc = subprocess.Popen([sys.executable, str(script)])
+    script.write_text("import sys, time\nprint('ready', flush=True)\ntime.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # started: its memory no longer grows while the test measures it
     try:
         yield proc
     finally:
