@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,9 +28,13 @@ def _expected() -> set[str]:
 
 
 def test_wheel_contains_every_module_and_data_file(tmp_path: Path) -> None:
+    # Build from a clean copy: an in-tree build would reuse a stale build/ directory.
+    source = tmp_path / "src"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".venv", "build", ".git", "*.egg-info", "__pycache__", ".typecheck*", ".*_cache"))
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
-         str(REPO)],
+         str(source)],
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("optiinfra-*.whl")
