@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 from aiohttp import web
-from optiinfra.demo.simulator.scenarios import SCENARIOS
-from optiinfra.demo.simulator.server import SimConfig, create_app
 
 from optiinfra.cli import UsageError
+from optiinfra.demo.simulator.scenarios import SCENARIOS
+from optiinfra.demo.simulator.server import SimConfig, create_app
 from optiinfra.metrics import ENGINES
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+
 from optiinfra.demo.orchestrator import Sink
 
 log = logging.getLogger(__name__)

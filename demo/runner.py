@@ -23,7 +23,9 @@ from typing import Any, TextIO
 
 import aiohttp
 from aiohttp import web
+
 from optiinfra.alertmanager import amconfig
+from optiinfra.config import load_config
 from optiinfra.demo import orchestrator
 from optiinfra.demo.controller import EngineController
 from optiinfra.demo.stack import (
@@ -38,8 +40,6 @@ from optiinfra.demo.stack import (
     start_prometheus,
 )
 from optiinfra.rules import generate as rules
-
-from optiinfra.config import load_config
 
 NAMESPACE = "demo"
 POD = "vllm-demo-0"

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from optiinfra.alertmanager import amconfig
+from optiinfra.config import load_config
 from optiinfra.grafana.generate import DASHBOARDS_DIR as DASHBOARDS_SUBDIR
 from optiinfra.grafana.generate import generate as generate_dashboards
 from optiinfra.rules.generate import OPERATOR_FILE
 from optiinfra.rules.generate import generate as generate_rules
-
-from optiinfra.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "deploy" / "kubernetes" / "monitoring"

@@ -126,10 +126,10 @@ def _check_pairs(flag: str, pairs: Iterable[tuple[str, str]], allowed: frozenset
 
 def build_config(args: argparse.Namespace) -> ExporterConfig:
     """The validated ``ExporterConfig`` for these arguments (raises ``UsageError`` with what to fix)."""
-    from optiinfra.exporter.server import ExporterConfig  # noqa: PLC0415
     from pydantic import ValidationError  # noqa: PLC0415
 
     from optiinfra.cli import UsageError  # noqa: PLC0415
+    from optiinfra.exporter.server import ExporterConfig  # noqa: PLC0415
 
     host, port = parse_listen(args.listen)
     upstream = _check_upstream(args.upstream) if args.upstream else None
@@ -160,9 +160,9 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
 
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web  # noqa: PLC0415
-    from optiinfra.exporter.server import build_collectors, create_app  # noqa: PLC0415
 
     from optiinfra.cli import UsageError  # noqa: PLC0415
+    from optiinfra.exporter.server import build_collectors, create_app  # noqa: PLC0415
 
     config = build_config(args)
     try:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Literal
 
 from aiohttp import web
-from optiinfra.exporter.collectors.base import Collector, CollectorError
-from optiinfra.exporter.exposition import CONTENT_TYPE, Family, escape, format_value, render_all
 from pydantic import BaseModel, ConfigDict, Field
 
+from optiinfra.exporter.collectors.base import Collector, CollectorError
+from optiinfra.exporter.exposition import CONTENT_TYPE, Family, escape, format_value, render_all
 from optiinfra.metrics import SIDECAR_METRICS
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from optiinfra.exporter.exposition import escape, escape_help, format_value
-
 from optiinfra.metrics import (
     ENGINE_FINGERPRINTS,
     ENGINE_LABEL_RENAMES,

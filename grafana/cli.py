@@ -21,10 +21,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from optiinfra.grafana.generate import generate, render_docs, write  # noqa: PLC0415
-
     from optiinfra.cli import UsageError  # noqa: PLC0415 (composition root, imported lazily)
     from optiinfra.config import ConfigError, load_config  # noqa: PLC0415
+    from optiinfra.grafana.generate import generate, render_docs, write  # noqa: PLC0415
 
     try:
         config = load_config(args.slo_config)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from optiinfra import taxonomy as tx
+from optiinfra.config import FAST_TIERS, SLI_WINDOWS, SLOW_TIERS, Config, Slo
 from optiinfra.grafana.model import Annotation, Dashboard, Item, Link, Need, Panel, Row, Target, Threshold, Variable
 from optiinfra.rules.alerts import throttle_bits
 from optiinfra.rules.recording import RECORDING_RULES, quantile_name
 from optiinfra.rules.slo import error_ratio_name, requests_name
-
-from optiinfra import taxonomy as tx
-from optiinfra.config import FAST_TIERS, SLI_WINDOWS, SLOW_TIERS, Config, Slo
 
 RI = "$__rate_interval"
 TOKENS_PER_S = "suffix: tok/s"

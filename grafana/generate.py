@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from optiinfra import metrics as m
+from optiinfra.config import Config
 from optiinfra.grafana import lint
 from optiinfra.grafana.dashboards import RECEIVER_SERIES, all_dashboards
 from optiinfra.grafana.model import Dashboard, Panel, Row
 from optiinfra.rules.check import BUILTIN_SERIES
 from optiinfra.rules.generate import all_groups
 from optiinfra.rules.promql import Ctx
-
-from optiinfra import metrics as m
-from optiinfra.config import Config
 
 DASHBOARDS_DIR = "dashboards"
 PROVISIONING_DIR = "provisioning"

@@ -12,10 +12,9 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from types import MappingProxyType
 
-from optiinfra.rules.promql import Ctx, Group, Rule, dec, num
-
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
+from optiinfra.rules.promql import Ctx, Group, Rule, dec, num
 
 LOG_WINDOW = "5m"
 COUNTER_WINDOW = "5m"

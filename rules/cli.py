@@ -42,10 +42,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from optiinfra.rules.generate import generate, write  # noqa: PLC0415
-
     from optiinfra.cli import UsageError  # noqa: PLC0415 (composition root, imported lazily)
     from optiinfra.config import ConfigError, load_config  # noqa: PLC0415
+    from optiinfra.rules.generate import generate, write  # noqa: PLC0415
 
     try:
         config = load_config(args.slo_config)
@@ -69,9 +68,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from optiinfra.rules.check import check_path  # noqa: PLC0415
-
     from optiinfra.cli import UsageError  # noqa: PLC0415
+    from optiinfra.rules.check import check_path  # noqa: PLC0415
 
     if not args.dir.exists():
         raise UsageError(f"{args.dir} does not exist")

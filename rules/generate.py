@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from optiinfra.config import Config
 from optiinfra.rules.alerts import alert_groups
 from optiinfra.rules.promql import Ctx, Group, Profile
 from optiinfra.rules.recording import recording_groups
 from optiinfra.rules.slo import slo_groups
-
-from optiinfra.config import Config
 
 RULES_FILE = "optiinfra-rules.yml"
 OPERATOR_FILE = "optiinfra-prometheusrule.yaml"

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from optiinfra.rules.recording import RECORDING_RULES
-
 from optiinfra import taxonomy as tx
 from optiinfra.config import SLI_HISTOGRAMS, load_config
 from optiinfra.metrics import NATIVE_BUCKETS
+from optiinfra.rules.recording import RECORDING_RULES
 
 FLEET = "OptiInfra / Fleet overview"
 INSTANCE = "OptiInfra / Instance"

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from optiinfra.rules.promql import Ctx, Group, Rule, dec, le_matcher, num
-
 from optiinfra import taxonomy as tx
 from optiinfra.config import FAST_TIERS, SLI_HISTOGRAMS, SLI_WINDOWS, SLOW_TIERS, Slo
+from optiinfra.rules.promql import Ctx, Group, Rule, dec, le_matcher, num
 
 RUNBOOK_URL = f"{tx.RUNBOOK_BASE_URL}/{tx.SLO_BURN}.md"
 GUARD_WINDOWS = {"LLMSLOBurnRateFast": "1h", "LLMSLOBurnRateSlow": "1d"}

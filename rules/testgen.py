@@ -16,13 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from optiinfra.rules.alerts import alert_rules, throttle_bits
-from optiinfra.rules.check import selectors
-from optiinfra.rules.promql import Ctx, Group, Rule
-
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
 from optiinfra.config import SLI_HISTOGRAMS, Slo, parse_duration_ms
+from optiinfra.rules.alerts import alert_rules, throttle_bits
+from optiinfra.rules.check import selectors
+from optiinfra.rules.promql import Ctx, Group, Rule
 
 STEP = "1m"
 """Input-series interval and evaluation interval (production); the profile scales it."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from conftest import REPO
+
 from optiinfra.alertmanager import store as st
 from optiinfra.alertmanager.app import SERVICE, create_app
 from optiinfra.alertmanager.service import ReceiverConfig, Service

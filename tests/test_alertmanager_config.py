@@ -12,9 +12,9 @@ import pytest
 import yaml
 from aiohttp import web
 from conftest import REPO, free_port, require_binary
-from optiinfra.alertmanager import amconfig
 
 from optiinfra import taxonomy
+from optiinfra.alertmanager import amconfig
 from optiinfra.cli import main
 
 GENERATED = REPO / "alertmanager" / "generated" / "alertmanager.yml"

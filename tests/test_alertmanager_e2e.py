@@ -16,11 +16,12 @@ import aiohttp
 import jsonschema
 import pytest
 from conftest import free_port, require_binary
+from receiver_kit import PLAN_SCHEMA, TOKEN, alert, eventually, notification, start_pair
+
 from optiinfra.alertmanager import amconfig
 from optiinfra.alertmanager import store as st
 from optiinfra.demo.orchestrator import Sink
 from optiinfra.demo.orchestrator import create_app as create_sink_app
-from receiver_kit import PLAN_SCHEMA, TOKEN, alert, eventually, notification, start_pair
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ("pg",)

@@ -11,11 +11,11 @@ import pytest
 from conftest import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from optiinfra import metrics, taxonomy
 from optiinfra.alertmanager import knobs
 from optiinfra.alertmanager.plan import SCHEMA_PATH, Diagnosis, Plan, Target, schema_text
 from optiinfra.alertmanager.planner import EXPECTED_IMPACT, AlertEpisode, PlanningContext, plan_for, target_of
-
-from optiinfra import metrics, taxonomy
 from optiinfra.metrics import ENGINES
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)

@@ -7,7 +7,6 @@ import json
 
 import jsonschema
 import pytest
-from optiinfra.demo.orchestrator import Sink
 from receiver_kit import (
     PLAN_SCHEMA,
     TOKEN,
@@ -17,6 +16,8 @@ from receiver_kit import (
     slo_alert,
     start_pair,
 )
+
+from optiinfra.demo.orchestrator import Sink
 
 pytest_plugins = ("pg",)
 

@@ -8,8 +8,9 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
-from optiinfra.alertmanager import intake
 from receiver_kit import alert, notification
+
+from optiinfra.alertmanager import intake
 
 JSON_VALUES = hs.recursive(
     hs.none() | hs.booleans() | hs.integers(-3, 3) | hs.floats(allow_nan=False, allow_infinity=False)

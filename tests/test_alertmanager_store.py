@@ -6,10 +6,11 @@ import asyncio
 import time
 
 import pytest
+from receiver_kit import alert, notification, start_pair
+
 from optiinfra.alertmanager import intake
 from optiinfra.alertmanager import store as st
 from optiinfra.demo.orchestrator import Sink
-from receiver_kit import alert, notification, start_pair
 
 pytest_plugins = ("pg",)
 

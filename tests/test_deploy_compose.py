@@ -16,10 +16,10 @@ import jsonschema
 import pytest
 import yaml
 from conftest import REPO, require_binary
-from optiinfra.rules.generate import RULES_FILE, generate
 
 from optiinfra.cli import ENV_PREFIX, build_parser, env_name
 from optiinfra.config import load_config
+from optiinfra.rules.generate import RULES_FILE, generate
 
 COMPOSE_DIR = REPO / "deploy" / "compose"
 COMPOSE = COMPOSE_DIR / "docker-compose.yml"

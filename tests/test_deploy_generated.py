@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO, require_binary
-from optiinfra.alertmanager import amconfig
 
 from optiinfra import taxonomy
+from optiinfra.alertmanager import amconfig
 
 OUT = REPO / "deploy" / "kubernetes" / "monitoring"
 

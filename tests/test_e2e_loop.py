@@ -11,6 +11,7 @@ import io
 import jsonschema
 import pytest
 from conftest import REPO, require_binary
+
 from optiinfra.demo.runner import Expectation, run_loop
 
 pytestmark = pytest.mark.slow

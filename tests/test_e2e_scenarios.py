@@ -17,6 +17,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from conftest import require_binary
+
+from optiinfra.config import load_config
 from optiinfra.demo.simulator import SCENARIOS
 from optiinfra.demo.stack import (
     Stack,
@@ -27,8 +29,6 @@ from optiinfra.demo.stack import (
     start_prometheus,
 )
 from optiinfra.rules import generate as rules
-
-from optiinfra.config import load_config
 from optiinfra.taxonomy import SLO_BURN
 
 pytestmark = pytest.mark.slow

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from conftest import REFDATA, REPO, free_port, require_path
-from optiinfra.exporter.cli import build_config
-from optiinfra.exporter.server import REGISTRY, build_collectors
 from prometheus_client.parser import text_string_to_metric_families
 
 from optiinfra.cli import UsageError, build_parser, main
+from optiinfra.exporter.cli import build_config
+from optiinfra.exporter.server import REGISTRY, build_collectors
 
 OPTIINFRA = Path(sys.executable).parent / "optiinfra"
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestServer
 from conftest import REPO, free_port
+
 from optiinfra.exporter.server import ExporterConfig, create_app
 
 

@@ -19,9 +19,9 @@ from fake_nvml import (
     NVMLError_NoPermission,
     NVMLError_Unknown,
 )
+
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.gpu import GpuCollector
-
 from optiinfra.metrics import GPU_LABELS, GPU_METRICS
 
 SAMPLE = re.compile(r'^(?P<name>[A-Za-z_:][\w:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')

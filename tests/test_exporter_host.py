@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import require_binary
-from optiinfra.exporter.collectors.host import HostCollector
 
+from optiinfra.exporter.collectors.host import HostCollector
 from optiinfra.metrics import HOST_METRICS
 
 SAMPLE = re.compile(r"^(?P<name>[a-z_:][\w:]*) (?P<value>\S+)$")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require_binary
+
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.logs import LogCollector
 from optiinfra.exporter.logsig import KNOWN_XIDS

@@ -11,6 +11,8 @@ from conftest import REFDATA, require_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from logcorpus import engine_corpus, kernel_corpus
+
+from optiinfra import taxonomy
 from optiinfra.exporter.logsig import (
     COUNTED,
     MAX_LINE_CHARS,
@@ -19,8 +21,6 @@ from optiinfra.exporter.logsig import (
     StreamMatcher,
     line_time,
 )
-
-from optiinfra import taxonomy
 
 LOGS = REFDATA / "logs"
 X = "nvidia_xid"
@@ -389,6 +389,7 @@ def test_signature_names_are_unique_and_prometheus_safe() -> None:
 
 def test_reference_page_is_up_to_date() -> None:
     from conftest import REPO
+
     from optiinfra.exporter.logsig import render_markdown
 
     page = (REPO / "docs" / "log-signatures.md").read_text(encoding="utf-8")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from optiinfra.exporter.logsig import StreamMatcher
 from optiinfra.exporter.tailer import FileTailer, KmsgReader, parse_kmsg_record
 

@@ -13,12 +13,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from conftest import REFDATA, free_port, require_binary, require_path
+from prometheus_client.parser import text_string_to_metric_families
+from test_exporter_transform import SGLANG_0523, TGI
+
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.engine import EngineCollector, map_info
 from optiinfra.exporter.exposition import CONTENT_TYPE
 from optiinfra.exporter.server import ExporterConfig, create_app
-from prometheus_client.parser import text_string_to_metric_families
-from test_exporter_transform import SGLANG_0523, TGI
 
 VLLM_FLAG = REFDATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-flag.prom"
 SGLANG_04 = REFDATA / "engines" / "sglang-0.4.x-docs-production_metrics.prom"

@@ -10,9 +10,9 @@ import pytest
 from conftest import REFDATA, require_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from optiinfra.exporter.transform import EngineTransform, detect_engine, normalize, parse_labels
 from prometheus_client.parser import text_string_to_metric_families
 
+from optiinfra.exporter.transform import EngineTransform, detect_engine, normalize, parse_labels
 from optiinfra.metrics import by_name
 
 ENGINES = REFDATA / "engines"

@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import yaml
 from conftest import REPO
-from optiinfra.grafana import dashboards as d
-from optiinfra.grafana import lint
-from optiinfra.grafana.generate import DashboardError, generate, known_series, render_docs
-from optiinfra.grafana.model import DATASOURCE, SCHEMA_VERSION, Panel, Row, Target, layout
 
 from optiinfra import taxonomy as tx
 from optiinfra.cli import main
 from optiinfra.config import Config, parse_config
+from optiinfra.grafana import dashboards as d
+from optiinfra.grafana import lint
+from optiinfra.grafana.generate import DashboardError, generate, known_series, render_docs
+from optiinfra.grafana.model import DATASOURCE, SCHEMA_VERSION, Panel, Row, Target, layout
 
 GENERATED = REPO / "grafana" / "generated"
 UIDS = ("optiinfra-fleet", "optiinfra-instance", "optiinfra-bottlenecks", "optiinfra-slos", "optiinfra-gpus")
@@ -44,10 +44,10 @@ def test_every_dashboard_passes_the_checks(boards: dict[str, dict[str, Any]]) ->
 def test_every_query_parses_and_reads_known_series(boards: dict[str, dict[str, Any]]) -> None:
     """Independent of lint: parse each query with promql-parser and check each name against the sources."""
     import promql_parser
-    from optiinfra.rules.generate import all_groups
-    from optiinfra.rules.promql import Ctx
 
     from optiinfra import metrics as m
+    from optiinfra.rules.generate import all_groups
+    from optiinfra.rules.promql import Ctx
 
     recorded = {r.record for g in all_groups(Ctx(Config())) for r in g.rules if r.record}
     allowed = m.known_series() | recorded | {"ALERTS", "up"} | d.RECEIVER_SERIES

@@ -27,13 +27,13 @@ from typing import Any
 import pytest
 import yaml
 from conftest import free_port, require_binary
+
+from optiinfra.config import Config
 from optiinfra.grafana import dashboards as d
 from optiinfra.grafana.lint import substitute
 from optiinfra.grafana.model import Dashboard, Variable
 from optiinfra.rules.generate import RULES_FILE
 from optiinfra.rules.generate import generate as generate_rules
-
-from optiinfra.config import Config
 
 DEADLINE_S = 75.0
 #: Grafana sets $__rate_interval to at least 4 scrape intervals; the test scrapes every second.

@@ -7,11 +7,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from optiinfra.rules.promql import num
 
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
 from optiinfra.config import SCHEMA_PATH, ConfigError, load_config, parse_config
+from optiinfra.rules.promql import num
 
 
 def _refused(data: object) -> str:

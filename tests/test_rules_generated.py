@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, require_binary
-from optiinfra.rules.check import check_path
-from optiinfra.rules.generate import OPERATOR_FILE, RULES_FILE, generate, write
-from optiinfra.rules.testgen import TEST_FILES
 
 from optiinfra import taxonomy as tx
 from optiinfra.config import SCHEMA_PATH, load_config, render_schema
+from optiinfra.rules.check import check_path
+from optiinfra.rules.generate import OPERATOR_FILE, RULES_FILE, generate, write
+from optiinfra.rules.testgen import TEST_FILES
 
 GENERATED = REPO / "rules" / "generated"
 

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 import yaml
-from optiinfra.rules.check import selectors
-from optiinfra.rules.generate import OPERATOR_FILE, RULES_FILE, generate, write
 from test_rules_generated import run_promtool_tests
 
 from optiinfra import metrics as m
 from optiinfra.config import format_duration_ms, load_config, parse_config, parse_duration_ms
+from optiinfra.rules.check import selectors
+from optiinfra.rules.generate import OPERATOR_FILE, RULES_FILE, generate, write
 
 _WINDOW = re.compile(r"\[(\w+)\]|offset (\w+)")
 

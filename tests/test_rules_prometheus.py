@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port, require_binary
-from optiinfra.rules.generate import RULES_FILE, generate, write
 
 from optiinfra import metrics as m
 from optiinfra.config import load_config
+from optiinfra.rules.generate import RULES_FILE, generate, write
 
 START = time.monotonic()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import yaml
 from conftest import REPO
-from optiinfra.rules.generate import RULES_FILE
-from optiinfra.rules.runbooks import ACTION_TEXT, runbooks
 
 from optiinfra import taxonomy as tx
+from optiinfra.rules.generate import RULES_FILE
+from optiinfra.rules.runbooks import ACTION_TEXT, runbooks
 
 RUNBOOKS = REPO / "docs" / "runbooks"
 
@@ -44,10 +44,9 @@ def test_runbooks_say_what_the_plan_does_and_name_the_dashboards() -> None:
 
 
 def test_rules_reference_is_current_and_its_example_config_is_valid() -> None:
+    from optiinfra.config import parse_config
     from optiinfra.rules.recording import RECORDING_RULES
     from optiinfra.rules.runbooks import EXAMPLE_CONFIG, rules_reference
-
-    from optiinfra.config import parse_config
 
     text = rules_reference()
     assert (REPO / "docs" / "rules.md").read_text(encoding="utf-8") == text, "run `make generate`"

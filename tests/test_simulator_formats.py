@@ -8,9 +8,9 @@ from collections import defaultdict
 
 import pytest
 from conftest import require_binary
+
 from optiinfra.demo.simulator.engines import render
 from optiinfra.demo.simulator.scenarios import SCENARIOS, Simulation
-
 from optiinfra.metrics import NATIVE_BUCKETS
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")

@@ -7,11 +7,11 @@ import math
 from dataclasses import dataclass
 
 import pytest
+
+from optiinfra import taxonomy
 from optiinfra.demo.simulator.engines import parse_changes, render
 from optiinfra.demo.simulator.model import quantile_from_buckets
 from optiinfra.demo.simulator.scenarios import SCENARIOS, Simulation
-
-from optiinfra import taxonomy
 
 T = {b.id: {k: t.value for k, t in b.thresholds.items()} for b in taxonomy.BOTTLENECKS}
 KV = T["kv_cache_pressure"]["kv_usage"]

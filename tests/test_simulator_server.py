@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 import pytest
-from optiinfra.demo.simulator.server import SIM_KEY, SimConfig, create_app
 
 from optiinfra.cli import main
+from optiinfra.demo.simulator.server import SIM_KEY, SimConfig, create_app
 
 
 async def client_for(aiohttp_client: Any, engine: str, scenario: str = "kv_cache_pressure") -> Any:

@@ -31,8 +31,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from optiinfra.exporter.transform import EngineTransform  # noqa: E402
 from payloads import model_names, vllm_payload  # noqa: E402
+
+from optiinfra.exporter.transform import EngineTransform  # noqa: E402
 
 MB = 1e6
 SCRAPES = 500

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
 from logcorpus import engine_corpus, kernel_corpus  # noqa: E402
+
 from optiinfra.exporter.logsig import SIGNATURES, StreamMatcher  # noqa: E402
 from optiinfra.exporter.tailer import FileTailer  # noqa: E402
 

@@ -34,11 +34,11 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from optiinfra.rules.generate import RULES_FILE, dump_yaml, generate, write
-from optiinfra.rules.recording import HISTOGRAMS as RECORDED_HISTOGRAMS
 
 from optiinfra import metrics as m
 from optiinfra.config import load_config
+from optiinfra.rules.generate import RULES_FILE, dump_yaml, generate, write
+from optiinfra.rules.recording import HISTOGRAMS as RECORDED_HISTOGRAMS
 
 MODEL = "llama-3-8b"
 HISTOGRAMS = ("llm_time_to_first_token_seconds", "llm_inter_token_latency_seconds",

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from optiinfra.exporter.exposition import escape, escape_help, format_value
 from prometheus_client import utils as _pc_utils
 
+from optiinfra.exporter.exposition import escape, escape_help, format_value
 from optiinfra.metrics import NATIVE_BUCKETS, Engine
 
 from .model import FINISH_REASONS, KV_DTYPES, EngineConfig, Histogram, LoadModel

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
-from optiinfra.exporter.exposition import CONTENT_TYPE
 
+from optiinfra.exporter.exposition import CONTENT_TYPE
 from optiinfra.metrics import Engine
 
 from .engines import info_payload, info_routes, native_config, parse_changes, render

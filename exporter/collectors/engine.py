@@ -26,11 +26,11 @@ from types import MappingProxyType
 from typing import Final
 
 import aiohttp
+from yarl import URL
+
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.exposition import Family, render_all
 from optiinfra.exporter.transform import EngineTransform, TransformResult, detect_engine
-from yarl import URL
-
 from optiinfra.metrics import ENGINE_INFO, ENGINE_INFO_LABELS, ENGINES, SIDECAR_METRICS, Engine
 
 log = logging.getLogger(__name__)
