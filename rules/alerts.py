@@ -184,6 +184,17 @@ def _log_expr(ctx: Ctx, signatures: tuple[str, ...], *matchers: str) -> str:
     return f"increase({ctx.sel('llm_log_events_total', signature, *matchers)}[{ctx.w(LOG_WINDOW)}]) > 0"
 
 
+def _increased(selector: str, window: str) -> str:
+    """A counter that rose within ``window``, including a series born within it.
+
+    Counters labelled by what happened (``DCGM_EXP_XID_ERRORS_COUNT{xid}``, an Xid code the log collector did
+    not pre-create) appear with their first event already counted, and ``increase()`` cannot see a series'
+    first sample; the ``unless ... offset`` half catches them. (A Prometheus with no history yet sees every
+    series as new: old non-zero Xid counts then alert once, for one window.)
+    """
+    return f"increase({selector}[{window}]) > 0\nor\n({selector} unless {selector} offset {window}) > 0"
+
+
 def _either(exprs: list[str]) -> str:
     """One expression from several signals (``or``): one rule per alert name and severity."""
     if len(exprs) == 1:
@@ -200,8 +211,9 @@ def alert_rules(ctx: Ctx, b: tx.Bottleneck) -> list[Rule]:
         rules = []
         for severity, op in (("critical", "!~"), ("warning", "=~")):
             xid = f'xid{op}"{_xid_regex()}"'
-            exprs = [f"increase({ctx.sel('DCGM_EXP_XID_ERRORS_COUNT', xid)}[{w}]) > 0",
-                     _log_expr(ctx, b.log_signatures, xid)]
+            signature = 'signature=~"' + "|".join(b.log_signatures) + '"'
+            exprs = [_increased(ctx.sel("DCGM_EXP_XID_ERRORS_COUNT", xid), w),
+                     _increased(ctx.sel("llm_log_events_total", signature, xid), ctx.w(LOG_WINDOW))]
             rules.append(Rule(alert=b.alert, for_=for_, labels=_labels(b, severity), annotations=_annotations(b),
                               expr=_either(exprs)))
         return rules

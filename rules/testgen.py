@@ -154,6 +154,11 @@ class Synth:
         at = self.n - 8
         return f"0+0x{at} {amount}+0x{self.n - at - 1}"
 
+    def born_counter(self, amount: int) -> str:
+        """A series that first appears, already at ``amount``, three samples before the evaluation time."""
+        at = self.n - 8
+        return f"_x{at + 1} {amount}+0x{self.n - at - 1}"
+
     def hist(self, metric: str, engine: m.Engine, bucket: int, per_second: float,
              labels: Mapping[str, str] | None = None) -> Series:
         """A histogram whose observations all land in bucket index ``bucket`` of the engine's native bounds."""
@@ -355,7 +360,8 @@ def _gpu_cases(ctx: Ctx, s: Synth, bid: str, severity: str) -> Cases:
         labels = {**gpu, "xid": xid}
         log = {**s.raw, "source": "kernel", "signature": tx.get(bid).log_signatures[0], "xid": xid}
         return Cases(
-            fires=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.step_counter(1)}, [(labels, 1)]),
+            # The series is born with its first event (NVML counts it), as DCGM_EXP_XID_ERRORS_COUNT{xid} is.
+            fires=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.born_counter(1)}, [(labels, 1)]),
             quiet=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.gauge(2)}),  # old errors only
             idle=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.gauge(0)}),
             fires_log=Fixture({f"llm_log_events_total{_lbl(log)}": s.step_counter(1)}, [(log, 1)]),
