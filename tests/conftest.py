@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
+import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from optiinfra.demo.stack import free_port
+
+__all__ = ["REFDATA", "REPO", "free_port", "parse_samples", "promtool_check_metrics", "require_binary",
+           "require_path"]
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -35,11 +41,28 @@ def require_path(path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_samples(text: str) -> Samples:
+    """Every sample of an exposition keyed by name and label set; parsing validates it, and a duplicate
+    series fails the test."""
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
+            assert key not in out, f"duplicate series {key}"
+            out[key] = s.value
+    return out
+
+
+def promtool_check_metrics(text: str) -> tuple[int, list[str]]:
+    """Real ``promtool check metrics`` on ``text``: its exit status (0 clean, 3 lint findings only, 1 parse
+    error) and its non-empty output lines."""
+    promtool = require_binary("promtool")
+    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
+                          timeout=30, check=False)
+    return proc.returncode, [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
 
 
 @pytest.fixture

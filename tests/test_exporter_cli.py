@@ -13,8 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REFDATA, REPO, free_port, require_path
-from prometheus_client.parser import text_string_to_metric_families
+from conftest import REFDATA, REPO, free_port, parse_samples, require_path
 
 from optiinfra.cli import UsageError, build_parser, main
 from optiinfra.exporter.cli import build_config
@@ -123,8 +122,7 @@ def test_sidecar_process(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         assert status == 200
-        samples = {(s.name, frozenset(s.labels.items())): s.value
-                   for f in text_string_to_metric_families(text) for s in f.samples}
+        samples = parse_samples(text)
         assert samples[("llm_kv_cache_capacity_tokens", frozenset(
             {("engine", "vllm"), ("model", "Qwen/Qwen3-0.6B"), ("dp_rank", "0")}))] == 1188352
         assert samples[("optiinfra_collector_success", frozenset({("collector", "engine")}))] == 1

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import sys
 import warnings
 
 import pytest
-from conftest import require_binary
+from conftest import promtool_check_metrics
 from fake_nvml import (
     FakeGpu,
     FakeNvml,
@@ -57,13 +56,12 @@ def promtool_check(text: str) -> None:
     """Real promtool: the text must parse; the only lints allowed are dcgm-exporter's own naming (counters
     without ``_total``, ``..._REPLAY_COUNTER``, the camelCase labels ``UUID``/``modelName``/``Hostname``), which
     compatibility needs."""
-    promtool = require_binary("promtool")
-    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
-    assert proc.returncode in (0, 3), proc.stdout + proc.stderr
+    returncode, findings = promtool_check_metrics(text)
+    assert returncode in (0, 3), findings
     dcgm_lint = re.compile(r'DCGM_\w+ (counter metrics should have "_total" suffix'
                            r"|label names should be written in 'snake_case' not 'camelCase'"
                            r"|metric name should not include type 'counter')")
-    for line in (proc.stdout + proc.stderr).splitlines():
+    for line in findings:
         assert dcgm_lint.fullmatch(line), line
 
 

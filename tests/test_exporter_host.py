@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import require_binary
+from conftest import promtool_check_metrics
 
 from optiinfra.exporter.collectors.host import HostCollector
 from optiinfra.metrics import HOST_METRICS
@@ -30,10 +30,9 @@ def parse(text: str) -> dict[str, float]:
 
 
 def promtool_check(text: str) -> None:
-    promtool = require_binary("promtool")
-    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout + proc.stderr == ""
+    returncode, findings = promtool_check_metrics(text)
+    assert returncode == 0, findings
+    assert findings == []
 
 
 def write(path: Path, text: str) -> None:

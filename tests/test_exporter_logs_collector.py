@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import require_binary
+from conftest import promtool_check_metrics
 
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.logs import LogCollector
@@ -80,9 +79,8 @@ async def test_counts_appended_lines_and_renders_promtool_clean_output(tmp_path:
     assert all('xid="' in ln for ln in text.splitlines() if 'signature="nvidia_xid"' in ln)
     assert not any("xid=" in ln for ln in text.splitlines() if "nvidia_xid" not in ln)
     assert c.health()["parse_errors"] == 0
-    promtool = require_binary("promtool")
-    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
+    returncode, findings = promtool_check_metrics(text)
+    assert returncode == 0, findings
 
 
 async def test_missing_file_shows_waiting_then_is_read_from_its_start(tmp_path: Path) -> None:
@@ -280,8 +278,7 @@ async def test_in_the_sidecar(tmp_path: Path, aiohttp_client) -> None:  # type: 
     assert 'llm_log_events_total{cluster="a",source="kernel",signature="nvidia_xid",xid="79"} 1' in text
     assert 'optiinfra_collector_success{collector="logs"} 1' in text
     assert 'optiinfra_exporter_parse_errors_total{collector="logs"} 0' in text
-    promtool = require_binary("promtool")
-    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
+    returncode, findings = promtool_check_metrics(text)
+    assert returncode == 0, findings
     details = await (await client.get("/health/detailed")).json()
     assert details["collectors"]["logs"]["streams"][0]["state"] == "following"

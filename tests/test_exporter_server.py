@@ -4,7 +4,6 @@ failing collectors, concurrent scrapes, health endpoints, and promtool on its ow
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import REFDATA, free_port, require_binary, require_path
-from prometheus_client.parser import text_string_to_metric_families
+from conftest import REFDATA, free_port, parse_samples, promtool_check_metrics, require_binary, require_path
 from test_exporter_transform import SGLANG_0523, TGI
 
 from optiinfra.exporter.collectors.base import CollectorError
@@ -29,14 +27,7 @@ ServerFactory = Callable[..., Awaitable[TestServer]]
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
-def parse(text: str) -> Samples:
-    out: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            key = (s.name, frozenset(s.labels.items()))
-            assert key not in out, f"duplicate series {key}"
-            out[key] = s.value
-    return out
+parse = parse_samples
 
 
 def get(samples: Samples, name: str, **labels: str) -> float:
@@ -413,7 +404,7 @@ ACCEPTED_LINT = ("metric names should not contain ':'", 'counter metrics should 
 @pytest.mark.parametrize("passthrough", [False, True])
 async def test_promtool_check_metrics(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory,
                                       tmp_path: Path, passthrough: bool) -> None:
-    promtool = require_binary("promtool")
+    require_binary("promtool")
     payloads = {"vllm": require_path(VLLM_FLAG).read_text(), "sglang": SGLANG_0523, "tgi": TGI}
     for engine, payload in payloads.items():
         server = await aiohttp_server(upstream_app({"/metrics": text_handler(payload)}))
@@ -423,13 +414,11 @@ async def test_promtool_check_metrics(aiohttp_server: ServerFactory, aiohttp_cli
         assert f'engine="{engine}"' in text
         path = tmp_path / f"{engine}.prom"
         path.write_text(text)
-        proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False,
-                              timeout=30)
-        findings = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        returncode, findings = promtool_check_metrics(text)
         if not passthrough:
-            assert proc.returncode == 0 and findings == [], findings
+            assert returncode == 0 and findings == [], findings
         else:
-            assert proc.returncode == 3, proc.stdout + proc.stderr  # lint findings only, no parse error
+            assert returncode == 3, findings  # lint findings only, no parse error
             assert findings and all(f.endswith(ACCEPTED_LINT) for f in findings), findings
 
 

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import REFDATA, require_path
+from conftest import REFDATA, parse_samples, require_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,15 +24,7 @@ def payload(name: str) -> str:
     return require_path(ENGINES / name).read_text()
 
 
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of an exposition, keyed by name and label set (parsing it also validates it)."""
-    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            key = (s.name, frozenset(s.labels.items()))
-            assert key not in out, f"duplicate series {key}"
-            out[key] = s.value
-    return out
+samples = parse_samples
 
 
 def value(text: str, name: str, **labels: str) -> float:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-import subprocess
 from collections import defaultdict
 
 import pytest
-from conftest import require_binary
+from conftest import promtool_check_metrics
 
 from optiinfra.demo.simulator.engines import render
 from optiinfra.demo.simulator.scenarios import SCENARIOS, Simulation
@@ -55,17 +54,14 @@ ALLOWED_LINT = (
 
 @pytest.mark.parametrize("engine", ["vllm", "sglang", "tgi"])
 def test_promtool_accepts_the_payload(engine: str) -> None:
-    promtool = require_binary("promtool")
     text = scrape(busy(engine, "request_errors"))
-    proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30,
-                          check=False)
-    findings = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    returncode, findings = promtool_check_metrics(text)
     unexpected = [f for f in findings if not any(p.match(f) for p in ALLOWED_LINT)]
     assert unexpected == []
     # exit 0 is impossible for the real formats (colons, TGI's bare counters); 3 means "lint findings only",
     # a parse error would exit 1
-    assert proc.returncode in (0, 3)
-    assert findings or proc.returncode == 0
+    assert returncode in (0, 3)
+    assert findings or returncode == 0
 
 
 def histograms(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[str, float]]]:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 
 from payloads import model_names, vllm_payload  # noqa: E402
 
+from optiinfra.demo.stack import free_port  # noqa: E402
 from optiinfra.exporter.transform import EngineTransform  # noqa: E402
 
 MB = 1e6
@@ -109,14 +110,6 @@ def serve_upstream(port: int, path: str) -> None:
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes]) -> None:

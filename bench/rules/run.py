@@ -23,7 +23,6 @@ import json
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,18 +36,13 @@ import yaml
 
 from optiinfra import metrics as m
 from optiinfra.config import load_config
+from optiinfra.demo.stack import free_port
 from optiinfra.rules.generate import RULES_FILE, dump_yaml, generate, write
 from optiinfra.rules.recording import HISTOGRAMS as RECORDED_HISTOGRAMS
 
 MODEL = "llama-3-8b"
 HISTOGRAMS = ("llm_time_to_first_token_seconds", "llm_inter_token_latency_seconds",
               "llm_time_per_output_token_seconds", "llm_request_duration_seconds", "llm_request_queue_time_seconds")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _lbl(labels: dict[str, str]) -> str:
