@@ -149,19 +149,19 @@ def prometheus_config(
     return config
 
 
-async def start_prometheus(stack: Stack, config: Mapping[str, Any], port: int) -> Child:
+async def start_prometheus(stack: Stack, config: Mapping[str, Any], port: int, name: str = "prometheus") -> Child:
     """Start Prometheus; its rule files are loaded only once every target has been scraped.
 
     Prometheus applies new scrape targets on a 5 s tick, so right after start ``up`` is absent for a few
     seconds; with the demo profile's 5 s ``for`` an ``absent(up)`` alert would fire on every start.
     """
     binary = find_binary("prometheus")
-    config_path = stack.workdir / "prometheus.yml"
+    config_path = stack.workdir / f"{name}.yml"
     rule_files = list(config.get("rule_files", []))
     config_path.write_text(yaml.safe_dump({**config, "rule_files": []}, sort_keys=False), encoding="utf-8")
-    data = stack.workdir / "prometheus-data"
+    data = stack.workdir / f"{name}-data"
     data.mkdir(exist_ok=True)
-    child = await stack.spawn("prometheus", [
+    child = await stack.spawn(name, [
         binary,
         f"--config.file={config_path}",
         f"--storage.tsdb.path={data}",
@@ -194,13 +194,13 @@ async def _wait_scraped(stack: Stack, child: Child, base: str, targets: int, tim
     raise StackError(f"Prometheus did not scrape its {targets} target(s) within {timeout:.0f}s:\n{child.tail()}")
 
 
-async def start_alertmanager(stack: Stack, config_text: str, port: int) -> Child:
+async def start_alertmanager(stack: Stack, config_text: str, port: int, name: str = "alertmanager") -> Child:
     binary = find_binary("prometheus-alertmanager", "alertmanager")
-    config_path = stack.workdir / "alertmanager.yml"
+    config_path = stack.workdir / f"{name}.yml"
     config_path.write_text(config_text, encoding="utf-8")
-    data = stack.workdir / "alertmanager-data"
+    data = stack.workdir / f"{name}-data"
     data.mkdir(exist_ok=True)
-    child = await stack.spawn("alertmanager", [
+    child = await stack.spawn(name, [
         binary,
         f"--config.file={config_path}",
         f"--storage.path={data}",

@@ -22,6 +22,7 @@ from optiinfra.alertmanager import amconfig
 from optiinfra.alertmanager import store as st
 from optiinfra.demo.orchestrator import Sink
 from optiinfra.demo.orchestrator import create_app as create_sink_app
+from optiinfra.demo.stack import Stack, prometheus_config, start_alertmanager, start_prometheus
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ("pg",)
@@ -44,46 +45,33 @@ def _now(offset: float = 0.0) -> str:
     return (datetime.now(UTC) + timedelta(seconds=offset)).isoformat().replace("+00:00", "Z")
 
 
-def _start_alertmanager(binary: str, tmp_path: Path, name: str, receiver_url: str, token_file: Path,
-                        ) -> tuple[subprocess.Popen[bytes], str]:
+async def _start_alertmanager(stack: Stack, name: str, receiver_url: str, token_file: Path) -> str:
+    """A real Alertmanager with the generated config (fast grouping) routing to ``receiver_url``; its URL."""
+    require_binary("prometheus-alertmanager")
     config = amconfig.render(amconfig.Options(receiver_url=receiver_url, credentials_file=str(token_file),
                                               group_wait="1s", group_interval="1s", repeat_interval="1h"))
-    (tmp_path / f"{name}.yml").write_text(config)
     port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / f'{name}.yml'}", f"--storage.path={tmp_path / f'{name}-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    await start_alertmanager(stack, config, port, name=name)
+    return f"http://127.0.0.1:{port}"
 
 
 async def test_two_alertmanagers_two_replicas_one_postgres_one_plan(aiohttp_client, aiohttp_server, tmp_path,
                                                                     postgres_server):
     """A partitioned HA pair: both Alertmanagers notify, each a different replica; one plan, one push."""
-    binary = require_binary("prometheus-alertmanager")
     dsn = postgres_server.new_database()
     sink = Sink()
     replicas = [await start_pair(aiohttp_client, aiohttp_server, dsn, sink=sink) for _ in range(2)]
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN)
-    ams = [_start_alertmanager(binary, tmp_path, f"am{i}", str(r.client.make_url("")).rstrip("/"), token_file)
-           for i, r in enumerate(replicas)]
+    stack = Stack(tmp_path)
     try:
-        for proc, url in ams:
-            await _wait_http(f"{url}/-/ready", proc=proc)
+        ams = [await _start_alertmanager(stack, f"am{i}", str(r.client.make_url("")).rstrip("/"), token_file)
+               for i, r in enumerate(replicas)]
         labels = {"alertname": "LLMKVCachePressure", "bottleneck": "kv_cache_pressure", "severity": "warning",
                   "component": "engine", "namespace": "ml", "pod": "vllm-ha", "engine": "vllm", "model": "llama"}
         starts = _now()
         async with aiohttp.ClientSession() as session:
-            for _, url in ams:  # Prometheus sends every alert to every Alertmanager
+            for url in ams:  # Prometheus sends every alert to every Alertmanager
                 async with session.post(f"{url}/api/v2/alerts", json=[{"labels": labels, "startsAt": starts}]) as r:
                     assert r.status == 200
 
@@ -101,27 +89,17 @@ async def test_two_alertmanagers_two_replicas_one_postgres_one_plan(aiohttp_clie
         assert len([r for r in sink.requests if r.path == "/api/v1/plans"]) == 1
         assert [p["status"] for p in await replicas[1].plans()] == ["pushed"]
     finally:
-        for proc, _ in ams:
-            _stop(proc)
+        await stack.close()
 
 
 async def test_real_alertmanager_delivers_plan_and_rollback(aiohttp_client, aiohttp_server, tmp_path):
-    binary = require_binary("prometheus-alertmanager")
     pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
     receiver_url = str(pair.client.make_url("")).rstrip("/")
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    config = amconfig.render(amconfig.Options(receiver_url=receiver_url, credentials_file=str(token_file),
-                                              group_wait="1s", group_interval="1s", repeat_interval="1h"))
-    (tmp_path / "am.yml").write_text(config)
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am-data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    am = f"http://127.0.0.1:{port}"
+    stack = Stack(tmp_path)
     try:
-        await _wait_http(f"{am}/-/ready", proc=proc)
+        am = await _start_alertmanager(stack, "am", receiver_url, token_file)
         labels = {"alertname": "LLMKVCachePressure", "bottleneck": "kv_cache_pressure", "severity": "warning",
                   "component": "engine", "namespace": "ml", "pod": "vllm-0", "engine": "vllm", "model": "llama",
                   "gpu_memory_utilization": "0.9"}
@@ -158,11 +136,7 @@ async def test_real_alertmanager_delivers_plan_and_rollback(aiohttp_client, aioh
         assert {e["alertname"] for e in await pair.episodes()} == {"LLMKVCachePressure", "LLMSLOBurnRateFast"}
         assert len(pair.sink.plans) == 1 and pair.sink.duplicates == 0
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        await stack.close()
 
 
 def _start_receiver(port: int, sink_url: str, db: str, token_file: Path) -> subprocess.Popen[bytes]:
@@ -237,7 +211,7 @@ async def test_sigkill_between_persisting_and_pushing(aiohttp_server, tmp_path):
 
 
 async def test_current_config_comes_from_prometheus(aiohttp_client, aiohttp_server, tmp_path):
-    binary = require_binary("prometheus")
+    require_binary("prometheus")
     from aiohttp import web
 
     async def metrics(request):
@@ -248,16 +222,11 @@ async def test_current_config_comes_from_prometheus(aiohttp_client, aiohttp_serv
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     engine = await aiohttp_server(app)
-    (tmp_path / "prom.yml").write_text(
-        "global: {scrape_interval: 1s}\n"
-        f"scrape_configs: [{{job_name: engine, static_configs: [{{targets: ['127.0.0.1:{engine.port}']}}]}}]\n")
+    stack = Stack(tmp_path)
     port = free_port()
-    proc = subprocess.Popen(
-        [binary, f"--config.file={tmp_path / 'prom.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     prom = f"http://127.0.0.1:{port}"
     try:
-        await _wait_http(f"{prom}/-/ready", proc=proc)
+        await start_prometheus(stack, prometheus_config([(f"127.0.0.1:{engine.port}", {})], [], None), port)
         async with aiohttp.ClientSession() as session:
             async def scraped() -> bool:
                 async with session.get(f"{prom}/api/v1/query", params={"query": "llm_engine_info"}) as resp:
@@ -277,8 +246,4 @@ async def test_current_config_comes_from_prometheus(aiohttp_client, aiohttp_serv
         action = next(iter(down.sink.plans.values()))["actions"][0]
         assert (action["knob"], action["from"], action["relative"]) == ("gpu_memory_utilization", None, True)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        await stack.close()

@@ -12,12 +12,10 @@ dcgm-exporter names and the rules' GPU recording rules.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -25,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from conftest import free_port, require_binary
 
 from optiinfra.config import Config
+from optiinfra.demo.stack import Stack, optiinfra_command, prometheus_config, start_prometheus
 from optiinfra.grafana import dashboards as d
 from optiinfra.grafana.lint import substitute
 from optiinfra.grafana.model import Dashboard, Variable
@@ -77,74 +75,43 @@ def _get(url: str, timeout: float = 5.0) -> Any:
         return json.loads(resp.read().decode())
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"{what} exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}"
-                                 if proc.stderr else f"{what} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise AssertionError(f"{what} did not answer {url} in time")
-
-
-def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log.open("wb"), env=env)
+async def _start(stack: Stack, tmp: Path) -> str:
+    """simulator -> exporter (fake NVML, tailed logs) -> Prometheus with the demo-profile rules; its URL."""
+    sim_port, exp_port, prom_port = free_port(), free_port(), free_port()
+    sim = await stack.spawn("simulator", optiinfra_command(
+        "simulate", "--engine", "vllm", "--scenario", "kv_cache_pressure", "--listen", f"127.0.0.1:{sim_port}",
+        "--time-scale", "10"))
+    shim = tmp / "fake-pynvml"
+    shim.mkdir()
+    (shim / "pynvml.py").write_text(FAKE_PYNVML, encoding="utf-8")
+    pythonpath = os.pathsep.join(filter(None, (str(shim), os.environ.get("PYTHONPATH"))))
+    (tmp / "engine.log").write_text(ENGINE_LOG, encoding="utf-8")
+    (tmp / "kern.log").write_text(KERNEL_LOG, encoding="utf-8")
+    exporter = await stack.spawn("exporter", optiinfra_command(
+        "exporter", "--upstream", f"http://127.0.0.1:{sim_port}/metrics", "--listen", f"127.0.0.1:{exp_port}",
+        "--engine-pid", str(sim.process.pid), "--log-file", f"{tmp / 'engine.log'}:engine",
+        "--log-file", f"{tmp / 'kern.log'}:kernel", "--log-from-start"), env={"PYTHONPATH": pythonpath})
+    await stack.wait_ready(sim, f"http://127.0.0.1:{sim_port}/metrics")
+    await stack.wait_ready(exporter, f"http://127.0.0.1:{exp_port}/metrics")
+    rules = generate_rules(Config(), "demo")
+    (tmp / RULES_FILE).write_text(rules[RULES_FILE], encoding="utf-8")
+    config = prometheus_config([(f"127.0.0.1:{exp_port}", {"namespace": NAMESPACE, "pod": POD})],
+                               [tmp / RULES_FILE], None)
+    await start_prometheus(stack, config, prom_port)
+    return f"http://127.0.0.1:{prom_port}"
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    prom_bin = require_binary("prometheus")
+    require_binary("prometheus")
     tmp = tmp_path_factory.mktemp("grafana-e2e")
-    sim_port, exp_port, prom_port = free_port(), free_port(), free_port()
-    cli = [sys.executable, "-m", "optiinfra.cli", "--log-format", "text"]
-    procs: list[subprocess.Popen[bytes]] = []
+    stack = Stack(tmp)
+    loop = asyncio.new_event_loop()  # the module-scoped stack lives on its own loop, closed after the module
     try:
-        sim = _spawn([*cli, "simulate", "--engine", "vllm", "--scenario", "kv_cache_pressure",
-                      "--listen", f"127.0.0.1:{sim_port}", "--time-scale", "10"], tmp / "simulator.log")
-        procs.append(sim)
-        shim = tmp / "fake-pynvml"
-        shim.mkdir()
-        (shim / "pynvml.py").write_text(FAKE_PYNVML, encoding="utf-8")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(shim), os.environ.get("PYTHONPATH"))))}
-        (tmp / "engine.log").write_text(ENGINE_LOG, encoding="utf-8")
-        (tmp / "kern.log").write_text(KERNEL_LOG, encoding="utf-8")
-        exporter = _spawn([*cli, "exporter", "--upstream", f"http://127.0.0.1:{sim_port}/metrics",
-                           "--listen", f"127.0.0.1:{exp_port}", "--engine-pid", str(sim.pid),
-                           "--log-file", f"{tmp / 'engine.log'}:engine", "--log-file", f"{tmp / 'kern.log'}:kernel",
-                           "--log-from-start"],
-                          tmp / "exporter.log", env)
-        procs.append(exporter)
-        rules = generate_rules(Config(), "demo")
-        (tmp / RULES_FILE).write_text(rules[RULES_FILE], encoding="utf-8")
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-            "rule_files": [str(tmp / RULES_FILE)],
-            "scrape_configs": [{
-                "job_name": "optiinfra",
-                "static_configs": [{"targets": [f"127.0.0.1:{exp_port}"],
-                                    "labels": {"namespace": NAMESPACE, "pod": POD}}],
-            }],
-        }
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        prom = _spawn([prom_bin, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
-                       f"--web.listen-address=127.0.0.1:{prom_port}"], tmp / "prometheus.log")
-        procs.append(prom)
-        deadline = time.monotonic() + 30
-        _wait_http(f"http://127.0.0.1:{sim_port}/metrics", sim, "simulator", deadline)
-        _wait_http(f"http://127.0.0.1:{exp_port}/metrics", exporter, "exporter", deadline)
-        _wait_http(f"http://127.0.0.1:{prom_port}/-/ready", prom, "prometheus", deadline)
-        yield f"http://127.0.0.1:{prom_port}"
+        yield loop.run_until_complete(_start(stack, tmp))
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        loop.run_until_complete(stack.close())
+        loop.close()
 
 
 def _expected(dashboard: Dashboard) -> list[tuple[str, str]]:

@@ -3,19 +3,19 @@ target: a multi-signal bottleneck alert and an SLO burn alert fire with the cont
 
 from __future__ import annotations
 
-import json
-import subprocess
+import asyncio
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import aiohttp
 import pytest
 from conftest import free_port, require_binary
 
 from optiinfra import metrics as m
 from optiinfra.config import load_config
+from optiinfra.demo.stack import Stack, firing_alerts, prometheus_config, start_prometheus
 from optiinfra.rules.generate import RULES_FILE, generate, write
 
 START = time.monotonic()
@@ -55,35 +55,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_demo_rules_fire_in_real_prometheus(tmp_path: Path) -> None:
-    prometheus = require_binary("prometheus")
+async def test_demo_rules_fire_in_real_prometheus(tmp_path: Path) -> None:
+    require_binary("prometheus")
     target = ThreadingHTTPServer(("127.0.0.1", free_port()), _Handler)
     threading.Thread(target=target.serve_forever, daemon=True).start()
     write(tmp_path / "rules", generate(load_config(None), "demo"))
     port = free_port()
-    (tmp_path / "prometheus.yml").write_text(f"""
-global: {{scrape_interval: 1s, evaluation_interval: 1s}}
-rule_files: [{tmp_path / 'rules' / RULES_FILE}]
-scrape_configs:
-  - job_name: optiinfra
-    static_configs:
-      - targets: ["127.0.0.1:{target.server_address[1]}"]
-        labels: {{namespace: llm, pod: pod-0}}
-""")
-    proc = subprocess.Popen([prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack = Stack(tmp_path)
     try:
+        config = prometheus_config([(f"127.0.0.1:{target.server_address[1]}", {"namespace": "llm", "pod": "pod-0"})],
+                                   [tmp_path / "rules" / RULES_FILE], None)
+        await start_prometheus(stack, config, port)
         firing: dict[str, dict[str, str]] = {}
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not {"LLMKVCachePressure", "LLMSLOBurnRateFast"} <= set(firing):
-            time.sleep(1)
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/alerts", timeout=5) as resp:
-                    alerts = json.load(resp)["data"]["alerts"]
-            except OSError:
-                continue
-            firing = {a["labels"]["alertname"]: a["labels"] for a in alerts if a["state"] == "firing"}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            while time.monotonic() < deadline and not {"LLMKVCachePressure", "LLMSLOBurnRateFast"} <= set(firing):
+                await asyncio.sleep(1)
+                alerts = await firing_alerts(session, f"http://127.0.0.1:{port}")
+                firing = {a["labels"]["alertname"]: a["labels"] for a in alerts}
         assert "LLMKVCachePressure" in firing, firing
         kv = firing["LLMKVCachePressure"]
         assert {k: kv[k] for k in ("bottleneck", "severity", "component", "namespace", "pod", "engine", "model")} == {
@@ -95,6 +84,5 @@ scrape_configs:
         assert (burn["severity"], burn["pod"], burn["model"], burn["engine"]) == ("critical", "pod-0", "m", "vllm")
         assert "OptiInfraExporterDown" not in firing and "LLMEngineDown" not in firing
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        await stack.close()
         target.shutdown()
