@@ -1,4 +1,4 @@
-"""Shared test helpers: real binaries (fail in CI, skip elsewhere), free ports, reference data paths."""
+"""Shared test helpers: real binaries (fail in CI, skip elsewhere), free ports, the captured data in tests/data."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from optiinfra.demo.stack import free_port
 
-__all__ = ["REFDATA", "REPO", "free_port", "parse_samples", "promtool_check_metrics", "require_binary",
-           "require_path"]
+__all__ = ["DATA", "REPO", "free_port", "parse_samples", "promtool_check_metrics", "require_binary"]
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-REFDATA = SHARED / "refdata"
+DATA = REPO / "tests" / "data"
+"""Captured engine payloads (``engines/``) and log excerpts (``logs/``), each folder with its PROVENANCE.md."""
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -26,15 +25,6 @@ def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         message = f"{name} not found: apt-get install prometheus prometheus-alertmanager postgresql"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def require_path(path: Path) -> Path:
-    if not path.exists():
-        message = f"{path} not found (../shared must sit beside the repository)"
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
@@ -63,8 +53,3 @@ def promtool_check_metrics(text: str) -> tuple[int, list[str]]:
     proc = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True,
                           timeout=30, check=False)
     return proc.returncode, [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-
-
-@pytest.fixture
-def refdata() -> Path:
-    return require_path(REFDATA)

@@ -1,5 +1,5 @@
 """Deterministic generator of ordinary (healthy) engine and kernel log lines, for the log-signature tests and
-the log benchmark. Formats follow the real logs in ../shared/refdata/logs and the engines' normal output;
+the log benchmark. Formats follow the captured logs in tests/data/logs and the engines' normal output;
 values vary with a seeded RNG. Lines with scary-but-benign words are included on purpose ("error_rate=0",
 "no errors", "NCCL version", "oom_score_adj", "Xid" in unrelated text, "Waiting for application startup").
 """

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REFDATA, REPO, free_port, parse_samples, require_path
+from conftest import DATA, REPO, free_port, parse_samples
 
 from optiinfra.cli import UsageError, build_parser, main
 from optiinfra.exporter.cli import build_config
@@ -90,7 +90,7 @@ def _get(url: str) -> tuple[int, str]:
 
 def test_sidecar_process(tmp_path: Path) -> None:
     """The real command, as the demo and users run it, against a real HTTP server serving a vLLM scrape."""
-    payload = require_path(REFDATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-none.prom").read_bytes()
+    payload = (DATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-none.prom").read_bytes()
     (tmp_path / "metrics").write_bytes(payload)
     up_port, port = free_port(), free_port()
     upstream = subprocess.Popen(

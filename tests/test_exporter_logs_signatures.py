@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REFDATA, require_path
+from conftest import DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from logcorpus import engine_corpus, kernel_corpus
@@ -22,7 +22,7 @@ from optiinfra.exporter.logsig import (
     line_time,
 )
 
-LOGS = REFDATA / "logs"
+LOGS = DATA / "logs"
 X = "nvidia_xid"
 
 # Expected events per reference file, derived by reading each file (see the comments); the Xid entries are
@@ -156,14 +156,14 @@ def _lines(path: Path) -> list[str]:
 
 
 def test_every_reference_file_has_an_expectation() -> None:
-    files = {p.name for p in require_path(LOGS).glob("*.log")}
+    files = {p.name for p in LOGS.glob("*.log")}
     assert files == set(EXPECTED)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_reference_file_counts(name: str) -> None:
     source, expected = EXPECTED[name]
-    lines = _lines(require_path(LOGS / name))
+    lines = _lines(LOGS / name)
     counts, _ = _count(source, lines)
     assert counts == _flatten(expected)
     assert _count(source, lines, prefilter=False)[0] == counts
@@ -175,7 +175,7 @@ def test_reference_file_counts_in_one_block_per_line(name: str) -> None:
     source, expected = EXPECTED[name]
     matcher = StreamMatcher(source)  # type: ignore[arg-type]
     counts: dict[tuple[str, str], int] = {}
-    for line in _lines(require_path(LOGS / name)):
+    for line in _lines(LOGS / name):
         matcher.feed_text(line, 1000.0, counts)
     matcher.tick(1000.0 + matcher.startup_timeout, counts)
     assert counts == _flatten(expected)
@@ -184,7 +184,7 @@ def test_reference_file_counts_in_one_block_per_line(name: str) -> None:
 def test_prefilter_passes_every_matching_reference_line() -> None:
     """For every signature and every reference line its pattern matches, one of its literals is in the line."""
     checked = 0
-    for path in sorted(require_path(LOGS).glob("*.log")):
+    for path in sorted(LOGS.glob("*.log")):
         for line in _lines(path):
             for sig in SIGNATURES:
                 if sig.pattern.search(line):
@@ -195,7 +195,7 @@ def test_prefilter_passes_every_matching_reference_line() -> None:
 
 def test_every_signature_is_exercised_by_the_reference_logs() -> None:
     seen = set()
-    for path in require_path(LOGS).glob("*.log"):
+    for path in LOGS.glob("*.log"):
         for line in _lines(path):
             seen.update(s.name for s in SIGNATURES if s.pattern.search(line))
     missing = {s.name for s in SIGNATURES if s.kind == "event"} - seen

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import REFDATA, free_port, parse_samples, promtool_check_metrics, require_binary, require_path
+from conftest import DATA, free_port, parse_samples, promtool_check_metrics, require_binary
 from test_exporter_transform import SGLANG_0523, TGI
 
 from optiinfra.exporter.collectors.base import CollectorError
@@ -19,8 +19,8 @@ from optiinfra.exporter.collectors.engine import EngineCollector, map_info
 from optiinfra.exporter.exposition import CONTENT_TYPE
 from optiinfra.exporter.server import ExporterConfig, create_app
 
-VLLM_FLAG = REFDATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-flag.prom"
-SGLANG_04 = REFDATA / "engines" / "sglang-0.4.x-docs-production_metrics.prom"
+VLLM_FLAG = DATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-flag.prom"
+SGLANG_04 = DATA / "engines" / "sglang-0.4.x-docs-production_metrics.prom"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -72,7 +72,7 @@ async def scrape(client: TestClient[Any, Any]) -> tuple[Samples, str]:
 
 
 async def test_vllm_upstream(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
-    payload = require_path(VLLM_FLAG).read_text()
+    payload = VLLM_FLAG.read_text()
     server = await aiohttp_server(upstream_app({
         "/metrics": text_handler(payload), "/version": json_handler({"version": "0.26.0"}),
         "/v1/models": json_handler({"object": "list", "data": [{"id": "Qwen/Qwen3-0.6B", "max_model_len": 40960}]}),
@@ -149,7 +149,7 @@ async def test_info_endpoint_failure_never_fails_scrape(aiohttp_server: ServerFa
 
 
 async def test_passthrough(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
-    payload = require_path(VLLM_FLAG).read_text()
+    payload = VLLM_FLAG.read_text()
     server = await aiohttp_server(upstream_app({"/metrics": text_handler(payload)}))
     client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), passthrough=True)
     samples, text = await scrape(client)
@@ -366,7 +366,7 @@ async def test_collector_own_parse_error_family_is_merged(aiohttp_client: Client
 
 
 async def test_concurrent_scrapes(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
-    payload = require_path(SGLANG_04).read_text()
+    payload = SGLANG_04.read_text()
     server = await aiohttp_server(upstream_app({"/metrics": text_handler(payload)}))
     client = await sidecar(aiohttp_client, str(server.make_url("/metrics")))
     results = await asyncio.gather(*(scrape(client) for _ in range(20)))
@@ -405,7 +405,7 @@ ACCEPTED_LINT = ("metric names should not contain ':'", 'counter metrics should 
 async def test_promtool_check_metrics(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory,
                                       tmp_path: Path, passthrough: bool) -> None:
     require_binary("promtool")
-    payloads = {"vllm": require_path(VLLM_FLAG).read_text(), "sglang": SGLANG_0523, "tgi": TGI}
+    payloads = {"vllm": VLLM_FLAG.read_text(), "sglang": SGLANG_0523, "tgi": TGI}
     for engine, payload in payloads.items():
         server = await aiohttp_server(upstream_app({"/metrics": text_handler(payload)}))
         client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), passthrough=passthrough,
@@ -445,7 +445,7 @@ async def test_logs_collector_wired_with_labels(aiohttp_client: ClientFactory, t
     """--log-file turns the logs collector on; its events carry --label like every llm_* series, and its own
     parse-error family merges with the server's."""
     log = tmp_path / "engine.log"
-    log.write_bytes(require_path(REFDATA / "logs" / "vllm_cuda_oom__vllm-2140.log").read_bytes())
+    log.write_bytes((DATA / "logs" / "vllm_cuda_oom__vllm-2140.log").read_bytes())
     config = ExporterConfig(gpu=False, host=False, log_files=((str(log), "engine"),), log_from_start=True,
                             labels={"cluster": "eu-1"})
     client = await aiohttp_client(create_app(config))

@@ -1,5 +1,5 @@
-"""The normalizing transform on every real engine payload in refdata, a TGI payload written from the research
-facts, and hostile text (hypothesis)."""
+"""The normalizing transform on every captured engine payload in tests/data/engines, a TGI payload written
+from TGI's metric definitions, and hostile text (hypothesis)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import REFDATA, parse_samples, require_path
+from conftest import DATA, parse_samples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,13 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from optiinfra.exporter.transform import EngineTransform, detect_engine, normalize, parse_labels
 from optiinfra.metrics import by_name
 
-ENGINES = REFDATA / "engines"
+ENGINES = DATA / "engines"
 QWEN = "Qwen/Qwen3-0.6B"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 
 
 def payload(name: str) -> str:
-    return require_path(ENGINES / name).read_text()
+    return (ENGINES / name).read_text()
 
 
 samples = parse_samples
@@ -242,7 +242,7 @@ sglang:time_to_first_token_seconds_sum{engine_type="unified",is_streaming="False
 
 
 def test_sglang_0523_streaming_summed_and_cache_sources() -> None:
-    """A 0.5.23-style payload written from research section 3.2 (labels as the wheel defines them)."""
+    """A 0.5.23-style payload written from SGLang 0.5.23's metric definitions (labels as the wheel defines them)."""
     out = normalize(SGLANG_0523).text
     m = {"engine": "sglang", "model": "m"}
     assert value(out, "llm_prompt_tokens_total", **m) == 1000  # summed over is_streaming
@@ -261,7 +261,7 @@ def test_sglang_0523_streaming_summed_and_cache_sources() -> None:
     assert value(out, "llm_time_to_first_token_seconds_sum", **m) == 3.0
 
 
-# -- TGI (no real capture exists: written from research section 2) ----------------------------------------
+# -- TGI (no public capture exists: written from TGI's metric definitions) ---------------------------------------
 
 TGI = """\
 # TYPE tgi_request_count counter
@@ -464,7 +464,7 @@ def test_transform_never_raises(text: str, engine: str) -> None:
         assert other.parse_errors >= result.parse_errors
 
 
-@pytest.mark.parametrize("path", sorted(ENGINES.glob("*.prom")) if ENGINES.exists() else [], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(ENGINES.glob("*.prom")), ids=lambda p: p.name)
 def test_fast_paths_agree_with_line_by_line(path: Path) -> None:
     text = path.read_text()
     engine = detect_engine(text) or "vllm"
@@ -474,10 +474,13 @@ def test_fast_paths_agree_with_line_by_line(path: Path) -> None:
     _same(EngineTransform(engine).transform(crlf), EngineTransform(engine).transform(text))
 
 
-def test_refdata_all_parse_without_errors() -> None:
-    for path in sorted(require_path(ENGINES).glob("*.prom")):
+def test_captured_payloads_all_parse_without_errors() -> None:
+    checked = 0
+    for path in sorted(ENGINES.glob("*.prom")):
         if path.name.startswith("dcgm"):
             continue
+        checked += 1
         result = normalize(Path(path).read_text())
         assert result.parse_errors == 0, path.name
         samples(result.text)
+    assert checked == 10, "tests/data/engines holds ten engine payloads (and one dcgm-exporter excerpt)"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-REFDATA = Path(__file__).resolve().parents[2].parent / "shared/refdata/engines"
-CAPTURE = REFDATA / "vllm-0.26.0-llm-d-router-testdata-vllm-none.prom"
+ENGINES = Path(__file__).resolve().parents[2] / "tests" / "data" / "engines"
+CAPTURE = ENGINES / "vllm-0.26.0-llm-d-router-testdata-vllm-none.prom"
 
 TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
         80.0, 160.0, 640.0, 2560.0)

@@ -1,8 +1,8 @@
 """Log-signature matcher throughput: lines/s over a realistic mix, with and without the literal pre-filter.
 
 The mix is 1 million lines: ordinary vLLM/SGLang/TGI and kernel lines (tests/logcorpus.py) with 0.5 % real
-failure lines from ../shared/refdata/logs (when present) spliced in. The matcher gets the text the way the
-tailer hands it over: blocks of about 4 MiB of newline-joined lines. Variants:
+failure lines from tests/data/logs spliced in. The matcher gets the text the way the tailer hands it over:
+blocks of about 4 MiB of newline-joined lines. Variants:
 
 - every signature (engine and kernel, 22) on every line, pre-filter on and off;
 - per source as in production (engine signatures on engine lines, kernel signatures on kernel lines);
@@ -75,9 +75,11 @@ def run_matcher(blocks: list[str], source: str, prefilter: bool, sigs: list | No
 
 
 def main() -> None:
-    refdata = REPO.parent / "shared" / "refdata" / "logs"
-    kernel_files = [f for f in sorted(refdata.glob("*.log")) if f.name.startswith(("linux_", "nvidia_"))]
-    engine_files = [f for f in sorted(refdata.glob("*.log")) if f not in kernel_files]
+    captured = REPO / "tests" / "data" / "logs"
+    kernel_files = [f for f in sorted(captured.glob("*.log")) if f.name.startswith(("linux_", "nvidia_"))]
+    engine_files = [f for f in sorted(captured.glob("*.log")) if f not in kernel_files]
+    if not kernel_files or not engine_files:
+        raise SystemExit(f"no captured failure logs in {captured}")
 
     def read(files: list[Path]) -> list[str]:
         return [ln for f in files for ln in f.read_text(errors="replace").splitlines()]
