@@ -1,4 +1,4 @@
-"""Per-engine knob catalogue: how an abstract taxonomy action becomes a real engine flag (tuning-knobs.md).
+"""Per-engine knob catalogue: how an abstract taxonomy action becomes a real engine flag (docs/plan-actions.md).
 
 ``candidates(action, engine)`` lists the knobs an abstract action (``optiinfra.taxonomy.ActionId``) maps to on one
 engine, most preferred first; an empty tuple means the engine has no such lever (the planner then tries the
@@ -14,8 +14,8 @@ fills with the same setting; a ``!`` prefix marks a label holding the negation (
 
 ``bounds(knob, config)`` is a knob's (min, max) tightened by the known values it is constrained against (vLLM
 ``max_num_seqs <= max_num_batched_tokens``...): a relative change carries them for the orchestrator to clamp to.
-``violations(engine, config)`` checks a complete-as-known config against the engines' own constraints (section 9 of
-tuning-knobs.md); unknown values are not checked.
+``violations(engine, config)`` checks a complete-as-known config against the engines' own constraints (listed at the end
+of docs/plan-actions.md); unknown values are not checked.
 """
 
 from __future__ import annotations
@@ -389,7 +389,7 @@ def current_config(engine: Engine, *sources: Mapping[str, str]) -> dict[str, Val
 
 
 def violations(engine: Engine, config: Mapping[str, Value]) -> list[str]:
-    """Engine constraints a config breaks (tuning-knobs.md section 9); values absent are not checked."""
+    """Engine constraints a config breaks (listed in docs/plan-actions.md); values absent are not checked."""
 
     def num(key: str) -> float | None:
         value = config.get(key)

@@ -1,4 +1,4 @@
-"""The plan document (PLANS.md) as pydantic models, and its published JSON Schema.
+"""The plan document (docs/orchestrator-api.md) as pydantic models, and its published JSON Schema.
 
 Public API (the receiver service codes against these names):
 
@@ -13,7 +13,7 @@ Public API (the receiver service codes against these names):
   ``relative`` is true a string ``+0.05`` / ``-0.05`` / ``x0.75`` applied to the running value, clamped to
   ``min_value``/``max_value``; for a boolean flag ``true`` means pass it, ``false`` drop it),
   ``restart_required``.
-- ``Plan``: the PLANS.md document; ``Plan.document()`` is its JSON form (aliases, RFC3339 times).
+- ``Plan``: the plan document; ``Plan.document()`` is its JSON form (aliases, RFC3339 times).
 - ``PlanStatus``, ``Risk``, ``PLAN_STATUSES``.
 - ``Diagnosis``: what the planner returns instead of a plan (no action for the bottleneck, or every action
   blocked, cooling or invalid): ``bottleneck``, ``target``, ``severity``, ``runbook_url``, ``summary``,
@@ -159,7 +159,7 @@ class Plan(_Model):
     status: PlanStatus
 
     def document(self) -> dict[str, Any]:
-        """The JSON document (PLANS.md field names, ``from``, ``startsAt``, RFC3339 ``created_at``)."""
+        """The JSON document (published field names, ``from``, ``startsAt``, RFC3339 ``created_at``)."""
         return self.model_dump(mode="json", by_alias=True)
 
 

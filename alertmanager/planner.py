@@ -1,4 +1,4 @@
-"""The planner: a firing taxonomy alert episode -> a plan (PLANS.md) or a diagnosis. Pure functions, no I/O.
+"""The planner: a firing taxonomy alert episode -> a plan (docs/orchestrator-api.md) or a diagnosis; pure, no I/O.
 
 Public API (the receiver service codes against these names)::
 

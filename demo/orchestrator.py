@@ -1,6 +1,6 @@
 """A local orchestrator sink for the demo and the tests: records everything the receiver sends.
 
-It speaks the orchestrator side of PLANS.md: ``POST /api/v1/agents/register``, ``POST /api/v1/agents/heartbeat``,
+It implements docs/orchestrator-api.md: ``POST /api/v1/agents/register``, ``POST /api/v1/agents/heartbeat``,
 ``POST /api/v1/plans`` and ``POST /api/v1/plans/{plan_id}/rollback``, each recorded with its ``Idempotency-Key``
 and answered 2xx (a repeated key is answered 200 and counted as a duplicate, not accepted twice). Switches make
 it answer 503 for a while (``POST /control/fail``), and with ``report_to`` it plays a deployment controller:

@@ -44,7 +44,7 @@ MAX_LINE_CHARS = 65536
 #: The signature counted by the start-up timer (no line pattern).
 STARTUP_HANG = "startup_hang"
 
-#: Xid numbers in NVIDIA's catalogue (research §2): their series are exported at 0 from the start, so a
+#: Xid numbers in NVIDIA's Xid catalogue: their series are exported at 0 from the start, so a
 #: first Xid shows up as an increase. Other Xids are counted too; their series appear with the first event.
 KNOWN_XIDS: tuple[int, ...] = (
     8, 13, 31, 32, 43, 45, 46, 48, 62, 63, 64, 74, 79, 92, 94, 95, 109, 119, 120, 136, 140,

@@ -10,7 +10,7 @@ path is written for speed in plain Python:
   string is parsed only the first time it is seen; later scrapes cost a dict lookup and a ``float()``.
 * Output series are accumulated in plain dicts keyed by their rendered ``name{labels}`` string.
 
-Rules (METRICS.md, research section 8.1): label sets are parsed, never positions; histograms keep their
+Rules (the schema: docs/metrics.md): label sets are parsed, never positions; histograms keep their
 native ``le`` buckets and carry ``_bucket/_sum/_count`` together; source labels that are not output labels
 are aggregated away (``Metric.aggregate``); an alias is read only when the primary family has no samples in
 the payload; catalogue sources of one metric that carry no distinguishing labels are alternatives (the first

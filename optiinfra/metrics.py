@@ -1,4 +1,4 @@
-"""The normalized metric catalogue (METRICS.md), defined once.
+"""The normalized metric catalogue, defined once (reference: docs/metrics.md, generated from it).
 
 Everything that speaks the schema reads it from here: the exporter compiles its mapping from
 ``ENGINE_METRICS``; ``docs/metrics.md`` is generated from it; the rules and dashboards check every series
@@ -457,7 +457,7 @@ _SGLANG_E2E = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 20.0, 40.
 _TGI_DURATION = _tgi_duration_buckets()
 
 #: Default native histogram bucket boundaries (``le``, without +Inf) per engine, keyed by normalized histogram
-#: name (research/engine-metrics.md: vLLM 0.33 ``buckets.py`` §1.2, SGLang 0.5.23 §3.2, TGI 3.3.7 §2.1).
+#: name (the engines' own defaults: vLLM 0.33 ``buckets.py``, SGLang 0.5.23 metrics collector, TGI 3.3.7).
 #: Histograms whose buckets depend on the engine's config (token-count histograms) or that are not pinned
 #: down (SGLang queue time) are left out. Engines let users override buckets; these are the defaults.
 #: On the wire prometheus_client (vLLM, SGLang) renders a boundary as ``repr(float)`` ("1.0"), TGI as the

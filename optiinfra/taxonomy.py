@@ -1,4 +1,4 @@
-"""The bottleneck taxonomy (TAXONOMY.md), defined once.
+"""The bottleneck taxonomy, defined once (reference: docs/taxonomy.md, generated from it).
 
 This catalogue is the single source for the alerting rules and their promtool tests (``rules/``), the
 runbooks, the dashboards' bottleneck panels (``grafana/``), the Alertmanager inhibition rules and the
@@ -61,7 +61,7 @@ class Bottleneck:
     component: Component
     signal: SignalKind
     fires_when: str
-    """The condition in words (TAXONOMY.md's 'fires when'), for runbooks and dashboards."""
+    """The condition in words (docs/taxonomy.md's 'fires when'), for runbooks and dashboards."""
     for_: str
     """Default ``for`` duration, a Prometheus duration string."""
     thresholds: Mapping[str, Threshold]

@@ -1,4 +1,4 @@
-"""Alerting rules for every taxonomy entry: TAXONOMY.md's 'fires when' in PromQL.
+"""Alerting rules for every taxonomy entry: its 'fires when' (docs/taxonomy.md) in PromQL.
 
 How each bottleneck's signal is written lives here (``SIGNALS``), its numbers come from the taxonomy
 thresholds with the config's overrides. Log-signature alerts are generated from ``log_signatures``.

@@ -1,4 +1,4 @@
-"""The planner turns taxonomy alerts into engine-specific plans (PLANS.md) or diagnoses."""
+"""The planner turns taxonomy alerts into engine-specific plans (docs/orchestrator-api.md) or diagnoses."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 jsonschema.Draft202012Validator.check_schema(SCHEMA)
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
-#: Every real flag the planner may emit, per engine (tuning-knobs.md).
+#: Every real flag the planner may emit, per engine (the engines' own launch flags; docs/plan-actions.md).
 REAL_FLAGS = {
     "vllm": {"--gpu-memory-utilization", "--kv-cache-dtype", "--enable-prefix-caching", "--max-num-seqs",
              "--max-num-batched-tokens", "--quantization", "--tensor-parallel-size", "--speculative-config",

@@ -49,12 +49,12 @@ def _linear(top: int) -> tuple[float, ...]:
 _SGLANG_QUEUE = (0.0, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 15.0, 20.0, 30.0,
                  40.0, 50.0, 60.0, 70.0, 80.0, 90.0, 100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 900.0,
                  1000.0, 1200.0, 1400.0, 1600.0, 1800.0, 2000.0, 2500.0, 3000.0)
-"""SGLang 0.5.23 queue-time layout; the research lists its middle as '30, ..., 100, 200, ..., 1000' (filled
-in with steps of 10 and 100)."""
+"""SGLang 0.5.23 queue-time layout; its middle, written '30, ..., 100, 200, ..., 1000' in SGLang, is filled
+in with steps of 10 and 100."""
 _SGLANG_TOKENS = (100.0, 300.0, 500.0, 700.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 7000.0,
                   8000.0, 9000.0, 10000.0, 12000.0, 15000.0, 20000.0, 22000.0, 25000.0, 30000.0, 35000.0,
                   40000.0, 66000.0, 99000.0, 132000.0, 300000.0, 600000.0, 900000.0, 1000000.0, 1100000.0)
-"""SGLang's default prompt/generation token layout (the research gives its ends: 100 ... 1000000, 1100000)."""
+"""SGLang's default prompt/generation token layout (its ends as SGLang defines them: 100 ... 1000000, 1100000)."""
 _VLLM_PREEMPTIONS = (1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
 _VLLM_ITERATION = (1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0)
 
