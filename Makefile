@@ -52,7 +52,9 @@ pytest:
 
 # Regenerate every committed artifact (rules, dashboards, alertmanager config, docs).
 generate:
-	$(PY) -m optiinfra.docs --out docs --openapi alertmanager/openapi.json
+	$(PY) -m optiinfra.alertmanager.contract
+	$(PY) -m optiinfra.docs --out docs --openapi alertmanager/openapi.json \
+	  --orchestrator-openapi alertmanager/orchestrator.openapi.json
 	$(PY) -m optiinfra.exporter.logsig > docs/log-signatures.md
 	$(VENV)/bin/optiinfra rules generate --out rules/generated
 	$(PY) -m optiinfra.config --schema

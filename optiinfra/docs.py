@@ -176,6 +176,8 @@ def _schema_type(node: dict[str, Any]) -> str:
     if "anyOf" in node:
         return " or ".join(_schema_type(n) for n in node["anyOf"])
     kind = node.get("type", "object" if "$ref" in node else "any")
+    if isinstance(kind, list):
+        return " or ".join(str(k) for k in kind)
     if kind == "array":
         return f"list of {_schema_type(node.get('items', {}))}"
     if kind == "object" and isinstance(node.get("additionalProperties"), dict):
@@ -249,7 +251,7 @@ def render_configuration_md() -> str:
         "One YAML file (mixin style) drives the rules and dashboards: selectors, label names, per-bottleneck "
         "threshold and `for` overrides, and SLOs. Every key is optional; an unknown key is an error that names "
         "it. Its JSON Schema is `optiinfra/config.schema.json`. `[]` marks a list item, `<key>` a map key "
-        "(`bottlenecks.<key>` is a bottleneck id from docs/taxonomy; its thresholds are named there).",
+        "(`bottlenecks.<key>` is a bottleneck id from docs/taxonomy.md; its thresholds are named there).",
         "",
         "| key | type | default | what it does |",
         "|---|---|---|---|",
@@ -284,6 +286,59 @@ def _body(content: dict[str, Any] | None) -> str:
     return "; ".join(f"{media} {_ref_name(spec.get('schema', {}))}" for media, spec in content.items())
 
 
+def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
+    """One operation of an OpenAPI document: summary, description, parameters, body and answers."""
+    summary = " ".join(op.get("summary", "").split())
+    details = ["", f"### `{method.upper()} {path}`", "", summary]
+    if op.get("description"):
+        details += ["", " ".join(op["description"].split())]
+    params = op.get("parameters", [])
+    if params:
+        details += ["", "| parameter | in | required | type | description |", "|---|---|---|---|---|"]
+        for p in params:
+            schema = p.get("schema", {})
+            kind = schema.get("type", "any")
+            if "enum" in schema:
+                kind += " (" + ", ".join(map(str, schema["enum"])) + ")"
+            if "maximum" in schema:
+                kind += f" ≤ {schema['maximum']}"
+            details.append(f"| `{p['name']}` | {p.get('in', '')} | {'yes' if p.get('required') else 'no'} "
+                           f"| {kind} | {' '.join(p.get('description', '').split())} |")
+    request = op.get("requestBody")
+    if request:
+        required = " (required)" if request.get("required") else ""
+        details += ["", f"Request body{required}: {_body(request.get('content'))}"]
+    responses = op.get("responses", {})
+    if responses:
+        details += ["", "| status | meaning | body |", "|---|---|---|"]
+        for status, resp in responses.items():
+            details.append(f"| {status} | {' '.join(resp.get('description', '').split())} | "
+                           f"{_body(resp.get('content')) or '—'} |")
+    return details
+
+
+def _schema_sections(schemas: dict[str, Any], *, descriptions: bool = False) -> list[str]:
+    """A section per component schema: its description and a table of its fields."""
+    out: list[str] = []
+    for name, schema in schemas.items():
+        out += [f"### `{name}`", ""]
+        if schema.get("description"):
+            out += [" ".join(schema["description"].split()), ""]
+        required_fields = set(schema.get("required", []))
+        props = schema.get("properties", {})
+        if props:
+            head = "| field | type | required |" + (" description |" if descriptions else "")
+            out += [head, "|---|---|---|" + ("---|" if descriptions else "")]
+            for field, node in props.items():
+                row = (f"| `{field}` | {_schema_type(node) if '$ref' not in node else _ref_name(node)} | "
+                       f"{'yes' if field in required_fields else 'no'} |")
+                if descriptions:
+                    row += f" {' '.join(node.get('description', '').split()).replace('|', chr(92) + '|')} |"
+                out.append(row)
+            out.append("")
+    return out
+
+
 def render_receiver_api_md(openapi: dict[str, Any]) -> str:
     """The receiver's HTTP API from its OpenAPI document (``alertmanager/openapi.json``)."""
     info = openapi.get("info", {})
@@ -306,54 +361,177 @@ def render_receiver_api_md(openapi: dict[str, Any]) -> str:
             auth = "bearer" if op.get("security") else "—"
             summary = " ".join(op.get("summary", "").split())
             out.append(f"| {method.upper()} | `{path}` | {auth} | {summary} |")
-            details += ["", f"### `{method.upper()} {path}`", "", summary]
-            if op.get("description"):
-                details += ["", " ".join(op["description"].split())]
-            params = op.get("parameters", [])
-            if params:
-                details += ["", "| parameter | in | required | type | description |", "|---|---|---|---|---|"]
-                for p in params:
-                    schema = p.get("schema", {})
-                    kind = schema.get("type", "any")
-                    if "enum" in schema:
-                        kind += " (" + ", ".join(map(str, schema["enum"])) + ")"
-                    if "maximum" in schema:
-                        kind += f" ≤ {schema['maximum']}"
-                    details.append(f"| `{p['name']}` | {p.get('in', '')} | {'yes' if p.get('required') else 'no'} "
-                                   f"| {kind} | {' '.join(p.get('description', '').split())} |")
-            request = op.get("requestBody")
-            if request:
-                required = " (required)" if request.get("required") else ""
-                details += ["", f"Request body{required}: {_body(request.get('content'))}"]
-            responses = op.get("responses", {})
-            if responses:
-                details += ["", "| status | meaning | body |", "|---|---|---|"]
-                for status, resp in responses.items():
-                    details.append(f"| {status} | {' '.join(resp.get('description', '').split())} | "
-                                   f"{_body(resp.get('content')) or '—'} |")
+            details += _operation(method, path, op)
     schemas = openapi.get("components", {}).get("schemas", {})
-    out += ["", "## Endpoints", *details, "", "## Schemas", ""]
-    for name, schema in schemas.items():
-        out += [f"### `{name}`", ""]
-        if schema.get("description"):
-            out += [" ".join(schema["description"].split()), ""]
-        required_fields = set(schema.get("required", []))
-        props = schema.get("properties", {})
-        if props:
-            out += ["| field | type | required |", "|---|---|---|"]
-            for field, node in props.items():
-                out.append(f"| `{field}` | {_schema_type(node) if '$ref' not in node else _ref_name(node)} | "
-                           f"{'yes' if field in required_fields else 'no'} |")
-            out.append("")
+    out += ["", "## Endpoints", *details, "", "## Schemas", "", *_schema_sections(schemas)]
     return "\n".join(out)
 
 
-def write(out_dir: Path, openapi: Path | None = None) -> list[Path]:
-    """Write the reference docs; ``receiver-api.md`` too when the receiver's OpenAPI file is given."""
+# ------------------------------------------------------------------------------------- orchestrator-api.md
+
+def _http_block(step: dict[str, Any]) -> list[str]:
+    headers = {"Content-Type": "application/json", **step["headers"]}
+    return ["```http", f"{step['method']} {step['path']}", *(f"{k}: {v}" for k, v in headers.items()), "",
+            json.dumps(step["body"], indent=2), "```", "", f"Answer: {step['answer']}."]
+
+
+def render_orchestrator_api_md(openapi: dict[str, Any], exchange: list[dict[str, Any]]) -> str:
+    """The orchestrator's contract from its OpenAPI document and one worked exchange."""
+    from optiinfra.alertmanager.contract import legal_reports  # noqa: PLC0415
+
+    out = [
+        "# Orchestrator API",
+        "",
+        "<!-- generated from alertmanager/contract.py (alertmanager/orchestrator.openapi.json) by "
+        "`python -m optiinfra.docs`; do not edit -->",
+        "",
+        "The orchestrator is your deployment controller: the component that can change an inference "
+        "deployment's launch flags, environment, replica count, or restart its pods. OptiInfra's receiver "
+        "turns bottleneck alerts into plans and pushes them to it; the orchestrator applies them and reports "
+        "back. This page is the whole contract; implement it in any language.",
+        "",
+        f"- OpenAPI {openapi['openapi']} document: "
+        "[alertmanager/orchestrator.openapi.json](../alertmanager/orchestrator.openapi.json) (the `paths` are "
+        "yours to serve, the `webhooks` entry is the receiver's endpoint you call).",
+        "- The plan document's JSON Schema: [alertmanager/plan.schema.json](../alertmanager/plan.schema.json).",
+        "- What each action means per engine: [plan-actions.md](plan-actions.md); the receiver's own API "
+        "(approve, reject, inspect): [receiver-api.md](receiver-api.md).",
+        "",
+        f"{openapi['info']['description']}",
+        "",
+        "## What you serve",
+        "",
+        "| method | path | summary |",
+        "|---|---|---|",
+    ]
+    details: list[str] = []
+    for path, operations in openapi["paths"].items():
+        for method, op in operations.items():
+            out.append(f"| {method.upper()} | `{path}` | {' '.join(op.get('summary', '').split())} |")
+            details += _operation(method, path, op)
+    out += [
+        "",
+        "## The rules",
+        "",
+        "- **Answer fast, apply later.** Accept a plan (202) as soon as it is stored, then roll it out; the "
+        "receiver waits at most 10 s for an answer.",
+        "- **Apply each Idempotency-Key once.** The receiver delivers at least once: after a timeout, a crash "
+        "or a 5xx it sends the same push again under the same key (a plan: the plan's `idempotency_key`; its "
+        "rollback: that key plus `:rollback`). Remember the keys you applied and answer a repeat with 2xx or "
+        "409 without acting again.",
+        "- **One plan in flight per target.** The receiver never pushes a second plan for the same "
+        "`namespace/deployment-or-pod-or-instance/model` while one is in flight, so plans for a target arrive "
+        "in order.",
+        "- **Apply the actions in order.** `engine_arg` is a launch flag (for a boolean flag `true` means pass "
+        "it, `false` drop it), `engine_env` an environment variable, `scale` the replica count, `restart` the "
+        "pod. With `relative: true`, `to` is a change to the running value (`+0.05`, `-1`, `x0.75`); clamp the "
+        "result to `min_value`/`max_value`. `restart_required` says the engine must restart to take it.",
+        "- **Roll out by `rollout.steps`** (percent of the target's replicas or traffic, ending at 100) and "
+        "report each step, then `completed`; report `failed` with a `message` when you give up. Legal reports: "
+        + legal_reports() + ". Send a report after you answered the push: one the receiver gets before it "
+        "recorded the push is answered 409; send it again a moment later.",
+        "- **A rollback restores the values before the plan** (the actions' `from`, or what you recorded "
+        "before changing them). The receiver already counts the plan `rolled_back`: later reports for it are "
+        "answered 409.",
+        "- **Tokens.** The receiver sends `Authorization: Bearer <token>` when it runs with "
+        "`--orchestrator-token-file`; your status reports need the receiver's own token when it runs with "
+        "`--token-file`.",
+        "",
+        "## Endpoints",
+        *details,
+        "",
+        "## Status reports (you call the receiver)",
+    ]
+    for name, operations in openapi.get("webhooks", {}).items():
+        for method, op in operations.items():
+            out += _operation(method, op.get("x-url", name), op)
+    out += ["", "## Schemas", "", *_schema_sections(openapi["components"]["schemas"], descriptions=True)]
+    out += ["## A worked exchange", "",
+            "One plan for a vLLM pod whose KV cache is full, from registration to completion, and the rollback "
+            "that follows when an SLO burns within the plan's bake time.", ""]
+    for number, step in enumerate(exchange, 1):
+        who = "The receiver" if step["from"] == "receiver" else "You (the orchestrator)"
+        out += [f"{number}. {who}:", "", *_http_block(step), ""]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------- taxonomy.md
+
+def render_taxonomy_md() -> str:
+    """Every bottleneck: what fires it, what it means, what the planner does (from the catalogue and rules)."""
+    from optiinfra import taxonomy as tx  # noqa: PLC0415
+    from optiinfra.config import load_config  # noqa: PLC0415
+    from optiinfra.rules.alerts import alert_rules  # noqa: PLC0415
+    from optiinfra.rules.promql import Ctx  # noqa: PLC0415
+    from optiinfra.rules.runbooks import ACTION_TEXT, RUNBOOK_TEXT  # noqa: PLC0415
+
+    config = load_config(None)
+    ctx = Ctx(config)
+    out = [
+        "# Bottleneck taxonomy",
+        "",
+        "<!-- generated from optiinfra/taxonomy.py, rules/alerts.py and rules/runbooks.py by "
+        "`python -m optiinfra.docs`; do not edit -->",
+        "",
+        "Every alert OptiInfra generates names one bottleneck: its labels are `bottleneck` (the id below), "
+        "`severity` and `component`. Alertmanager routes them to the receiver, which turns a plannable "
+        "bottleneck into a plan for your orchestrator ([orchestrator-api.md](orchestrator-api.md)) and records "
+        "a diagnosis for the others. Thresholds and `for` durations are the defaults; override them per "
+        "bottleneck in the rules config ([configuration.md](configuration.md), `bottlenecks.<id>`). Each "
+        "bottleneck has a runbook under [runbooks/](runbooks/); the engine flags behind each planner action are "
+        "in [plan-actions.md](plan-actions.md), the series in [metrics.md](metrics.md), the log signatures in "
+        "[log-signatures.md](log-signatures.md).",
+        "",
+        "| bottleneck | alert | severity | component | signal | for | the planner |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for b in tx.BOTTLENECKS:
+        planner = f"plan: {len(b.actions)} action(s)" if b.plannable else "diagnosis only"
+        out.append(f"| [`{b.id}`](#{b.id}) | `{b.alert}` | {b.severity} | {b.component} | {b.signal} | "
+                   f"{config.for_(b.id)} | {planner} |")
+    out += ["", "SLO burn-rate alerts (`" + "`, `".join(tx.SLO_ALERTS) + f"`, bottleneck `{tx.SLO_BURN}`) are not "
+            "bottlenecks: they roll back a plan in flight for the same scope ([runbook](runbooks/slo_burn.md)).",
+            "", "Inhibitions (while the first fires on a pod, the others are silenced there):", ""]
+    out += [f"- `{b.id}` silences " + ", ".join(f"`{i}`" for i in b.inhibits) for b in tx.BOTTLENECKS if b.inhibits]
+    for b in tx.BOTTLENECKS:
+        out += ["", f"## `{b.id}`", "", f"**{b.alert}** · {b.severity} · {b.component} · signal {b.signal}",
+                "", f"What it means: {b.summary} {RUNBOOK_TEXT[b.id].meaning}", "",
+                f"Fires when: {b.fires_when}, for {config.for_(b.id)}."]
+        if b.thresholds:
+            out += ["", "| threshold | default | unit | meaning |", "|---|---|---|---|"]
+            out += [f"| `{name}` | {config.threshold(b.id, name):g} | {t.unit} | {t.description} |"
+                    for name, t in b.thresholds.items()]
+        if b.log_signatures:
+            out += ["", "Log signatures that raise it: " + ", ".join(f"`{s}`" for s in b.log_signatures) + "."]
+        for rule in alert_rules(ctx, b):
+            out += ["", f"Rule (severity {rule.labels['severity']}):", "", "```promql", rule.expr, "```"]
+        out += [""]
+        if b.plannable:
+            out += ["What the planner does: proposes the first of these that the engine has, that is not "
+                    "cooling down or blocked after a rollback, and that is valid:", ""]
+            out += [f"{i}. `{a}`: {ACTION_TEXT[a]}." for i, a in enumerate(b.actions, 1)]
+        else:
+            out += ["What the planner does: records a diagnosis, no plan."]
+        if b.manual:
+            out += ["", f"By hand: {b.manual}"]
+        out += ["", f"Runbook: [runbooks/{b.id}.md](runbooks/{b.id}.md)."]
+    out.append("")
+    return "\n".join(out)
+
+
+def write(out_dir: Path, openapi: Path | None = None, orchestrator_openapi: Path | None = None) -> list[Path]:
+    """Write the reference docs; ``receiver-api.md`` / ``orchestrator-api.md`` too when their OpenAPI file is
+    given."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    docs = {"metrics.md": render_metrics_md(), "configuration.md": render_configuration_md()}
+    docs = {"metrics.md": render_metrics_md(), "configuration.md": render_configuration_md(),
+            "taxonomy.md": render_taxonomy_md()}
     if openapi is not None:
         docs["receiver-api.md"] = render_receiver_api_md(json.loads(openapi.read_text(encoding="utf-8")))
+    if orchestrator_openapi is not None:
+        from optiinfra.alertmanager.contract import example_exchange  # noqa: PLC0415
+
+        docs["orchestrator-api.md"] = render_orchestrator_api_md(
+            json.loads(orchestrator_openapi.read_text(encoding="utf-8")), example_exchange())
     written = []
     for name, text in docs.items():
         path = out_dir / name
@@ -367,8 +545,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--openapi", type=Path, default=None,
                         help="the receiver's OpenAPI document (alertmanager/openapi.json) for receiver-api.md")
+    parser.add_argument("--orchestrator-openapi", type=Path, default=None,
+                        help="the orchestrator contract (alertmanager/orchestrator.openapi.json) for "
+                             "orchestrator-api.md")
     args = parser.parse_args()
-    for path in write(args.out, args.openapi):
+    for path in write(args.out, args.openapi, args.orchestrator_openapi):
         print(path)
 
 

@@ -49,15 +49,18 @@ def test_taxonomy_ids_alerts_unique_and_inhibitions_resolve() -> None:
         assert bid in ids
 
 
-def test_taxonomy_matches_spec_table() -> None:
-    spec = (REPO.parent / "shared" / "spec" / "TAXONOMY.md")
-    if not spec.exists():
-        return
-    rows = re.findall(r"^\| `([a-z_]+)` \| `([A-Za-z]+)` \| (\w+)", spec.read_text(), re.M)
-    assert rows, "spec table not found"
-    table = taxonomy.by_id()
-    for bid, alert, _severity in rows:
-        assert table[bid].alert == alert
+def test_docs_taxonomy_md_is_current_and_lists_every_bottleneck() -> None:
+    committed = (REPO / "docs" / "taxonomy.md").read_text(encoding="utf-8")
+    assert committed == docs.render_taxonomy_md(), "docs/taxonomy.md is stale: run `make generate`"
+    rows = re.findall(r"^\| \[`([a-z_]+)`\]\(#[a-z_]+\) \| `([A-Za-z]+)` \| (\w+) \|", committed, re.M)
+    assert [(b.id, b.alert, b.severity) for b in taxonomy.BOTTLENECKS] == rows
+    for b in taxonomy.BOTTLENECKS:
+        section = committed.split(f"\n## `{b.id}`\n", 1)[1].split("\n## ", 1)[0]
+        assert b.fires_when in section and "```promql\n" in section, b.id
+        assert ("What the planner does: records a diagnosis" in section) != b.plannable, b.id
+        for action in b.actions:
+            assert f"`{action}`" in section, (b.id, action)
+        assert f"(runbooks/{b.id}.md)" in section and (REPO / "docs" / "runbooks" / f"{b.id}.md").is_file()
 
 
 def test_docs_metrics_md_is_current() -> None:

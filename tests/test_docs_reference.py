@@ -1,5 +1,6 @@
-"""docs/configuration.md and docs/receiver-api.md are generated (python -m optiinfra.docs): they are current,
-they name every flag with its environment twin and default, and every endpoint of the OpenAPI document."""
+"""docs/configuration.md, docs/receiver-api.md and docs/orchestrator-api.md are generated (python -m optiinfra.docs):
+they are current, they name every flag with its environment twin and default, and every endpoint of the OpenAPI
+documents."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import argparse
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from conftest import REPO
 
 from optiinfra import docs
+from optiinfra.alertmanager import contract
 from optiinfra.cli import build_parser, env_name
 from optiinfra.config import Config
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
 RECEIVER_API = REPO / "docs" / "receiver-api.md"
 OPENAPI = REPO / "alertmanager" / "openapi.json"
-STALE = "is stale: run `make generate` (python -m optiinfra.docs --out docs --openapi alertmanager/openapi.json)"
+ORCHESTRATOR_API = REPO / "docs" / "orchestrator-api.md"
+ORCHESTRATOR_OPENAPI = REPO / "alertmanager" / "orchestrator.openapi.json"
+STALE = "is stale: run `make generate`"
 
 
 def _commands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
@@ -98,7 +103,51 @@ def test_receiver_api_names_every_operation_status_and_schema() -> None:
         assert f"### `{name}`" in text
 
 
+def test_orchestrator_openapi_json_is_current() -> None:
+    assert ORCHESTRATOR_OPENAPI.read_text(encoding="utf-8") == contract.text(), f"{ORCHESTRATOR_OPENAPI} {STALE}"
+
+
+def test_orchestrator_api_md_is_current() -> None:
+    openapi = json.loads(ORCHESTRATOR_OPENAPI.read_text(encoding="utf-8"))
+    rendered = docs.render_orchestrator_api_md(openapi, contract.example_exchange())
+    assert ORCHESTRATOR_API.read_text(encoding="utf-8") == rendered, f"{ORCHESTRATOR_API} {STALE}"
+
+
+def test_orchestrator_api_names_every_operation_schema_and_the_plan_schema() -> None:
+    openapi = json.loads(ORCHESTRATOR_OPENAPI.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema({"$defs": openapi["components"]["schemas"]})
+    text = ORCHESTRATOR_API.read_text(encoding="utf-8")
+    operations = [(method, path) for path, ops in openapi["paths"].items() for method in ops]
+    assert {path for _, path in operations} == {"/api/v1/agents/register", "/api/v1/agents/heartbeat",
+                                                "/api/v1/plans", "/api/v1/plans/{plan_id}/rollback"}
+    for method, path in operations:
+        assert f"### `{method.upper()} {path}`" in text
+    assert "### `POST {endpoint}/api/v1/plans/{plan_id}/status`" in text
+    for name in openapi["components"]["schemas"]:
+        assert f"### `{name}`" in text
+    assert "(../alertmanager/plan.schema.json)" in text and (REPO / "alertmanager" / "plan.schema.json").is_file()
+
+
+def test_worked_exchange_bodies_follow_the_openapi_document() -> None:
+    """Every body of the documented exchange validates against the schema its endpoint names."""
+    openapi = json.loads(ORCHESTRATOR_OPENAPI.read_text(encoding="utf-8"))
+    schemas = openapi["components"]["schemas"]
+    by_path = {"/api/v1/agents/register": "Agent", "/api/v1/agents/heartbeat": "Heartbeat", "/api/v1/plans": "Plan",
+               "rollback": "RollbackRequest", "status": "StatusReport"}
+    exchange = contract.example_exchange()
+    assert [step["body"].get("status") for step in exchange if "/status" in step["path"]] == ["rolling_out",
+                                                                                             "completed"]
+    for step in exchange:
+        name = by_path.get(step["path"]) or by_path[step["path"].rsplit("/", 1)[1]]
+        schema = {"$ref": f"#/components/schemas/{name}", "components": {"schemas": schemas}}
+        jsonschema.Draft202012Validator(schema).validate(step["body"])
+        if name in ("Plan", "RollbackRequest"):
+            assert step["headers"]["Idempotency-Key"] == step["body"]["idempotency_key"]
+
+
 def test_written_files_are_the_rendered_ones(tmp_path: Path) -> None:
-    written = docs.write(tmp_path, OPENAPI)
-    assert {p.name for p in written} == {"metrics.md", "configuration.md", "receiver-api.md"}
+    written = docs.write(tmp_path, OPENAPI, ORCHESTRATOR_OPENAPI)
+    assert {p.name for p in written} == {"metrics.md", "configuration.md", "taxonomy.md", "receiver-api.md",
+                                         "orchestrator-api.md"}
+    assert (tmp_path / "taxonomy.md").read_text(encoding="utf-8") == docs.render_taxonomy_md()
     assert (tmp_path / "configuration.md").read_text(encoding="utf-8") == docs.render_configuration_md()
