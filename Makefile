@@ -52,7 +52,6 @@ pytest:
 
 # Regenerate every committed artifact (rules, dashboards, alertmanager config, docs).
 generate:
-	$(PY) -m optiinfra.alertmanager.contract
 	$(PY) -m optiinfra.docs --out docs --openapi alertmanager/openapi.json \
 	  --orchestrator-openapi alertmanager/orchestrator.openapi.json
 	$(PY) -m optiinfra.exporter.logsig > docs/log-signatures.md

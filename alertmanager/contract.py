@@ -6,13 +6,12 @@ back, the status report, described under ``webhooks`` and copied from the receiv
 (``openapi.json``). Request bodies come from the models the receiver sends (the plan's pydantic models, the
 agent document below); ``example_exchange()`` is one plan's messages, built from the same models.
 
-Regenerate with ``python -m optiinfra.alertmanager.contract`` (``make generate``); a test keeps it current, and
+``python -m optiinfra.docs --orchestrator-openapi FILE`` (``make generate``) writes it; a test keeps it current, and
 a test orchestrator written from the document validates every request a real receiver sends against it.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 from datetime import UTC, datetime
@@ -263,14 +262,3 @@ def example_exchange() -> list[dict[str, Any]]:
          "answer": 202},
     ]
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the orchestrator contract (OpenAPI 3.1).")
-    parser.add_argument("--out", type=Path, default=OPENAPI_PATH, help="output path (default: the package copy)")
-    args = parser.parse_args(argv)
-    args.out.write_text(text(), encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

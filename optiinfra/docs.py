@@ -520,19 +520,21 @@ def render_taxonomy_md() -> str:
 
 
 def write(out_dir: Path, openapi: Path | None = None, orchestrator_openapi: Path | None = None) -> list[Path]:
-    """Write the reference docs; ``receiver-api.md`` / ``orchestrator-api.md`` too when their OpenAPI file is
-    given."""
+    """Write the reference docs; ``receiver-api.md`` from the receiver's OpenAPI file when given; the
+    orchestrator contract's OpenAPI file (written here, from ``alertmanager/contract.py``) and
+    ``orchestrator-api.md`` when its path is given."""
     out_dir.mkdir(parents=True, exist_ok=True)
     docs = {"metrics.md": render_metrics_md(), "configuration.md": render_configuration_md(),
             "taxonomy.md": render_taxonomy_md()}
     if openapi is not None:
         docs["receiver-api.md"] = render_receiver_api_md(json.loads(openapi.read_text(encoding="utf-8")))
-    if orchestrator_openapi is not None:
-        from optiinfra.alertmanager.contract import example_exchange  # noqa: PLC0415
-
-        docs["orchestrator-api.md"] = render_orchestrator_api_md(
-            json.loads(orchestrator_openapi.read_text(encoding="utf-8")), example_exchange())
     written = []
+    if orchestrator_openapi is not None:
+        from optiinfra.alertmanager import contract  # noqa: PLC0415
+
+        orchestrator_openapi.write_text(contract.text(), encoding="utf-8")
+        written.append(orchestrator_openapi)
+        docs["orchestrator-api.md"] = render_orchestrator_api_md(contract.openapi(), contract.example_exchange())
     for name, text in docs.items():
         path = out_dir / name
         path.write_text(text, encoding="utf-8")
@@ -546,8 +548,8 @@ def main() -> None:
     parser.add_argument("--openapi", type=Path, default=None,
                         help="the receiver's OpenAPI document (alertmanager/openapi.json) for receiver-api.md")
     parser.add_argument("--orchestrator-openapi", type=Path, default=None,
-                        help="the orchestrator contract (alertmanager/orchestrator.openapi.json) for "
-                             "orchestrator-api.md")
+                        help="where to write the orchestrator contract (alertmanager/orchestrator.openapi.json); "
+                             "also writes orchestrator-api.md")
     args = parser.parse_args()
     for path in write(args.out, args.openapi, args.orchestrator_openapi):
         print(path)

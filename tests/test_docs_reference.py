@@ -146,8 +146,11 @@ def test_worked_exchange_bodies_follow_the_openapi_document() -> None:
 
 
 def test_written_files_are_the_rendered_ones(tmp_path: Path) -> None:
-    written = docs.write(tmp_path, OPENAPI, ORCHESTRATOR_OPENAPI)
+    orchestrator_openapi = tmp_path / "orchestrator.openapi.json"
+    written = docs.write(tmp_path, OPENAPI, orchestrator_openapi)
     assert {p.name for p in written} == {"metrics.md", "configuration.md", "taxonomy.md", "receiver-api.md",
-                                         "orchestrator-api.md"}
+                                         "orchestrator-api.md", "orchestrator.openapi.json"}
+    assert orchestrator_openapi.read_text(encoding="utf-8") == ORCHESTRATOR_OPENAPI.read_text(encoding="utf-8")
+    assert (tmp_path / "orchestrator-api.md").read_text(encoding="utf-8") == ORCHESTRATOR_API.read_text("utf-8")
     assert (tmp_path / "taxonomy.md").read_text(encoding="utf-8") == docs.render_taxonomy_md()
     assert (tmp_path / "configuration.md").read_text(encoding="utf-8") == docs.render_configuration_md()
