@@ -21,7 +21,8 @@ Decisions:
   taken from it, so ``plan.target.key()`` always equals ``target_of(alert labels).key()``.
 - The first action of the taxonomy entry's ``actions`` whose engine knob exists, is not blocked (rolled back on
   this target), not cooling (changed within the cooldown) and is valid wins. Blocked and cooling are checked
-  against the action's ``knob`` id (see ``knobs``); ``ctx`` holds them for this target only.
+  against the action's ``knob`` id (the setting's key in ``optiinfra.engines``); ``ctx`` holds them for this
+  target only. A knob whose setting is newer than the running engine (``version`` label) is skipped.
 - One knob per plan: a single change is what a rollback, the no-retry list and the expected-impact check can
   attribute an effect to; bundling would also restart the engine for several risks at once.
 - Known current value: ``from`` is it, ``to`` the new value, clamped to the knob's bounds. Unknown: ``from`` is
@@ -30,7 +31,8 @@ Decisions:
   on by default (prefix caching) or whose default is the cap (TGI ``--cuda-memory-fraction`` 1.0) are proposed
   only when the current value is known.
 - Validity: the new value must move in the knob's direction within its bounds, and the config after the change
-  (every known value) must satisfy the engine's constraints (``knobs.violations``). Otherwise the next action.
+  (every known value) must satisfy the engine's constraints (``EngineVocabulary.violations``). Otherwise the
+  next action.
 - ``requires_approval = risk != "low" or not ctx.auto_approve_low_risk``; the initial status follows from it.
 - ``idempotency_key`` is a hash of (fingerprint, startsAt, actions): a re-plan of the same episode yields the same
   key. ``plan_id`` is a fresh uuid4: unique even when a cleared knob is proposed again for the same episode.
@@ -46,8 +48,8 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Literal, cast, get_args
 
-from optiinfra import taxonomy
-from optiinfra.metrics import ENGINES, Engine
+from optiinfra import engines, taxonomy
+from optiinfra.metrics import ENGINES
 from optiinfra.taxonomy import ActionId, Bottleneck
 
 from . import knobs
@@ -178,11 +180,13 @@ def plan_for(episode: AlertEpisode, ctx: PlanningContext) -> Plan | Diagnosis:
     if target is None:
         return diagnosis("the alert names no pod, deployment or instance to act on")
 
-    config = knobs.current_config(target.engine, ctx.engine_config, labels) if target.engine else {}
+    vocab = engines.VOCABULARY[target.engine] if target.engine else None
+    config = vocab.current_config(ctx.engine_config, labels) if vocab else {}
     evidence.values.update(config)
+    version = ctx.engine_config.get("version") or labels.get("version", "")
     skipped: list[str] = []
     for action_id in entry.actions:
-        found = _first_action(action_id, target.engine, config, ctx, skipped)
+        found = _first_action(action_id, vocab, config, ctx, skipped, version=version)
         if found is None:
             continue
         action, risk, effect = found
@@ -207,8 +211,8 @@ def _severity(labels: Mapping[str, str], entry: Bottleneck) -> Severity:
     return cast(Severity, value) if value in _SEVERITIES else entry.severity
 
 
-def _first_action(action_id: ActionId, engine: Engine | None, config: Mapping[str, Value], ctx: PlanningContext,
-                  skipped: list[str]) -> tuple[Action, Risk, str] | None:
+def _first_action(action_id: ActionId, vocab: engines.EngineVocabulary | None, config: Mapping[str, Value],
+                  ctx: PlanningContext, skipped: list[str], *, version: str) -> tuple[Action, Risk, str] | None:
     ops = knobs.OPS_ACTIONS.get(action_id)
     if ops is not None:
         if reason := _held(ops.knob, ctx):
@@ -217,28 +221,27 @@ def _first_action(action_id: ActionId, engine: Engine | None, config: Mapping[st
         action = Action(kind=ops.kind, name=ops.name, knob=ops.knob, to=ops.to, relative=ops.relative,
                         min_value=ops.minimum, restart_required=ops.restart_required)
         return action, ops.risk, ops.effect
-    if engine is None:
+    if vocab is None:
         skipped.append(f"{action_id}: the engine is unknown (no engine label, no llm_engine_info)")
         return None
-    candidates = knobs.candidates(action_id, engine)
+    candidates = vocab.candidates(action_id)
     if not candidates:
-        why = knobs.NO_KNOB.get((action_id, engine), f"{engine} has no flag for it")
-        skipped.append(f"{action_id}: {why}")
+        skipped.append(f"{action_id}: " + vocab.no_knob.get(action_id, f"{vocab.engine} has no flag for it"))
         return None
     for knob in candidates:
-        if reason := _held(knob.knob, ctx):
+        if reason := _held(knob.key, ctx) or vocab.too_old(knob, version):
             skipped.append(f"{action_id} ({knob.flag}): {reason}")
             continue
-        proposed = _propose(knob, config.get(knob.knob), knobs.bounds(knob, config))
+        proposed = _propose(knob, config.get(knob.key), vocab.bounds(knob, config))
         if isinstance(proposed, str):
             skipped.append(f"{action_id} ({knob.flag}): {proposed}")
             continue
         if not proposed.relative:
-            problems = knobs.violations(engine, {**config, knob.knob: proposed.to})
+            problems = vocab.violations({**config, knob.key: proposed.to})
             if problems:
                 skipped.append(f"{action_id} ({knob.flag} -> {proposed.to}): violates " + "; ".join(problems))
                 continue
-        return proposed, knob.risk, knob.effect
+        return proposed, knob.lever.risk, knob.lever.effect
     return None
 
 
@@ -250,49 +253,51 @@ def _held(knob: str, ctx: PlanningContext) -> str:
     return ""
 
 
-def _propose(knob: knobs.Knob, current: Value | None, limits: tuple[float | None, float | None]) -> Action | str:
+def _propose(knob: engines.Knob, current: Value | None, limits: tuple[float | None, float | None]) -> Action | str:
     """The action for one knob given its current value, or why it does not apply.
 
     A relative change carries ``limits`` (the knob's bounds tightened by related known values) for the
     orchestrator's clamp; a known value is clamped to the knob's own bounds only and then checked against the
     engine's constraints by the caller, so a change that breaks one is reported, not silently shrunk.
     """
-    base = {"kind": knob.kind, "name": knob.flag, "knob": knob.knob, "restart_required": knob.restart_required}
-    if knob.needs_current and current is None:
-        return f"current {knob.knob} unknown; proposed only when known (default {knob.default})"
-    if knob.is_set:
-        wanted = knob.set_value
+    lever, change = knob.lever, knob.lever.change
+    base = {"kind": knob.kind, "name": knob.flag, "knob": knob.key, "restart_required": True}
+    if lever.needs_current and current is None:
+        return f"current {knob.key} unknown; proposed only when known (default {knob.setting.default})"
+    wanted = knob.set_value
+    if wanted is not None:
         if current is not None:
             text = str(current).lower()
-            if current == wanted or any(text.startswith(p) for p in knob.done_prefixes):
+            if current == wanted or any(text.startswith(p) for p in lever.done_prefixes):
                 return f"already {current}"
-            if knob.only_when_unset and text not in ("", "none", "null", "false", "0"):
+            if lever.only_when_unset and text not in ("", "none", "null", "false", "0"):
                 return f"already set to {current}"
         return Action.model_validate({**base, "from": current, "to": wanted})
     if current is None or isinstance(current, bool | str):
         low, high = limits
         if low is not None and high is not None and low > high:
-            return f"no valid value: its constraints need {low:g} <= {knob.knob} <= {high:g}"
-        return Action.model_validate({**base, "from": None, "to": knob.change, "relative": True,
+            return f"no valid value: its constraints need {low:g} <= {knob.key} <= {high:g}"
+        return Action.model_validate({**base, "from": None, "to": change, "relative": True,
                                       "min_value": low, "max_value": high})
-    step = float(knob.change[1:])
-    upward = knob.change.startswith("+") or (knob.change.startswith("x") and step > 1)
-    raw = current * step if knob.change.startswith("x") else current + (step if upward else -step)
-    if knob.minimum is not None:
-        raw = max(raw, knob.minimum)
-    if knob.maximum is not None:
-        raw = min(raw, knob.maximum)
+    step = float(change[1:])
+    upward = change.startswith("+") or (change.startswith("x") and step > 1)
+    raw = current * step if change.startswith("x") else current + (step if upward else -step)
+    if lever.minimum is not None:
+        raw = max(raw, lever.minimum)
+    if lever.maximum is not None:
+        raw = min(raw, lever.maximum)
     new: int | float
-    if knob.value_type == "int":
+    if knob.setting.type == "int":
         new = round(raw)
-        if knob.change.startswith("x") and new == current:
+        if change.startswith("x") and new == current:
             new = current + (1 if upward else -1)
-            if (knob.maximum is not None and new > knob.maximum) or (knob.minimum is not None and new < knob.minimum):
+            low, high = lever.minimum, lever.maximum
+            if (high is not None and new > high) or (low is not None and new < low):
                 new = current
     else:
         new = round(raw, 4)
     if (upward and new <= current) or (not upward and new >= current):
-        bound = knob.maximum if upward else knob.minimum
+        bound = lever.maximum if upward else lever.minimum
         return f"{current} is already at or beyond its {'cap' if upward else 'floor'} {bound}"
     return Action.model_validate({**base, "from": current, "to": new})
 

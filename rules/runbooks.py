@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from optiinfra import engines
 from optiinfra import taxonomy as tx
 from optiinfra.config import SLI_HISTOGRAMS, load_config
 from optiinfra.metrics import NATIVE_BUCKETS
@@ -31,32 +32,35 @@ class Prose:
     """How to confirm it on the dashboards (names the dashboards and the series behind the panels)."""
 
 
-#: What each abstract plan action does (the planner maps it to the engine's real flag).
+#: What each abstract plan action does; the runbook adds the flags it turns per engine (``optiinfra.engines``).
 ACTION_TEXT: Mapping[str, str] = MappingProxyType({
-    "kv_memory_up": "give the KV cache more GPU memory (vLLM `gpu_memory_utilization`, SGLang "
-                    "`mem_fraction_static`, TGI `cuda_memory_fraction` up, within the GPU's free headroom)",
-    "kv_cache_dtype_fp8": "store the KV cache in fp8 (`kv_cache_dtype fp8`): about twice the tokens per GB",
+    "kv_memory_up": "give the KV cache more GPU memory, within the GPU's free headroom",
+    "kv_cache_dtype_fp8": "store the KV cache in fp8: about twice the tokens per GB",
     "enable_prefix_caching": "turn prefix caching on where it is off",
-    "max_num_seqs_down": "admit fewer concurrent sequences (`max_num_seqs` / `max_running_requests` down)",
-    "max_num_seqs_up": "admit more concurrent sequences (`max_num_seqs` / `max_running_requests` / "
-                       "`max_concurrent_requests` up)",
-    "batched_tokens_down": "lower the per-step token budget (`max_num_batched_tokens` / `max_batch_total_tokens`)",
-    "batched_tokens_up": "raise the per-step token budget (`max_num_batched_tokens` / `max_batch_total_tokens`)",
-    "prefill_chunk_up": "larger prefill chunks (`max_num_batched_tokens`, `chunked_prefill_size`, "
-                        "`max_batch_prefill_tokens`)",
+    "max_num_seqs_down": "admit fewer concurrent sequences",
+    "max_num_seqs_up": "admit more concurrent sequences",
+    "batched_tokens_down": "lower the per-step token budget",
+    "batched_tokens_up": "raise the per-step token budget",
+    "prefill_chunk_up": "larger prefill chunks",
     "prefill_chunk_down": "smaller prefill chunks, so long prompts interrupt decode less",
-    "weight_quantization_fp8": "quantize the weights to fp8 (high risk: quality must be re-validated)",
-    "tensor_parallel_up": "shard the model over more GPUs (tensor parallelism up)",
-    "tensor_parallel_down": "shard the model over fewer GPUs (tensor parallelism down)",
+    "weight_quantization_fp8": "quantize the weights to fp8; high risk: quality must be re-validated",
+    "tensor_parallel_up": "shard the model over more GPUs",
+    "tensor_parallel_down": "shard the model over fewer GPUs",
     "speculative_decoding": "turn on speculative decoding",
-    "cpu_kv_offload": "offload KV cache to CPU memory (LMCache), so evicted prefixes can be reused",
-    "lpm_schedule_policy": "SGLang: schedule by longest prefix match (`schedule_policy lpm`)",
-    "kv_memory_down": "give the KV cache less GPU memory (memory fraction down) to leave room for activations",
+    "cpu_kv_offload": "offload KV cache to CPU memory, so evicted prefixes can be reused",
+    "lpm_schedule_policy": "schedule by longest prefix match",
+    "kv_memory_down": "give the KV cache less GPU memory to leave room for activations",
     "max_model_len_down": "lower the maximum context length",
     "scale_out": "add replicas",
     "consolidate_replicas": "remove replicas and move their traffic to the others",
     "restart_pod": "restart the pod",
 })
+
+
+def _action_text(action: tx.ActionId) -> str:
+    flags = engines.VOCABULARY.flags_text(action)
+    return ACTION_TEXT[action] + (f" ({flags})" if flags else "")
+
 
 _Q = "`pod_model:{}:p95_rate5m`"
 
@@ -212,7 +216,7 @@ def render(b: tx.Bottleneck) -> str:
     lines += ["## What the plan will do", ""]
     if b.actions:
         lines += ["The receiver proposes the first of these that applies to the engine, in this order:", ""]
-        lines += [f"{i}. `{a}`: {ACTION_TEXT[a]}." for i, a in enumerate(b.actions, 1)]
+        lines += [f"{i}. `{a}`: {_action_text(a)}." for i, a in enumerate(b.actions, 1)]
     else:
         lines += ["Nothing: this alert is a diagnosis record; no automatic plan is proposed."]
     if b.inhibits:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optiinfra import metrics, taxonomy
+from optiinfra.engines import VOCABULARY
 from optiinfra.alertmanager import knobs
 from optiinfra.alertmanager.plan import SCHEMA_PATH, Diagnosis, Plan, Target, schema_text
 from optiinfra.alertmanager.planner import EXPECTED_IMPACT, AlertEpisode, PlanningContext, plan_for, target_of
@@ -142,7 +143,7 @@ def test_vllm_constraint_violation_moves_to_the_next_action() -> None:
     plan = plan_for(episode("queue_buildup"), ctx(engine_config=config))
     assert isinstance(plan, Plan)
     assert (plan.actions[0].name, plan.actions[0].from_, plan.actions[0].to) == ("--max-num-batched-tokens", 256, 512)
-    assert "max_num_batched_tokens=256 < max_num_seqs=384" in plan.rationale
+    assert "max_num_seqs=384 must be <= max_num_batched_tokens=256" in plan.rationale
 
 
 def test_tgi_constraint_violation_and_no_action_left_gives_a_diagnosis() -> None:
@@ -162,12 +163,12 @@ def test_tgi_constraint_violation_and_no_action_left_gives_a_diagnosis() -> None
 
 
 def test_violations_cover_fractions_and_integers() -> None:
-    assert knobs.violations("vllm", {"gpu_memory_utilization": 1.2})
-    assert knobs.violations("vllm", {"gpu_memory_utilization": 0.0})
-    assert not knobs.violations("tgi", {"cuda_memory_fraction": 1.0})
-    assert knobs.violations("sglang", {"max_running_requests": 0})
-    assert not knobs.violations("sglang", {"chunked_prefill_size": -1})
-    assert not knobs.violations("vllm", {"max_num_seqs": 256, "max_num_batched_tokens": 8192})
+    assert VOCABULARY["vllm"].violations({"gpu_memory_utilization": 1.2})
+    assert VOCABULARY["vllm"].violations({"gpu_memory_utilization": 0.0})
+    assert not VOCABULARY["tgi"].violations({"cuda_memory_fraction": 1.0})
+    assert VOCABULARY["sglang"].violations({"max_running_requests": 0})
+    assert not VOCABULARY["sglang"].violations({"chunked_prefill_size": -1})
+    assert not VOCABULARY["vllm"].violations({"max_num_seqs": 256, "max_num_batched_tokens": 8192})
 
 
 def test_blocked_and_cooling_knobs_are_skipped() -> None:
@@ -316,16 +317,15 @@ def test_knob_catalogue_covers_every_taxonomy_action_per_engine() -> None:
     used = {a for b in taxonomy.BOTTLENECKS for a in b.actions}
     for action in used:
         for engine in ENGINES:
-            covered = (knobs.candidates(action, engine) or action in knobs.OPS_ACTIONS
-                       or (action, engine) in knobs.NO_KNOB)
+            covered = (VOCABULARY[engine].candidates(action) or action in knobs.OPS_ACTIONS
+                       or action in VOCABULARY[engine].no_knob)
             assert covered, (action, engine)
-    for knob in knobs.all_knobs():
-        assert knob.knob in knobs.CONFIG_KEYS[knob.engine], knob
+    for knob in VOCABULARY.knobs():
         assert knob.flag in REAL_FLAGS[knob.engine], knob
-        assert knob.risk in ("low", "medium", "high")
-        if knob.action in ("weight_quantization_fp8", "tensor_parallel_up", "tensor_parallel_down"):
-            assert knob.risk == "high", knob
-    lookups = {lk.lstrip("!") for keys in knobs.CONFIG_KEYS.values() for ks in keys.values() for lk in ks}
+        assert knob.lever.risk in ("low", "medium", "high")
+        if knob.lever.action in ("weight_quantization_fp8", "tensor_parallel_up", "tensor_parallel_down"):
+            assert knob.lever.risk == "high", knob
+    lookups = {lk.lstrip("!") for vocab in VOCABULARY for s in vocab.settings for lk in s.lookups}
     # Every llm_engine_info config label the planner can use is read for some engine.
     assert {"gpu_memory_utilization", "cache_dtype", "enable_prefix_caching", "max_num_seqs",
             "max_num_batched_tokens", "max_model_len", "tensor_parallel_size", "quantization"} <= lookups
@@ -341,8 +341,8 @@ def test_expected_impact_names_catalogue_metrics() -> None:
 
 def _config_values(engine: str) -> st.SearchStrategy[dict[str, str]]:
     values: dict[str, st.SearchStrategy[str]] = {}
-    for key in knobs.CONFIG_KEYS[engine]:  # type: ignore[index]
-        kind = knobs.value_type(engine, key)  # type: ignore[arg-type]
+    for setting in VOCABULARY[engine].settings:  # type: ignore[index]
+        key, kind = setting.key, setting.type
         if kind == "float":
             values[key] = st.floats(0.05, 1.2).map(lambda v: f"{v:.3f}")
         elif kind == "int":
@@ -359,7 +359,7 @@ def planning_inputs(draw: st.DrawFn) -> tuple[AlertEpisode, PlanningContext]:
     engine = draw(st.sampled_from(ENGINES))
     bottleneck = draw(st.sampled_from([b.id for b in taxonomy.BOTTLENECKS]))
     config = draw(_config_values(engine))
-    all_knob_ids = sorted({k.knob for k in knobs.all_knobs()} | {"replicas", "restart"})
+    all_knob_ids = sorted({k.key for k in VOCABULARY.knobs()} | {"replicas", "restart"})
     blocked = draw(st.frozensets(st.sampled_from(all_knob_ids), max_size=4))
     cooling = draw(st.frozensets(st.sampled_from(all_knob_ids), max_size=4))
     return episode(bottleneck, engine), ctx(engine_config=config, blocked_knobs=blocked, cooling_knobs=cooling,
@@ -384,7 +384,7 @@ def test_every_plan_is_valid_for_any_known_config(inputs: tuple[AlertEpisode, Pl
         if action.min_value is not None and action.max_value is not None:
             assert action.min_value <= action.max_value
     elif action.kind in ("engine_arg", "engine_env"):
-        known = knobs.current_config(engine, context.engine_config)
-        assert knobs.violations(engine, {**known, action.knob: action.to}) == []
+        known = VOCABULARY[engine].current_config(context.engine_config)
+        assert VOCABULARY[engine].violations({**known, action.knob: action.to}) == []
         assert action.to != action.from_
     assert result.requires_approval == (result.risk != "low" or not context.auto_approve_low_risk)

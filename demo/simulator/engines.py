@@ -11,11 +11,12 @@ summary for skipped tokens, ``tgi_batch_max_total_tokens`` without HELP.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import fields
 from typing import Any, cast
 
 from prometheus_client import utils as _pc_utils
 
+from optiinfra import engines
 from optiinfra.exporter.exposition import escape, escape_help, format_value
 from optiinfra.metrics import NATIVE_BUCKETS, Engine
 
@@ -24,7 +25,6 @@ from .model import FINISH_REASONS, KV_DTYPES, EngineConfig, Histogram, LoadModel
 floatToGoString = cast(Callable[[float], str], _pc_utils.floatToGoString)
 """prometheus_client's own float rendering (what vLLM and SGLang emit)."""
 
-VERSIONS: Mapping[Engine, str] = {"vllm": "0.26.0", "sglang": "0.5.16", "tgi": "3.3.7"}
 
 
 def _one_two_five(limit: int) -> tuple[float, ...]:
@@ -100,88 +100,75 @@ def tgi_max_input_tokens(config: EngineConfig) -> int:
 
 
 # --- config keys ------------------------------------------------------------------------------------
+# The settings the simulator models are the vocabulary's rows with a ``sim`` field (an EngineConfig field,
+# negated with the row), addressed by flag name (``mem_fraction_static``, ``disable_radix_cache``).
 
-@dataclass(frozen=True)
-class Knob:
-    field: str
-    """EngineConfig field."""
-    kind: type
-    invert: bool = False
-    """A boolean stored inverted (SGLang ``disable_radix_cache`` = not enable_prefix_caching)."""
-
-
-KNOBS: Mapping[Engine, Mapping[str, Knob]] = {
-    "vllm": {
-        "gpu_memory_utilization": Knob("gpu_memory_utilization", float),
-        "max_num_seqs": Knob("max_num_seqs", int),
-        "max_num_batched_tokens": Knob("max_num_batched_tokens", int),
-        "enable_prefix_caching": Knob("enable_prefix_caching", bool),
-        "kv_cache_dtype": Knob("kv_cache_dtype", str),
-        "block_size": Knob("block_size", int),
-        "max_model_len": Knob("max_model_len", int),
-    },
-    "sglang": {
-        "mem_fraction_static": Knob("gpu_memory_utilization", float),
-        "max_running_requests": Knob("max_num_seqs", int),
-        "chunked_prefill_size": Knob("max_num_batched_tokens", int),
-        "disable_radix_cache": Knob("enable_prefix_caching", bool, invert=True),
-        "kv_cache_dtype": Knob("kv_cache_dtype", str),
-        "page_size": Knob("block_size", int),
-        "context_length": Knob("max_model_len", int),
-    },
-    "tgi": {
-        "cuda_memory_fraction": Knob("gpu_memory_utilization", float),
-        "max_concurrent_requests": Knob("max_num_seqs", int),
-        "max_batch_prefill_tokens": Knob("max_num_batched_tokens", int),
-        "max_batch_total_tokens": Knob("max_batch_total_tokens", int),
-        "kv_cache_dtype": Knob("kv_cache_dtype", str),
-        "max_total_tokens": Knob("max_model_len", int),
-    },
-}
+_FIELDS = {f.name for f in fields(EngineConfig)}
+for _vocab in engines.VOCABULARY:
+    for _setting in _vocab.settings:
+        if _setting.sim is not None and _setting.sim not in _FIELDS:
+            raise engines.VocabularyError(f"{_vocab.engine} setting {_setting.key!r}: the simulator has no "
+                                          f"EngineConfig field {_setting.sim!r}")
 
 
-def normalize_key(key: str) -> str:
-    """``--gpu-memory-utilization`` and ``gpu-memory-utilization`` both mean ``gpu_memory_utilization``."""
-    return key.lstrip("-").replace("-", "_")
+def simulated(engine: Engine) -> dict[str, engines.Setting]:
+    """Flag name -> setting, for the settings the simulator models on ``engine``."""
+    return {s.name: s for s in engines.VOCABULARY[engine].settings if s.sim is not None}
+
+
+def _typed(setting: engines.Setting, value: object) -> object:
+    key = setting.name
+    if setting.type == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false")
+        return (not value) if setting.negated else value
+    if setting.type == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} must be an integer")
+        return value
+    if setting.type == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{key} must be a number")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string")
+    if setting.sim == "kv_cache_dtype" and value not in KV_DTYPES:
+        raise ValueError(f"{key} must be one of {', '.join(KV_DTYPES)}")
+    return value
 
 
 def parse_changes(engine: Engine, body: object) -> dict[str, object]:
     """Engine-native {key: value} -> EngineConfig field changes. Raises ValueError naming what to fix."""
     if not isinstance(body, dict) or not body:
         raise ValueError('send a non-empty JSON object of engine settings, e.g. {"gpu_memory_utilization": 0.95}')
-    knobs = KNOBS[engine]
+    known = simulated(engine)
     changes: dict[str, object] = {}
     for raw_key, value in body.items():
-        key = normalize_key(str(raw_key))
-        knob = knobs.get(key)
-        if knob is None:
-            raise ValueError(f"unknown {engine} setting {raw_key!r}; known: {', '.join(sorted(knobs))}")
-        if knob.kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"{key} must be true or false")
-            changes[knob.field] = (not value) if knob.invert else value
-        elif knob.kind is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{key} must be an integer")
-            changes[knob.field] = value
-        elif knob.kind is float:
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{key} must be a number")
-            changes[knob.field] = float(value)
-        else:
-            if not isinstance(value, str):
-                raise ValueError(f"{key} must be a string")
-            if value not in KV_DTYPES:
-                raise ValueError(f"{key} must be one of {', '.join(KV_DTYPES)}")
-            changes[knob.field] = value
+        setting = known.get(engines.flag_name(str(raw_key)))
+        if setting is None:
+            raise ValueError(f"unknown {engine} setting {raw_key!r}; known: {', '.join(sorted(known))}")
+        assert setting.sim is not None
+        changes[setting.sim] = _typed(setting, value)
     return changes
 
 
 def native_config(engine: Engine, config: EngineConfig) -> dict[str, object]:
+    """The modelled settings by flag name, as the engine would report them."""
     out: dict[str, object] = {}
-    for key, knob in KNOBS[engine].items():
-        value = getattr(config, knob.field)
-        out[key] = (not value) if knob.invert else value
+    for key, setting in simulated(engine).items():
+        value = getattr(config, setting.sim or "")
+        out[key] = (not value) if setting.negated else value
+    return out
+
+
+def reported(engine: Engine, source: str, config: EngineConfig) -> dict[str, object]:
+    """The modelled settings an info source reports, by the engine's own info keys (unset values left out)."""
+    out: dict[str, object] = {}
+    for setting in engines.VOCABULARY[engine].settings:
+        if setting.sim is not None and setting.source == source and setting.info:
+            value = getattr(config, setting.sim)
+            if value is not None:
+                out[setting.info[0]] = (not value) if setting.negated else value
     return out
 
 
@@ -349,9 +336,8 @@ def _n_histogram(finished: int) -> Histogram:
 def cache_config_labels(model: LoadModel) -> dict[str, str]:
     cfg = model.config
     return {
-        "_block_size_resolved": "True", "block_size": str(cfg.block_size), "cache_dtype": cfg.kv_cache_dtype,
-        "calculate_kv_scales": "False", "enable_prefix_caching": str(cfg.enable_prefix_caching), "engine": "0",
-        "gpu_memory_utilization": str(cfg.gpu_memory_utilization), "is_attention_free": "False",
+        **{key: str(value) for key, value in reported("vllm", "vllm:cache_config_info", cfg).items()},
+        "_block_size_resolved": "True", "calculate_kv_scales": "False", "engine": "0", "is_attention_free": "False",
         "kv_cache_dtype_skip_layers": "[]",
         "kv_cache_max_concurrency": str(round(model.capacity_tokens / cfg.max_model_len, 4)),
         "kv_cache_memory_bytes": "None", "kv_cache_size_tokens": str(model.capacity_tokens),
@@ -480,31 +466,26 @@ def info_routes(engine: Engine) -> tuple[str, ...]:
 
 
 def info_payload(engine: Engine, path: str, model: LoadModel, model_name: str, created: float) -> dict[str, Any]:
-    cfg = model.config
+    cfg, version = model.config, engines.VOCABULARY[engine].checked
     if path == "/version":
-        return {"version": VERSIONS["vllm"]}
+        return {"version": version}
     if path == "/v1/models":
         return {"object": "list", "data": [{
             "id": model_name, "object": "model", "created": int(created), "owned_by": "vllm", "root": model_name,
-            "parent": None, "max_model_len": cfg.max_model_len}]}
+            "parent": None, **reported("vllm", path, cfg)}]}
     if path == "/get_model_info":
         return {"model_path": model_name, "tokenizer_path": model_name, "is_generation": True}
     if path == "/get_server_info":
         return {
-            "model_path": model_name, "served_model_name": model_name, "version": VERSIONS["sglang"],
-            "mem_fraction_static": cfg.gpu_memory_utilization, "max_running_requests": cfg.max_num_seqs,
-            "chunked_prefill_size": cfg.max_num_batched_tokens, "page_size": cfg.block_size,
-            "kv_cache_dtype": cfg.kv_cache_dtype, "disable_radix_cache": not cfg.enable_prefix_caching,
-            "context_length": cfg.max_model_len, "tp_size": 1, "dp_size": 1, "pp_size": 1,
-            "schedule_policy": "fcfs", "max_total_num_tokens": model.capacity_tokens,
+            "model_path": model_name, "served_model_name": model_name, "version": version,
+            "tp_size": 1, "dp_size": 1, "pp_size": 1, "schedule_policy": "fcfs",
+            "max_total_num_tokens": model.capacity_tokens, **reported("sglang", path, cfg),
         }
     return {
         "model_id": model_name, "model_sha": None, "model_pipeline_tag": "text-generation",
-        "max_concurrent_requests": cfg.max_num_seqs, "max_best_of": 2, "max_stop_sequences": 4,
-        "max_input_tokens": tgi_max_input_tokens(cfg), "max_total_tokens": cfg.max_model_len,
-        "max_batch_total_tokens": model.capacity_tokens, "max_batch_prefill_tokens": cfg.max_num_batched_tokens,
-        "max_waiting_tokens": 20, "waiting_served_ratio": 0.3, "validation_workers": 2,
-        "max_client_batch_size": 4, "router": "text-generation-router", "version": VERSIONS["tgi"],
+        "max_best_of": 2, "max_stop_sequences": 4, "max_input_tokens": tgi_max_input_tokens(cfg),
+        "max_batch_total_tokens": model.capacity_tokens, "max_waiting_tokens": 20, "waiting_served_ratio": 0.3,
+        "validation_workers": 2, "max_client_batch_size": 4, "router": "text-generation-router", "version": version,
         "sha": None, "docker_label": None, "cuda_memory_fraction": cfg.gpu_memory_utilization,
-        "kv_cache_dtype": cfg.kv_cache_dtype,
+        "kv_cache_dtype": cfg.kv_cache_dtype, **reported("tgi", path, cfg),
     }

@@ -10,8 +10,8 @@ scrape.
 ``llm_engine_info`` is built from ``vllm:cache_config_info`` labels in the payload, the engine's info
 endpoints (vLLM ``/version`` and ``/v1/models``, TGI ``/info``, SGLang ``/get_server_info``; fetched at start
 and at most every ``info_interval`` seconds in the background; their failure never fails a scrape) and
-``--engine-config`` overrides. Only ``ENGINE_INFO_LABELS`` (plus engine and model) are emitted; ``INFO_KEYS``
-maps each engine's own key names onto them.
+``--engine-config`` overrides. Only ``ENGINE_INFO_LABELS`` (plus engine and model) are emitted; the engine
+vocabulary (``optiinfra.engines``) names the info endpoints and maps each engine's own key names onto them.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Final
 
 import aiohttp
 from yarl import URL
 
+from optiinfra import engines
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.exposition import Family, render_all
 from optiinfra.exporter.transform import EngineTransform, TransformResult, detect_engine
@@ -40,58 +40,15 @@ DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
 DEFAULT_INFO_INTERVAL: Final = 60.0
 _CHUNK = 64 * 1024
 
-#: Info endpoints per engine: every group is read; within a group the first path that answers JSON wins.
-INFO_PATHS: Mapping[Engine, tuple[tuple[str, ...], ...]] = MappingProxyType({
-    "vllm": (("/version",), ("/v1/models",)),
-    "tgi": (("/info",),),
-    "sglang": (("/get_server_info", "/server_info"),),
-})
-
-#: The engine's own config key -> ``llm_engine_info`` label (``ENGINE_INFO_LABELS``, or ``model``).
-INFO_KEYS: Mapping[Engine, Mapping[str, str]] = MappingProxyType({
-    "vllm": MappingProxyType({
-        "version": "version", "block_size": "block_size", "cache_dtype": "cache_dtype",
-        "enable_prefix_caching": "enable_prefix_caching", "gpu_memory_utilization": "gpu_memory_utilization",
-        "max_model_len": "max_model_len",  # /v1/models
-    }),
-    "tgi": MappingProxyType({
-        "model_id": "model", "version": "version", "max_concurrent_requests": "max_num_seqs",
-        "max_total_tokens": "max_model_len", "max_input_tokens": "max_input_tokens",
-        "max_input_length": "max_input_tokens", "max_batch_total_tokens": "max_batch_total_tokens",
-        "max_batch_prefill_tokens": "max_batch_prefill_tokens",
-    }),
-    "sglang": MappingProxyType({
-        "version": "version", "mem_fraction_static": "gpu_memory_utilization",
-        "max_running_requests": "max_num_seqs", "chunked_prefill_size": "max_num_batched_tokens",
-        "page_size": "block_size", "tp_size": "tensor_parallel_size", "kv_cache_dtype": "cache_dtype",
-        "quantization": "quantization", "context_length": "max_model_len",
-        "enable_prefix_caching": "enable_prefix_caching",  # from disable_radix_cache, see map_info
-    }),
-})
-
 _HELP = {m.name: m.help for m in SIDECAR_METRICS}
 
 
-def _info_value(value: object) -> str | None:
-    if value is None or isinstance(value, dict | list):
-        return None
-    return str(value)
-
-
 def map_info(engine: Engine, raw: Mapping[str, object]) -> dict[str, str]:
-    """Engine-native config keys -> ``llm_engine_info`` labels (unknown keys and empty values dropped)."""
+    """Engine-native config keys -> ``llm_engine_info`` labels, as the engine vocabulary says."""
     data = raw.get("data")
     if isinstance(data, list) and data and isinstance(data[0], dict):  # vLLM /v1/models: the served model
         raw = {**raw, **data[0]}
-    if engine == "sglang" and isinstance(raw.get("disable_radix_cache"), bool):
-        raw = {**raw, "enable_prefix_caching": not raw["disable_radix_cache"]}
-    keys = INFO_KEYS[engine]
-    out: dict[str, str] = {}
-    for key, label in keys.items():
-        value = _info_value(raw.get(key))
-        if value is not None and label not in out and (label in ENGINE_INFO_LABELS or label == "model"):
-            out[label] = value
-    return out
+    return engines.VOCABULARY[engine].map_info(raw)
 
 
 class UpstreamError(Exception):
@@ -305,7 +262,7 @@ class EngineCollector:
         engine = self.engine
         if engine is None or self._session is None:
             return
-        for group in INFO_PATHS[engine]:
+        for group in engines.VOCABULARY[engine].info_paths:
             for path in group:
                 raw = await self._get_json(path)
                 if raw is None:
