@@ -195,7 +195,7 @@ class Setting:
             change = lever.change
             if change.startswith("="):
                 if parse(change[1:], self.type) is None:
-                    raise VocabularyError(f"{where}: {change!r} is not a {self.type}")
+                    raise VocabularyError(f"{where}: {change!r} is not a valid {self.type}")
             elif self.type not in ("int", "float") or not re.fullmatch(r"[+\-x]\d+(\.\d+)?", change):
                 raise VocabularyError(f"{where}: change {change!r} must be +N, -N, xN or =value")
             if lever.minimum is not None and lever.maximum is not None and lever.minimum > lever.maximum:
