@@ -45,61 +45,50 @@ OPS_ACTIONS: Mapping[ActionId, OpsAction] = MappingProxyType({
 
 
 def _change_text(knob: engines.Knob) -> str:
-    change, lever = knob.lever.change, knob.lever
-    if change.startswith("="):
-        return f"`{knob.flag} {change[1:]}`" if knob.kind == "engine_arg" else f"`{knob.flag}={change[1:]}`"
-    bounds_text = ", ".join(part for part in (
-        f"min {lever.minimum:g}" if lever.minimum is not None else "",
-        f"max {lever.maximum:g}" if lever.maximum is not None else "") if part)
-    return f"`{knob.flag}` {change}" + (f" ({bounds_text})" if bounds_text else "")
+    flag, lever = knob.setting.flag, knob.lever
+    if lever.change.startswith("="):
+        return f"`{flag}{' ' if knob.kind == 'engine_arg' else '='}{lever.change[1:]}`"
+    limits = ", ".join(f"{name} {value:g}" for name, value in (("min", lever.minimum), ("max", lever.maximum))
+                       if value is not None)
+    return f"`{flag}` {lever.change}" + (f" ({limits})" if limits else "")
 
 
 def markdown() -> str:
     """``docs/plan-actions.md``: what each taxonomy action becomes on each engine."""
     from optiinfra import taxonomy  # noqa: PLC0415 -- only the doc needs the entries
 
-    vocabulary = engines.VOCABULARY
+    vocabularies = engines.VOCABULARY.values()
     lines = [
-        "# Plan actions per engine",
-        "",
+        "# Plan actions per engine", "",
         "Generated from the engine vocabulary `optiinfra/engines.py` (`make generate`); do not edit. The planner",
         "walks a bottleneck's actions in order and proposes the first one whose knob exists on the engine, is not",
         "blocked (rolled back) or cooling, and is valid. A change is `current -> new` when `llm_engine_info` reports",
         "the current value, else relative (`+0.05`, `x0.75`) with the bounds given here. Every engine flag needs a",
-        "restart.",
-        "",
-        "| bottleneck | action | " + " | ".join(v.title for v in vocabulary) + " |",
-        "|---|---|" + "---|" * len(vocabulary.engines),
+        "restart.", "",
+        "| bottleneck | action | " + " | ".join(v.title for v in vocabularies) + " |",
+        "|---|---|" + "---|" * len(vocabularies),
     ]
     for entry in taxonomy.BOTTLENECKS:
         for action in entry.actions:
             ops = OPS_ACTIONS.get(action)
-            cells = []
-            for vocab in vocabulary:
-                found = vocab.candidates(action)
-                cells.append(f"{ops.kind} `{ops.name}` {ops.to} ({ops.risk})" if ops is not None
-                             else "; then ".join(f"{_change_text(k)} ({k.lever.risk})" for k in found)
-                             or "— " + vocab.no_knob.get(action, "no such flag"))
+            cells = [f"{ops.kind} `{ops.name}` {ops.to} ({ops.risk})" if ops is not None
+                     else "; then ".join(f"{_change_text(k)} ({k.lever.risk})" for k in v.candidates(action))
+                     or "— " + v.no_knob.get(action, "no such flag") for v in vocabularies]
             lines.append(f"| `{entry.id}` | `{action}` | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "## Knobs",
-        "",
-        "| engine | flag | knob (cooldown id) | read from | default | change | risk | condition | effect |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for knob in vocabulary.knobs():
-        lever = knob.lever
-        lookups = ", ".join(f"`{k}`" for k in knob.setting.lookups)
-        condition = ("current value known" if lever.needs_current
-                     else "not yet set" if lever.only_when_unset else "")
-        if knob.setting.since:
-            condition = ", ".join(c for c in (condition, f"{knob.engine} >= {knob.setting.since}") if c)
-        lines.append(f"| {knob.engine} | `{knob.flag}` | `{knob.key}` | {lookups} | {knob.setting.default} | "
-                     f"{_change_text(knob)} | {lever.risk} | {condition} | {lever.effect} |")
+    lines += ["", "## Knobs", "",
+              "| engine | flag | knob (cooldown id) | read from | default | change | risk | condition | effect |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for knob in engines.all_knobs():
+        setting, lever = knob.setting, knob.lever
+        condition = ", ".join(c for c in ("current value known" if lever.needs_current else "",
+                                          "not yet set" if lever.only_when_unset else "",
+                                          f"{knob.engine} >= {setting.since}" if setting.since else "") if c)
+        lines.append(f"| {knob.engine} | `{setting.flag}` | `{setting.key}` | "
+                     + ", ".join(f"`{k}`" for k in setting.lookups)
+                     + f" | {setting.default} | {_change_text(knob)} | {lever.risk} | {condition} | {lever.effect} |")
     lines += ["", "Engine constraints checked before a plan leaves: " + "; ".join(
         f"{v.title} " + ", ".join(f"`{r.lower} {'<' if r.strict else '<='} {r.upper}`" for r in v.relations)
-        for v in vocabulary if v.relations) + ";",
+        for v in vocabularies if v.relations) + ";",
               "memory fractions within (0, 1]; integer limits >= 1. `!` marks a label holding the negation.", ""]
     return "\n".join(lines)
 

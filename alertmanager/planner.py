@@ -21,8 +21,7 @@ Decisions:
   taken from it, so ``plan.target.key()`` always equals ``target_of(alert labels).key()``.
 - The first action of the taxonomy entry's ``actions`` whose engine knob exists, is not blocked (rolled back on
   this target), not cooling (changed within the cooldown) and is valid wins. Blocked and cooling are checked
-  against the action's ``knob`` id (the setting's key in ``optiinfra.engines``); ``ctx`` holds them for this
-  target only. A knob whose setting is newer than the running engine (``version`` label) is skipped.
+  against the action's ``knob`` id (see ``optiinfra.engines``); ``ctx`` holds them for this target only.
 - One knob per plan: a single change is what a rollback, the no-retry list and the expected-impact check can
   attribute an effect to; bundling would also restart the engine for several risks at once.
 - Known current value: ``from`` is it, ``to`` the new value, clamped to the knob's bounds. Unknown: ``from`` is
@@ -31,8 +30,7 @@ Decisions:
   on by default (prefix caching) or whose default is the cap (TGI ``--cuda-memory-fraction`` 1.0) are proposed
   only when the current value is known.
 - Validity: the new value must move in the knob's direction within its bounds, and the config after the change
-  (every known value) must satisfy the engine's constraints (``EngineVocabulary.violations``). Otherwise the
-  next action.
+  (every known value) must satisfy the engine's constraints; a knob newer than the running ``version`` is skipped.
 - ``requires_approval = risk != "low" or not ctx.auto_approve_low_risk``; the initial status follows from it.
 - ``idempotency_key`` is a hash of (fingerprint, startsAt, actions): a re-plan of the same episode yields the same
   key. ``plan_id`` is a fresh uuid4: unique even when a cleared knob is proposed again for the same episode.
@@ -229,17 +227,17 @@ def _first_action(action_id: ActionId, vocab: engines.EngineVocabulary | None, c
         skipped.append(f"{action_id}: " + vocab.no_knob.get(action_id, f"{vocab.engine} has no flag for it"))
         return None
     for knob in candidates:
-        if reason := _held(knob.key, ctx) or vocab.too_old(knob, version):
-            skipped.append(f"{action_id} ({knob.flag}): {reason}")
+        if reason := _held(knob.setting.key, ctx) or vocab.too_old(knob, version):
+            skipped.append(f"{action_id} ({knob.setting.flag}): {reason}")
             continue
-        proposed = _propose(knob, config.get(knob.key), vocab.bounds(knob, config))
+        proposed = _propose(knob, config.get(knob.setting.key), vocab.bounds(knob, config))
         if isinstance(proposed, str):
-            skipped.append(f"{action_id} ({knob.flag}): {proposed}")
+            skipped.append(f"{action_id} ({knob.setting.flag}): {proposed}")
             continue
         if not proposed.relative:
-            problems = vocab.violations({**config, knob.key: proposed.to})
+            problems = vocab.violations({**config, knob.setting.key: proposed.to})
             if problems:
-                skipped.append(f"{action_id} ({knob.flag} -> {proposed.to}): violates " + "; ".join(problems))
+                skipped.append(f"{action_id} ({knob.setting.flag} -> {proposed.to}): violates " + "; ".join(problems))
                 continue
         return proposed, knob.lever.risk, knob.lever.effect
     return None
@@ -261,10 +259,10 @@ def _propose(knob: engines.Knob, current: Value | None, limits: tuple[float | No
     engine's constraints by the caller, so a change that breaks one is reported, not silently shrunk.
     """
     lever, change = knob.lever, knob.lever.change
-    base = {"kind": knob.kind, "name": knob.flag, "knob": knob.key, "restart_required": True}
+    base = {"kind": knob.kind, "name": knob.setting.flag, "knob": knob.setting.key, "restart_required": True}
     if lever.needs_current and current is None:
-        return f"current {knob.key} unknown; proposed only when known (default {knob.setting.default})"
-    wanted = knob.set_value
+        return f"current {knob.setting.key} unknown; proposed only when known (default {knob.setting.default})"
+    wanted = engines.parse(change[1:], knob.setting.type) if change.startswith("=") else None
     if wanted is not None:
         if current is not None:
             text = str(current).lower()
@@ -276,7 +274,7 @@ def _propose(knob: engines.Knob, current: Value | None, limits: tuple[float | No
     if current is None or isinstance(current, bool | str):
         low, high = limits
         if low is not None and high is not None and low > high:
-            return f"no valid value: its constraints need {low:g} <= {knob.key} <= {high:g}"
+            return f"no valid value: its constraints need {low:g} <= {knob.setting.key} <= {high:g}"
         return Action.model_validate({**base, "from": None, "to": change, "relative": True,
                                       "min_value": low, "max_value": high})
     step = float(change[1:])

@@ -57,11 +57,6 @@ ACTION_TEXT: Mapping[str, str] = MappingProxyType({
 })
 
 
-def _action_text(action: tx.ActionId) -> str:
-    flags = engines.VOCABULARY.flags_text(action)
-    return ACTION_TEXT[action] + (f" ({flags})" if flags else "")
-
-
 _Q = "`pod_model:{}:p95_rate5m`"
 
 RUNBOOK_TEXT: Mapping[str, Prose] = MappingProxyType({
@@ -216,7 +211,8 @@ def render(b: tx.Bottleneck) -> str:
     lines += ["## What the plan will do", ""]
     if b.actions:
         lines += ["The receiver proposes the first of these that applies to the engine, in this order:", ""]
-        lines += [f"{i}. `{a}`: {_action_text(a)}." for i, a in enumerate(b.actions, 1)]
+        lines += [f"{i}. `{a}`: {ACTION_TEXT[a]}" + (f" ({flags})" if (flags := engines.flags_text(a)) else "") + "."
+                  for i, a in enumerate(b.actions, 1)]
     else:
         lines += ["Nothing: this alert is a diagnosis record; no automatic plan is proposed."]
     if b.inhibits:

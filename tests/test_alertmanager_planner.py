@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optiinfra import metrics, taxonomy
-from optiinfra.engines import VOCABULARY
 from optiinfra.alertmanager import knobs
 from optiinfra.alertmanager.plan import SCHEMA_PATH, Diagnosis, Plan, Target, schema_text
 from optiinfra.alertmanager.planner import EXPECTED_IMPACT, AlertEpisode, PlanningContext, plan_for, target_of
+from optiinfra.engines import VOCABULARY, all_knobs
 from optiinfra.metrics import ENGINES
 
 NOW = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
@@ -320,12 +320,12 @@ def test_knob_catalogue_covers_every_taxonomy_action_per_engine() -> None:
             covered = (VOCABULARY[engine].candidates(action) or action in knobs.OPS_ACTIONS
                        or action in VOCABULARY[engine].no_knob)
             assert covered, (action, engine)
-    for knob in VOCABULARY.knobs():
-        assert knob.flag in REAL_FLAGS[knob.engine], knob
+    for knob in all_knobs():
+        assert knob.setting.flag in REAL_FLAGS[knob.engine], knob
         assert knob.lever.risk in ("low", "medium", "high")
         if knob.lever.action in ("weight_quantization_fp8", "tensor_parallel_up", "tensor_parallel_down"):
             assert knob.lever.risk == "high", knob
-    lookups = {lk.lstrip("!") for vocab in VOCABULARY for s in vocab.settings for lk in s.lookups}
+    lookups = {lk.lstrip("!") for vocab in VOCABULARY.values() for s in vocab.settings for lk in s.lookups}
     # Every llm_engine_info config label the planner can use is read for some engine.
     assert {"gpu_memory_utilization", "cache_dtype", "enable_prefix_caching", "max_num_seqs",
             "max_num_batched_tokens", "max_model_len", "tensor_parallel_size", "quantization"} <= lookups
@@ -359,7 +359,7 @@ def planning_inputs(draw: st.DrawFn) -> tuple[AlertEpisode, PlanningContext]:
     engine = draw(st.sampled_from(ENGINES))
     bottleneck = draw(st.sampled_from([b.id for b in taxonomy.BOTTLENECKS]))
     config = draw(_config_values(engine))
-    all_knob_ids = sorted({k.key for k in VOCABULARY.knobs()} | {"replicas", "restart"})
+    all_knob_ids = sorted({k.setting.key for k in all_knobs()} | {"replicas", "restart"})
     blocked = draw(st.frozensets(st.sampled_from(all_knob_ids), max_size=4))
     cooling = draw(st.frozensets(st.sampled_from(all_knob_ids), max_size=4))
     return episode(bottleneck, engine), ctx(engine_config=config, blocked_knobs=blocked, cooling_knobs=cooling,

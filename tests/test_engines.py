@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -28,13 +29,13 @@ NOW = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
 #: modelled by the simulator's fixed KV token budget; a second way to give the KV cache less memory.
 THROWAWAY = Setting(
     "max_total_tokens", "--max-total-tokens", "int", "derived from mem_fraction_static", "max_batch_total_tokens",
-    info=("max_total_tokens",), source="/get_server_info", sim="max_batch_total_tokens", bounds=COUNT,
+    source="/get_server_info", sim="max_batch_total_tokens", bounds=COUNT,
     levers=(Lever("kv_memory_down", "x0.75", "a smaller KV pool leaves memory headroom", minimum=1024),))
 
 
-def with_row(setting: Setting) -> engines.Vocabulary:
+def with_row(setting: Setting) -> Mapping[str, engines.EngineVocabulary]:
     sglang = dataclasses.replace(VOCABULARY["sglang"], settings=(*VOCABULARY["sglang"].settings, setting))
-    return engines.Vocabulary(MappingProxyType({**VOCABULARY.engines, "sglang": sglang}))
+    return MappingProxyType({**VOCABULARY, "sglang": sglang})
 
 
 def cuda_oom(config: dict[str, str], blocked: frozenset[str] = frozenset()) -> Plan | Diagnosis:
@@ -114,7 +115,7 @@ def test_simulator_info_reads_back_as_its_own_config(engine: str) -> None:
         labels.update(vocab.map_info(reported(engine, source, cfg)))  # type: ignore[arg-type]
     read = vocab.current_config(labels)
     native = native_config(engine, cfg)  # type: ignore[arg-type]
-    checked = [s for s in vocab.settings if s.sim is not None and s.info]
+    checked = [s for s in vocab.settings if s.sim is not None and s.source]
     assert checked
     for setting in checked:
         assert read[setting.key] == native[setting.name], setting.key
@@ -135,8 +136,9 @@ def test_version_floor_skips_a_knob_the_running_engine_lacks() -> None:
     (dataclasses.replace(THROWAWAY, label="max_total_tokenz"), "not an llm_engine_info label"),
     (dataclasses.replace(THROWAWAY, negated=True), "only a bool setting"),
     (dataclasses.replace(THROWAWAY, flag="--mem-fraction-static"), "duplicate setting flag"),
-    (dataclasses.replace(THROWAWAY, info=("mem_fraction_static",)), "duplicate setting info key"),
-    (dataclasses.replace(THROWAWAY, source=""), "info keys need a source"),
+    (dataclasses.replace(THROWAWAY, aka=("mem_fraction_static",)), "duplicate setting info key"),
+    (dataclasses.replace(THROWAWAY, source="", aka=("total_tokens",)), "a source needs a label"),
+    (dataclasses.replace(THROWAWAY, label=None), "a source needs a label"),
     (dataclasses.replace(THROWAWAY, source="/nowhere"), "unknown source"),
     (dataclasses.replace(THROWAWAY, levers=(Lever("kv_memory_down", "x-2", "e"),)), "must be +N, -N, xN"),
     (dataclasses.replace(THROWAWAY, levers=(Lever("kv_memory_down", "=many", "e"),)), "is not a valid int"),

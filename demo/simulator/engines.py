@@ -100,41 +100,21 @@ def tgi_max_input_tokens(config: EngineConfig) -> int:
 
 
 # --- config keys ------------------------------------------------------------------------------------
-# The settings the simulator models are the vocabulary's rows with a ``sim`` field (an EngineConfig field,
-# negated with the row), addressed by flag name (``mem_fraction_static``, ``disable_radix_cache``).
+# The simulator models the vocabulary's settings that have a ``sim`` field (an EngineConfig field, negated with
+# the setting) and addresses them by flag name (``mem_fraction_static``, ``disable_radix_cache``).
 
-_FIELDS = {f.name for f in fields(EngineConfig)}
-for _vocab in engines.VOCABULARY:
-    for _setting in _vocab.settings:
-        if _setting.sim is not None and _setting.sim not in _FIELDS:
-            raise engines.VocabularyError(f"{_vocab.engine} setting {_setting.key!r}: the simulator has no "
-                                          f"EngineConfig field {_setting.sim!r}")
+if _unknown := [s.sim for v in engines.VOCABULARY.values() for s in v.settings
+                if s.sim is not None and s.sim not in {f.name for f in fields(EngineConfig)}]:
+    raise engines.VocabularyError(f"the simulator has no EngineConfig field {', '.join(_unknown)}")
+
+_JSON: Mapping[str, tuple[tuple[type, ...], str]] = {
+    "bool": ((bool,), "true or false"), "int": ((int,), "an integer"), "float": ((int, float), "a number"),
+    "str": ((str,), "a string")}
 
 
 def simulated(engine: Engine) -> dict[str, engines.Setting]:
     """Flag name -> setting, for the settings the simulator models on ``engine``."""
     return {s.name: s for s in engines.VOCABULARY[engine].settings if s.sim is not None}
-
-
-def _typed(setting: engines.Setting, value: object) -> object:
-    key = setting.name
-    if setting.type == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{key} must be true or false")
-        return (not value) if setting.negated else value
-    if setting.type == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key} must be an integer")
-        return value
-    if setting.type == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{key} must be a number")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string")
-    if setting.sim == "kv_cache_dtype" and value not in KV_DTYPES:
-        raise ValueError(f"{key} must be one of {', '.join(KV_DTYPES)}")
-    return value
 
 
 def parse_changes(engine: Engine, body: object) -> dict[str, object]:
@@ -147,29 +127,24 @@ def parse_changes(engine: Engine, body: object) -> dict[str, object]:
         setting = known.get(engines.flag_name(str(raw_key)))
         if setting is None:
             raise ValueError(f"unknown {engine} setting {raw_key!r}; known: {', '.join(sorted(known))}")
-        assert setting.sim is not None
-        changes[setting.sim] = _typed(setting, value)
+        types, wanted = _JSON[setting.type]
+        if not isinstance(value, types) or (setting.type != "bool" and isinstance(value, bool)):
+            raise ValueError(f"{setting.name} must be {wanted}")
+        if setting.sim == "kv_cache_dtype" and value not in KV_DTYPES:
+            raise ValueError(f"{setting.name} must be one of {', '.join(KV_DTYPES)}")
+        changes[str(setting.sim)] = float(cast(float, value)) if setting.type == "float" else setting.flip(value)
     return changes
 
 
 def native_config(engine: Engine, config: EngineConfig) -> dict[str, object]:
     """The modelled settings by flag name, as the engine would report them."""
-    out: dict[str, object] = {}
-    for key, setting in simulated(engine).items():
-        value = getattr(config, setting.sim or "")
-        out[key] = (not value) if setting.negated else value
-    return out
+    return {key: s.flip(getattr(config, str(s.sim))) for key, s in simulated(engine).items()}
 
 
 def reported(engine: Engine, source: str, config: EngineConfig) -> dict[str, object]:
-    """The modelled settings an info source reports, by the engine's own info keys (unset values left out)."""
-    out: dict[str, object] = {}
-    for setting in engines.VOCABULARY[engine].settings:
-        if setting.sim is not None and setting.source == source and setting.info:
-            value = getattr(config, setting.sim)
-            if value is not None:
-                out[setting.info[0]] = (not value) if setting.negated else value
-    return out
+    """The modelled settings an info source reports under their keys (unset values left out)."""
+    return {s.key: s.flip(value) for s in engines.VOCABULARY[engine].settings
+            if s.sim is not None and s.source == source and (value := getattr(config, s.sim)) is not None}
 
 
 # --- rendering --------------------------------------------------------------------------------------
@@ -250,10 +225,6 @@ class Writer:
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
-
-
-def _empty(bounds: tuple[float, ...]) -> Histogram:
-    return Histogram(bounds)
 
 
 def render_vllm(model: LoadModel, model_name: str, created: float) -> str:
