@@ -463,7 +463,7 @@ def render_taxonomy_md() -> str:
     from optiinfra.config import load_config  # noqa: PLC0415
     from optiinfra.rules.alerts import alert_rules  # noqa: PLC0415
     from optiinfra.rules.promql import Ctx  # noqa: PLC0415
-    from optiinfra.rules.runbooks import ACTION_TEXT, RUNBOOK_TEXT  # noqa: PLC0415
+    from optiinfra.rules.runbooks import RUNBOOK_TEXT, action_text  # noqa: PLC0415
 
     config = load_config(None)
     ctx = Ctx(config)
@@ -509,7 +509,7 @@ def render_taxonomy_md() -> str:
         if b.plannable:
             out += ["What the planner does: proposes the first of these that the engine has, that is not "
                     "cooling down or blocked after a rollback, and that is valid:", ""]
-            out += [f"{i}. `{a}`: {ACTION_TEXT[a]}." for i, a in enumerate(b.actions, 1)]
+            out += [f"{i}. `{a}`: {action_text(a)}." for i, a in enumerate(b.actions, 1)]
         else:
             out += ["What the planner does: records a diagnosis, no plan."]
         if b.manual:

@@ -6,9 +6,10 @@ and ``source`` the exporter fills it from; ``type``, ``default`` and validity ``
 have it (``since``); the simulator's ``EngineConfig`` field that models it (``sim``); and its ``levers``: what each
 taxonomy action does to it. Per engine: info endpoints, ``relations`` between settings, actions it has no lever for.
 The exporter's info labels, the planner, the simulator, ``docs/plan-actions.md`` and the runbooks' flag lists all
-read ``VOCABULARY`` at call time. Facts from the engines' docs and source: vLLM ``docs/configuration/``,
-``vllm/config/cache.py`` and ``scheduler.py``; TGI ``launcher.md`` and ``launcher/src/main.rs``; SGLang
-``server_arguments.md`` and ``hyperparameter_tuning.md``.
+read ``VOCABULARY`` at call time. Facts from the engines' own docs and source: vLLM ``vllm/config/cache.py`` and
+``scheduler.py`` (https://github.com/vllm-project/vllm), TGI ``launcher/src/main.rs``
+(https://github.com/huggingface/text-generation-inference), SGLang ``python/sglang/srt/server_args.py``
+(https://github.com/sgl-project/sglang).
 """
 
 from __future__ import annotations

@@ -57,6 +57,11 @@ ACTION_TEXT: Mapping[str, str] = MappingProxyType({
 })
 
 
+def action_text(action: tx.ActionId) -> str:
+    """What ``action`` does and the flags it turns per engine (from the engine vocabulary)."""
+    return ACTION_TEXT[action] + (f" ({flags})" if (flags := engines.flags_text(action)) else "")
+
+
 _Q = "`pod_model:{}:p95_rate5m`"
 
 RUNBOOK_TEXT: Mapping[str, Prose] = MappingProxyType({
@@ -211,8 +216,7 @@ def render(b: tx.Bottleneck) -> str:
     lines += ["## What the plan will do", ""]
     if b.actions:
         lines += ["The receiver proposes the first of these that applies to the engine, in this order:", ""]
-        lines += [f"{i}. `{a}`: {ACTION_TEXT[a]}" + (f" ({flags})" if (flags := engines.flags_text(a)) else "") + "."
-                  for i, a in enumerate(b.actions, 1)]
+        lines += [f"{i}. `{a}`: {action_text(a)}." for i, a in enumerate(b.actions, 1)]
     else:
         lines += ["Nothing: this alert is a diagnosis record; no automatic plan is proposed."]
     if b.inhibits:
