@@ -123,6 +123,7 @@ class Setting:
     bounds: Bounds | None = None
     env: bool = False
     since: str | None = None
+    excludes: str | None = None  # a setting that cannot be active (above 1, true, non-empty) together with this one
     sim: str | None = None
     levers: tuple[Lever, ...] = ()
 
@@ -202,15 +203,6 @@ class Relation:
 
 
 @dataclass(frozen=True)
-class Exclusive:
-    """Two settings that cannot both be active (a number above 1, a true or non-empty value)."""
-
-    first: str
-    second: str
-    reason: str
-
-
-@dataclass(frozen=True)
 class EngineVocabulary:
     """One engine: its info endpoints and identity keys, settings, constraints and the levers it lacks."""
 
@@ -221,7 +213,6 @@ class EngineVocabulary:
     identity: Mapping[str, str]  # upstream key -> version / model label
     settings: tuple[Setting, ...]
     relations: tuple[Relation, ...] = ()
-    exclusive: tuple[Exclusive, ...] = ()
     no_knob: Mapping[ActionId, str] = field(default_factory=dict)  # why there is no lever (for the Diagnosis)
 
     def __post_init__(self) -> None:
@@ -238,10 +229,9 @@ class EngineVocabulary:
             if setting.source and setting.source not in sources:
                 raise VocabularyError(f"{self.engine} setting {setting.key!r}: unknown source {setting.source!r}")
         numeric = {s.key for s in self.settings if s.type in ("int", "float")}
-        pairs = [(r.lower, r.upper) for r in self.relations] + [(e.first, e.second) for e in self.exclusive]
-        if any(not {a, b} <= numeric for a, b in pairs[:len(self.relations)]) \
-                or any(not {a, b} <= set(keys) for a, b in pairs):
-            raise VocabularyError(f"{self.engine}: a relation names a missing or non-numeric setting")
+        if any(not {r.lower, r.upper} <= numeric for r in self.relations) or \
+                {s.excludes for s in self.settings} - {None, *keys}:
+            raise VocabularyError(f"{self.engine}: a relation or exclusion names a missing or non-numeric setting")
         if clash := [a for a in self.no_knob if self.candidates(a)]:
             raise VocabularyError(f"{self.engine}: {', '.join(clash)} has levers and a no-knob reason")
 
@@ -292,7 +282,8 @@ class EngineVocabulary:
             low, high = _number(config.get(rel.lower)), _number(config.get(rel.upper))
             if low is not None and high is not None and (low >= high if rel.strict else low > high):
                 problems.append(f"{rel.lower}={low:g} must be {'<' if rel.strict else '<='} {rel.upper}={high:g}")
-        problems += [e.reason for e in self.exclusive if _active(config.get(e.first)) and _active(config.get(e.second))]
+        problems += [f"{s.key} does not run together with {s.excludes}" for s in self.settings
+                     if s.excludes and _active(config.get(s.key)) and _active(config.get(s.excludes))]
         return problems
 
     def too_old(self, knob: Knob, running: str) -> str:
@@ -310,12 +301,6 @@ def _active(value: Value | None) -> bool:
 
 def all_knobs() -> tuple[Knob, ...]:
     return tuple(k for vocab in VOCABULARY.values() for k in vocab.knobs)
-
-
-def flags_text(action: ActionId) -> str:
-    """``vLLM `--a`, SGLang `--b` then `--c` ...``: the flags ``action`` turns per engine ('' when none)."""
-    return ", ".join(f"{v.title} " + " then ".join(f"`{f}`" for f in dict.fromkeys(k.setting.flag for k in found))
-                     for v in VOCABULARY.values() if (found := v.candidates(action)))
 
 
 _FP8 = ("fp8",)
@@ -359,7 +344,7 @@ VLLM = EngineVocabulary("vllm", "vLLM", "0.26.0", (("/version",), ("/v1/models",
         Lever("weight_quantization_fp8", "=fp8", _Q, "high", only_when_unset=True),)),
     Setting("tensor_parallel_size", "--tensor-parallel-size", "int", "1", "tensor_parallel_size", bounds=COUNT,
             levers=(_TP_UP, _TP_DOWN)),
-    Setting("speculative_config", "--speculative-config", "str", "off", levers=(
+    Setting("speculative_config", "--speculative-config", "str", "off", excludes="pipeline_parallel_size", levers=(
         Lever("speculative_decoding", '={"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4}',
               "n-gram speculative decoding improves inter-token latency in memory-bound decode; gains depend on the "
               "prompts; not with pipeline parallelism", "medium", only_when_unset=True),)),
@@ -373,8 +358,6 @@ VLLM = EngineVocabulary("vllm", "vLLM", "0.26.0", (("/version",), ("/v1/models",
     Setting("block_size", "--block-size", "int", "16", "block_size", source=_CCI, sim="block_size", bounds=COUNT),
     Setting("pipeline_parallel_size", "--pipeline-parallel-size", "int", "1", bounds=COUNT),
 ), relations=(Relation("max_num_seqs", "max_num_batched_tokens"),),
-    exclusive=(Exclusive("pipeline_parallel_size", "speculative_config",
-                         "speculative decoding does not run with pipeline parallelism"),),
     no_knob={"lpm_schedule_policy": "vLLM has no longest-prefix-match scheduling policy"})
 
 SGLANG = EngineVocabulary("sglang", "SGLang", "0.5.16", ((_SGL, "/server_info"),), {"version": "version"}, (

@@ -58,8 +58,10 @@ ACTION_TEXT: Mapping[str, str] = MappingProxyType({
 
 
 def action_text(action: tx.ActionId) -> str:
-    """What ``action`` does and the flags it turns per engine (from the engine vocabulary)."""
-    return ACTION_TEXT[action] + (f" ({flags})" if (flags := engines.flags_text(action)) else "")
+    """What ``action`` does and, from the engine vocabulary, the flags it turns per engine."""
+    flags = ", ".join(f"{v.title} " + " then ".join(f"`{f}`" for f in dict.fromkeys(k.setting.flag for k in found))
+                      for v in engines.VOCABULARY.values() if (found := v.candidates(action)))
+    return ACTION_TEXT[action] + (f" ({flags})" if flags else "")
 
 
 _Q = "`pod_model:{}:p95_rate5m`"
