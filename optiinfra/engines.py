@@ -1,15 +1,13 @@
 """The engine vocabulary: every engine setting OptiInfra reads, plans or simulates, defined once.
 
-One ``Setting`` row per engine config key: its launch ``flag``; the ``llm_engine_info`` ``label`` it is read from
-(``negated`` when the label holds its negation, SGLang ``disable_radix_cache``) and the raw upstream ``info`` keys
-and ``source`` the exporter fills it from; ``type``, ``default`` and validity ``bounds``; the first version known to
-have it (``since``); the simulator's ``EngineConfig`` field that models it (``sim``); and its ``levers``: what each
-taxonomy action does to it. Per engine: info endpoints, ``relations`` between settings, actions it has no lever for.
-The exporter's info labels, the planner, the simulator, ``docs/plan-actions.md`` and the runbooks' flag lists all
-read ``VOCABULARY`` at call time. Facts from the engines' own docs and source: vLLM ``vllm/config/cache.py`` and
-``scheduler.py`` (https://github.com/vllm-project/vllm), TGI ``launcher/src/main.rs``
-(https://github.com/huggingface/text-generation-inference), SGLang ``python/sglang/srt/server_args.py``
-(https://github.com/sgl-project/sglang).
+One ``Setting`` row per engine config key: launch ``flag``, the ``llm_engine_info`` ``label`` it is read from
+(``negated`` when the label holds its negation) and the ``source`` the exporter fills it from, ``type``, ``default``,
+``bounds``, first version known to have it (``since``), the simulator field modelling it (``sim``) and its
+``levers`` (what each taxonomy action does to it); per engine, info endpoints, ``relations`` and missing levers.
+Exporter, planner, simulator, ``docs/plan-actions.md`` and runbooks read ``VOCABULARY`` at call time. Facts from
+the engines' source: https://github.com/vllm-project/vllm (``vllm/config/cache.py``, ``scheduler.py``),
+https://github.com/huggingface/text-generation-inference (``launcher/src/main.rs``) and
+https://github.com/sgl-project/sglang (``python/sglang/srt/server_args.py``).
 """
 
 from __future__ import annotations
@@ -243,13 +241,20 @@ class EngineVocabulary:
         """The knobs ``action`` turns on this engine, most preferred first (empty: no such lever)."""
         return tuple(sorted((k for k in self.knobs if k.lever.action == action), key=lambda k: k.lever.preference))
 
+    @cached_property
+    def _info(self) -> tuple[tuple[str, str, Setting | None], ...]:
+        """(upstream key, label, its setting or None for identity keys) in reading order, for ``map_info``."""
+        return (*((k, label, None) for k, label in self.identity.items()),
+                *((k, str(s.label), s) for s in self.settings for k in s.info))
+
     def map_info(self, raw: Mapping[str, object]) -> dict[str, str]:
         """Engine-native info keys -> ``llm_engine_info`` labels (unknown keys and empty values dropped)."""
-        out = {label: text for key, label in self.identity.items() if (text := _text(raw.get(key))) is not None}
-        for setting in self.settings:
-            for key in setting.info:
-                if setting.label not in out and (text := setting.label_value(raw.get(key))) is not None:
-                    out[str(setting.label)] = text
+        out: dict[str, str] = {}
+        for key, label, setting in self._info:
+            if key in raw and label not in out:
+                text = _text(raw[key]) if setting is None else setting.label_value(raw[key])
+                if text is not None:
+                    out[label] = text
         return out
 
     def current_config(self, *sources: Mapping[str, str]) -> dict[str, Value]:

@@ -107,9 +107,8 @@ if _unknown := [s.sim for v in engines.VOCABULARY.values() for s in v.settings
                 if s.sim is not None and s.sim not in {f.name for f in fields(EngineConfig)}]:
     raise engines.VocabularyError(f"the simulator has no EngineConfig field {', '.join(_unknown)}")
 
-_JSON: Mapping[str, tuple[tuple[type, ...], str]] = {
-    "bool": ((bool,), "true or false"), "int": ((int,), "an integer"), "float": ((int, float), "a number"),
-    "str": ((str,), "a string")}
+_JSON: Mapping[str, tuple[tuple[type, ...], str]] = {"bool": ((bool,), "true or false"), "int": ((int,), "an integer"),
+                                                     "float": ((int, float), "a number"), "str": ((str,), "a string")}
 
 
 def simulated(engine: Engine) -> dict[str, engines.Setting]:
