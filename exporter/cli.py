@@ -81,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="time limit of one collector run (default: scrape timeout + 1)")
     p.add_argument("--max-body-bytes", type=int, default=20 * 1024 * 1024, metavar="N",
                    help="largest engine payload read (default: 20 MiB)")
+    p.add_argument("--max-series", type=int, default=100_000, metavar="N",
+                   help="most engine series one scrape may normalize; a payload with more fails the engine "
+                        "collector alone (llm_upstream_up stays, the error names the limit) (default: 100000)")
     p.set_defaults(func=run)
 
 
@@ -143,6 +146,8 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
         raise UsageError(f"--collector-timeout {collector_timeout}: must be > 0 seconds")
     if args.max_body_bytes <= 0:
         raise UsageError(f"--max-body-bytes {args.max_body_bytes}: must be > 0")
+    if args.max_series <= 0:
+        raise UsageError(f"--max-series {args.max_series}: must be > 0")
     if args.engine_pid is not None and args.engine_pid <= 0:
         raise UsageError(f"--engine-pid {args.engine_pid}: give the engine's process id")
     try:
@@ -152,7 +157,7 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
             kmsg=args.kmsg, passthrough=args.passthrough, engine_config=engine_config, labels=labels,
             model=args.model or engine_config.get("model"), engine_pid=args.engine_pid,
             scrape_timeout=args.scrape_timeout, collector_timeout=collector_timeout,
-            max_body_bytes=args.max_body_bytes,
+            max_body_bytes=args.max_body_bytes, max_series=args.max_series,
         )
     except ValidationError as exc:
         raise UsageError(f"invalid exporter settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
@@ -162,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web  # noqa: PLC0415
 
     from optiinfra.cli import UsageError  # noqa: PLC0415
-    from optiinfra.exporter.server import build_collectors, create_app  # noqa: PLC0415
+    from optiinfra.exporter.server import SHUTDOWN_TIMEOUT, build_collectors, create_app  # noqa: PLC0415
 
     config = build_config(args)
     try:
@@ -175,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
         "collectors": [c.name for c in collectors],
     })
     try:
-        web.run_app(app, host=config.listen_host, port=config.listen_port, print=None, access_log=None)
+        web.run_app(app, host=config.listen_host, port=config.listen_port, print=None, access_log=None,
+                    shutdown_timeout=SHUTDOWN_TIMEOUT)
     except OSError as exc:
         raise UsageError(f"cannot listen on {config.listen_host}:{config.listen_port}: {exc}") from exc
     return 0

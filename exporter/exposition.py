@@ -1,15 +1,22 @@
-"""Prometheus text format 0.0.4: value formatting, label escaping and a small family builder.
+"""Prometheus text format 0.0.4: typed metric families and the one encoder that writes them.
 
-Used by the collectors that build few series (GPU, host, logs, the sidecar's own health); the engine
-transform writes its hot-path output with the same ``format_value``/``escape`` functions.
+Collectors hand the server typed ``Family`` objects (name, type, help, samples with labels); ``encode`` writes
+the exposition and applies the static ``--label`` pairs to every ``llm_*`` family. The engine transform's
+fast path hands over ``Rendered`` text for its own families instead (measured faster: bench/exporter), with
+the static labels already in its series keys; the encoder appends it unchanged and never edits text.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from optiinfra.metrics import Metric
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Families the static ``--label`` pairs apply to.
+STATIC_LABEL_PREFIX = "llm_"
 
 
 def format_value(value: float) -> str:
@@ -38,7 +45,7 @@ def render_labels(labels: Mapping[str, str]) -> str:
 
 
 class Family:
-    """One metric family: HELP, TYPE and its samples, rendered in insertion order."""
+    """One typed metric family: name, type, HELP and its samples ``(suffix, labels, value)`` in order."""
 
     __slots__ = ("help", "name", "samples", "type")
 
@@ -48,20 +55,55 @@ class Family:
         self.help = help_
         self.samples: list[tuple[str, Mapping[str, str], float]] = []
 
+    @classmethod
+    def of(cls, metric: Metric) -> Family:
+        """An empty family of a catalogue metric."""
+        return cls(metric.name, metric.type, metric.help)
+
     def add(self, labels: Mapping[str, str], value: float, suffix: str = "") -> Family:
         self.samples.append((suffix, labels, value))
         return self
 
-    def render(self) -> str:
-        if not self.samples:
-            return ""
-        lines = [f"# HELP {self.name} {escape_help(self.help)}", f"# TYPE {self.name} {self.type}"]
-        lines.extend(
-            f"{self.name}{suffix}{render_labels(labels)} {format_value(value)}"
-            for suffix, labels, value in self.samples
-        )
-        return "\n".join(lines) + "\n"
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """Complete families already written in text format 0.0.4 (the engine transform's fast path)."""
+
+    text: str
 
 
-def render_all(families: Iterable[Family]) -> str:
-    return "".join(f.render() for f in families)
+Part = Family | Rendered
+
+
+def encode(parts: Iterable[Part], static: Mapping[str, str] | None = None) -> str:
+    """The exposition of ``parts``: typed families of one name merged (first type and HELP win), rendered with
+    the ``static`` labels first on every ``llm_*`` family; ``Rendered`` text appended as it is. A family
+    without samples is left out."""
+    merged: dict[str, Family] = {}
+    order: list[Family | str] = []
+    for part in parts:
+        if isinstance(part, Rendered):
+            if part.text:
+                order.append(part.text if part.text.endswith("\n") else part.text + "\n")
+        elif (first := merged.get(part.name)) is not None:
+            first.samples.extend(part.samples)
+        else:
+            merged[part.name] = copy = Family(part.name, part.type, part.help)
+            copy.samples.extend(part.samples)
+            order.append(copy)
+    out: list[str] = []
+    for item in order:
+        if isinstance(item, str):
+            out.append(item)
+        elif item.samples:
+            out.append(_render(item, static if static and item.name.startswith(STATIC_LABEL_PREFIX) else None))
+    return "".join(out)
+
+
+def _render(family: Family, static: Mapping[str, str] | None) -> str:
+    name = family.name
+    lines = [f"# HELP {name} {escape_help(family.help)}", f"# TYPE {name} {family.type}"]
+    for suffix, labels, value in family.samples:
+        lines.append(f"{name}{suffix}{render_labels({**static, **labels} if static else labels)} "
+                     f"{format_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -241,10 +241,6 @@ COUNTED: dict[Source, tuple[str, ...]] = {
 }
 
 
-def by_name() -> dict[str, Signature]:
-    return {s.name: s for s in SIGNATURES}
-
-
 # ---- timestamps of kernel lines (for the Xid burst window) ------------------------------------------------
 
 _MONTHS = {m: i for i, m in enumerate(

@@ -3,9 +3,13 @@
 Collectors are registered node_exporter style (``REGISTRY``: a name, on/off by default, how the config
 switches it, how to build it). On each scrape every enabled collector runs concurrently under its own time
 limit; one that raises or times out costs its own ``optiinfra_collector_success{collector} 0`` (its
-``CollectorError.partial`` output is still exported), never the scrape. Collectors report malformed input
-lines through ``health()["parse_errors"]`` (a running count), which the server exports as
-``optiinfra_exporter_parse_errors_total{collector}``.
+``CollectorError.partial`` output is still exported), never the scrape. Collectors yield typed families and
+one encoder (``exposition.encode``) writes them, the static ``--label`` pairs included; the server never edits
+exposition text. Collectors report malformed input lines through ``health()["parse_errors"]`` (a running
+count), which the server exports as ``optiinfra_exporter_parse_errors_total{collector}``.
+
+Shutdown is bounded below Kubernetes' 30 s grace period: in-flight requests get ``SHUTDOWN_TIMEOUT`` seconds,
+then each collector's ``close`` at most ``CLOSE_TIMEOUT`` (all closed concurrently).
 """
 
 from __future__ import annotations
@@ -22,15 +26,20 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra.exporter.collectors.base import Collector, CollectorError
-from optiinfra.exporter.exposition import CONTENT_TYPE, Family, escape, format_value, render_all
+from optiinfra.exporter.exposition import CONTENT_TYPE, Family, Part, encode
 from optiinfra.metrics import SIDECAR_METRICS
 
 log = logging.getLogger(__name__)
 
-_HELP = {m.name: m.help for m in SIDECAR_METRICS}
-_SUCCESS = "optiinfra_collector_success"
-_DURATION = "optiinfra_collector_duration_seconds"
-_ERRORS = "optiinfra_exporter_parse_errors_total"
+_SIDECAR = {m.name: m for m in SIDECAR_METRICS}
+_SUCCESS = _SIDECAR["optiinfra_collector_success"]
+_DURATION = _SIDECAR["optiinfra_collector_duration_seconds"]
+_ERRORS = _SIDECAR["optiinfra_exporter_parse_errors_total"]
+#: Seconds in-flight requests get on SIGTERM before they are cancelled (aiohttp's default is 60 s).
+SHUTDOWN_TIMEOUT = 2.0
+#: Seconds each collector's ``close`` gets on shutdown.
+CLOSE_TIMEOUT = 1.0
+DEFAULT_MAX_SERIES = 100_000
 
 
 class ExporterConfig(BaseModel):
@@ -57,6 +66,8 @@ class ExporterConfig(BaseModel):
     collector_timeout: float = Field(6.0, gt=0)
     """Time limit of one collector run inside a sidecar scrape."""
     max_body_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_series: int = Field(DEFAULT_MAX_SERIES, gt=0)
+    """Most engine series one scrape may normalize; above it the engine collector fails alone."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +84,9 @@ def _engine(config: ExporterConfig) -> Collector:
 
     assert config.upstream is not None
     return EngineCollector(
-        config.upstream, engine=config.engine, timeout=config.scrape_timeout, max_bytes=config.max_body_bytes,
-        passthrough=config.passthrough, engine_config=config.engine_config, labels=config.labels,
-        model=config.model,
+        config.upstream, engine=config.engine, timeout=config.scrape_timeout, budget=config.collector_timeout,
+        max_bytes=config.max_body_bytes, max_series=config.max_series, passthrough=config.passthrough,
+        engine_config=config.engine_config, labels=config.labels, model=config.model,
     )
 
 
@@ -155,21 +166,26 @@ async def _collectors_ctx(app: web.Application) -> AsyncIterator[None]:
             log.exception("collector failed to start", extra={"collector": collector.name})
     log.info("collectors started", extra={"collectors": [c.name for c in sidecar.collectors]})
     yield
-    for collector in sidecar.collectors:
-        try:
-            await collector.close()
-        except Exception:
-            log.exception("collector failed to close", extra={"collector": collector.name})
+    await asyncio.gather(*(_close(collector) for collector in sidecar.collectors))
 
 
-async def _run(collector: Collector, state: CollectorState, limit: float) -> str:
+async def _close(collector: Collector) -> None:
+    try:
+        await asyncio.wait_for(collector.close(), CLOSE_TIMEOUT)
+    except TimeoutError:
+        log.warning("collector did not close in %gs; left behind", CLOSE_TIMEOUT, extra={"collector": collector.name})
+    except Exception:
+        log.exception("collector failed to close", extra={"collector": collector.name})
+
+
+async def _run(collector: Collector, state: CollectorState, limit: float) -> Sequence[Part]:
     started = time.monotonic()
-    text = ""
+    parts: Sequence[Part] = ()
     error = ""
     try:
-        text = await asyncio.wait_for(collector.collect(), limit)
+        parts = await asyncio.wait_for(collector.collect(), limit)
     except CollectorError as exc:
-        text, error = exc.partial, str(exc) or type(exc).__name__
+        parts, error = exc.partial, str(exc) or type(exc).__name__
     except TimeoutError:
         error = f"timed out after {limit:g}s"
     except Exception as exc:  # isolation boundary: a buggy collector costs its own success, never the scrape
@@ -181,9 +197,7 @@ async def _run(collector: Collector, state: CollectorState, limit: float) -> str
         state.last_error = error
     else:
         state.last_success = time.time()
-    if text and not text.endswith("\n"):
-        text += "\n"
-    return text
+    return parts
 
 
 def _parse_errors(collector: Collector) -> float:
@@ -195,72 +209,20 @@ def _parse_errors(collector: Collector) -> float:
     return float(value) if isinstance(value, int | float) else 0.0
 
 
-def add_static_labels(text: str, labels: str) -> str:
-    """Insert pre-rendered ``k="v"`` pairs into every ``llm_*`` sample line of ``text``."""
-    if not labels or "llm_" not in text:
-        return text
-    out: list[str] = []
-    for line in text.splitlines(keepends=True):
-        brace, space = line.find("{"), line.find(" ")
-        if not line.startswith("llm_"):
-            out.append(line)
-        elif 0 <= brace < space or (brace >= 0 and space < 0):
-            sep = "" if line[brace + 1:brace + 2] == "}" else ","
-            out.append(f"{line[:brace + 1]}{labels}{sep}{line[brace + 1:]}")
-        elif space > 0:
-            out.append(f"{line[:space]}{{{labels}}}{line[space:]}")
-        else:
-            out.append(line)
-    return "".join(out)
-
-
-def _take_family(text: str, name: str) -> tuple[str, list[str]]:
-    """Remove family ``name`` from ``text``; return the rest and the family's sample lines."""
-    if name not in text:
-        return text, []
-    kept: list[str] = []
-    samples: list[str] = []
-    for line in text.splitlines(keepends=True):
-        if line.startswith((f"# HELP {name} ", f"# TYPE {name} ")):
-            continue
-        if line.startswith((name + "{", name + " ")):
-            samples.append(line if line.endswith("\n") else line + "\n")
-        else:
-            kept.append(line)
-    return "".join(kept), samples
-
-
 async def render_metrics(sidecar: Sidecar) -> str:
-    """One scrape: every collector concurrently, then the sidecar's own families.
-
-    A collector may report its parse errors itself (its own ``optiinfra_exporter_parse_errors_total``
-    samples, merged here into the one family) or through ``health()["parse_errors"]``.
-    """
+    """One scrape: every collector concurrently, then the sidecar's own families, through the one encoder."""
     limit = sidecar.config.collector_timeout
-    texts = await asyncio.gather(
-        *(_run(c, sidecar.states[c.name], limit) for c in sidecar.collectors)
-    )
-    success = Family(_SUCCESS, "gauge", _HELP[_SUCCESS])
-    duration = Family(_DURATION, "gauge", _HELP[_DURATION])
-    errors_head = f"# HELP {_ERRORS} {_HELP[_ERRORS]}\n# TYPE {_ERRORS} counter\n"
-    error_lines: list[str] = []
-    parts: list[str] = []
-    static = ",".join(f'{k}="{escape(v)}"' for k, v in sidecar.config.labels.items())
-    for collector, text in zip(sidecar.collectors, texts, strict=True):
-        if static and not getattr(collector, "applies_static_labels", False):
-            text = add_static_labels(text, static)  # noqa: PLW2901
+    outputs = await asyncio.gather(*(_run(c, sidecar.states[c.name], limit) for c in sidecar.collectors))
+    success, duration, errors = Family.of(_SUCCESS), Family.of(_DURATION), Family.of(_ERRORS)
+    parts: list[Part] = []
+    for collector, output in zip(sidecar.collectors, outputs, strict=True):
+        parts.extend(output)
         state = sidecar.states[collector.name]
         labels = {"collector": collector.name}
         success.add(labels, 1.0 if state.success else 0.0)
         duration.add(labels, state.duration)
-        rest, own = _take_family(text, _ERRORS)
-        parts.append(rest)
-        if own:
-            error_lines.extend(own)
-        else:
-            error_lines.append(f'{_ERRORS}{{collector="{escape(collector.name)}"}} '
-                               f"{format_value(_parse_errors(collector))}\n")
-    return "".join(parts) + render_all((success, duration)) + errors_head + "".join(error_lines)
+        errors.add(labels, _parse_errors(collector))
+    return encode([*parts, success, duration, errors], sidecar.config.labels)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -2,6 +2,10 @@
 
 ``FileTailer`` follows one path:
 
+- it opens only regular files, without ever blocking: ``O_NONBLOCK`` (a FIFO opens at once instead of waiting
+  for a writer) and ``fstat`` (a FIFO, socket or device, e.g. a symlink to /dev/zero, is refused with
+  ``state == "error: not a regular file"`` and retried later). Symlinks are followed (Kubernetes' own
+  /var/log/containers entries are symlinks), to regular files only; the target is logged once;
 - it starts at the end of a file that exists at the first poll (``from_start`` reads it whole); a file that
   is missing at the first poll is waited for (``state == "waiting"``) and read from its start once it
   appears;
@@ -26,6 +30,7 @@ import contextlib
 import errno
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -38,6 +43,10 @@ DEFAULT_CHUNK_BYTES = 1 << 20
 class LineReader(Protocol):
     state: str
     truncated_lines: int
+
+    @property
+    def turnovers(self) -> int:
+        """Rotations and truncations seen so far (a storm of them makes the collector poll faster)."""
 
     def poll(self, max_bytes: int) -> tuple[list[str], bool]:
         """Complete lines read now (about ``max_bytes`` at most), as blocks of lines joined by newlines (no
@@ -71,17 +80,23 @@ class FileTailer:
         self._partial = b""
         self._discarding = False
         """Skipping the rest of an over-long line (or of the line that was current when we started)."""
+        self.target = ""
+        """Where the path's symlink points ("" when it is none)."""
         self._first_poll = True
         self._fresh = False
         self._ever_opened = False
         self._error_logged = ""
+
+    @property
+    def turnovers(self) -> int:
+        return self.rotations + self.truncations
 
     # -- opening ------------------------------------------------------------------------------------------
     def _open(self) -> bool:
         first = self._first_poll
         self._first_poll = False
         try:
-            f = self.path.open("rb")
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             self.state = "waiting"
             return False
@@ -89,7 +104,22 @@ class FileTailer:
             self._set_error(f"cannot open: {exc.strerror or exc}")
             return False
         try:
-            size = os.fstat(f.fileno()).st_size
+            st = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            self._set_error(f"cannot read: {exc.strerror or exc}")
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            self._set_error("not a regular file (a FIFO, socket or device is never read)")
+            return False
+        target = os.path.realpath(self.path) if self.path.is_symlink() else ""
+        if target and target != self.target:
+            log.info("log file %s is a symlink to %s", self.path, target)
+        self.target = target
+        f = os.fdopen(fd, "rb")
+        try:
+            size = st.st_size
             if first and not self.from_start and size > 0:
                 f.seek(size - 1)
                 self._discarding = f.read(1) != b"\n"
@@ -243,6 +273,7 @@ class KmsgReader:
         self.from_start = from_start
         self.state = "waiting"
         self.truncated_lines = 0
+        self.turnovers = 0
         self.malformed = 0
         self.lost = 0
         """Times the kernel overwrote records before we read them (EPIPE)."""

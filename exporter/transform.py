@@ -1,7 +1,8 @@
 """The normalizing transform: an engine's ``/metrics`` text in, the normalized schema out (text 0.0.4).
 
-The mapping is compiled once per engine from the catalogue (``optiinfra.metrics.iter_sources``). The hot
-path is written for speed in plain Python:
+The mapping is compiled once per engine from the catalogue (``optiinfra.metrics.ENGINE_METRICS``). The hot
+path is written for speed in plain Python, and writes text 0.0.4 itself (static labels baked into the series
+keys): bench/exporter measures it against building typed families for the encoder.
 
 * The payload is cut into ``# TYPE`` blocks with one ``str.split``. A block of a family the catalogue does
   not map (most of a big payload: ``_created`` gauges, HTTP, process and connector families) is skipped
@@ -17,14 +18,19 @@ the payload; catalogue sources of one metric that carry no distinguishing labels
 with samples wins, so vLLM's ``external_prefix_cache_*`` and LMCache's counters of the same tokens are not
 added up); a concept the payload lacks is absent, never 0; the first of duplicate input series wins; a
 malformed line is skipped and counted. ``transform`` never raises on any text.
+
+Bounded work: with ``max_series``, a payload carrying more distinct samples (of mapped families, and every
+family under passthrough) stops being read as soon as it passes the limit; the result is empty and says
+``over_limit``. The check costs nothing per line: it runs once per block, and a block that could pass the
+limit is read in slices.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from optiinfra.exporter.exposition import escape, escape_help, format_value
 from optiinfra.metrics import (
@@ -53,6 +59,9 @@ _SAMPLE_RE = re.compile(r"^([^#\s][^\n]*\}|[^#\s{}]+)[ \t]*([^\n]*)$", re.MULTIL
 _UNESCAPE = {"n": "\n", "\\": "\\", '"': '"'}
 _SUFFIXES: Final = ("_bucket", "_sum", "_count", "_total", "_created", "_info")
 _TYPES: Final = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
+#: Lines per slice when a block could pass the series limit.
+_SLICE: Final = 4096
+_T = TypeVar("_T")
 
 # Memo entries: a tuple (canonical key, targets, sample name, labels) for a valid sample, or one of these.
 _BAD: Final = 0  # malformed
@@ -125,6 +134,12 @@ class TransformResult:
     """The payload carries at least one family of the engine (by its fingerprint prefix)."""
     engine_config: dict[str, str] = field(default_factory=dict)
     """Labels of the engine's cache-config info family (``vllm:cache_config_info``), if present."""
+    over_limit: bool = False
+    """The payload has more series than ``max_series``: it was not read to its end and ``text`` is empty."""
+
+
+class _OverLimit(Exception):
+    pass
 
 
 @dataclass(slots=True)
@@ -134,6 +149,7 @@ class _Scan:
     result: TransformResult
     slots: list[dict[str, float]]
     families: dict[str, list[str]] | None
+    limit: int
     seen: set[str] = field(default_factory=set)
     helps: dict[str, str] = field(default_factory=dict)
 
@@ -154,7 +170,7 @@ class EngineTransform:
     """The compiled mapping of one engine; call ``transform(text)`` once per scrape.
 
     Holds a bounded memo of parsed ``name{labels}`` prefixes; one instance per upstream. Not thread-safe
-    (the sidecar runs it on the event loop).
+    (the engine collector runs one transform at a time, in a worker thread for large payloads).
     """
 
     def __init__(
@@ -165,6 +181,7 @@ class EngineTransform:
         labels: Mapping[str, str] | None = None,
         passthrough: bool = False,
         memo_size: int = 50_000,
+        max_series: int | None = None,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}: choose from {', '.join(ENGINES)}")
@@ -174,6 +191,7 @@ class EngineTransform:
         self._renames = ENGINE_LABEL_RENAMES[engine]
         self._fingerprints = (ENGINE_FINGERPRINTS[engine], *(ADDON_PREFIXES if engine == "vllm" else ()))
         self._memo_size = memo_size
+        self.max_series = max_series
         self._memo: dict[str, _Entry | int] = {}
         self._formatted: dict[float, str] = {}
         self._prefix_safe: dict[str, str] = {}
@@ -282,7 +300,27 @@ class EngineTransform:
         result.recognized = any(_has_prefix(text, p) for p in self._fingerprints)
         if self._learn_model:
             self._learn_model_from(text)
-        scan = _Scan(result, [{} for _ in range(self._nslots)], {} if self.passthrough else None)
+        limit = self.max_series if self.max_series is not None else len(text)
+        scan = _Scan(result, [{} for _ in range(self._nslots)], {} if self.passthrough else None, limit)
+        try:
+            self._scan(text, scan)
+        except _OverLimit:
+            return TransformResult("", recognized=result.recognized, over_limit=True,
+                                   parse_errors=result.parse_errors, duplicates=result.duplicates)
+        finally:
+            if len(self._memo) > self._memo_size:
+                self._memo.clear()
+        result.text = self._render(scan.slots)
+        if scan.families:
+            helps = scan.helps
+            result.passthrough = "".join(
+                (f"# HELP {name} {helps[name]}\n" if name in helps else "") + "".join(body)
+                for name, body in scan.families.items()
+            )
+        return result
+
+    def _scan(self, text: str, scan: _Scan) -> None:
+        """Feed every block of ``text`` to the hot loops, checking the series limit once per batch."""
         pass_families = scan.families
         mapped_families = self._mapped_families
         chunks = text.split("\n# TYPE ")
@@ -293,7 +331,7 @@ class EngineTransform:
         else:
             start = 1
             if first:
-                self._lines(first.split("\n"), "", "", scan)
+                self._limited(self._lines, first.split("\n"), scan, "", "")
         skippable = self._skippable
         pending: list[tuple[str, str]] = []  # fast-path pairs, fed to _pairs in one call (order kept)
         for chunk in chunks[start:]:
@@ -313,22 +351,25 @@ class EngineTransform:
                         pending += pairs
                         continue
             if pending:
-                self._pairs(pending, scan)
+                self._limited(self._pairs, pending, scan)
                 pending = []
             ftype = chunk[sp + 1:nl].strip() if sp >= 0 else ""
-            self._lines(chunk[nl + 1:].split("\n"), fname, ftype, scan)
+            self._limited(self._lines, chunk[nl + 1:].split("\n"), scan, fname, ftype)
         if pending:
-            self._pairs(pending, scan)
-        result.text = self._render(scan.slots)
-        if pass_families:
-            helps = scan.helps
-            result.passthrough = "".join(
-                (f"# HELP {name} {helps[name]}\n" if name in helps else "") + "".join(body)
-                for name, body in pass_families.items()
-            )
-        if len(self._memo) > self._memo_size:
-            self._memo.clear()
-        return result
+            self._limited(self._pairs, pending, scan)
+
+    @staticmethod
+    def _limited(feed: Callable[..., None], batch: list[_T], scan: _Scan, *args: str) -> None:
+        """``feed(batch, scan, *args)``, in slices when the batch could pass the series limit; raises
+        ``_OverLimit`` as soon as it has."""
+        seen, limit = scan.seen, scan.limit
+        if len(seen) + len(batch) <= limit:  # the common case: cannot pass the limit
+            feed(batch, scan, *args)
+            return
+        for start in range(0, len(batch), _SLICE):
+            feed(batch[start:start + _SLICE], scan, *args)
+            if len(seen) > limit:
+                raise _OverLimit
 
     def _skippable(self, chunk: str, fname: str) -> bool:
         """True when every line of this unmapped block is a comment, blank, or starts with its name."""
@@ -343,7 +384,7 @@ class EngineTransform:
         count = chunk.count
         return count(needle) + count("\n#") + count("\n\n") + chunk.endswith("\n") == count("\n")
 
-    def _lines(self, lines: list[str], fname: str, ftype: str, scan: _Scan) -> None:
+    def _lines(self, lines: list[str], scan: _Scan, fname: str, ftype: str) -> None:
         """The hot loop: one memo lookup and one ``float()`` per sample line of a mapped family."""
         memo = self._memo
         memo_get = memo.get

@@ -21,6 +21,7 @@ from fake_nvml import (
 
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.gpu import GpuCollector
+from optiinfra.exporter.exposition import encode
 from optiinfra.metrics import GPU_LABELS, GPU_METRICS
 
 SAMPLE = re.compile(r'^(?P<name>[A-Za-z_:][\w:]*)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
@@ -83,7 +84,7 @@ async def started(nvml: FakeNvml) -> GpuCollector:
 async def test_every_field_under_dcgm_names_units_and_labels() -> None:
     nvml = FakeNvml(three_gpus())
     collector = await started(nvml)
-    text = await collector.collect()
+    text = encode(await collector.collect())
 
     labels0 = {"gpu": "0", "UUID": UUID0, "device": "nvidia0", "modelName": "NVIDIA H100 80GB HBM3",
                "Hostname": "node-a", "pci_bus_id": "00000000:3B:00.0"}
@@ -144,7 +145,7 @@ async def test_unsupported_fields_are_absent_not_zero() -> None:
     gpus[2].xid_events_supported = False
     gpus[2].power_mw = 9223372036854775794  # a blank sentinel
     collector = await started(FakeNvml(gpus))
-    text = await collector.collect()  # no CollectorError: unsupported is not a failure
+    text = encode(await collector.collect())  # no CollectorError: unsupported is not a failure
 
     for name in ("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
                  "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
@@ -167,7 +168,7 @@ async def test_old_binding_without_clocks_event_reasons_uses_throttle_reasons() 
     # pynvml before 12.535 only has the ...ThrottleReasons name.
     object.__setattr__(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
     collector = await started(nvml)
-    text = await collector.collect()
+    text = encode(await collector.collect())
     assert value(text, "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "0") == 0x4
     assert "nvmlDeviceGetCurrentClocksThrottleReasons" in nvml.calls
 
@@ -180,7 +181,7 @@ async def test_one_failing_gpu_costs_success_but_keeps_the_others(error: type[Ex
     gpus[1].fail = error
     with pytest.raises(CollectorError) as info:
         await collector.collect()
-    partial = info.value.partial
+    partial = encode(info.value.partial)
     assert "gpu1" in str(info.value)
     assert value(partial, "DCGM_FI_DEV_GPU_UTIL", "0") == 87
     assert value(partial, "DCGM_FI_DEV_GPU_UTIL", "2") == 87
@@ -194,7 +195,7 @@ async def test_one_failing_gpu_costs_success_but_keeps_the_others(error: type[Ex
         assert sum(1 for c in nvml.calls[-30:] if c == "nvmlDeviceGetMemoryInfo") == 2
 
     gpus[1].fail = None  # recovers: the next scrape is complete again
-    text = await collector.collect()
+    text = encode(await collector.collect())
     assert value(text, "DCGM_FI_DEV_GPU_UTIL", "1") == 12
     assert collector.health()["errors"] == {}
 
@@ -210,7 +211,7 @@ async def test_permission_error_on_one_field_is_reported_and_the_rest_exported()
     object.__setattr__(nvml, "nvmlDeviceGetPcieReplayCounter", denied)
     with pytest.raises(CollectorError) as info:
         await collector.collect()
-    partial = info.value.partial
+    partial = encode(info.value.partial)
     assert value(partial, "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "0") is None
     assert value(partial, "DCGM_FI_DEV_SM_CLOCK", "0") == 1980
     assert "pcie_replay" in str(info.value)
@@ -222,8 +223,8 @@ async def test_gpu_that_cannot_be_opened_keeps_scrapes_partial() -> None:
     collector = await started(FakeNvml(gpus))
     with pytest.raises(CollectorError) as info:
         await collector.collect()
-    assert value(info.value.partial, "DCGM_FI_DEV_GPU_UTIL", "0") == 87
-    assert value(info.value.partial, "DCGM_FI_DEV_GPU_UTIL", "2") is None
+    assert value(encode(info.value.partial), "DCGM_FI_DEV_GPU_UTIL", "0") == 87
+    assert value(encode(info.value.partial), "DCGM_FI_DEV_GPU_UTIL", "2") is None
     assert "cannot open device" in str(info.value)
 
 
@@ -235,7 +236,7 @@ async def test_xid_events_counted_per_gpu_and_xid() -> None:
     nvml.raise_xid(0, 13)
     nvml.raise_xid(2, 48)
     nvml.raise_event(1, nvml.nvmlEventTypeClock, 1)  # not an Xid: ignored
-    text = await collector.collect()
+    text = encode(await collector.collect())
     assert not nvml.pending_events  # drained without waiting
     assert value(text, "DCGM_EXP_XID_ERRORS_COUNT", "0", xid="13") == 2
     assert value(text, "DCGM_EXP_XID_ERRORS_COUNT", "0", xid="79") == 1
@@ -246,12 +247,12 @@ async def test_xid_events_counted_per_gpu_and_xid() -> None:
     assert value(text, "DCGM_FI_DEV_XID_ERRORS", "2") == 48
     promtool_check(text)
 
-    text = await collector.collect()  # nothing new: counters unchanged
+    text = encode(await collector.collect())  # nothing new: counters unchanged
     assert value(text, "DCGM_EXP_XID_ERRORS_COUNT", "0", xid="13") == 2
 
     nvml.raise_xid(0, 79)
     nvml.raise_xid(1, 94)
-    text = await collector.collect()  # only the new events are added
+    text = encode(await collector.collect())  # only the new events are added
     assert value(text, "DCGM_EXP_XID_ERRORS_COUNT", "0", xid="13") == 2
     assert value(text, "DCGM_EXP_XID_ERRORS_COUNT", "0", xid="79") == 2
     assert value(text, "DCGM_EXP_XID_ERRORS_COUNT", "1", xid="94") == 1
@@ -264,8 +265,8 @@ async def test_no_nvml_disables_with_one_log_record(error: type[Exception], capl
     caplog.set_level(logging.INFO, logger="optiinfra.exporter.collectors.gpu")
     collector = GpuCollector(nvml=FakeNvml([], init_error=error), hostname="node-a")
     await collector.start()
-    assert await collector.collect() == ""
-    assert await collector.collect() == ""
+    assert await collector.collect() == []
+    assert await collector.collect() == []
     await collector.close()
     assert collector.disabled
     health = collector.health()
@@ -279,7 +280,7 @@ async def test_pynvml_not_installed_disables(monkeypatch: pytest.MonkeyPatch, ca
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml -> ImportError
     collector = GpuCollector()
     await collector.start()
-    assert await collector.collect() == ""
+    assert await collector.collect() == []
     assert collector.disabled and "pynvml is not installed" in collector.disabled_reason
     assert len([r for r in caplog.records if r.name == "optiinfra.exporter.collectors.gpu"]) == 1
 
@@ -291,7 +292,7 @@ async def test_other_init_failure_retries_and_costs_success(caplog: pytest.LogCa
     with pytest.raises(CollectorError):
         await collector.collect()
     nvml.init_error = None  # e.g. the driver finished loading
-    text = await collector.collect()
+    text = encode(await collector.collect())
     assert value(text, "DCGM_FI_DEV_GPU_UTIL", "0") == 87
 
 
@@ -309,7 +310,7 @@ async def test_real_pynvml_without_gpu_disables_itself() -> None:
         collector = GpuCollector()
         await collector.start()
         assert collector.disabled
-        assert await collector.collect() == ""
+        assert await collector.collect() == []
         return
     pynvml.nvmlShutdown()
     pytest.skip("an NVIDIA GPU is present; see test_real_gpu")
@@ -329,9 +330,9 @@ async def test_real_gpu() -> None:
     collector = GpuCollector()
     await collector.start()
     try:
-        text = await collector.collect()
+        text = encode(await collector.collect())
     except CollectorError as exc:
-        text = exc.partial
+        text = encode(exc.partial)
     finally:
         await collector.close()
     assert value(text, "DCGM_FI_DEV_FB_USED", "0") is not None

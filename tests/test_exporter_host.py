@@ -13,6 +13,7 @@ import pytest
 from conftest import promtool_check_metrics
 
 from optiinfra.exporter.collectors.host import HostCollector
+from optiinfra.exporter.exposition import encode
 from optiinfra.metrics import HOST_METRICS
 
 SAMPLE = re.compile(r"^(?P<name>[a-z_:][\w:]*) (?P<value>\S+)$")
@@ -65,7 +66,7 @@ def engine(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 async def collect(collector: HostCollector) -> tuple[dict[str, float], str]:
     await collector.start()
-    text = await collector.collect()
+    text = encode(await collector.collect())
     return parse(text), text
 
 

@@ -11,6 +11,7 @@ from conftest import promtool_check_metrics
 
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.logs import LogCollector
+from optiinfra.exporter.exposition import encode
 from optiinfra.exporter.logsig import KNOWN_XIDS
 
 OOM = ("(EngineCore_DP0 pid=7) ERROR 03-13 09:00:43 [core.py:330] torch.OutOfMemoryError: CUDA out of memory. "
@@ -59,7 +60,7 @@ async def test_counts_appended_lines_and_renders_promtool_clean_output(tmp_path:
         _append(kernel, XID.format(t="100.000001", x=13) + XID.format(t="100.000002", x=13)
                 + XID.format(t="200.0", x=79) + XID.format(t="300.0", x=201) + XID.format(t="400.0", x=1234))
         await _until(lambda: sum(c.counts().values()) == 7, "seven events")
-        text = await c.collect()
+        text = encode(await c.collect())
     finally:
         await c.close()
     assert c.counts() == {
@@ -218,7 +219,7 @@ async def test_hundred_megabyte_backlog_from_start(tmp_path: Path) -> None:
     try:
         await _until(lambda: c.health()["streams"][0]["lines"] == total_lines  # type: ignore[index]
                      and sum(c.counts().values()) == 3 * repeats, "the whole file")
-        scraped = await c.collect()
+        scraped = encode(await c.collect())
     finally:
         await c.close()
         beat.cancel()
@@ -258,7 +259,7 @@ async def test_a_crashed_reader_fails_the_collector_not_the_sidecar(tmp_path: Pa
 
 def test_no_streams_collects_nothing() -> None:
     c = LogCollector([])
-    assert asyncio.run(c.collect()) == ""
+    assert encode(asyncio.run(c.collect())) == ""
     assert c.name == "logs"
 
 

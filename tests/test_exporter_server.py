@@ -16,7 +16,7 @@ from test_exporter_transform import SGLANG_0523, TGI
 
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.engine import EngineCollector, map_info
-from optiinfra.exporter.exposition import CONTENT_TYPE
+from optiinfra.exporter.exposition import CONTENT_TYPE, Family, Part, Rendered, encode
 from optiinfra.exporter.server import ExporterConfig, create_app
 
 VLLM_FLAG = DATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-flag.prom"
@@ -313,14 +313,14 @@ class FakeCollector:
         if self.behaviour == "start-fails":
             raise OSError("no device")
 
-    async def collect(self) -> str:
+    async def collect(self) -> list[Part]:
         if self.behaviour == "raises":
             raise RuntimeError("bug")
         if self.behaviour == "hangs":
             await asyncio.sleep(30)
         if self.behaviour == "partial":
-            raise CollectorError("gpu 1 lost", partial="# TYPE fake_partial gauge\nfake_partial 1\n")
-        return f"# TYPE fake_{self.name} gauge\nfake_{self.name} 1"  # no trailing newline on purpose
+            raise CollectorError("gpu 1 lost", partial=[Family("fake_partial", "gauge", "x").add({}, 1)])
+        return [Family(f"fake_{self.name}", "gauge", "A fake.").add({}, 1)]
 
     async def close(self) -> None:
         self.closed = True
@@ -353,16 +353,22 @@ async def test_failing_collectors_fail_alone(aiohttp_client: ClientFactory) -> N
     assert all(f.closed for f in fakes)
 
 
-async def test_collector_own_parse_error_family_is_merged(aiohttp_client: ClientFactory) -> None:
-    class Own(FakeCollector):
-        async def collect(self) -> str:
-            return ("# HELP optiinfra_exporter_parse_errors_total x\n# TYPE optiinfra_exporter_parse_errors_total "
-                    'counter\noptiinfra_exporter_parse_errors_total{collector="logs"} 7\n')
-    app = create_app(ExporterConfig(gpu=False, host=False), [Own("logs", "ok"), FakeCollector("ok", "ok")])
-    samples, text = await scrape(await aiohttp_client(app))
-    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="logs") == 7
-    assert get(samples, "optiinfra_exporter_parse_errors_total", collector="ok") == 3
-    assert text.count("# TYPE optiinfra_exporter_parse_errors_total") == 1
+def test_encoder_merges_families_and_labels_only_llm_series() -> None:
+    """One encoder: typed families of one name merged (one HELP/TYPE), static labels first on llm_* families
+    only (family labels win a clash), pre-rendered text appended unchanged, empty families left out."""
+    first = Family("llm_x", "gauge", "X.").add({"model": "m"}, 1)
+    again = Family("llm_x", "gauge", "X again.").add({"model": "n", "cluster": "own"}, 2.5)
+    text = encode([first, Family("DCGM_FI_DEV_GPU_UTIL", "gauge", "U.").add({"gpu": "0"}, 7),
+                   Rendered('llm_y{cluster="eu-1"} 3'), again, Family("llm_empty", "gauge", "E.")],
+                  {"cluster": "eu-1", "team": 'a"b'})
+    assert text == (
+        "# HELP llm_x X.\n# TYPE llm_x gauge\n"
+        'llm_x{cluster="eu-1",team="a\\"b",model="m"} 1\n'
+        'llm_x{cluster="own",team="a\\"b",model="n"} 2.5\n'
+        '# HELP DCGM_FI_DEV_GPU_UTIL U.\n# TYPE DCGM_FI_DEV_GPU_UTIL gauge\nDCGM_FI_DEV_GPU_UTIL{gpu="0"} 7\n'
+        'llm_y{cluster="eu-1"} 3\n'
+    )
+    assert first.samples == [("", {"model": "m"}, 1)]  # the encoder does not change the collectors' families
 
 
 async def test_concurrent_scrapes(aiohttp_server: ServerFactory, aiohttp_client: ClientFactory) -> None:
@@ -424,12 +430,12 @@ async def test_promtool_check_metrics(aiohttp_server: ServerFactory, aiohttp_cli
 
 async def test_static_labels_on_every_llm_series(aiohttp_client: ClientFactory) -> None:
     class Host(FakeCollector):
-        async def collect(self) -> str:
-            return ("# TYPE llm_host_load1 gauge\nllm_host_load1 1.5\n"
-                    "# TYPE llm_log_events_total counter\n"
-                    'llm_log_events_total{source="kernel",signature="nvidia_xid",xid="79"} 2\n'
-                    "# TYPE llm_empty gauge\nllm_empty{} 3\n"
-                    "# TYPE other_metric gauge\nother_metric 4\n")
+        async def collect(self) -> list[Part]:
+            return [Family("llm_host_load1", "gauge", "L.").add({}, 1.5),
+                    Family("llm_log_events_total", "counter", "E.").add(
+                        {"source": "kernel", "signature": "nvidia_xid", "xid": "79"}, 2),
+                    Family("llm_empty", "gauge", "E.").add({}, 3),
+                    Family("other_metric", "gauge", "O.").add({}, 4)]
     app = create_app(ExporterConfig(gpu=False, host=False, labels={"cluster": "eu-1", "team": 'a"b'}),
                      [Host("host", "ok")])
     samples, _ = await scrape(await aiohttp_client(app))

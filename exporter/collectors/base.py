@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
+
+from optiinfra.exporter.exposition import Part
 
 
 class CollectorError(Exception):
@@ -13,7 +16,7 @@ class CollectorError(Exception):
     metrics a failing collector sent, too).
     """
 
-    def __init__(self, message: str, partial: str = "") -> None:
+    def __init__(self, message: str, partial: Sequence[Part] = ()) -> None:
         super().__init__(message)
         self.partial = partial
 
@@ -22,8 +25,10 @@ class Collector(Protocol):
     """A source of metrics for the sidecar's ``/metrics``.
 
     ``collect`` is called once per scrape (concurrently with the other collectors, under a time limit) and
-    returns complete metric families in Prometheus text format 0.0.4. It raises ``CollectorError`` when it
-    cannot; anything it can still say (e.g. ``llm_upstream_up 0``) it returns instead of raising.
+    returns typed metric families (``exposition.Family``; the engine transform's own families may come as
+    ``Rendered`` text); the server's encoder writes them and adds the static labels. It raises
+    ``CollectorError`` when it cannot; anything it can still say (e.g. ``llm_upstream_up 0``) goes into the
+    error's ``partial``.
     """
 
     name: str
@@ -31,7 +36,7 @@ class Collector(Protocol):
     async def start(self) -> None:
         """Open resources (sessions, file handles, background tasks)."""
 
-    async def collect(self) -> str:
+    async def collect(self) -> Sequence[Part]:
         """Metric families for this scrape."""
 
     async def close(self) -> None:

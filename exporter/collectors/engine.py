@@ -1,11 +1,18 @@
 """The engine collector: scrape the engine's ``/metrics`` on every sidecar scrape and normalize it.
 
-One keep-alive ``aiohttp.ClientSession`` (opened in ``start``, closed in ``close``); a time limit and a body
-size limit per scrape (the body is streamed and reading stops past the limit); strict UTF-8. Whatever goes
-wrong upstream (refused, timeout, HTTP error, HTML, truncated or oversized body, invalid UTF-8) the
-collector still says ``llm_upstream_up 0`` with the scrape's duration and size (as ``CollectorError.partial``),
-and never raises anything else. Duplicate input series are collapsed (the first wins) and do not fail the
-scrape.
+One keep-alive ``aiohttp.ClientSession`` (opened in ``start``, closed in ``close``); a body size limit per
+scrape (the body is streamed and reading stops past the limit); strict UTF-8. Time is bounded by the server's
+collector budget (``--collector-timeout``): the upstream request has one total deadline (connect, headers and
+body; at most ``--scrape-timeout``) and the whole scrape, info endpoints and transform included, ends a margin
+before the budget, so whatever goes wrong upstream (refused, timeout, slow body, HTTP error, HTML, truncated or
+oversized body, invalid UTF-8, a hostile info endpoint) the collector still says ``llm_upstream_up 0`` with the
+scrape's duration and size (as ``CollectorError.partial``), and never raises anything else. Duplicate input
+series are collapsed (the first wins) and do not fail the scrape.
+
+Bounded work: a payload of more than ``max_series`` series (``--max-series``) fails this collector alone
+(``llm_upstream_up`` stays 1: the engine answered; nothing else of it is exported and the error says the
+limit), and a large payload is decoded and normalized in a worker thread so the event loop keeps answering
+``/health``.
 
 ``llm_engine_info`` is built from ``vllm:cache_config_info`` labels in the payload, the engine's info
 endpoints (vLLM ``/version`` and ``/v1/models``, TGI ``/info``, SGLang ``/get_server_info``; fetched at start
@@ -20,16 +27,17 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import time
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, TypeVar
 
 import aiohttp
 from yarl import URL
 
 from optiinfra import engines
 from optiinfra.exporter.collectors.base import CollectorError
-from optiinfra.exporter.exposition import Family, render_all
+from optiinfra.exporter.exposition import Family, Part, Rendered
 from optiinfra.exporter.transform import EngineTransform, TransformResult, detect_engine
 from optiinfra.metrics import ENGINE_INFO, ENGINE_INFO_LABELS, ENGINES, SIDECAR_METRICS, Engine
 
@@ -38,9 +46,17 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT: Final = 5.0
 DEFAULT_MAX_BYTES: Final = 20 * 1024 * 1024
 DEFAULT_INFO_INTERVAL: Final = 60.0
+#: Seconds the info endpoints get in all, per refresh.
+INFO_TIMEOUT: Final = 2.0
+MAX_INFO_BYTES: Final = 256 * 1024
+#: Payloads from this size on are decoded and normalized in a worker thread.
+OFF_LOOP_BYTES: Final = 256 * 1024
+#: Most seconds of the collector budget kept back for rendering after a time-out (a fifth of short budgets).
+RENDER_MARGIN: Final = 0.5
 _CHUNK = 64 * 1024
+_T = TypeVar("_T")
 
-_HELP = {m.name: m.help for m in SIDECAR_METRICS}
+_SIDECAR = {m.name: m for m in SIDECAR_METRICS}
 
 
 def map_info(engine: Engine, raw: Mapping[str, object]) -> dict[str, str]:
@@ -55,12 +71,15 @@ class UpstreamError(Exception):
     """The engine's /metrics could not be read or understood this scrape."""
 
 
+def own_deadline(budget: float) -> float:
+    """Seconds the collector allows itself out of the server's ``budget``: a margin is left for rendering."""
+    return budget - min(RENDER_MARGIN, budget / 5)
+
+
 class EngineCollector:
     """Scrape one engine endpoint and export it in the normalized schema."""
 
     name = "engine"
-    #: ``--label`` pairs are baked into the transform's output keys; the server need not add them.
-    applies_static_labels = True
 
     def __init__(
         self,
@@ -68,7 +87,9 @@ class EngineCollector:
         *,
         engine: Engine | str = "auto",
         timeout: float = DEFAULT_TIMEOUT,
+        budget: float | None = None,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_series: int | None = None,
         passthrough: bool = False,
         engine_config: Mapping[str, str] | None = None,
         labels: Mapping[str, str] | None = None,
@@ -85,8 +106,13 @@ class EngineCollector:
         self.url = url
         self._base = url.with_path("/").with_query(None)
         self._forced: Engine | None = engine if engine in ENGINES else None
-        self.timeout = timeout
+        self.budget = budget if budget is not None else timeout + 1
+        """The server's time limit for one ``collect``; the collector finishes before it, whatever happens."""
+        self.deadline = own_deadline(self.budget)
+        self.timeout = min(timeout, self.deadline)
+        """Total time limit of one upstream request (connect, headers and body), below the budget."""
         self.max_bytes = max_bytes
+        self.max_series = max_series
         self.passthrough = passthrough
         self.overrides = dict(engine_config or {})
         self.labels = dict(labels or {})
@@ -94,6 +120,8 @@ class EngineCollector:
         self.info_interval = info_interval
         self._session: aiohttp.ClientSession | None = None
         self._transform: EngineTransform | None = None
+        self._transform_lock = threading.Lock()
+        """A transform left running by a timed-out scrape finishes before the next one starts (not thread-safe)."""
         self._info: dict[str, str] = {}
         self._info_at = float("-inf")
         self._info_task: asyncio.Task[None] | None = None
@@ -113,16 +141,16 @@ class EngineCollector:
         return self._transform.engine if self._transform else None
 
     def _new_transform(self, engine: Engine) -> EngineTransform:
-        return EngineTransform(engine, model=self.model, labels=self.labels, passthrough=self.passthrough)
+        return EngineTransform(engine, model=self.model, labels=self.labels, passthrough=self.passthrough,
+                               max_series=self.max_series)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.timeout),
             connector=aiohttp.TCPConnector(limit=8, keepalive_timeout=30),
             headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1", "User-Agent": "optiinfra-exporter"},
         )
         if self._transform is not None:
-            await self._refresh_info()
+            await self._refresh_info(INFO_TIMEOUT)
 
     async def close(self) -> None:
         if self._info_task is not None and not self._info_task.done():
@@ -149,38 +177,47 @@ class EngineCollector:
 
     # -- scrape -----------------------------------------------------------------------------------
 
-    async def collect(self) -> str:
-        started = time.monotonic()
+    async def collect(self) -> Sequence[Part]:
+        """Always ``llm_upstream_up`` (0 on any failure, within ``deadline``), and the normalized families."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         result: TransformResult | None = None
         error = ""
-        size = 0
+        self.last_bytes = 0
         try:
-            body = await self._fetch()
-            size = len(body)
-            result = await self._normalize(body)
+            async with asyncio.timeout_at(started + self.deadline):
+                body = await self._fetch()
+                self.last_bytes = len(body)
+                result = await self._normalize(body, started + self.deadline)
+        except TimeoutError:
+            error = (f"timed out: no result within {self.deadline:g}s "
+                     f"(--collector-timeout {self.budget:g}s less a margin)")
         except UpstreamError as exc:
             error = str(exc)
-        self.last_duration = time.monotonic() - started
-        self.last_bytes = size
+        self.last_duration = loop.time() - started
+        over = result is not None and result.over_limit
         self.up = result is not None
-        if result is not None:
+        if result is not None and not over:
             self.last_success = time.time()
             self.last_error = ""
             self._maybe_refresh_info()
         else:
+            if over:
+                error = (f"the payload has more than {self.max_series} series (--max-series {self.max_series}); "
+                         "nothing of it is exported")
             if error != self.last_error:
                 log.warning("engine scrape failed", extra={"upstream": str(self.url), "error": error})
             self.last_error = error
-        text = self._render(result)
-        if result is None:
-            raise CollectorError(f"upstream {self.url}: {error}", partial=text)
-        return text
+        parts = self._families(None if over else result)
+        if error:
+            raise CollectorError(f"upstream {self.url}: {error}", partial=parts)
+        return parts
 
     async def _fetch(self) -> bytes:
         if self._session is None:
             raise UpstreamError("collector not started")
         try:
-            async with self._session.get(self.url, allow_redirects=False) as resp:
+            async with asyncio.timeout(self.timeout), self._session.get(self.url, allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise UpstreamError(f"HTTP {resp.status}")
                 if resp.content_length is not None and resp.content_length > self.max_bytes:
@@ -200,50 +237,59 @@ class EngineCollector:
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _normalize(self, body: bytes) -> TransformResult:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise UpstreamError(f"payload is not valid UTF-8 (byte {exc.start})") from exc
+    async def _normalize(self, body: bytes, deadline: float) -> TransformResult:
         if self._transform is None:
-            detected = detect_engine(text)
+            detected = detect_engine(await self._off_loop(_decode, body))
             if detected is None:
                 raise UpstreamError("no vLLM, SGLang or TGI family in the payload (not an engine /metrics?)")
             log.info("engine detected", extra={"engine": detected, "upstream": str(self.url)})
             self._transform = self._new_transform(detected)
             # read the info endpoint before the first transform: TGI's model label comes from it, and a
-            # label that changed on the second scrape would start every series anew
-            await self._refresh_info()
-        result = self._transform.transform(text)
+            # label that changed on the second scrape would start every series anew (bounded: half the time left)
+            left = deadline - asyncio.get_running_loop().time()
+            await self._refresh_info(min(INFO_TIMEOUT, left / 2))
+        transform = self._transform
+        result = await self._off_loop(lambda data: transform.transform(_decode(data)), body)
         self.parse_errors += result.parse_errors
         self.duplicates = result.duplicates
         if not result.recognized:
-            raise UpstreamError(f"no {self._transform.engine} family in the payload (not an engine /metrics?)")
+            raise UpstreamError(f"no {transform.engine} family in the payload (not an engine /metrics?)")
         if result.engine_config:
-            self._info.update(map_info(self._transform.engine, result.engine_config))
+            self._info.update(map_info(transform.engine, result.engine_config))
         return result
 
-    def _render(self, result: TransformResult | None) -> str:
-        base = {"engine": self.engine or "unknown", **self.labels}
-        families = [
-            Family("llm_upstream_up", "gauge", _HELP["llm_upstream_up"]).add(base, 1.0 if result else 0.0),
-            Family("llm_upstream_scrape_duration_seconds", "gauge",
-                   _HELP["llm_upstream_scrape_duration_seconds"]).add(base, self.last_duration),
-            Family("llm_upstream_scrape_bytes", "gauge", _HELP["llm_upstream_scrape_bytes"]).add(
-                base, float(self.last_bytes)),
+    async def _off_loop(self, fn: Callable[[bytes], _T], body: bytes) -> _T:
+        """``fn(body)`` on the loop for a small payload, in a worker thread for a large one (the event loop
+        keeps serving ``/health``); one at a time, so a run left behind by a timed-out scrape is waited for."""
+        if len(body) < OFF_LOOP_BYTES and self._transform_lock.acquire(blocking=False):
+            try:
+                return fn(body)
+            finally:
+                self._transform_lock.release()
+
+        def locked() -> _T:
+            with self._transform_lock:
+                return fn(body)
+
+        return await asyncio.to_thread(locked)
+
+    def _families(self, result: TransformResult | None) -> list[Part]:
+        base = {"engine": self.engine or "unknown"}
+        parts: list[Part] = [
+            Family.of(_SIDECAR["llm_upstream_up"]).add(base, 1.0 if self.up else 0.0),
+            Family.of(_SIDECAR["llm_upstream_scrape_duration_seconds"]).add(base, self.last_duration),
+            Family.of(_SIDECAR["llm_upstream_scrape_bytes"]).add(base, float(self.last_bytes)),
         ]
         if result is None or self._transform is None:
-            return render_all(families)
-        info = self._engine_info_labels()
-        families.append(Family(ENGINE_INFO.name, ENGINE_INFO.type, ENGINE_INFO.help).add(info, 1.0))
-        return result.text + render_all(families) + result.passthrough
+            return parts
+        info = Family.of(ENGINE_INFO).add(self._engine_info_labels(), 1.0)
+        return [Rendered(result.text), *parts, info, Rendered(result.passthrough)]
 
     def _engine_info_labels(self) -> dict[str, str]:
         assert self._transform is not None
         merged = {**self._info, **{k: v for k, v in self.overrides.items() if k in ENGINE_INFO_LABELS}}
         labels = {"engine": self._transform.engine, "model": self._transform.default_model}
         labels.update((k, merged[k]) for k in ENGINE_INFO_LABELS if merged.get(k))
-        labels.update(self.labels)
         return labels
 
     # -- info endpoints ---------------------------------------------------------------------------
@@ -254,37 +300,52 @@ class EngineCollector:
         if self._info_task is not None and not self._info_task.done():
             return
         self._info_at = time.monotonic()
-        self._info_task = asyncio.get_running_loop().create_task(self._refresh_info())
+        self._info_task = asyncio.get_running_loop().create_task(self._refresh_info(INFO_TIMEOUT))
 
-    async def _refresh_info(self) -> None:
-        """Fetch the engine's info endpoint; failures are logged and never fail a scrape."""
+    async def _refresh_info(self, limit: float) -> None:
+        """Fetch the engine's info endpoints within ``limit`` seconds in all; failures are logged and never
+        fail a scrape."""
         self._info_at = time.monotonic()
         engine = self.engine
-        if engine is None or self._session is None:
+        if engine is None or self._session is None or limit <= 0:
             return
-        for group in engines.VOCABULARY[engine].info_paths:
-            for path in group:
-                raw = await self._get_json(path)
-                if raw is None:
-                    continue
-                mapped = map_info(engine, raw)
-                model = mapped.pop("model", None)
-                if model and not self.model and engine == "tgi":
-                    assert self._transform is not None
-                    self._transform.set_default_model(model)
-                self._info.update(mapped)
-                break
+        try:
+            async with asyncio.timeout(limit):
+                for group in engines.VOCABULARY[engine].info_paths:
+                    for path in group:
+                        raw = await self._get_json(path)
+                        if raw is None:
+                            continue
+                        mapped = map_info(engine, raw)
+                        model = mapped.pop("model", None)
+                        if model and not self.model and engine == "tgi":
+                            assert self._transform is not None
+                            self._transform.set_default_model(model)
+                        self._info.update(mapped)
+                        break
+        except TimeoutError:
+            log.debug("engine info endpoints did not answer in %gs", limit, extra={"upstream": str(self.url)})
 
     async def _get_json(self, path: str) -> dict[str, object] | None:
+        """A JSON object from an info endpoint; None when it is missing, too large, too deep or not JSON."""
         assert self._session is not None
         url = self._base.with_path(path)
         try:
-            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=min(self.timeout, 2.0))) as resp:
+            async with self._session.get(url, allow_redirects=False) as resp:
                 if resp.status != 200:
                     return None
-                body = await resp.content.read(1024 * 1024)
-            data = json.loads(body)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            log.debug("engine info endpoint unavailable", extra={"url": str(url), "error": str(exc)})
+                body = await resp.content.read(MAX_INFO_BYTES + 1)
+            if len(body) > MAX_INFO_BYTES:
+                raise ValueError(f"larger than {MAX_INFO_BYTES} bytes")
+            data = await asyncio.to_thread(json.loads, body)
+        except (aiohttp.ClientError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+            log.debug("engine info endpoint unavailable", extra={"url": str(url), "error": str(exc)[:200]})
             return None
         return data if isinstance(data, dict) else None
+
+
+def _decode(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UpstreamError(f"payload is not valid UTF-8 (byte {exc.start})") from exc

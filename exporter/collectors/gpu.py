@@ -9,7 +9,7 @@ Device handles and the static labels (UUID, model name, PCI bus id, device node)
   scrape partial: ``collect`` raises ``CollectorError`` whose ``partial`` holds the other GPUs' families,
   so the server exports them and reports ``optiinfra_collector_success{collector="gpu"} 0``.
 - No NVML on the machine (pynvml missing, library not found, driver not loaded): the collector disables
-  itself, logs that once, and ``collect`` returns ``""``. ``disabled`` and ``health()["disabled"]`` say so;
+  itself, logs that once, and ``collect`` returns no family. ``disabled`` and ``health()["disabled"]`` say so;
   the server should then skip the collector's success/duration series (or report it as disabled).
 - Xid errors come from an NVML event set (``nvmlEventTypeXidCriticalError``), drained without waiting on
   every scrape: ``DCGM_FI_DEV_XID_ERRORS`` is the last Xid of each GPU (0 until one happens) and
@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from optiinfra.metrics import GPU_LABELS, GPU_METRICS
 
-from ..exposition import Family, render_all
+from ..exposition import Family, Part
 from .base import CollectorError
 
 log = logging.getLogger(__name__)
@@ -101,20 +101,20 @@ class GpuCollector:
         async with self._lock:
             await asyncio.to_thread(self._locked, self._start_sync)
 
-    async def collect(self) -> str:
+    async def collect(self) -> list[Part]:
         async with self._lock:
             if not self._initialized and not self.disabled:
                 await asyncio.to_thread(self._locked, self._start_sync)
             if self.disabled:
-                return ""
+                return []
             if not self._initialized:
                 raise CollectorError(f"NVML initialization failed: {self._init_error}")
-            text, errors = await asyncio.to_thread(self._locked, self._collect_sync)
+            families, errors = await asyncio.to_thread(self._locked, self._collect_sync)
         self._errors = errors = {**self._open_errors, **errors}
         if errors:
             summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
-            raise CollectorError(f"NVML errors: {summary}", partial=text)
-        return text
+            raise CollectorError(f"NVML errors: {summary}", partial=families)
+        return families
 
     async def close(self) -> None:
         async with self._lock:
@@ -251,9 +251,9 @@ class GpuCollector:
 
     # -- scrape (worker thread) -------------------------------------------------------------------
 
-    def _collect_sync(self) -> tuple[str, dict[str, str]]:
+    def _collect_sync(self) -> tuple[list[Part], dict[str, str]]:
         errors: dict[str, str] = {}
-        families = {m.name: Family(m.name, m.type, m.help) for m in GPU_METRICS}
+        families = {m.name: Family.of(m) for m in GPU_METRICS}
         self._drain_xid_events(errors)
         for gpu in self._gpus:
             self._read_gpu(gpu, families, errors)
@@ -262,7 +262,7 @@ class GpuCollector:
                 families["DCGM_FI_DEV_XID_ERRORS"].add(gpu.labels, gpu.last_xid)
             for xid in sorted(gpu.xid_counts):
                 families["DCGM_EXP_XID_ERRORS_COUNT"].add({**gpu.labels, "xid": str(xid)}, gpu.xid_counts[xid])
-        return render_all(families[m.name] for m in GPU_METRICS), errors
+        return [families[m.name] for m in GPU_METRICS], errors
 
     def _read_gpu(self, gpu: _Gpu, families: dict[str, Family], errors: dict[str, str]) -> None:
         nvml = self._nvml

@@ -22,7 +22,7 @@ import psutil
 
 from optiinfra.metrics import HOST_METRICS
 
-from ..exposition import Family, render_all
+from ..exposition import Family, Part
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class HostCollector:
         # The first cpu_percent(interval=None) only sets the reference point.
         await asyncio.to_thread(psutil.cpu_percent, None)
 
-    async def collect(self) -> str:
+    async def collect(self) -> list[Part]:
         return await asyncio.to_thread(self._collect_sync)
 
     async def close(self) -> None:
@@ -114,7 +114,7 @@ class HostCollector:
 
     # -- worker thread ---------------------------------------------------------------------------
 
-    def _collect_sync(self) -> str:
+    def _collect_sync(self) -> list[Part]:
         values: dict[str, float] = {}
         values["llm_host_cpu_utilization_ratio"] = psutil.cpu_percent(None) / 100
         memory = psutil.virtual_memory()
@@ -144,11 +144,7 @@ class HostCollector:
             values["llm_host_cgroup_memory_usage_bytes"] = usage
         if limit is not None:
             values["llm_host_cgroup_memory_limit_bytes"] = limit
-        families = []
-        for metric in HOST_METRICS:
-            if metric.name in values:
-                families.append(Family(metric.name, metric.type, metric.help).add({}, values[metric.name]))
-        return render_all(families)
+        return [Family.of(m).add({}, values[m.name]) for m in HOST_METRICS if m.name in values]
 
     def _engine_process(self) -> psutil.Process | None:
         cached = self._process

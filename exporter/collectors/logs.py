@@ -1,9 +1,19 @@
 """Failure signatures in tailed logs as ``llm_log_events_total{source, signature[, xid]}``.
 
-A background task polls every followed file (and /dev/kmsg with ``kmsg=True``) every ``poll_interval``
-seconds. Reading and matching run in a worker thread, at most ``batch_bytes`` per file per round, with an
-``await`` between rounds, so a 100 MB backlog (``from_start``) never holds the event loop. ``collect``
-only renders the counters.
+Every followed file (and /dev/kmsg with ``kmsg=True``) has its own daemon thread that polls it every
+``poll_interval`` seconds, at most ``batch_bytes`` per round, so a 100 MB backlog (``from_start``) never holds
+the event loop and no stream can block another: a read stuck in the kernel (a hung network file system)
+stalls its own stream only, and costs ``optiinfra_collector_success{collector="logs"} 0`` once it has been
+stuck for ``stall_timeout`` seconds, as does a stream in error (e.g. a path that is not a regular file).
+``close`` waits for the threads at most ``close_timeout`` seconds; a stuck one is left behind (daemon threads
+never hold up the process's exit). Only the matching is serialized (the engine's start-up timer is shared).
+``collect`` only renders the counters.
+
+Rotation storms: after a rotation or truncation a stream polls every ``storm_interval`` seconds for
+``storm_window`` seconds. A file renamed away is drained to its end before the new one is read, so a rename
+storm loses only the files that were created and rotated away again between two polls; copytruncate loses
+the lines written after the last poll before each truncation (inherent to copytruncate). bench/logs measures
+both (lines lost per storm pace) and a test bounds them.
 
 Series for every signature of each source in use are exported from the start at 0 (for ``nvidia_xid``:
 the Xids of NVIDIA's catalogue), so the first event is an increase Prometheus can see.
@@ -25,7 +35,6 @@ after the sidecar started); both raise the same ``engine_startup_hang`` alert.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -33,15 +42,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..exposition import Family, render_all
+from optiinfra.metrics import LOG_METRICS
+
+from ..exposition import Family, Part
 from ..logsig import COUNTED, KNOWN_XIDS, SOURCES, Counts, Source, StartupTimer, StreamMatcher
 from ..tailer import DEFAULT_MAX_LINE_BYTES, FileTailer, KmsgReader, LineReader
 from .base import CollectorError
 
 log = logging.getLogger(__name__)
 
-EVENTS_METRIC = "llm_log_events_total"
-EVENTS_HELP = "Known failure signatures found in tailed logs."
+(EVENTS,) = LOG_METRICS
 
 
 @dataclass
@@ -50,6 +60,14 @@ class _Stream:
     source: Source
     reader: LineReader
     matcher: StreamMatcher
+    rounds: int = 0
+    busy_since: float | None = None
+    """``time.monotonic()`` when the poll in progress began."""
+    failure: str = ""
+    """The exception that stopped this stream's thread."""
+    turnovers: int = 0
+    storm_until: float = 0.0
+    thread: threading.Thread | None = None
 
 
 class LogCollector:
@@ -63,7 +81,11 @@ class LogCollector:
         from_start: bool = False,
         kmsg: bool = False,
         *,
-        poll_interval: float = 0.5,
+        poll_interval: float = 0.25,
+        storm_interval: float = 0.01,
+        storm_window: float = 10.0,
+        stall_timeout: float = 30.0,
+        close_timeout: float = 1.0,
         startup_timeout: float = 600.0,
         xid_window: float = 1.0,
         batch_bytes: int = 4 << 20,
@@ -72,6 +94,10 @@ class LogCollector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.poll_interval = poll_interval
+        self.storm_interval = storm_interval
+        self.storm_window = storm_window
+        self.stall_timeout = stall_timeout
+        self.close_timeout = close_timeout
         self.batch_bytes = batch_bytes
         self._clock = clock
         self._streams: list[_Stream] = []
@@ -96,65 +122,76 @@ class LogCollector:
                 StreamMatcher("kernel", xid_window=xid_window),
             ))
         self._lock = threading.Lock()
+        """Guards the counts and the matchers (the engine's start-up timer is shared by its streams)."""
         self._counts: dict[tuple[Source, str, str], int] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._inflight: asyncio.Future[bool] | None = None
-        """The worker-thread round in progress: ``close`` lets it finish before closing the files."""
-        self._failure = ""
-        self.rounds = 0
-        """Polling rounds begun (each reads every stream once)."""
+        self._stop = threading.Event()
+
+    @property
+    def rounds(self) -> int:
+        """Polling rounds every stream has completed."""
+        return min((s.rounds for s in self._streams), default=0)
 
     # -- life cycle -------------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self._task is None and self._streams:
-            self._task = asyncio.create_task(self._run(), name="log-collector")
+        self._stop.clear()
+        for stream in self._streams:
+            if stream.thread is None:
+                stream.thread = threading.Thread(target=self._follow, args=(stream,), name=f"log {stream.name}",
+                                                 daemon=True)
+                stream.thread.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._inflight is not None:
-            await asyncio.wait([self._inflight])
-            if not self._inflight.cancelled():
-                self._inflight.exception()  # already reported by _run; retrieved so asyncio does not warn
-            self._inflight = None
+        self._stop.set()
+        deadline = time.monotonic() + self.close_timeout
         for stream in self._streams:
+            if stream.thread is not None:
+                await asyncio.to_thread(stream.thread.join, max(0.0, deadline - time.monotonic()))
+                if stream.thread.is_alive():
+                    log.warning("log stream %s is stuck in a read; left behind", stream.name)
+                    continue
+                stream.thread = None
             stream.reader.close()
 
-    async def _run(self) -> None:
+    def _follow(self, stream: _Stream) -> None:
+        """The thread of one stream: poll, then wait (briefly after a rotation or with input pending)."""
         try:
-            while True:
-                self._inflight = asyncio.ensure_future(asyncio.to_thread(self.poll_once))
-                more = await asyncio.shield(self._inflight)
-                await asyncio.sleep(0 if more else self.poll_interval)
-        except asyncio.CancelledError:
-            raise
+            while not self._stop.is_set():
+                more = self._poll(stream)
+                now = time.monotonic()
+                if stream.reader.turnovers != stream.turnovers:
+                    stream.turnovers = stream.reader.turnovers
+                    stream.storm_until = now + self.storm_window
+                delay = 0.0 if more else self.storm_interval if now < stream.storm_until else self.poll_interval
+                self._stop.wait(delay)
         except Exception as exc:  # a bug must cost this collector, not the sidecar
-            self._failure = f"{type(exc).__name__}: {exc}"
-            log.exception("log collector stopped")
+            stream.failure = f"{type(exc).__name__}: {exc}"
+            log.exception("log stream stopped", extra={"path": stream.name})
 
     def poll_once(self) -> bool:
         """Read and match one round of every stream; True when some stream has more input waiting."""
         more = False
-        self.rounds += 1
         for stream in self._streams:
-            blocks, pending = stream.reader.poll(self.batch_bytes)
-            more = more or pending
+            more = self._poll(stream) or more
+        return more
+
+    def _poll(self, stream: _Stream) -> bool:
+        stream.busy_since = time.monotonic()
+        blocks, pending = stream.reader.poll(self.batch_bytes)
+        fresh = stream.reader.take_fresh()
+        with self._lock:
             now = self._clock()
             counts: Counts = {}
-            if stream.reader.take_fresh():
+            if fresh:
                 stream.matcher.arm_startup(now)
             for block in blocks:
                 stream.matcher.feed_text(block, now, counts)
             stream.matcher.tick(now, counts)
-            if counts:
-                with self._lock:
-                    for (signature, xid), n in counts.items():
-                        key = (stream.source, signature, xid)
-                        self._counts[key] = self._counts.get(key, 0) + n
-        return more
+            for (signature, xid), n in counts.items():
+                key = (stream.source, signature, xid)
+                self._counts[key] = self._counts.get(key, 0) + n
+        stream.busy_since = None
+        stream.rounds += 1
+        return pending
 
     # -- output -----------------------------------------------------------------------------------------
     def counts(self) -> dict[tuple[Source, str, str], int]:
@@ -162,9 +199,21 @@ class LogCollector:
         with self._lock:
             return dict(self._counts)
 
-    async def collect(self) -> str:
-        if self._failure:
-            raise CollectorError(f"log tailing stopped: {self._failure}")
+    def problems(self) -> list[str]:
+        """Why the collector is failing now: a stopped, stuck or erroring stream."""
+        now = time.monotonic()
+        out: list[str] = []
+        for s in self._streams:
+            busy = s.busy_since
+            if s.failure:
+                out.append(f"{s.name}: log tailing stopped: {s.failure}")
+            elif busy is not None and now - busy > self.stall_timeout:
+                out.append(f"{s.name}: a read has been stuck for {now - busy:.0f}s")
+            elif s.reader.state.startswith("error"):
+                out.append(f"{s.name}: {s.reader.state}")
+        return out
+
+    async def collect(self) -> list[Part]:
         counted = self.counts()
         values: dict[tuple[str, str, str], int] = {}
         for source in sorted({s.source for s in self._streams}):
@@ -176,36 +225,43 @@ class LogCollector:
                     values[(source, signature, "")] = 0
         for key, count in counted.items():
             values[key] = count
-        events = Family(EVENTS_METRIC, "counter", EVENTS_HELP)
+        events = Family.of(EVENTS)
         for (src, sig, xid), n in sorted(values.items(), key=_sort_key):
             labels = {"source": src, "signature": sig}
             if xid:
                 labels["xid"] = xid
             events.add(labels, n)
-        return render_all((events,))
+        problems = self.problems()
+        if problems:
+            raise CollectorError("; ".join(problems), partial=[events])
+        return [events]
 
     def health(self) -> dict[str, object]:
         streams: list[dict[str, object]] = []
         for s in self._streams:
             entry: dict[str, object] = {
                 "path": s.name, "source": s.source, "state": s.reader.state, "lines": s.matcher.lines,
-                "truncated_lines": s.reader.truncated_lines,
+                "truncated_lines": s.reader.truncated_lines, "rounds": s.rounds,
             }
             if isinstance(s.reader, FileTailer):
                 entry["rotations"] = s.reader.rotations
                 entry["truncations"] = s.reader.truncations
+                if s.reader.target:
+                    entry["symlink_target"] = s.reader.target
             if isinstance(s.reader, KmsgReader):
                 entry["lost"] = s.reader.lost
             streams.append(entry)
+        problems = self.problems()
         health: dict[str, object] = {
-            "streams": streams, "running": self._task is not None and not self._failure, "rounds": self.rounds,
+            "streams": streams, "running": any(s.thread is not None and s.thread.is_alive() for s in self._streams),
+            "rounds": self.rounds,
             "startup": self.startup.state,
             # over-long lines cut to max_line_bytes and malformed kmsg records; the server exports it as
             # optiinfra_exporter_parse_errors_total{collector="logs"}
             "parse_errors": sum(s.reader.truncated_lines + getattr(s.reader, "malformed", 0) for s in self._streams),
         }
-        if self._failure:
-            health["error"] = self._failure
+        if problems:
+            health["error"] = "; ".join(problems)
         return health
 
 
