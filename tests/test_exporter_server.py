@@ -4,6 +4,7 @@ failing collectors, concurrent scrapes, health endpoints, and promtool on its ow
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from test_exporter_transform import SGLANG_0523, TGI
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.engine import EngineCollector, map_info
 from optiinfra.exporter.exposition import CONTENT_TYPE, Family, Part, Rendered, encode
-from optiinfra.exporter.server import ExporterConfig, create_app
+from optiinfra.exporter.server import ExporterConfig, build_collectors, create_app
 
 VLLM_FLAG = DATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-flag.prom"
 SGLANG_04 = DATA / "engines" / "sglang-0.4.x-docs-production_metrics.prom"
@@ -466,3 +467,128 @@ async def test_logs_collector_wired_with_labels(aiohttp_client: ClientFactory, t
     assert get(samples, "optiinfra_collector_success", collector="logs") == 1
     assert get(samples, "optiinfra_exporter_parse_errors_total", collector="logs") == 0
     assert text.count("# TYPE optiinfra_exporter_parse_errors_total") == 1
+
+
+# -- bounded work (audit finding 7) ------------------------------------------------------------------------
+
+
+def _many_models(n: int) -> str:
+    lines = ["# HELP vllm:num_requests_running Running.", "# TYPE vllm:num_requests_running gauge"]
+    lines += [f'vllm:num_requests_running{{engine="0",model_name="m{i}"}} 1' for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+async def test_series_limit_fails_the_engine_collector_alone(aiohttp_server: ServerFactory,
+                                                             aiohttp_client: ClientFactory) -> None:
+    """Above --max-series nothing of the payload is exported, the engine collector fails with an error that
+    names the limit, llm_upstream_up stays (1: the engine answered) and the other collectors are untouched."""
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(_many_models(3000))}))
+    config = ExporterConfig(upstream=str(server.make_url("/metrics")), gpu=False, host=False, max_series=2000)
+    client = await aiohttp_client(create_app(config, [*build_collectors(config), FakeCollector("ok", "ok")]))
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_upstream_up", engine="vllm") == 1
+    assert get(samples, "optiinfra_collector_success", collector="engine") == 0
+    assert get(samples, "optiinfra_collector_success", collector="ok") == 1
+    assert not any(name == "llm_requests_running" for name, _ in samples)
+    detailed = await (await client.get("/health/detailed")).json()
+    assert "more than 2000 series (--max-series 2000)" in detailed["collectors"]["engine"]["last_error"]
+    within = ExporterConfig(upstream=str(server.make_url("/metrics")), gpu=False, host=False, max_series=3000)
+    samples, _ = await scrape(await aiohttp_client(create_app(within)))
+    assert get(samples, "optiinfra_collector_success", collector="engine") == 1
+    assert sum(name == "llm_requests_running" for name, _ in samples) == 3000
+
+
+async def test_health_answers_while_a_large_transform_runs(aiohttp_server: ServerFactory,
+                                                           aiohttp_client: ClientFactory,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large payload is normalized off the event loop: /health answers while the transform is running
+    (the transform is held until /health has answered, so this is no timing threshold)."""
+    from optiinfra.exporter.transform import EngineTransform
+
+    payload = _many_models(20_000)  # about 1.3 MB
+    running, release = threading.Event(), threading.Event()
+    released_by_test: list[bool] = []
+    real = EngineTransform.transform
+
+    def held(self: EngineTransform, text: str) -> Any:
+        running.set()
+        released_by_test.append(release.wait(20))  # on the event loop, /health could not answer: False
+        return real(self, text)
+
+    monkeypatch.setattr(EngineTransform, "transform", held)
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(payload)}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine="vllm", collector_timeout=60)
+    metrics = asyncio.ensure_future(client.get("/metrics"))
+    try:
+        assert await asyncio.to_thread(running.wait, 30), "the transform never started"
+        health = await asyncio.wait_for(client.get("/health"), 10)
+        assert health.status == 200 and not release.is_set()
+    finally:
+        release.set()
+    resp = await metrics
+    assert released_by_test == [True]
+    samples = parse(await resp.text())
+    assert get(samples, "llm_upstream_up", engine="vllm") == 1
+    assert sum(name == "llm_requests_running" for name, _ in samples) == 20_000
+
+
+# -- llm_upstream_up is always there (audit finding 8) -----------------------------------------------------
+
+
+async def test_slow_body_reads_up_0_within_the_collector_budget(aiohttp_server: ServerFactory,
+                                                                aiohttp_client: ClientFactory) -> None:
+    """A body trickled a line at a time never trips a per-read time-out; the one total deadline, below the
+    collector budget, still leaves llm_upstream_up 0 in every scrape (scrape timeout above the budget)."""
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_type = "text/plain"
+        await resp.prepare(request)
+        try:
+            for i in range(100):
+                await resp.write(f'vllm:num_requests_running{{model_name="m{i}"}} 1\n'.encode())
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            pass
+        return resp
+
+    server = await aiohttp_server(upstream_app({"/metrics": trickle}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine="vllm",
+                           scrape_timeout=5.0, collector_timeout=0.6)
+    for _ in range(3):
+        samples, _ = await scrape(client)
+        assert get(samples, "llm_upstream_up", engine="vllm") == 0
+        assert get(samples, "optiinfra_collector_success", collector="engine") == 0
+    detailed = await (await client.get("/health/detailed")).json()
+    assert "timed out" in detailed["collectors"]["engine"]["last_error"]
+
+
+async def test_slow_info_endpoint_on_the_first_scrape_keeps_upstream_up(aiohttp_server: ServerFactory,
+                                                                        aiohttp_client: ClientFactory) -> None:
+    """Engine detection reads the info endpoint inside the first scrape: a hanging one is cut to the time left,
+    so the scrape still ends inside the budget with its llm_upstream_up."""
+    async def hang(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(TGI), "/info": hang}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), scrape_timeout=5.0,
+                           collector_timeout=1.5)
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_upstream_up", engine="tgi") == 1
+    assert get(samples, "optiinfra_collector_success", collector="engine") == 1
+
+
+@pytest.mark.parametrize("engine", ["auto", "vllm"])
+async def test_deeply_nested_info_json_is_refused_and_upstream_stays(aiohttp_server: ServerFactory,
+                                                                     aiohttp_client: ClientFactory,
+                                                                     engine: str) -> None:
+    payload = require_path(VLLM_FLAG).read_text()
+    server = await aiohttp_server(upstream_app({
+        "/metrics": text_handler(payload), "/version": text_handler("[" * 100_000, content_type="application/json"),
+        "/v1/models": text_handler("{" * 200_000, content_type="application/json"),
+    }))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine=engine)
+    for _ in range(2):
+        samples, _ = await scrape(client)
+        assert get(samples, "llm_upstream_up", engine="vllm") == 1
+        assert get(samples, "optiinfra_collector_success", collector="engine") == 1
