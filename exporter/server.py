@@ -8,8 +8,10 @@ one encoder (``exposition.encode``) writes them, the static ``--label`` pairs in
 exposition text. Collectors report malformed input lines through ``health()["parse_errors"]`` (a running
 count), which the server exports as ``optiinfra_exporter_parse_errors_total{collector}``.
 
-Shutdown is bounded below Kubernetes' 30 s grace period: in-flight requests get ``SHUTDOWN_TIMEOUT`` seconds,
-then each collector's ``close`` at most ``CLOSE_TIMEOUT`` (all closed concurrently).
+Shutdown is bounded well below Kubernetes' 30 s grace period: aiohttp gives in-flight requests (and clients
+stalled mid-request) ``SHUTDOWN_TIMEOUT`` seconds to finish and as long again once cancelled, then each
+collector's ``close`` gets at most ``CLOSE_TIMEOUT`` (all closed concurrently): SIGTERM to exit in about 3 s
+at worst.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ _SUCCESS = _SIDECAR["optiinfra_collector_success"]
 _DURATION = _SIDECAR["optiinfra_collector_duration_seconds"]
 _ERRORS = _SIDECAR["optiinfra_exporter_parse_errors_total"]
 #: Seconds in-flight requests get on SIGTERM before they are cancelled (aiohttp's default is 60 s).
-SHUTDOWN_TIMEOUT = 2.0
+SHUTDOWN_TIMEOUT = 1.0
 #: Seconds each collector's ``close`` gets on shutdown.
 CLOSE_TIMEOUT = 1.0
 DEFAULT_MAX_SERIES = 100_000

@@ -11,8 +11,8 @@
   appears;
 - rotation by rename (the path names another inode): the old file is drained to its end, then the new
   file is read from offset 0; a path that vanished keeps the old file open until a new one appears;
-- copytruncate (the file shrank below the read offset): reading restarts at offset 0. Like every
-  offset-based tailer, a file truncated and refilled beyond the old offset between two polls is not noticed;
+- copytruncate (the file shrank below the read offset, or the last bytes read are no longer there: truncated
+  and refilled beyond the old offset between two polls): reading restarts at offset 0;
 - ``poll`` returns blocks of complete lines joined by ``\n`` (what the matcher's ``feed_text`` takes);
   only complete lines are returned: a partial last line is held until its newline arrives (or the file is
   rotated or truncated, which ends it);
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 DEFAULT_CHUNK_BYTES = 1 << 20
+_TAIL_BYTES = 32
 
 
 class LineReader(Protocol):
@@ -78,6 +79,8 @@ class FileTailer:
         self.bytes_read = 0
         self._f: BinaryIO | None = None
         self._partial = b""
+        self._tail = b""
+        """The last bytes read (to notice a file truncated and refilled past the read offset)."""
         self._discarding = False
         """Skipping the rest of an over-long line (or of the line that was current when we started)."""
         self.target = ""
@@ -152,11 +155,14 @@ class FileTailer:
             return blocks, False
         budget = max_bytes
         try:
+            if self._rewritten():
+                self._restart(blocks)
             while True:
                 assert self._f is not None
                 data = self._f.read(min(self.chunk_bytes, budget))
                 if data:
                     self.bytes_read += len(data)
+                    self._tail = (self._tail + data)[-_TAIL_BYTES:] if len(data) < _TAIL_BYTES else data[-_TAIL_BYTES:]
                     self._consume(data, blocks)
                     budget -= len(data)
                     if budget <= 0:
@@ -188,11 +194,26 @@ class FileTailer:
             self.rotations += 1
             return self._open()
         if st.st_size < self._f.tell():
-            self._end_partial(blocks)
-            self._f.seek(0)
-            self.truncations += 1
+            self._restart(blocks)
             return True
         return False
+
+    def _rewritten(self) -> bool:
+        """True when the bytes just before the read offset are no longer those read there: the file was
+        truncated and written past the old offset again between two polls (a copytruncate storm)."""
+        tail = self._tail
+        if not tail or self._f is None:
+            return False
+        end = self._f.tell()
+        return os.pread(self._f.fileno(), len(tail), end - len(tail)) != tail
+
+    def _restart(self, blocks: list[str]) -> None:
+        """Read the (truncated) file again from its start."""
+        assert self._f is not None
+        self._end_partial(blocks)
+        self._f.seek(0)
+        self._tail = b""
+        self.truncations += 1
 
     def _consume(self, data: bytes, blocks: list[str]) -> None:
         buf = self._partial + data if self._partial else data
@@ -243,6 +264,7 @@ class FileTailer:
         self._discarding = False
 
     def _close_file(self) -> None:
+        self._tail = b""
         if self._f is not None:
             self._f.close()
             self._f = None

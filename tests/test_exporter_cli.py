@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -151,3 +152,51 @@ def test_args_namespace_defaults() -> None:
     args = build_parser().parse_args(["exporter"])
     assert isinstance(args, argparse.Namespace)
     assert (args.upstream, args.engine, args.listen, args.passthrough) == (None, "auto", "0.0.0.0:9400", False)
+
+
+def test_sigterm_exits_promptly_with_a_stalled_client_a_stalled_upstream_and_a_fifo_log(tmp_path: Path) -> None:
+    """SIGTERM with a /metrics request in flight (the upstream never answers), a client stalled in the middle of
+    its request and a FIFO as a log file: the sidecar exits cleanly well inside Kubernetes' 30 s grace period
+    (main waited 60 s for the request and forever for the FIFO)."""
+    fifo = tmp_path / "engine.log"
+    os.mkfifo(fifo)
+    stalled_upstream = socket.create_server(("127.0.0.1", 0))  # accepts, never answers
+    up_port, port = stalled_upstream.getsockname()[1], free_port()
+    sidecar = subprocess.Popen(
+        [str(OPTIINFRA), "exporter", "--upstream", f"http://127.0.0.1:{up_port}/metrics", "--engine", "vllm",
+         "--listen", f"127.0.0.1:{port}", "--no-gpu", "--no-host", "--log-file", f"{fifo}:engine",
+         "--scrape-timeout", "60", "--collector-timeout", "60"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    clients: list[socket.socket] = []
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if _get(f"http://127.0.0.1:{port}/health")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert sidecar.poll() is None, sidecar.communicate()[1]
+            assert time.monotonic() < deadline, "sidecar did not come up"
+            time.sleep(0.1)
+        in_flight = socket.create_connection(("127.0.0.1", port))
+        in_flight.sendall(b"GET /metrics HTTP/1.1\r\nHost: sidecar\r\n\r\n")
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(b"POST /metrics HTTP/1.1\r\nHost: sidecar\r\nContent-Length: 1000\r\n\r\npart of a bo")
+        clients += [in_flight, stalled]
+        time.sleep(0.5)  # both requests reach the sidecar
+        started = time.monotonic()
+        sidecar.send_signal(signal.SIGTERM)
+        _, err = sidecar.communicate(timeout=10)
+        took = time.monotonic() - started
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+            sidecar.communicate()
+        for client in clients:
+            client.close()
+        stalled_upstream.close()
+    assert sidecar.returncode == 0, err
+    assert "Traceback" not in err
+    print(f"SIGTERM to exit: {took:.2f}s")

@@ -289,3 +289,31 @@ def test_every_written_line_is_read_once_in_order(ops: list[tuple[str, object]])
                 drain()
         drain()
         assert got == written
+
+
+# -- hostile paths (audit finding 4) -------------------------------------------------------------------------
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """open() of a FIFO without a writer blocks forever; the tailer opens non-blocking and refuses it."""
+    fifo = tmp_path / "engine.log"
+    os.mkfifo(fifo)
+    t = FileTailer(fifo)
+    assert t.poll(1 << 20) == ([], False)
+    assert t.state == "error: not a regular file (a FIFO, socket or device is never read)"
+    t.close()
+
+
+def test_a_symlink_to_a_device_is_refused_and_one_to_a_file_is_followed(tmp_path: Path) -> None:
+    zero = tmp_path / "zero.log"
+    zero.symlink_to("/dev/zero")
+    t = FileTailer(zero, from_start=True)
+    assert t.poll(1 << 20) == ([], False)
+    assert t.state.startswith("error: not a regular file") and t.bytes_read == 0
+    real = tmp_path / "pods" / "0.log"
+    real.parent.mkdir()
+    real.write_text("a\nb\n")
+    link = tmp_path / "container.log"
+    link.symlink_to(real)
+    follower = FileTailer(link, from_start=True)
+    assert _lines(follower) == ["a", "b"] and follower.target == str(real)

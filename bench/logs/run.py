@@ -11,12 +11,18 @@ blocks of about 4 MiB of newline-joined lines. Variants:
   (the cost of one pre-filter literal).
 
 Both matcher variants must count the same events (the pre-filter never hides a match).
+
+Rotation storms (also alone: ``run.py --storms``): the real ``LogCollector`` with its default poll intervals
+follows a file that a writer rotates 60 times (10 lines per file, spread over the gap between rotations), by
+rename (logrotate's ``create``) and by ``copytruncate``; printed: lines lost of those written, per gap.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +34,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from logcorpus import engine_corpus, kernel_corpus  # noqa: E402
 
+from optiinfra.exporter.collectors.logs import LogCollector  # noqa: E402
 from optiinfra.exporter.logsig import SIGNATURES, StreamMatcher  # noqa: E402
 from optiinfra.exporter.tailer import FileTailer  # noqa: E402
 
@@ -147,5 +154,51 @@ def main() -> None:
         sys.exit(1)
 
 
+def _storm(path: Path, mode: str, rotations: int, lines_per_file: int, gap: float) -> int:
+    written = 0
+    for r in range(rotations):
+        for i in range(lines_per_file):
+            with path.open("a") as f:
+                f.write(f"storm line {r}.{i}\n")
+            written += 1
+            time.sleep(gap / lines_per_file)
+        if mode == "rename":
+            path.rename(path.with_suffix(".1"))
+            path.write_text("")
+        else:
+            shutil.copyfile(path, path.with_suffix(".1"))
+            with path.open("r+") as f:
+                f.truncate(0)
+    return written
+
+
+async def _storm_loss(mode: str, gap: float) -> tuple[int, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "engine.log"
+        log.write_text("")
+        collector = LogCollector([(log, "engine")])
+        await collector.start()
+        try:
+            while collector.rounds < 1:
+                await asyncio.sleep(0.01)
+            written = await asyncio.to_thread(_storm, log, mode, 60, 10, gap)
+            await asyncio.sleep(1.0)
+            read = collector.health()["streams"][0]["lines"]  # type: ignore[index]
+        finally:
+            await collector.close()
+    return written, int(read)
+
+
+def storms() -> None:
+    print("rotation storms (60 rotations, 10 lines per file, default poll intervals): lines lost")
+    for mode in ("rename", "copytruncate"):
+        for gap in (0.2, 0.05, 0.02):
+            written, read = asyncio.run(_storm_loss(mode, gap))
+            print(f"  {mode:<13} one rotation every {gap * 1000:4.0f} ms: {written - read:4d} of {written} lost "
+                  f"({(written - read) / written:6.1%})")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] != ["--storms"]:
+        main()
+    storms()

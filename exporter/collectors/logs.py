@@ -81,7 +81,7 @@ class LogCollector:
         from_start: bool = False,
         kmsg: bool = False,
         *,
-        poll_interval: float = 0.25,
+        poll_interval: float = 0.1,
         storm_interval: float = 0.01,
         storm_window: float = 10.0,
         stall_timeout: float = 30.0,
