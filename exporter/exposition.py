@@ -38,12 +38,6 @@ def escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
-def render_labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{escape(v)}"' for k, v in labels.items()) + "}"
-
-
 class Family:
     """One typed metric family: name, type, HELP and its samples ``(suffix, labels, value)`` in order."""
 
@@ -104,6 +98,7 @@ def _render(family: Family, static: Mapping[str, str] | None) -> str:
     name = family.name
     lines = [f"# HELP {name} {escape_help(family.help)}", f"# TYPE {name} {family.type}"]
     for suffix, labels, value in family.samples:
-        lines.append(f"{name}{suffix}{render_labels({**static, **labels} if static else labels)} "
-                     f"{format_value(value)}")
+        pairs = ",".join(f'{k}="{escape(v)}"' for k, v in ({**static, **labels} if static else labels).items())
+        lines.append(f"{name}{suffix}{{{pairs}}} {format_value(value)}" if pairs else
+                     f"{name}{suffix} {format_value(value)}")
     return "\n".join(lines) + "\n"

@@ -353,14 +353,6 @@ class StreamMatcher:
         self._oom_killed = False
 
     # -- start-up timer --
-    @property
-    def startup_timeout(self) -> float:
-        return self.startup.timeout
-
-    @property
-    def startup_state(self) -> str:
-        return self.startup.state
-
     def arm_startup(self, now: float) -> None:
         """The engine is starting now (a start-up marker, or its log file appeared)."""
         if self.source == "engine":

@@ -19,10 +19,8 @@ with samples wins, so vLLM's ``external_prefix_cache_*`` and LMCache's counters 
 added up); a concept the payload lacks is absent, never 0; the first of duplicate input series wins; a
 malformed line is skipped and counted. ``transform`` never raises on any text.
 
-Bounded work: with ``max_series``, a payload carrying more distinct samples (of mapped families, and every
-family under passthrough) stops being read as soon as it passes the limit; the result is empty and says
-``over_limit``. The check costs nothing per line: it runs once per block, and a block that could pass the
-limit is read in slices.
+With ``max_series``, a payload of more distinct samples (mapped, or any under passthrough) is read no further
+than the limit and gives an empty ``over_limit`` result; the check runs per block, not per line.
 """
 
 from __future__ import annotations
@@ -644,24 +642,3 @@ def _fmt(value: float) -> str:
         return str(int(value))
     return format_value(value)
 
-
-def normalize(
-    text: str,
-    engine: Engine | str = "auto",
-    *,
-    model: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    passthrough: bool = False,
-) -> TransformResult:
-    """One-off normalization (tests, tools). The sidecar keeps one ``EngineTransform`` per upstream."""
-    kind: Engine | None
-    if engine == "auto":
-        kind = detect_engine(text)
-        if kind is None:
-            return TransformResult("")
-    elif engine in ENGINES:
-        kind = engine
-    else:
-        raise ValueError(f"unknown engine {engine!r}: choose from auto, {', '.join(ENGINES)}")
-    assert kind is not None
-    return EngineTransform(kind, model=model, labels=labels, passthrough=passthrough).transform(text)

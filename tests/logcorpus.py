@@ -7,6 +7,9 @@ values vary with a seeded RNG. Lines with scary-but-benign words are included on
 from __future__ import annotations
 
 import random
+import shutil
+import time
+from pathlib import Path
 
 MODELS = ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3",
           "openai/gpt-oss-20b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B")
@@ -280,3 +283,23 @@ def engine_corpus(seed: int = 7, n: int = 6000) -> list[str]:
 
 def kernel_corpus(seed: int = 11, n: int = 5000) -> list[str]:
     return kernel_lines(random.Random(seed), n)
+
+
+def rotation_storm(path: Path, mode: str, rotations: int, lines_per_file: int, gap: float) -> int:
+    """Write ``rotations`` files of ``lines_per_file`` lines, spread over ``gap`` s each, rotating after each
+    (``rename``: logrotate's create, ``copytruncate``); returns the lines written."""
+    written = 0
+    for r in range(rotations):
+        for i in range(lines_per_file):
+            with path.open("a") as f:
+                f.write(f"storm line {r}.{i}\n")
+            written += 1
+            time.sleep(gap / lines_per_file)
+        if mode == "rename":
+            path.rename(path.with_suffix(".1"))
+            path.write_text("")
+        else:
+            shutil.copyfile(path, path.with_suffix(".1"))
+            with path.open("r+") as f:
+                f.truncate(0)
+    return written

@@ -89,6 +89,21 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def _wait_up(port: int, sidecar: subprocess.Popen[str]) -> str:
+    """The sidecar's /health body once it answers 200."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            status, body = _get(f"http://127.0.0.1:{port}/health")
+            if status == 200:
+                return body
+        except OSError:
+            pass
+        assert sidecar.poll() is None, sidecar.communicate()[1]
+        assert time.monotonic() < deadline, "sidecar did not come up"
+        time.sleep(0.1)
+
+
 def test_sidecar_process(tmp_path: Path) -> None:
     """The real command, as the demo and users run it, against a real HTTP server serving a vLLM scrape."""
     payload = (DATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-none.prom").read_bytes()
@@ -105,18 +120,7 @@ def test_sidecar_process(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                status, body = _get(f"http://127.0.0.1:{port}/health")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            assert sidecar.poll() is None, sidecar.communicate()[1]
-            assert time.monotonic() < deadline, "sidecar did not come up"
-            time.sleep(0.1)
-        assert body == '{"status": "ok"}'
+        assert _wait_up(port, sidecar) == '{"status": "ok"}'
         for _ in range(50):  # the upstream http.server may need a moment too
             status, text = _get(f"http://127.0.0.1:{port}/metrics")
             if 'llm_upstream_up{engine="vllm"} 1' in text:
@@ -170,16 +174,7 @@ def test_sigterm_exits_promptly_with_a_stalled_client_a_stalled_upstream_and_a_f
     )
     clients: list[socket.socket] = []
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if _get(f"http://127.0.0.1:{port}/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert sidecar.poll() is None, sidecar.communicate()[1]
-            assert time.monotonic() < deadline, "sidecar did not come up"
-            time.sleep(0.1)
+        _wait_up(port, sidecar)
         in_flight = socket.create_connection(("127.0.0.1", port))
         in_flight.sendall(b"GET /metrics HTTP/1.1\r\nHost: sidecar\r\n\r\n")
         stalled = socket.create_connection(("127.0.0.1", port))

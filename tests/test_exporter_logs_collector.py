@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import promtool_check_metrics
+from logcorpus import rotation_storm
 
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.logs import LogCollector
@@ -340,26 +339,6 @@ async def test_a_stuck_read_stalls_only_its_own_stream(tmp_path: Path) -> None:
         release.set()
 
 
-def _storm(path: Path, mode: str, rotations: int, lines_per_file: int, gap: float) -> int:
-    """Write ``rotations`` files of ``lines_per_file`` lines, spread over ``gap`` s each, rotating after each
-    (``rename``: logrotate's create, ``copytruncate``); returns the lines written."""
-    written = 0
-    for r in range(rotations):
-        for i in range(lines_per_file):
-            with path.open("a") as f:
-                f.write(f"storm line {r}.{i}\n")
-            written += 1
-            time.sleep(gap / lines_per_file)
-        if mode == "rename":
-            path.rename(path.with_suffix(".1"))
-            path.write_text("")
-        else:
-            shutil.copyfile(path, path.with_suffix(".1"))
-            with path.open("r+") as f:
-                f.truncate(0)
-    return written
-
-
 @pytest.mark.parametrize(("mode", "bound"), [("rename", 0.10), ("copytruncate", 0.30)])
 async def test_rotation_storm_loses_a_bounded_share(tmp_path: Path, mode: str, bound: float) -> None:
     """60 rotations, one every 50 ms, 10 lines each, with the default poll intervals. A rename storm loses only
@@ -371,7 +350,7 @@ async def test_rotation_storm_loses_a_bounded_share(tmp_path: Path, mode: str, b
     await c.start()
     try:
         await _until(lambda: c.rounds >= 1, "the file opened", timeout=20)
-        written = await asyncio.to_thread(_storm, log, mode, 60, 10, 0.05)
+        written = await asyncio.to_thread(rotation_storm, log, mode, 60, 10, 0.05)
         await asyncio.sleep(1.0)  # the last lines
         read = c.health()["streams"][0]["lines"]  # type: ignore[index]
     finally:

@@ -147,8 +147,8 @@ def _count(source: str, lines: list[str], prefilter: bool = True) -> tuple[dict[
     matcher = StreamMatcher(source, prefilter=prefilter)  # type: ignore[arg-type]
     counts: dict[tuple[str, str], int] = {}
     matcher.feed(lines, 1000.0, counts)
-    matcher.tick(1000.0 + matcher.startup_timeout, counts)
-    return counts, matcher.startup_state
+    matcher.tick(1000.0 + matcher.startup.timeout, counts)
+    return counts, matcher.startup.state
 
 
 def _lines(path: Path) -> list[str]:
@@ -177,7 +177,7 @@ def test_reference_file_counts_in_one_block_per_line(name: str) -> None:
     counts: dict[tuple[str, str], int] = {}
     for line in _lines(LOGS / name):
         matcher.feed_text(line, 1000.0, counts)
-    matcher.tick(1000.0 + matcher.startup_timeout, counts)
+    matcher.tick(1000.0 + matcher.startup.timeout, counts)
     assert counts == _flatten(expected)
 
 
@@ -324,28 +324,28 @@ def test_start_up_timer() -> None:
     m = StreamMatcher("engine", startup_timeout=600)
     c: dict[tuple[str, str], int] = {}
     m.feed(["(APIServer pid=1) INFO 01-01 00:00:00 [core.py:77] Initializing a V1 LLM engine (v0.11.0) with"], 0.0, c)
-    assert m.startup_state == "starting"
+    assert m.startup.state == "starting"
     m.tick(599.0, c)
     assert c == {}
     m.tick(600.0, c)
     m.tick(5000.0, c)
-    assert c == {(STARTUP_HANG, ""): 1} and m.startup_state == "hung"
+    assert c == {(STARTUP_HANG, ""): 1} and m.startup.state == "hung"
     # the engine restarts and comes up in time: nothing more
     m.feed(["INFO 01-01 00:00:00 [core.py:77] Initializing an LLM engine (v0.6.0) with config"], 6000.0, c)
     m.feed(["(APIServer pid=1) INFO:     Application startup complete."], 6100.0, c)
     m.tick(9000.0, c)
-    assert c == {(STARTUP_HANG, ""): 1} and m.startup_state == "ready"
+    assert c == {(STARTUP_HANG, ""): 1} and m.startup.state == "ready"
     # a start that fails with its own signature is counted once, as that signature
     m.feed(["2025-06-01T00:00:00Z  INFO text_generation_launcher: Args { model_id: \"m\" }",
             "2025-06-01T00:00:10Z ERROR text_generation_launcher: Shard 0 failed to start"], 9100.0, c)
     m.tick(20000.0, c)
-    assert c == {(STARTUP_HANG, ""): 1, ("tgi_shard_failed", ""): 1} and m.startup_state == "failed"
+    assert c == {(STARTUP_HANG, ""): 1, ("tgi_shard_failed", ""): 1} and m.startup.state == "failed"
     # ready lines of the three engines
     for ready in ("[2025-06-01 00:00:00] The server is fired up and ready to roll!",
                   "2025-06-01T00:00:00Z  INFO text_generation_router::server: router/src/server.rs:2081: Connected"):
         m.arm_startup(30000.0)
         m.feed([ready], 30001.0, c)
-        assert m.startup_state == "ready"
+        assert m.startup.state == "ready"
 
 
 def test_heartbeats_arm_the_timer_but_a_hung_start_counts_once() -> None:

@@ -12,8 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from optiinfra.exporter.transform import EngineTransform, detect_engine, normalize, parse_labels
+from optiinfra.exporter.transform import EngineTransform, TransformResult, detect_engine, parse_labels
 from optiinfra.metrics import by_name
+
+
+def normalize(text: str, engine: str = "auto", *, model: str | None = None,
+              passthrough: bool = False) -> TransformResult:
+    """One-off normalization (the sidecar keeps one ``EngineTransform`` per upstream)."""
+    kind = detect_engine(text) if engine == "auto" else engine
+    if kind is None:
+        return TransformResult("")
+    return EngineTransform(kind, model=model, passthrough=passthrough).transform(text)  # type: ignore[arg-type]
 
 ENGINES = DATA / "engines"
 QWEN = "Qwen/Qwen3-0.6B"
@@ -484,3 +493,15 @@ def test_captured_payloads_all_parse_without_errors() -> None:
         assert result.parse_errors == 0, path.name
         samples(result.text)
     assert checked == 10, "tests/data/engines holds ten engine payloads (and one dcgm-exporter excerpt)"
+
+
+@pytest.mark.parametrize("passthrough", [False, True])
+def test_series_limit_stops_the_transform(passthrough: bool) -> None:
+    """Exactly max_series distinct samples pass; one more and nothing is exported (fast and careful paths)."""
+    lines = ["# TYPE vllm:num_requests_running gauge"]
+    lines += [f'vllm:num_requests_running{{engine="0",model_name="m{i}"}} {i}' for i in range(5000)]
+    text = "\n".join(lines) + "\n"
+    within = EngineTransform("vllm", max_series=5000, passthrough=passthrough).transform(text)
+    assert not within.over_limit and within.text.count("llm_requests_running{") == 5000
+    over = EngineTransform("vllm", max_series=4999, passthrough=passthrough).transform(text)
+    assert over.over_limit and over.recognized and over.text == "" and over.passthrough == ""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from test_exporter_transform import normalize
 
 from optiinfra.demo.simulator.engines import render
 from optiinfra.demo.simulator.scenarios import SCENARIOS, Simulation
-from optiinfra.exporter.transform import normalize
 from optiinfra.metrics import ENGINE_METRICS
 
 #: Concepts the simulated engine does not produce, as the real engine would not in the same situation.

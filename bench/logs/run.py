@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from logcorpus import engine_corpus, kernel_corpus  # noqa: E402
+from logcorpus import engine_corpus, kernel_corpus, rotation_storm  # noqa: E402
 
 from optiinfra.exporter.collectors.logs import LogCollector  # noqa: E402
 from optiinfra.exporter.logsig import SIGNATURES, StreamMatcher  # noqa: E402
@@ -154,24 +153,6 @@ def main() -> None:
         sys.exit(1)
 
 
-def _storm(path: Path, mode: str, rotations: int, lines_per_file: int, gap: float) -> int:
-    written = 0
-    for r in range(rotations):
-        for i in range(lines_per_file):
-            with path.open("a") as f:
-                f.write(f"storm line {r}.{i}\n")
-            written += 1
-            time.sleep(gap / lines_per_file)
-        if mode == "rename":
-            path.rename(path.with_suffix(".1"))
-            path.write_text("")
-        else:
-            shutil.copyfile(path, path.with_suffix(".1"))
-            with path.open("r+") as f:
-                f.truncate(0)
-    return written
-
-
 async def _storm_loss(mode: str, gap: float) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "engine.log"
@@ -181,7 +162,7 @@ async def _storm_loss(mode: str, gap: float) -> tuple[int, int]:
         try:
             while collector.rounds < 1:
                 await asyncio.sleep(0.01)
-            written = await asyncio.to_thread(_storm, log, mode, 60, 10, gap)
+            written = await asyncio.to_thread(rotation_storm, log, mode, 60, 10, gap)
             await asyncio.sleep(1.0)
             read = collector.health()["streams"][0]["lines"]  # type: ignore[index]
         finally:

@@ -1,18 +1,13 @@
 """The engine collector: scrape the engine's ``/metrics`` on every sidecar scrape and normalize it.
 
-One keep-alive ``aiohttp.ClientSession`` (opened in ``start``, closed in ``close``); a body size limit per
-scrape (the body is streamed and reading stops past the limit); strict UTF-8. Time is bounded by the server's
-collector budget (``--collector-timeout``): the upstream request has one total deadline (connect, headers and
-body; at most ``--scrape-timeout``) and the whole scrape, info endpoints and transform included, ends a margin
-before the budget, so whatever goes wrong upstream (refused, timeout, slow body, HTTP error, HTML, truncated or
-oversized body, invalid UTF-8, a hostile info endpoint) the collector still says ``llm_upstream_up 0`` with the
-scrape's duration and size (as ``CollectorError.partial``), and never raises anything else. Duplicate input
-series are collapsed (the first wins) and do not fail the scrape.
-
-Bounded work: a payload of more than ``max_series`` series (``--max-series``) fails this collector alone
-(``llm_upstream_up`` stays 1: the engine answered; nothing else of it is exported and the error says the
-limit), and a large payload is decoded and normalized in a worker thread so the event loop keeps answering
-``/health``.
+One keep-alive ``aiohttp.ClientSession``; a body size limit (the body is streamed); strict UTF-8. The whole
+scrape (request, info endpoints, transform) ends a margin before the server's budget (``--collector-timeout``),
+and the request has one total deadline below it, so whatever goes wrong upstream (refused, slow, HTTP error,
+HTML, truncated or oversized body, bad UTF-8, a hostile info endpoint) ``llm_upstream_up 0`` is exported with
+the scrape's duration and size (as ``CollectorError.partial``). Duplicate input series: the first wins.
+Above ``--max-series`` series this collector fails alone (``llm_upstream_up`` stays 1: the engine answered;
+the error names the limit). Large payloads are decoded and normalized in a worker thread (``/health`` stays
+fast).
 
 ``llm_engine_info`` is built from ``vllm:cache_config_info`` labels in the payload, the engine's info
 endpoints (vLLM ``/version`` and ``/v1/models``, TGI ``/info``, SGLang ``/get_server_info``; fetched at start
@@ -71,11 +66,6 @@ class UpstreamError(Exception):
     """The engine's /metrics could not be read or understood this scrape."""
 
 
-def own_deadline(budget: float) -> float:
-    """Seconds the collector allows itself out of the server's ``budget``: a margin is left for rendering."""
-    return budget - min(RENDER_MARGIN, budget / 5)
-
-
 class EngineCollector:
     """Scrape one engine endpoint and export it in the normalized schema."""
 
@@ -107,10 +97,10 @@ class EngineCollector:
         self._base = url.with_path("/").with_query(None)
         self._forced: Engine | None = engine if engine in ENGINES else None
         self.budget = budget if budget is not None else timeout + 1
-        """The server's time limit for one ``collect``; the collector finishes before it, whatever happens."""
-        self.deadline = own_deadline(self.budget)
+        """The server's time limit for one ``collect``; ``deadline`` ends it earlier, leaving time to render."""
+        self.deadline = self.budget - min(RENDER_MARGIN, self.budget / 5)
         self.timeout = min(timeout, self.deadline)
-        """Total time limit of one upstream request (connect, headers and body), below the budget."""
+        """Total time limit of one upstream request (connect, headers and body)."""
         self.max_bytes = max_bytes
         self.max_series = max_series
         self.passthrough = passthrough
@@ -121,7 +111,6 @@ class EngineCollector:
         self._session: aiohttp.ClientSession | None = None
         self._transform: EngineTransform | None = None
         self._transform_lock = threading.Lock()
-        """A transform left running by a timed-out scrape finishes before the next one starts (not thread-safe)."""
         self._info: dict[str, str] = {}
         self._info_at = float("-inf")
         self._info_task: asyncio.Task[None] | None = None
@@ -259,8 +248,7 @@ class EngineCollector:
         return result
 
     async def _off_loop(self, fn: Callable[[bytes], _T], body: bytes) -> _T:
-        """``fn(body)`` on the loop for a small payload, in a worker thread for a large one (the event loop
-        keeps serving ``/health``); one at a time, so a run left behind by a timed-out scrape is waited for."""
+        """``fn(body)`` on the loop if small, else in a worker thread; one at a time (not thread-safe)."""
         if len(body) < OFF_LOOP_BYTES and self._transform_lock.acquire(blocking=False):
             try:
                 return fn(body)

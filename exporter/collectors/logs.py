@@ -1,19 +1,12 @@
 """Failure signatures in tailed logs as ``llm_log_events_total{source, signature[, xid]}``.
 
-Every followed file (and /dev/kmsg with ``kmsg=True``) has its own daemon thread that polls it every
-``poll_interval`` seconds, at most ``batch_bytes`` per round, so a 100 MB backlog (``from_start``) never holds
-the event loop and no stream can block another: a read stuck in the kernel (a hung network file system)
-stalls its own stream only, and costs ``optiinfra_collector_success{collector="logs"} 0`` once it has been
-stuck for ``stall_timeout`` seconds, as does a stream in error (e.g. a path that is not a regular file).
-``close`` waits for the threads at most ``close_timeout`` seconds; a stuck one is left behind (daemon threads
-never hold up the process's exit). Only the matching is serialized (the engine's start-up timer is shared).
-``collect`` only renders the counters.
-
-Rotation storms: after a rotation or truncation a stream polls every ``storm_interval`` seconds for
-``storm_window`` seconds. A file renamed away is drained to its end before the new one is read, so a rename
-storm loses only the files that were created and rotated away again between two polls; copytruncate loses
-the lines written after the last poll before each truncation (inherent to copytruncate). bench/logs measures
-both (lines lost per storm pace) and a test bounds them.
+Each followed file (and /dev/kmsg with ``kmsg=True``) has its own daemon thread polling it every
+``poll_interval`` s (``storm_interval`` s for ``storm_window`` s after a rotation or truncation), at most
+``batch_bytes`` per round: a backlog never holds the event loop and no stream blocks another. A stream in
+error (e.g. not a regular file) or stuck in a read for ``stall_timeout`` s costs
+``optiinfra_collector_success{collector="logs"} 0``; ``close`` leaves a stuck thread behind after
+``close_timeout`` s. Rotation storms lose only files created and rotated away between two polls (rename) or
+lines written after the last poll before a truncation (copytruncate): bench/logs prints the shares.
 
 Series for every signature of each source in use are exported from the start at 0 (for ``nvidia_xid``:
 the Xids of NVIDIA's catalogue), so the first event is an increase Prometheus can see.
