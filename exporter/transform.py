@@ -19,16 +19,16 @@ with samples wins, so vLLM's ``external_prefix_cache_*`` and LMCache's counters 
 added up); a concept the payload lacks is absent, never 0; the first of duplicate input series wins; a
 malformed line is skipped and counted. ``transform`` never raises on any text.
 
-With ``max_series``, a payload of more distinct samples (mapped, or any under passthrough) is read no further
-than the limit and gives an empty ``over_limit`` result; the check runs per block, not per line.
+With ``max_series``, a payload with more sample lines in the blocks read (the mapped families; every family
+under passthrough) gives an empty ``over_limit`` result, counted per block before the block is read.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final
 
 from optiinfra.exporter.exposition import escape, escape_help, format_value
 from optiinfra.metrics import (
@@ -57,9 +57,6 @@ _SAMPLE_RE = re.compile(r"^([^#\s][^\n]*\}|[^#\s{}]+)[ \t]*([^\n]*)$", re.MULTIL
 _UNESCAPE = {"n": "\n", "\\": "\\", '"': '"'}
 _SUFFIXES: Final = ("_bucket", "_sum", "_count", "_total", "_created", "_info")
 _TYPES: Final = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
-#: Lines per slice when a block could pass the series limit.
-_SLICE: Final = 4096
-_T = TypeVar("_T")
 
 # Memo entries: a tuple (canonical key, targets, sample name, labels) for a valid sample, or one of these.
 _BAD: Final = 0  # malformed
@@ -148,6 +145,8 @@ class _Scan:
     slots: list[dict[str, float]]
     families: dict[str, list[str]] | None
     limit: int
+    samples: int = 0
+    """Sample lines read so far (checked against ``limit`` before each batch is read)."""
     seen: set[str] = field(default_factory=set)
     helps: dict[str, str] = field(default_factory=dict)
 
@@ -329,7 +328,8 @@ class EngineTransform:
         else:
             start = 1
             if first:
-                self._limited(self._lines, first.split("\n"), scan, "", "")
+                self._count(scan, _sample_lines(first))
+                self._lines(first.split("\n"), scan, "", "")
         skippable = self._skippable
         pending: list[tuple[str, str]] = []  # fast-path pairs, fed to _pairs in one call (order kept)
         for chunk in chunks[start:]:
@@ -338,36 +338,33 @@ class EngineTransform:
                 continue  # a TYPE line and nothing after it
             sp = chunk.find(" ", 0, nl)
             fname = chunk[:sp] if sp >= 0 else chunk[:nl]
-            if pass_families is None:
-                if fname not in mapped_families:
-                    if skippable(chunk, fname):
-                        continue
-                else:
-                    body = chunk[nl + 1:]
+            body = chunk[nl + 1:]
+            if pass_families is None and fname not in mapped_families:
+                if skippable(chunk, fname):
+                    continue
+                self._count(scan, _sample_lines(body))
+            else:
+                lines = _sample_lines(body)
+                self._count(scan, lines)  # before the block is read: a hostile block costs no parsing
+                if pass_families is None:
                     pairs = _SAMPLE_RE.findall(body)
-                    if len(pairs) == _sample_lines(body):  # every sample line split cleanly: the fast loop
+                    if len(pairs) == lines:  # every sample line split cleanly: the fast loop
                         pending += pairs
                         continue
             if pending:
-                self._limited(self._pairs, pending, scan)
+                self._pairs(pending, scan)
                 pending = []
             ftype = chunk[sp + 1:nl].strip() if sp >= 0 else ""
-            self._limited(self._lines, chunk[nl + 1:].split("\n"), scan, fname, ftype)
+            self._lines(body.split("\n"), scan, fname, ftype)
         if pending:
-            self._limited(self._pairs, pending, scan)
+            self._pairs(pending, scan)
 
     @staticmethod
-    def _limited(feed: Callable[..., None], batch: list[_T], scan: _Scan, *args: str) -> None:
-        """``feed(batch, scan, *args)``, in slices when the batch could pass the series limit; raises
-        ``_OverLimit`` as soon as it has."""
-        seen, limit = scan.seen, scan.limit
-        if len(seen) + len(batch) <= limit:  # the common case: cannot pass the limit
-            feed(batch, scan, *args)
-            return
-        for start in range(0, len(batch), _SLICE):
-            feed(batch[start:start + _SLICE], scan, *args)
-            if len(seen) > limit:
-                raise _OverLimit
+    def _count(scan: _Scan, samples: int) -> None:
+        """Count ``samples`` about to be read; ``_OverLimit`` (before any is read) past the series limit."""
+        scan.samples += samples
+        if scan.samples > scan.limit:
+            raise _OverLimit
 
     def _skippable(self, chunk: str, fname: str) -> bool:
         """True when every line of this unmapped block is a comment, blank, or starts with its name."""
