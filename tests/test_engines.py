@@ -20,6 +20,7 @@ from optiinfra.demo.simulator.model import EngineConfig
 from optiinfra.demo.simulator.server import SIM_KEY, SimConfig, create_app
 from optiinfra.engines import COUNT, VOCABULARY, Lever, Setting, VocabularyError
 from optiinfra.exporter.collectors.engine import EngineCollector, map_info
+from optiinfra.exporter.exposition import encode
 from optiinfra.metrics import ENGINES
 from optiinfra.rules.runbooks import runbooks
 
@@ -55,7 +56,7 @@ async def engine_info(aiohttp_client: Any, change: dict[str, object]) -> tuple[i
     collector = EngineCollector(str(client.make_url("/metrics")), engine="sglang")
     await collector.start()
     try:
-        text = await collector.collect()
+        text = encode(await collector.collect())
     finally:
         await collector.close()
     info = next(line for line in text.splitlines() if line.startswith("llm_engine_info{"))
