@@ -592,3 +592,20 @@ async def test_deeply_nested_info_json_is_refused_and_upstream_stays(aiohttp_ser
         samples, _ = await scrape(client)
         assert get(samples, "llm_upstream_up", engine="vllm") == 1
         assert get(samples, "optiinfra_collector_success", collector="engine") == 1
+
+
+async def test_info_json_sent_in_pieces_is_read_whole(aiohttp_server: ServerFactory,
+                                                      aiohttp_client: ClientFactory) -> None:
+    async def slow_info(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_type = "application/json"
+        await resp.prepare(request)
+        for piece in ('{"model_id": "x/y", "pad": "', "p" * 100_000, '", "version": "3.3.7"}'):
+            await resp.write(piece.encode())
+            await asyncio.sleep(0.05)
+        return resp
+
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(TGI), "/info": slow_info}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine="tgi")
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_engine_info", engine="tgi", model="x/y", version="3.3.7") == 1

@@ -322,9 +322,11 @@ class EngineCollector:
             async with self._session.get(url, allow_redirects=False) as resp:
                 if resp.status != 200:
                     return None
-                body = await resp.content.read(MAX_INFO_BYTES + 1)
-            if len(body) > MAX_INFO_BYTES:
-                raise ValueError(f"larger than {MAX_INFO_BYTES} bytes")
+                body = b""
+                async for chunk in resp.content.iter_chunked(_CHUNK):  # read() may return only the first chunk
+                    body += chunk
+                    if len(body) > MAX_INFO_BYTES:
+                        raise ValueError(f"larger than {MAX_INFO_BYTES} bytes")
             data = await asyncio.to_thread(json.loads, body)
         except (aiohttp.ClientError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             log.debug("engine info endpoint unavailable", extra={"url": str(url), "error": str(exc)[:200]})
