@@ -43,10 +43,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Literal, cast, get_args
 
-from optiinfra import engines, taxonomy
+from optiinfra import engines, signals, taxonomy
 from optiinfra.metrics import ENGINES
 from optiinfra.taxonomy import ActionId, Bottleneck
 
@@ -65,23 +64,6 @@ from .plan import (
     Target,
     Value,
 )
-
-#: What a plan for each bottleneck is expected to move (metric names from ``optiinfra.metrics``).
-EXPECTED_IMPACT: Mapping[str, tuple[str, Literal["up", "down"]]] = MappingProxyType({
-    "kv_cache_pressure": ("llm_preemptions_total", "down"),
-    "preemption_storm": ("llm_preemptions_total", "down"),
-    "queue_buildup": ("llm_request_queue_time_seconds", "down"),
-    "prefill_bound": ("llm_time_to_first_token_seconds", "down"),
-    "decode_bound": ("llm_inter_token_latency_seconds", "down"),
-    "low_throughput": ("llm_generation_tokens_total", "up"),
-    "gpu_underutilized": ("DCGM_FI_DEV_GPU_UTIL", "up"),
-    "cache_inefficiency": ("llm_prefix_cache_hit_tokens_total", "up"),
-    "engine_stalled": ("llm_generation_tokens_total", "up"),
-    "engine_down": ("llm_upstream_up", "up"),
-    "engine_startup_hang": ("llm_upstream_up", "up"),
-    "cuda_oom": ("llm_log_events_total", "down"),
-    "nccl_error": ("llm_log_events_total", "down"),
-})
 
 _SEVERITIES: tuple[str, ...] = get_args(Severity)
 
@@ -145,14 +127,15 @@ def idempotency_key(fingerprint: str, starts_at: str, actions: Sequence[Action])
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
-def plan_for(episode: AlertEpisode, ctx: PlanningContext) -> Plan | Diagnosis:
+def plan_for(episode: AlertEpisode, ctx: PlanningContext,
+             catalogue: tuple[Bottleneck, ...] = taxonomy.BOTTLENECKS) -> Plan | Diagnosis:
     """A plan for a firing episode of a plannable bottleneck, else a diagnosis saying why not."""
     labels = episode.labels
     evidence = Evidence(alerts=[EvidenceAlert.model_validate({
         "alertname": episode.name, "fingerprint": episode.fingerprint, "startsAt": episode.starts_at,
         "status": episode.status, "labels": dict(labels), "annotations": dict(episode.annotations)})])
     bottleneck_id = labels.get("bottleneck", "")
-    entry = taxonomy.by_id().get(bottleneck_id)
+    entry = taxonomy.by_id(catalogue).get(bottleneck_id)
     target = _target(labels, ctx.engine_config)
     if entry is None:
         reason = ("an SLO burn-rate alert: it rolls back plans in flight, it is not planned"
@@ -173,7 +156,8 @@ def plan_for(episode: AlertEpisode, ctx: PlanningContext) -> Plan | Diagnosis:
 
     if episode.status != "firing":
         return diagnosis("the episode is resolved: nothing to plan")
-    if not entry.actions:
+    plan = entry.plan
+    if plan is None:
         return diagnosis(f"no automatic action for {entry.id}; a human decides (see the runbook)")
     if target is None:
         return diagnosis("the alert names no pod, deployment or instance to act on")
@@ -183,13 +167,13 @@ def plan_for(episode: AlertEpisode, ctx: PlanningContext) -> Plan | Diagnosis:
     evidence.values.update(config)
     version = ctx.engine_config.get("version") or labels.get("version", "")
     skipped: list[str] = []
-    for action_id in entry.actions:
+    for action_id in plan.actions:
         found = _first_action(action_id, vocab, config, ctx, skipped, version=version)
         if found is None:
             continue
         action, risk, effect = found
         return _plan(episode, ctx, entry=entry, target=target, evidence=evidence, action=action, risk=risk,
-                     effect=effect, skipped=skipped)
+                     effect=effect, skipped=skipped, impact=plan)
     return diagnosis("no action is available: " + "; ".join(skipped))
 
 
@@ -301,7 +285,7 @@ def _propose(knob: engines.Knob, current: Value | None, limits: tuple[float | No
 
 
 def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, target: Target, evidence: Evidence,
-          action: Action, risk: Risk, effect: str, skipped: Sequence[str]) -> Plan:
+          action: Action, risk: Risk, effect: str, skipped: Sequence[str], impact: signals.Plan) -> Plan:
     change = (f"{action.name} {action.to} relative to the running value" if action.relative
               else f"{action.name} {action.from_ if action.from_ is not None else '(unknown)'} -> {action.to}")
     if action.kind == "restart":
@@ -310,7 +294,6 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
     rationale += f": {effect}."
     if skipped:
         rationale += " Not proposed: " + "; ".join(skipped) + "."
-    metric, direction = EXPECTED_IMPACT[entry.id]
     requires_approval = risk != "low" or not ctx.auto_approve_low_risk
     restart = action.kind == "restart"
     now = ctx.now if ctx.now.tzinfo is not None else ctx.now.replace(tzinfo=UTC)
@@ -325,7 +308,7 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
         evidence=evidence,
         actions=[action],
         rationale=rationale,
-        expected_impact=ExpectedImpact(metric=metric, direction=direction),
+        expected_impact=ExpectedImpact(metric=impact.metric, direction=impact.direction),
         risk=risk,
         requires_approval=requires_approval,
         rollout=Rollout(strategy="recreate" if restart else "canary",

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from optiinfra import signals as sg
 from optiinfra import taxonomy as tx
 from optiinfra.config import FAST_TIERS, SLI_WINDOWS, SLOW_TIERS, Config, Slo
-from optiinfra.grafana.model import Annotation, Dashboard, Item, Link, Need, Panel, Row, Target, Threshold, Variable
-from optiinfra.rules.alerts import throttle_bits
+from optiinfra.grafana.model import Annotation, Dashboard, Item, Link, Panel, Row, Target, Threshold, Variable
 from optiinfra.rules.recording import RECORDING_RULES, quantile_name
 from optiinfra.rules.slo import error_ratio_name, requests_name
 
@@ -275,7 +275,7 @@ def instance(config: Config) -> Dashboard:
                Target(host.raw("DCGM_FI_DEV_MEMORY_TEMP"), "memory {{gpu}}")), "celsius", width=8, needs="gpu"),
         Panel("GPU throttling", "Thermal or power clock-event reasons set per GPU (count of throttle bits of "
               "DCGM_FI_DEV_CLOCKS_EVENT_REASONS); above 0 the GPU is slowed down.",
-              (Target(_throttle_bits(host.raw("DCGM_FI_DEV_CLOCKS_EVENT_REASONS")), "GPU {{gpu}}"),), "short",
+              (Target(sg.throttle_count(host.raw("DCGM_FI_DEV_CLOCKS_EVENT_REASONS")), "GPU {{gpu}}"),), "short",
               width=8, thresholds=(Threshold(1),), needs="gpu"),
         Panel("Xid and ECC errors", "New Xid errors (by Xid) and uncorrectable ECC errors / remapped rows.",
               (Target(f"sum by (gpu, xid) (increase({host.raw('DCGM_EXP_XID_ERRORS_COUNT')}[{RI}]))",
@@ -330,171 +330,73 @@ def instance(config: Config) -> Dashboard:
                      tuple(items), _vars("namespace", "pod", "model", pod_multi=False), annotations)
 
 
-def _throttle_bits(reasons: str) -> str:
-    return " + ".join(f"floor({reasons} / {bit}) % 2" for bit in throttle_bits())
-
-
 # --- Bottlenecks -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Signal:
-    """What a bottleneck row plots: its main signal against its threshold, and the co-condition."""
-
-    main: tuple[Target, ...]
-    unit: str
-    threshold: str = ""
-    """Threshold name in the taxonomy (value from the config); "" when the signal is an event."""
-    below: bool = False
-    """The bottleneck fires when the signal is BELOW the threshold."""
-    context: tuple[Target, ...] = ()
-    context_title: str = ""
-    context_unit: str = "short"
-    context_threshold: str = ""
-    needs: Need | None = None
-    scale: float = 1
-    """The plotted value is threshold x scale (host memory: available share -> used share)."""
 
 
 def _log_events(s: Scope, b: tx.Bottleneck) -> Target:
     sig = 'signature=~"' + "|".join(b.log_signatures) + '"'
-    return Target(f"sum by (pod, signature) (increase({s.raw('llm_log_events_total', sig)}[{RI}]))",
+    events = s.raw("llm_log_events_total", sig, only=("namespace", "pod"))
+    return Target(f"sum by (pod, signature) (increase({events}[{RI}]))",
                   "{{signature}} {{pod}}", needs="log signature")
 
 
-def _signals(s: Scope, gpu: Scope, config: Config) -> dict[str, Signal]:
-    waiting = Target(s.rec("pod_model:llm_requests_waiting:sum"), "waiting {{pod}} {{model}}")
-    traffic = Target(s.rec("pod_model:llm_requests_finished:rate5m"), "requests/s {{pod}} {{model}}")
-    pod_gpu = Target(s.rec("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", only=("namespace", "pod")), "GPU util {{pod}}")
+def _series(s: Scope, config: Config, series: sg.Series) -> Target:
+    """A spec series as a panel target: the expression the alert evaluates, windows as ``$__rate_interval``."""
+    pod = ("namespace", "pod")
     sidecar = "up{" + ", ".join(p for p in (config.selectors.sidecar_job, 'namespace=~"$namespace"',
                                             'pod=~"$pod"') if p) + "}"
-    return {
-        "kv_cache_pressure": Signal(
-            (Target(s.rec("pod_model:llm_kv_cache_usage_ratio:max"), "KV usage {{pod}} {{model}}"),),
-            "percentunit", "kv_usage",
-            context=(waiting, Target(s.rec("pod_model:llm_preemptions:rate5m"), "preemptions/s {{pod}}")),
-            context_title="Waiting requests and preemptions/s", context_threshold="min_waiting"),
-        "preemption_storm": Signal(
-            (Target(s.rec("pod_model:llm_preemptions:rate5m"), "{{pod}} {{model}}"),), "ops",
-            "preemptions_per_second", context=(traffic,), context_title="Traffic (guard)", context_unit="reqps"),
-        "queue_buildup": Signal(
-            (Target(s.rec(quantile_name(QUEUE, 0.95)), "queue p95 {{pod}} {{model}}"),), "s",
-            "queue_p95_seconds",
-            context=(Target(s.rec("pod_model:llm_kv_cache_usage_ratio:max"), "KV usage {{pod}} {{model}}"),),
-            context_title="KV-cache usage (must stay below)", context_unit="percentunit",
-            context_threshold="kv_usage_below"),
-        "prefill_bound": Signal(
-            (Target(s.rec(quantile_name(TTFT, 0.95)), "TTFT p95 {{pod}} {{model}}"),), "s", "ttft_p95_seconds",
-            context=(Target(s.rec(quantile_name(QUEUE, 0.95)), "queue p95 {{pod}} {{model}}"),),
-            context_title="Queue time p95 (must stay below)", context_unit="s",
-            context_threshold="queue_p95_below_seconds"),
-        "decode_bound": Signal(
-            (Target(s.rec(quantile_name(ITL, 0.95)), "ITL p95 {{pod}} {{model}}"),), "s", "itl_p95_seconds",
-            context=(traffic,), context_title="Traffic (guard)", context_unit="reqps"),
-        "low_throughput": Signal((pod_gpu,), "percentunit", "gpu_util_below", below=True, needs="gpu",
-                                 context=(waiting,), context_title="Waiting requests"),
-        "gpu_underutilized": Signal((pod_gpu,), "percentunit", "gpu_util_below", below=True, needs="gpu",
-                                    context=(waiting,), context_title="Waiting requests (must be 0)"),
-        "cache_inefficiency": Signal(
-            (Target(s.rec("pod_model:llm_prefix_cache_hit_tokens_per_queried_tokens:ratio_rate5m"),
-                    "hit ratio {{pod}} {{model}}"),), "percentunit", "hit_ratio_below", below=True,
-            context=(Target(s.rec("pod_model:llm_prompt_tokens:rate5m"), "prompt tokens/s {{pod}} {{model}}"),),
-            context_title="Prompt traffic (guard)", context_unit=TOKENS_PER_S,
-            context_threshold="min_prompt_tokens_per_second"),
-        "request_errors": Signal(
-            (Target(s.rec("pod_model:llm_requests_errored_per_finished:ratio_rate5m"), "{{pod}} {{model}}"),),
-            "percentunit", "error_share", context=(traffic,), context_title="Traffic (guard)", context_unit="reqps"),
-        "engine_stalled": Signal(
-            (Target(s.rec("pod_model:llm_generation_tokens:rate5m"), "generated tokens/s {{pod}} {{model}}"),),
-            TOKENS_PER_S,
-            context=(Target(s.rec("pod_model:llm_requests_running:sum"), "running {{pod}} {{model}}"),),
-            context_title="Running requests"),
-        "engine_down": Signal(
-            (Target(s.raw("llm_upstream_up", only=("namespace", "pod")), "engine up {{pod}}"),), "short",
-            context=(Target(sidecar, "sidecar up {{pod}}"),),
-            context_title="Sidecar target up"),
-        "engine_startup_hang": Signal(
-            (Target(s.raw("llm_upstream_up", only=("namespace", "pod")), "engine up {{pod}}"),), "short",
-            context=(), context_title="Start-up hang log signatures"),
-        "gpu_memory_pressure": Signal(
-            (Target(gpu.raw("DCGM_FI_DEV_FB_FREE"), "GPU {{gpu}} {{pod}}"),), "mbytes", "fb_free_mib_below",
-            below=True, needs="gpu"),
-        "gpu_throttling": Signal(
-            (Target(_throttle_bits(gpu.raw("DCGM_FI_DEV_CLOCKS_EVENT_REASONS")), "GPU {{gpu}} {{pod}}"),),
-            "short", needs="gpu"),
-        "gpu_xid_error": Signal(
-            (Target(f"sum by (pod, gpu, xid) (increase({gpu.raw('DCGM_EXP_XID_ERRORS_COUNT')}[{RI}]))",
-                    "Xid {{xid}} GPU {{gpu}} {{pod}}"),), "short", needs="gpu"),
-        "gpu_ecc_error": Signal(
-            (Target(f"increase({gpu.raw('DCGM_FI_DEV_ECC_DBE_VOL_TOTAL')}[{RI}])", "ECC DBE GPU {{gpu}} {{pod}}"),
-             Target(f"increase({gpu.raw('DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS')}[{RI}])",
-                    "remapped rows GPU {{gpu}} {{pod}}")), "short", needs="gpu"),
-        "host_memory_pressure": Signal(
-            (Target(f"1 - {gpu.raw('llm_host_memory_available_bytes')}\n/ "
-                    f"{gpu.raw('llm_host_memory_total_bytes')}", "host memory used {{pod}}"),),
-            "percentunit", "available_ratio_below", scale=-1,
-            context=(Target(f"{gpu.raw('llm_host_cgroup_memory_usage_bytes')}\n/ "
-                            f"{gpu.raw('llm_host_cgroup_memory_limit_bytes')}", "container / limit {{pod}}",
-                            needs="cgroup limit"),),
-            context_title="Container memory / limit", context_unit="percentunit",
-            context_threshold="cgroup_usage_ratio_above"),
-        "host_cpu_saturation": Signal(
-            (Target(gpu.raw("llm_host_cpu_utilization_ratio"), "host CPU {{pod}}"),), "percentunit",
-            "cpu_ratio_above"),
-        "exporter_down": Signal((Target(sidecar, "{{instance}}"),), "short"),
-    }
+    expr = sg.render(series, sel=lambda metric: s.raw(metric, only=pod), window=lambda _: RI, by_pod="",
+                     rule=lambda name: s.rec(name, only=None if RECORDING_RULES[name].level == "pod_model" else pod),
+                     sidecar=sidecar, sep="\n/ ")
+    return Target(expr, series.legend, needs=series.needs)
 
 
-def _threshold_value(config: Config, bid: str, name: str, scale: float) -> float:
-    value = config.threshold(bid, name)
-    return 1 - value if scale < 0 else value
+def _signal_panel(b: tx.Bottleneck, s: Scope, config: Config, panel: sg.Panel, *, link: tuple[Link, ...],
+                  about: str) -> tuple[Panel, tuple[Target, ...]]:
+    """The row's main panel (the condition's main series against its threshold) and its context targets."""
+    cond = b.condition
+    main_term = cond.main if isinstance(cond, sg.Condition) and not panel.main else None
+    main = tuple(_series(s, config, x) for x in (panel.main or ((main_term.series,) if main_term else ())))
+    context = tuple(_series(s, config, x) for x in panel.context)
+    if b.log_signatures:
+        context = (*context, _log_events(s, b))
+    unit = panel.unit or "short"
+    if main_term is not None and isinstance(main_term.threshold, str):
+        value = config.threshold(b, main_term.threshold)
+        below = main_term.op == "<"
+        thresholds = (Threshold(1 - value if main_term.series.complement else value, "green" if below else "red"),)
+        base = "red" if below else "green"
+    elif panel.up_is_healthy:
+        thresholds, base = (Threshold(1, "green"),), "red"
+    else:
+        thresholds, base = (Threshold(1),), "green"
+    return Panel(f"{b.id}: signal", about, main, unit, width=12 if context else 20, thresholds=thresholds,
+                 base_color=base, links=link, needs=panel.needs, min=0 if unit == "percentunit" else None), context
 
 
-def bottlenecks(config: Config) -> Dashboard:
+def bottlenecks(config: Config, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> Dashboard:
     s = Scope(("namespace", "engine", "model", "pod"), config.selectors.series)
-    gpu = Scope(("namespace", "pod"), config.selectors.series)
-    signals = _signals(s, gpu, config)
     pod_only = 'namespace=~"$namespace", pod=~"$pod"'
     items: list[Item] = []
-    for b in tx.BOTTLENECKS:
-        sig = signals.get(b.id)
+    for b in catalogue:
         link = (Link(f"Runbook: {b.id}", b.runbook_url),)
         about = (f"{b.summary} Fires ({b.alert}, {b.severity}) when {b.fires_when}"
-                 f"{'' if b.for_ == '0s' else f' for {config.for_(b.id)}'}. Runbook: {b.runbook_url}")
-        needs: Need | None = None
-        if b.signal == "log":
-            needs = "log signature"
-            main: tuple[Target, ...] = (_log_events(gpu, b),)
-            unit, thresholds, base = "short", (Threshold(1),), "green"
+                 f"{'' if b.for_ == '0s' else f' for {config.for_(b)}'}. Runbook: {b.runbook_url}")
+        panel = b.panel
+        if panel is None:  # log-only: the log signatures are the signal
+            main: Item = Panel(f"{b.id}: signal", about, (_log_events(s, b),), "short", width=20,
+                               thresholds=(Threshold(1),), base_color="green", links=link, needs="log signature")
             context: tuple[Target, ...] = ()
         else:
-            assert sig is not None, f"no dashboard signal for bottleneck {b.id}"
-            needs = sig.needs
-            main, unit, context = sig.main, sig.unit, sig.context
-            if b.log_signatures:
-                context = (*context, _log_events(gpu, b))
-            if sig.threshold:
-                value = _threshold_value(config, b.id, sig.threshold, sig.scale)
-                thresholds = (Threshold(value, "green" if sig.below else "red"),)
-                base = "red" if sig.below else "green"
-            elif b.id in ("engine_down", "engine_startup_hang", "exporter_down", "engine_stalled"):
-                thresholds, base = (Threshold(1, "green"),), "red"
-            else:
-                thresholds, base = (Threshold(1),), "green"
-        items.append(Row(f"{b.id} — {b.alert} ({b.severity})"))
-        items.append(Panel(f"{b.id}: signal", about, main, unit, width=12 if context else 20,
-                           thresholds=thresholds, base_color=base, links=link, needs=needs,
-                           min=0 if unit == "percentunit" else None))
-        if context:
-            ctx_thr: tuple[Threshold, ...] = ()
-            if sig is not None and sig.context_threshold:
-                ctx_thr = (Threshold(config.threshold(b.id, sig.context_threshold), "orange"),)
-            title = (sig.context_title if sig is not None else "") or "Log signatures"
-            ctx_needs = context[0].needs if all(t.needs for t in context) else None
+            main, context = _signal_panel(b, s, config, panel, link=link, about=about)
+        items += [Row(f"{b.id} — {b.alert} ({b.severity})"), main]
+        if context and panel is not None:
+            ctx_thr = (Threshold(config.threshold(b, panel.context_threshold), "orange"),) \
+                if panel.context_threshold else ()
+            title = panel.context_title or "Log signatures"
             items.append(Panel(f"{b.id}: {title.lower()}", f"The other half of the {b.alert} condition: "
-                               f"{b.fires_when}.", context, sig.context_unit if sig is not None else "short",
-                               width=8, thresholds=ctx_thr, links=link,
-                               needs=ctx_needs))
+                               f"{b.fires_when}.", context, panel.context_unit, width=8, thresholds=ctx_thr,
+                               links=link, needs=context[0].needs if all(t.needs for t in context) else None))
         items.append(Panel(f"{b.id}: firing", f"{b.alert} alerts firing now for the selected pods.",
                            (Target(f'sum(ALERTS{{alertstate="firing", bottleneck="{b.id}", '
                                    f'{pod_only}}}) or vector(0)'),),
@@ -622,7 +524,7 @@ def gpus(config: Config) -> Dashboard:
               needs="gpu"),
         Panel("Throttling", "Thermal and power clock-event reasons set per GPU (count of throttle bits); the "
               "gpu_throttling bottleneck.",
-              (Target(" or ".join(_throttle_bits(f'DCGM_FI_DEV_CLOCKS_EVENT_REASONS{{{label}=~"$hostname"}}')
+              (Target(" or ".join(sg.throttle_count(f'DCGM_FI_DEV_CLOCKS_EVENT_REASONS{{{label}=~"$hostname"}}')
                                   for label in ("Hostname", "hostname")), legend),),
               "short", width=12, needs="gpu", thresholds=(Threshold(1),)),
         Row("Health"),

@@ -262,17 +262,19 @@ class Config(_Strict):
             raise ValueError(f"SLO names must be unique; repeated: {', '.join(dupes)}")
         return value
 
-    def threshold(self, bottleneck_id: str, name: str) -> float:
-        override = self.bottlenecks.get(bottleneck_id)
+    def threshold(self, bottleneck: str | tx.Bottleneck, name: str) -> float:
+        b = bottleneck if isinstance(bottleneck, tx.Bottleneck) else tx.get(bottleneck)
+        override = self.bottlenecks.get(b.id)
         if override and name in override.thresholds:
             return override.thresholds[name]
-        return tx.get(bottleneck_id).thresholds[name].value
+        return b.thresholds[name].value
 
-    def for_(self, bottleneck_id: str) -> str:
-        override = self.bottlenecks.get(bottleneck_id)
+    def for_(self, bottleneck: str | tx.Bottleneck) -> str:
+        b = bottleneck if isinstance(bottleneck, tx.Bottleneck) else tx.get(bottleneck)
+        override = self.bottlenecks.get(b.id)
         if override and override.for_ is not None:
             return override.for_
-        return tx.get(bottleneck_id).for_
+        return b.for_
 
 
 def _where(loc: Sequence[int | str]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from optiinfra import taxonomy as tx
 from optiinfra.config import Config
 from optiinfra.rules.alerts import alert_groups
 from optiinfra.rules.promql import Ctx, Group, Profile
@@ -42,9 +43,9 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
 
 
-def all_groups(ctx: Ctx) -> tuple[Group, ...]:
+def all_groups(ctx: Ctx, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> tuple[Group, ...]:
     """Recording groups first (alerts read them), then alerts, then SLO groups; a stable order."""
-    return (*recording_groups(ctx), *alert_groups(ctx), *slo_groups(ctx))
+    return (*recording_groups(ctx), *alert_groups(ctx, catalogue), *slo_groups(ctx))
 
 
 def rule_file(groups: tuple[Group, ...]) -> dict[str, Any]:
@@ -68,18 +69,19 @@ def prometheus_rule(config: Config, groups: tuple[Group, ...], namespace: str | 
 
 
 def generate(config: Config, profile: Profile = "production", namespace: str | None = None,
-             rule_labels: Mapping[str, str] | None = None, args: str = "") -> dict[str, str]:
+             rule_labels: Mapping[str, str] | None = None, args: str = "", *,
+             catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> dict[str, str]:
     """Every output file's name and text; deterministic for the same inputs."""
     from optiinfra.rules.testgen import test_files  # noqa: PLC0415 (testgen reads this module's outputs)
 
     ctx = Ctx(config, profile)
-    groups = all_groups(ctx)
+    groups = all_groups(ctx, catalogue)
     header = HEADER.format(args=args)
     files = {
         RULES_FILE: header + dump_yaml(rule_file(groups)),
         OPERATOR_FILE: header + dump_yaml(prometheus_rule(config, groups, namespace, rule_labels)),
     }
-    for name, tests in test_files(ctx, groups, RULES_FILE).items():
+    for name, tests in test_files(ctx, groups, RULES_FILE, catalogue).items():
         files[name] = header + dump_yaml(tests)
     return files
 

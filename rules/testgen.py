@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
 from optiinfra.config import SLI_HISTOGRAMS, Slo, parse_duration_ms
-from optiinfra.rules.alerts import alert_rules, throttle_bits
+from optiinfra.rules.alerts import alert_rules
 from optiinfra.rules.check import selectors
 from optiinfra.rules.promql import Ctx, Group, Rule
+from optiinfra.signals import Cases, Fixture
 
 STEP = "1m"
 """Input-series interval and evaluation interval (production); the profile scales it."""
@@ -103,25 +103,6 @@ def render(template: str, labels: Mapping[str, str], value: float) -> str:
 
 # ---- fixtures -------------------------------------------------------------------------------------------
 
-@dataclass
-class Fixture:
-    """Input series (selector text -> expanding notation) and, when the alert fires, its labels and value."""
-
-    series: Series = field(default_factory=dict)
-    alerts: list[tuple[dict[str, str], float]] = field(default_factory=list)
-
-
-@dataclass
-class Cases:
-    fires: Fixture
-    quiet: Fixture
-    idle: Fixture
-    fires_log: Fixture | None = None
-    absent_alerts: list[tuple[dict[str, str], float]] = field(default_factory=list)
-    hold: str = "6m"
-    """How long the condition is held before eval (on top of the rule's ``for``)."""
-
-
 def _lbl(labels: Mapping[str, str]) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
 
@@ -140,6 +121,15 @@ class Synth:
         self.raw = {**self.pod, "job": defaults["job"], **chosen}
         self.eng = {**self.raw, "engine": "vllm", "model": "m"}
         self.pod_model = {**self.pod, "engine": "vllm", "model": "m"}
+
+    def gpu_labels(self, index: int, lower_case: bool) -> dict[str, str]:
+        host, uuid = ("hostname", "uuid") if lower_case else ("Hostname", "UUID")
+        return {**self.raw, "gpu": str(index), "device": f"nvidia{index}", "modelName": "NVIDIA H100 80GB HBM3",
+                "pci_bus_id": f"00000000:0{index}:00.0", host: "node-1", uuid: f"GPU-000{index}"}
+
+    def gpus(self, util_percent: float) -> Series:
+        """Two GPUs of one pod, one with dcgm-exporter's Hostname/UUID spelling and one with hostname/uuid."""
+        return {f"DCGM_FI_DEV_GPU_UTIL{_lbl(self.gpu_labels(i, i == 1))}": self.gauge(util_percent) for i in (0, 1)}
 
     def gauge(self, value: float) -> str:
         return f"{value!r}+0x{self.n}" if not float(value).is_integer() else f"{int(value)}+0x{self.n}"
@@ -220,177 +210,32 @@ def p_of(bounds: tuple[float, ...], bucket: int, q: float) -> float:
     return lower + (bounds[bucket] - lower) * q
 
 
-# ---- per-bottleneck cases -------------------------------------------------------------------------------
+# ---- per-bottleneck cases (the fixtures live in each bottleneck's spec) ---------------------------------
 
-def _thr(ctx: Ctx, bid: str, name: str) -> float:
-    return ctx.config.threshold(bid, name)
+class Kit(Synth):
+    """What a spec's fixture builds its series from: the synthesizer plus the bottleneck's thresholds."""
 
+    lbl = staticmethod(_lbl)
+    slow_bucket = staticmethod(slow_bucket)
+    fast_bucket = staticmethod(fast_bucket)
+    p_of = staticmethod(p_of)
 
-def _engine_cases(ctx: Ctx, s: Synth, bid: str) -> Cases:
-    traffic = {f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'stop'})}": s.counter(1)}
-    no_traffic = {f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'stop'})}": s.counter(0)}
-    pm = s.pod_model
+    def __init__(self, ctx: Ctx, samples: int, b: tx.Bottleneck, severity: str) -> None:
+        super().__init__(ctx, samples)
+        self.b, self.severity = b, severity
+        finished = f"llm_requests_finished_total{_lbl({**self.eng, 'outcome': 'stop'})}"
+        self.traffic, self.no_traffic = {finished: self.counter(1)}, {finished: self.counter(0)}
 
-    def rank(r: str) -> dict[str, str]:
-        return {**s.eng, "dp_rank": r}
+    def thr(self, name: str) -> float:
+        return self.ctx.config.threshold(self.b, name)
 
-    if bid == "kv_cache_pressure":
-        full = (_thr(ctx, bid, "kv_usage") + 1) / 2
-        kv = {f"llm_kv_cache_usage_ratio{_lbl(rank('0'))}": s.gauge(full),
-              f"llm_kv_cache_usage_ratio{_lbl(rank('1'))}": s.gauge(0.25)}
-        waiting_n = _thr(ctx, bid, "min_waiting") + 3
-        return Cases(
-            fires=Fixture({**kv, f"llm_requests_waiting{_lbl(rank('0'))}": s.gauge(waiting_n), **traffic},
-                          [(pm, full)]),
-            quiet=Fixture({**kv, f"llm_requests_waiting{_lbl(rank('0'))}": s.gauge(0),
-                           f"llm_preemptions_total{_lbl(s.eng)}": s.counter(0), **traffic}),
-            idle=Fixture({f"llm_kv_cache_usage_ratio{_lbl(rank('0'))}": s.gauge(0),
-                          f"llm_requests_waiting{_lbl(rank('0'))}": s.gauge(0), **no_traffic}))
-    if bid == "preemption_storm":
-        rate = _thr(ctx, bid, "preemptions_per_second") * 2
-        return Cases(
-            fires=Fixture({f"llm_preemptions_total{_lbl(s.eng)}": s.counter(rate), **traffic}, [(pm, rate)]),
-            quiet=Fixture({f"llm_preemptions_total{_lbl(s.eng)}": s.counter(rate / 4), **traffic}),
-            idle=Fixture({f"llm_preemptions_total{_lbl(s.eng)}": s.counter(0), **no_traffic}))
-    if bid == "queue_buildup":
-        queue = "llm_request_queue_time_seconds"
-        bounds = m.NATIVE_BUCKETS["vllm"][queue]
-        slow = slow_bucket(bounds, _thr(ctx, bid, "queue_p95_seconds"))
-        kv_ok = _thr(ctx, bid, "kv_usage_below") / 2
-        kv_full = (_thr(ctx, bid, "kv_usage_below") + 1) / 2
-        base = {**s.hist(queue, "vllm", slow, 1), f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(4), **traffic}
-        return Cases(
-            fires=Fixture({**base, f"llm_kv_cache_usage_ratio{_lbl(s.eng)}": s.gauge(kv_ok)},
-                          [(pm, p_of(bounds, slow, 0.95))]),
-            quiet=Fixture({**base, f"llm_kv_cache_usage_ratio{_lbl(s.eng)}": s.gauge(kv_full)}),
-            idle=Fixture({**s.hist(queue, "vllm", slow, 0), f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(0),
-                          **no_traffic}))
-    if bid == "prefill_bound":
-        ttft, queue = "llm_time_to_first_token_seconds", "llm_request_queue_time_seconds"
-        tb, qb = m.NATIVE_BUCKETS["vllm"][ttft], m.NATIVE_BUCKETS["vllm"][queue]
-        slow = slow_bucket(tb, _thr(ctx, bid, "ttft_p95_seconds"))
-        q_ok = fast_bucket(qb, _thr(ctx, bid, "queue_p95_below_seconds"))
-        q_slow = slow_bucket(qb, _thr(ctx, bid, "queue_p95_below_seconds"))
-        return Cases(
-            fires=Fixture({**s.hist(ttft, "vllm", slow, 1), **s.hist(queue, "vllm", q_ok, 1), **traffic},
-                          [(pm, p_of(tb, slow, 0.95))]),
-            quiet=Fixture({**s.hist(ttft, "vllm", slow, 1), **s.hist(queue, "vllm", q_slow, 1), **traffic}),
-            idle=Fixture({**s.hist(ttft, "vllm", slow, 0), **s.hist(queue, "vllm", q_ok, 0), **no_traffic}))
-    if bid == "decode_bound":
-        itl = "llm_inter_token_latency_seconds"
-        bounds = m.NATIVE_BUCKETS["vllm"][itl]
-        thr = _thr(ctx, bid, "itl_p95_seconds")
-        slow, fast = slow_bucket(bounds, thr), fast_bucket(bounds, thr / 2)
-        return Cases(
-            fires=Fixture({**s.hist(itl, "vllm", slow, 1), **traffic}, [(pm, p_of(bounds, slow, 0.95))]),
-            quiet=Fixture({**s.hist(itl, "vllm", fast, 1), **traffic}),
-            idle=Fixture({**s.hist(itl, "vllm", slow, 0), **no_traffic}))
-    if bid in ("low_throughput", "gpu_underutilized"):
-        thr = _thr(ctx, bid, "gpu_util_below")
-        low, high = round(thr * 100 / 2), min(100, round(thr * 100 * 1.5) + 1)
-        waiting = 3 if bid == "low_throughput" else 0
-        base = {f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(waiting), **traffic}
-        return Cases(
-            fires=Fixture({**base, **_gpus(s, low)}, [(pm, low / 100)]),
-            quiet=Fixture({**base, **_gpus(s, high)}),
-            idle=Fixture({f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(0), **no_traffic, **_gpus(s, 0)})
-            if bid == "gpu_underutilized" else
-            Fixture({f"llm_requests_waiting{_lbl(s.eng)}": s.gauge(0), **no_traffic, **_gpus(s, low)}))
-    if bid == "cache_inefficiency":
-        thr = _thr(ctx, bid, "hit_ratio_below")
-        prompt = _thr(ctx, bid, "min_prompt_tokens_per_second") * 4
-        q, h = "llm_prefix_cache_queried_tokens_total", "llm_prefix_cache_hit_tokens_total"
-        base = {f"{q}{_lbl(s.eng)}": s.counter(prompt), f"llm_prompt_tokens_total{_lbl(s.eng)}": s.counter(prompt)}
-        return Cases(
-            fires=Fixture({**base, f"{h}{_lbl(s.eng)}": s.counter(prompt * thr / 2)}, [(pm, thr / 2)]),
-            quiet=Fixture({**base, f"{h}{_lbl(s.eng)}": s.counter(prompt * min(1.0, thr * 2))}),
-            idle=Fixture({f"{q}{_lbl(s.eng)}": s.counter(0), f"{h}{_lbl(s.eng)}": s.counter(0),
-                          f"llm_prompt_tokens_total{_lbl(s.eng)}": s.counter(0)}))
-    if bid == "request_errors":
-        share = min(1.0, _thr(ctx, bid, "error_share") * 2)
+    def rank(self, rank: str) -> dict[str, str]:
+        return {**self.eng, "dp_rank": rank}
 
-        def finished(err: float) -> Series:
-            return {f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'stop'})}": s.counter(1 - err),
-                    f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'error'})}": s.counter(err)}
-        return Cases(fires=Fixture(finished(share), [(pm, share)]), quiet=Fixture(finished(share / 4)),
-                     idle=Fixture({k: s.counter(0) for k in finished(0)}))
-    if bid == "engine_stalled":
-        tokens = f"llm_generation_tokens_total{_lbl(s.eng)}"
-        return Cases(
-            fires=Fixture({f"llm_requests_running{_lbl(s.eng)}": s.gauge(3), tokens: s.counter(0)}, [(pm, 3)]),
-            quiet=Fixture({f"llm_requests_running{_lbl(s.eng)}": s.gauge(3), tokens: s.counter(50)}),
-            idle=Fixture({f"llm_requests_running{_lbl(s.eng)}": s.gauge(0), tokens: s.counter(0)}))
-    if bid in ("engine_down", "engine_startup_hang"):
-        upstream = f"llm_upstream_up{_lbl({**s.raw, 'engine': 'vllm'})}"
-        up = f"up{_lbl(s.raw)}"
-        labels = {**s.raw, "engine": "vllm"}
-        return Cases(
-            fires=Fixture({upstream: s.gauge(0), up: s.gauge(1)}, [(labels, 0)]),
-            quiet=Fixture({upstream: f"0+0x3 1+0x{s.n - 4}", up: s.gauge(1)}),
-            idle=Fixture({upstream: s.gauge(1), up: s.gauge(1), **no_traffic}),
-            hold="12m" if bid == "engine_startup_hang" else "6m")
-    raise KeyError(bid)
-
-
-def _gpu_labels(s: Synth, index: int, lower_case: bool) -> dict[str, str]:
-    host, uuid = ("hostname", "uuid") if lower_case else ("Hostname", "UUID")
-    return {**s.raw, "gpu": str(index), "device": f"nvidia{index}", "modelName": "NVIDIA H100 80GB HBM3",
-            "pci_bus_id": f"00000000:0{index}:00.0", host: "node-1", uuid: f"GPU-000{index}"}
-
-
-def _gpus(s: Synth, util_percent: float) -> Series:
-    """Two GPUs of one pod, one with dcgm-exporter's Hostname/UUID spelling and one with hostname/uuid."""
-    return {f"DCGM_FI_DEV_GPU_UTIL{_lbl(_gpu_labels(s, i, i == 1))}": s.gauge(util_percent) for i in (0, 1)}
-
-
-def _gpu_cases(ctx: Ctx, s: Synth, bid: str, severity: str) -> Cases:
-    gpu = _gpu_labels(s, 0, False)
-    if bid == "gpu_memory_pressure":
-        thr = _thr(ctx, bid, "fb_free_mib_below")
-        metric = f"DCGM_FI_DEV_FB_FREE{_lbl(gpu)}"
-        return Cases(fires=Fixture({metric: s.gauge(thr // 2)}, [(gpu, thr // 2)]),
-                     quiet=Fixture({metric: s.gauge(thr * 4)}), idle=Fixture({metric: s.gauge(80000)}))
-    if bid == "gpu_throttling":
-        metric = f"DCGM_FI_DEV_CLOCKS_EVENT_REASONS{_lbl(gpu)}"
-        bit = throttle_bits()[-1]
-        return Cases(fires=Fixture({metric: s.gauge(bit | 1)}, [(gpu, bit | 1)]),
-                     quiet=Fixture({metric: s.gauge(1)}), idle=Fixture({metric: s.gauge(0)}))
-    if bid == "gpu_xid_error":
-        xid = "79" if severity == "critical" else tx.APPLICATION_XIDS[0]
-        labels = {**gpu, "xid": xid}
-        log = {**s.raw, "source": "kernel", "signature": tx.get(bid).log_signatures[0], "xid": xid}
-        return Cases(
-            # The series is born with its first event (NVML counts it), as DCGM_EXP_XID_ERRORS_COUNT{xid} is.
-            fires=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.born_counter(1)}, [(labels, 1)]),
-            quiet=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.gauge(2)}),  # old errors only
-            idle=Fixture({f"DCGM_EXP_XID_ERRORS_COUNT{_lbl(labels)}": s.gauge(0)}),
-            fires_log=Fixture({f"llm_log_events_total{_lbl(log)}": s.step_counter(1)}, [(log, 1)]),
-            hold="6m")
-    if bid == "gpu_ecc_error":
-        metric = f"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{_lbl(gpu)}"
-        return Cases(fires=Fixture({metric: s.step_counter(3)}, [(gpu, 3)]),
-                     quiet=Fixture({metric: s.gauge(7), f"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS{_lbl(gpu)}":
-                                    s.gauge(2)}),
-                     idle=Fixture({metric: s.gauge(0)}), hold="6m")
-    raise KeyError(bid)
-
-
-def _host_cases(ctx: Ctx, s: Synth, bid: str) -> Cases:
-    if bid == "host_memory_pressure":
-        avail_below = _thr(ctx, bid, "available_ratio_below")
-        total = 100 * 2**30
-        a, t = f"llm_host_memory_available_bytes{_lbl(s.raw)}", f"llm_host_memory_total_bytes{_lbl(s.raw)}"
-        low = int(total * avail_below / 2)
-        return Cases(fires=Fixture({a: s.gauge(low), t: s.gauge(total)}, [(s.raw, 1 - low / total)]),
-                     quiet=Fixture({a: s.gauge(total // 2), t: s.gauge(total)}),
-                     idle=Fixture({a: s.gauge(total - 2**30), t: s.gauge(total)}))
-    if bid == "host_cpu_saturation":
-        thr = _thr(ctx, bid, "cpu_ratio_above")
-        metric = f"llm_host_cpu_utilization_ratio{_lbl(s.raw)}"
-        busy = (thr + 1) / 2
-        return Cases(fires=Fixture({metric: s.gauge(busy)}, [(s.raw, busy)]),
-                     quiet=Fixture({metric: s.gauge(thr / 2)}), idle=Fixture({metric: s.gauge(0)}))
-    raise KeyError(bid)
+    def sidecar_job_labels(self) -> dict[str, str]:
+        """The labels ``absent(up{sidecar_job})`` carries: the selector's equality matchers."""
+        up = self.ctx.sidecar_up()
+        return {k: v for k, v in selectors(up)[0][1].items() if f'{k}="{v}"' in up}
 
 
 def _log_fixture(s: Synth, b: tx.Bottleneck) -> Fixture:
@@ -399,26 +244,16 @@ def _log_fixture(s: Synth, b: tx.Bottleneck) -> Fixture:
     return Fixture({f"llm_log_events_total{_lbl(labels)}": s.step_counter(2)}, [(labels, 2)])
 
 
-def cases_for(ctx: Ctx, s: Synth, b: tx.Bottleneck, rule: Rule) -> Cases:
-    if b.id == "exporter_down":
-        up = f"up{_lbl(s.raw)}"
-        absent_labels = {k: v for k, v in selectors(ctx.sidecar_up())[0][1].items()
-                         if f'{k}="{v}"' in ctx.sidecar_up()}
-        return Cases(fires=Fixture({up: s.gauge(0)}, [(s.raw, 0)]), quiet=Fixture({up: s.gauge(1)}),
-                     idle=Fixture({up: s.gauge(1)}), absent_alerts=[(absent_labels, 1)])
-    if b.signal == "log":
-        fixture = _log_fixture(s, b)
-        flat = {k: s.gauge(5) for k in fixture.series}
-        return Cases(fires=fixture, quiet=Fixture(flat), idle=Fixture({k: s.gauge(0) for k in fixture.series}),
-                     hold="6m")
-    if b.component == "gpu":
-        cases = _gpu_cases(ctx, s, b.id, rule.labels["severity"])
-    elif b.component == "host":
-        cases = _host_cases(ctx, s, b.id)
-    else:
-        cases = _engine_cases(ctx, s, b.id)
+def cases_for(kit: Kit) -> Cases:
+    """The spec's fixture; log-only bottlenecks: their last log signature, flat, and absent."""
+    b = kit.b
+    if b.fixture is None:
+        fixture = _log_fixture(kit, b)
+        flat = {k: kit.gauge(5) for k in fixture.series}
+        return Cases(fires=fixture, quiet=Fixture(flat), idle=Fixture({k: kit.gauge(0) for k in fixture.series}))
+    cases = b.fixture(kit)
     if b.log_signatures and cases.fires_log is None:
-        cases.fires_log = _log_fixture(s, b)
+        cases.fires_log = _log_fixture(kit, b)
     return cases
 
 
@@ -450,18 +285,19 @@ def _ms(ms: int) -> str:
     return format_duration_ms(ms)
 
 
-def alert_tests(ctx: Ctx, performance: bool) -> list[dict[str, Any]]:
+def alert_tests(ctx: Ctx, performance: bool, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS,
+                ) -> list[dict[str, Any]]:
     """Tests of the performance alerts (``performance``) or of all the others."""
     tests = []
     step_ms = parse_duration_ms(ctx.w(STEP))
-    for b in tx.BOTTLENECKS:
+    for b in catalogue:
         if (b.id in tx.PERFORMANCE_IDS) != performance:
             continue
         for rule in alert_rules(ctx, b):
-            probe = cases_for(ctx, Synth(ctx, 1), b, rule)
+            severity = rule.labels["severity"]
+            probe = cases_for(Kit(ctx, 1, b, severity))
             eval_ms = parse_duration_ms(rule.for_) + parse_duration_ms(ctx.w(probe.hold))
-            synth = Synth(ctx, eval_ms // step_ms + 5)
-            cases = cases_for(ctx, synth, b, rule)
+            cases = cases_for(Kit(ctx, eval_ms // step_ms + 5, b, severity))
             tag = f"{rule.alert}[{rule.labels['severity']}]"
             runs = [("fires", cases.fires, _exp(rule, cases.fires.alerts))]
             if cases.fires_log is not None:
@@ -550,13 +386,13 @@ def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
         f"llm_prefix_cache_hit_tokens_total{_lbl(s.eng)}": s.counter(0.5),
         f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'stop'})}": s.counter(0.75),
         f"llm_requests_finished_total{_lbl({**s.eng, 'outcome': 'error'})}": s.counter(0.25),
-        **_gpus(s, 50),
+        **s.gpus(50),
     }
     # the second GPU (hostname/uuid spelling) at 25%
-    series[f"DCGM_FI_DEV_GPU_UTIL{_lbl(_gpu_labels(s, 1, True))}"] = s.gauge(25)
+    series[f"DCGM_FI_DEV_GPU_UTIL{_lbl(s.gpu_labels(1, True))}"] = s.gauge(25)
 
     def folded(index: int) -> dict[str, str]:
-        labels = {k: v for k, v in _gpu_labels(s, index, index == 1).items() if k not in ("Hostname", "UUID")}
+        labels = {k: v for k, v in s.gpu_labels(index, index == 1).items() if k not in ("Hostname", "UUID")}
         return {**labels, "hostname": "node-1", "uuid": f"GPU-000{index}"}
 
     at = _ms(eval_ms)
@@ -621,7 +457,8 @@ TEST_FILES: tuple[str, ...] = ("optiinfra-rules.test.yml", "optiinfra-rules-heal
                                "optiinfra-rules-slo.test.yml")
 
 
-def test_files(ctx: Ctx, groups: tuple[Group, ...], rules_file: str) -> dict[str, dict[str, Any]]:
+def test_files(ctx: Ctx, groups: tuple[Group, ...], rules_file: str,
+               catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> dict[str, dict[str, Any]]:
     def one(tests: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "rule_files": [rules_file],
@@ -631,7 +468,7 @@ def test_files(ctx: Ctx, groups: tuple[Group, ...], rules_file: str) -> dict[str
         }
     performance, health, slo = TEST_FILES
     return {
-        performance: one([*recording_tests(ctx), *alert_tests(ctx, performance=True)]),
-        health: one(alert_tests(ctx, performance=False)),
+        performance: one([*recording_tests(ctx), *alert_tests(ctx, True, catalogue)]),
+        health: one(alert_tests(ctx, False, catalogue)),
         slo: one(slo_tests(ctx, groups)),
     }

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from optiinfra import metrics, taxonomy
 from optiinfra.alertmanager import knobs
 from optiinfra.alertmanager.plan import SCHEMA_PATH, Diagnosis, Plan, Target, schema_text
-from optiinfra.alertmanager.planner import EXPECTED_IMPACT, AlertEpisode, PlanningContext, plan_for, target_of
+from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for, target_of
 from optiinfra.engines import VOCABULARY, all_knobs
 from optiinfra.metrics import ENGINES
 
@@ -335,8 +335,11 @@ def test_expected_impact_names_catalogue_metrics() -> None:
     names = {m.name for m in metrics.ALL_METRICS}
     for bottleneck in taxonomy.BOTTLENECKS:
         if bottleneck.plannable:
-            metric, direction = EXPECTED_IMPACT[bottleneck.id]
-            assert metric in names and direction in ("up", "down")
+            assert bottleneck.plan is not None
+            assert bottleneck.plan.metric in names and bottleneck.plan.direction in ("up", "down")
+            result = plan_for(episode(bottleneck.id, "vllm"), ctx())
+            if isinstance(result, Plan):
+                assert result.expected_impact.metric == bottleneck.plan.metric
 
 
 def _config_values(engine: str) -> st.SearchStrategy[dict[str, str]]:

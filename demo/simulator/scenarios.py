@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from optiinfra import taxonomy
 from optiinfra.metrics import Engine
+from optiinfra.signals import SpecError
 
 from .engines import bucket_layouts
 from .model import EngineConfig, Hardware, LoadModel, Workload
@@ -35,6 +37,10 @@ class Scenario:
     """Hardware used while the config differs from the scenario's initial config (slo_regression)."""
     fix: str = ""
     """What makes the signal go away (for the report and the demo)."""
+
+    def __post_init__(self) -> None:
+        if self.bottleneck not in ("", taxonomy.SLO_BURN) and self.bottleneck not in taxonomy.by_id():
+            raise SpecError(f"scenario {self.name}: {self.bottleneck!r} is not a taxonomy bottleneck")
 
     def workload_at(self, real_s: float) -> Workload:
         t = real_s % self.cycle_real_s if self.cycle_real_s > 0 else real_s
