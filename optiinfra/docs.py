@@ -463,7 +463,7 @@ def render_taxonomy_md() -> str:
     from optiinfra.config import load_config  # noqa: PLC0415
     from optiinfra.rules.alerts import alert_rules  # noqa: PLC0415
     from optiinfra.rules.promql import Ctx  # noqa: PLC0415
-    from optiinfra.rules.runbooks import RUNBOOK_TEXT, action_text  # noqa: PLC0415
+    from optiinfra.rules.runbooks import action_text, prose  # noqa: PLC0415
 
     config = load_config(None)
     ctx = Ctx(config)
@@ -495,7 +495,7 @@ def render_taxonomy_md() -> str:
     out += [f"- `{b.id}` silences " + ", ".join(f"`{i}`" for i in b.inhibits) for b in tx.BOTTLENECKS if b.inhibits]
     for b in tx.BOTTLENECKS:
         out += ["", f"## `{b.id}`", "", f"**{b.alert}** · {b.severity} · {b.component} · signal {b.signal}",
-                "", f"What it means: {b.summary} {RUNBOOK_TEXT[b.id].meaning}", "",
+                "", f"What it means: {b.summary} {prose(b)[0]}", "",
                 f"Fires when: {b.fires_when}, for {config.for_(b.id)}."]
         if b.thresholds:
             out += ["", "| threshold | default | unit | meaning |", "|---|---|---|---|"]
