@@ -458,9 +458,9 @@ def bottlenecks(config: Config) -> Dashboard:
     items: list[Item] = []
     for b in tx.BOTTLENECKS:
         sig = signals.get(b.id)
-        link = (Link(f"Runbook: {b.id}", b.runbook_url),)
+        link = (Link(f"Runbook: {b.id}", config.runbook_url(b.id)),)
         about = (f"{b.summary} Fires ({b.alert}, {b.severity}) when {b.fires_when}"
-                 f"{'' if b.for_ == '0s' else f' for {config.for_(b.id)}'}. Runbook: {b.runbook_url}")
+                 f"{'' if b.for_ == '0s' else f' for {config.for_(b.id)}'}. Runbook: {config.runbook_url(b.id)}")
         needs: Need | None = None
         if b.signal == "log":
             needs = "log signature"

@@ -12,7 +12,7 @@ aggregated away (``Metric.aggregate``), so e.g. SGLang's ``is_streaming`` split 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
@@ -416,10 +416,6 @@ ALL_METRICS: tuple[Metric, ...] = (
     *ENGINE_METRICS, ENGINE_INFO, *SIDECAR_METRICS, *GPU_METRICS, *HOST_METRICS, *LOG_METRICS,
 )
 
-#: Label spellings other GPU exporters use (dcgm-exporter main renamed Hostname; ``-o`` uses uuid).
-GPU_LABEL_ALIASES: Mapping[str, str] = MappingProxyType({"Hostname": "hostname", "UUID": "uuid"})
-
-
 def by_name() -> dict[str, Metric]:
     return {m.name: m for m in ALL_METRICS}
 
@@ -427,12 +423,6 @@ def by_name() -> dict[str, Metric]:
 def known_series() -> frozenset[str]:
     """Every series name the exporter can produce (histogram components included)."""
     return frozenset(s for m in ALL_METRICS for s in m.series_names)
-
-
-def iter_sources(engine: Engine) -> Iterator[tuple[Metric, Source]]:
-    for metric in ENGINE_METRICS:
-        for source in metric.sources.get(engine, ()):
-            yield metric, source
 
 
 def _tgi_duration_buckets() -> tuple[float, ...]:

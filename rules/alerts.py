@@ -175,8 +175,8 @@ def _labels(b: tx.Bottleneck, severity: str | None = None) -> dict[str, str]:
     return {"bottleneck": b.id, "severity": severity or b.severity, "component": b.component}
 
 
-def _annotations(b: tx.Bottleneck) -> dict[str, str]:
-    return {"summary": b.summary, "description": b.description, "runbook_url": b.runbook_url}
+def _annotations(ctx: Ctx, b: tx.Bottleneck) -> dict[str, str]:
+    return {"summary": b.summary, "description": b.description, "runbook_url": ctx.config.runbook_url(b.id)}
 
 
 def _log_expr(ctx: Ctx, signatures: tuple[str, ...], *matchers: str) -> str:
@@ -214,13 +214,13 @@ def alert_rules(ctx: Ctx, b: tx.Bottleneck) -> list[Rule]:
             signature = 'signature=~"' + "|".join(b.log_signatures) + '"'
             exprs = [_increased(ctx.sel("DCGM_EXP_XID_ERRORS_COUNT", xid), w),
                      _increased(ctx.sel("llm_log_events_total", signature, xid), ctx.w(LOG_WINDOW))]
-            rules.append(Rule(alert=b.alert, for_=for_, labels=_labels(b, severity), annotations=_annotations(b),
+            rules.append(Rule(alert=b.alert, for_=for_, labels=_labels(b, severity), annotations=_annotations(ctx, b),
                               expr=_either(exprs)))
         return rules
     exprs = list(SIGNALS[b.id](ctx)) if b.signal in ("metric", "metric+log") else []
     if b.log_signatures:
         exprs.append(_log_expr(ctx, b.log_signatures))
-    return [Rule(alert=b.alert, expr=_either(exprs), for_=for_, labels=_labels(b), annotations=_annotations(b))]
+    return [Rule(alert=b.alert, expr=_either(exprs), for_=for_, labels=_labels(b), annotations=_annotations(ctx, b))]
 
 
 def alert_groups(ctx: Ctx) -> tuple[Group, ...]:
