@@ -50,19 +50,10 @@ typecheck:
 pytest:
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
-# Regenerate every committed artifact (rules, dashboards, alertmanager config, docs).
+# Regenerate every committed artifact (rules, dashboards, Alertmanager config, docs, schemas, manifests)
+# from one config: one pipeline, `optiinfra generate` (`--check` lists stale files without writing).
 generate:
-	$(PY) -m optiinfra.docs --out docs --openapi alertmanager/openapi.json \
-	  --orchestrator-openapi alertmanager/orchestrator.openapi.json
-	$(PY) -m optiinfra.exporter.logsig > docs/log-signatures.md
-	$(VENV)/bin/optiinfra rules generate --out rules/generated
-	$(PY) -m optiinfra.config --schema
-	$(PY) -m optiinfra.rules.runbooks --out docs/runbooks
-	$(VENV)/bin/optiinfra dashboards generate --out grafana/generated --docs docs/dashboards.md
-	$(PY) -m optiinfra.alertmanager.plan
-	$(VENV)/bin/optiinfra alertmanager-config > alertmanager/generated/alertmanager.yml
-	$(PY) -m optiinfra.alertmanager.knobs --out docs/plan-actions.md
-	$(PY) deploy/generate.py
+	$(VENV)/bin/optiinfra generate
 
 bench:
 	for b in bench/*/run.py; do $(PY) $$b || exit 1; done

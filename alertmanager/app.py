@@ -17,13 +17,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from optiinfra.cliutil import UsageError, parse_listen, parse_seconds, read_secret
 
 from . import intake
 from . import store as st
@@ -343,18 +344,6 @@ def create_app(config: ReceiverConfig, *, store: st.Store | None = None) -> web.
 
 # --------------------------------------------------------------------------------------------- command line
 
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``30m``, ``1h``, ``1h30m`` -> seconds."""
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise ValueError(f"{text!r} is not a duration (e.g. 90s, 30m, 1h)")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    return sum(float(n) * scale[u] for n, u in parts)
-
-
 def add_receiver_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``optiinfra receiver`` sub-command (registered by ``alertmanager/cli.py``)."""
     p = subparsers.add_parser("receiver", help="run the Alertmanager webhook receiver",
@@ -368,7 +357,7 @@ def add_receiver_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     p.add_argument("--token-file", help="file holding the bearer token required on POST endpoints")
     p.add_argument("--orchestrator-token-file", help="file holding the bearer token sent to the orchestrator")
     p.add_argument("--auto-approve-low-risk", action="store_true", help="push low-risk plans without approval")
-    p.add_argument("--cooldown", type=parse_duration, default=1800.0,
+    p.add_argument("--cooldown", type=parse_seconds, default=1800.0,
                    help="per target and knob (and bottleneck) after a change (default 30m)")
     p.add_argument("--bake-seconds", type=float, help="rollback window after completion (default: the plan's)")
     p.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="webhook body limit (default 1 MiB)")
@@ -379,37 +368,18 @@ def add_receiver_parser(subparsers: argparse._SubParsersAction[argparse.Argument
     p.set_defaults(func=run_receiver)
 
 
-def _read_secret(path: str | None, flag: str) -> str | None:
-    if not path:
-        return None
-    from optiinfra.cli import UsageError  # noqa: PLC0415
-
-    try:
-        secret = Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: cannot read it ({exc.strerror})") from None
-    if not secret:
-        raise UsageError(f"{flag} {path}: the file is empty; put the token in it")
-    return secret
-
-
 def config_from_args(args: argparse.Namespace) -> tuple[ReceiverConfig, str, int]:
-    from optiinfra.cli import UsageError  # noqa: PLC0415
-
     if not args.orchestrator_url:
         raise UsageError("--orchestrator-url is required (or OPTIINFRA_ORCHESTRATOR_URL)")
-    host, _, port_text = args.listen.rpartition(":")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"--listen {args.listen!r}: use HOST:PORT, e.g. 0.0.0.0:9095")
-    host, port = host or "0.0.0.0", int(port_text)
+    host, port = parse_listen("--listen", args.listen, default_host="0.0.0.0")
     if not args.db.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise UsageError(f"--db {st.redact(args.db)!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
     advertise = args.advertise_url or f"http://{socket.gethostname() if host == '0.0.0.0' else host}:{port}"
     try:
         config = ReceiverConfig(
             orchestrator_url=args.orchestrator_url, db=args.db, prometheus_url=args.prometheus_url,
-            token=_read_secret(args.token_file, "--token-file"),
-            orchestrator_token=_read_secret(args.orchestrator_token_file, "--orchestrator-token-file"),
+            token=read_secret("--token-file", args.token_file),
+            orchestrator_token=read_secret("--orchestrator-token-file", args.orchestrator_token_file),
             auto_approve_low_risk=args.auto_approve_low_risk, cooldown_seconds=args.cooldown,
             bake_seconds=args.bake_seconds, max_body_bytes=args.max_body_bytes, max_attempts=args.max_attempts,
             heartbeat_seconds=args.heartbeat_seconds, advertise_url=advertise, agent_id=args.agent_id)

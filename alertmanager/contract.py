@@ -6,7 +6,7 @@ back, the status report, described under ``webhooks`` and copied from the receiv
 (``openapi.json``). Request bodies come from the models the receiver sends (the plan's pydantic models, the
 agent document below); ``example_exchange()`` is one plan's messages, built from the same models.
 
-``python -m optiinfra.docs --orchestrator-openapi FILE`` (``make generate``) writes it; a test keeps it current, and
+``optiinfra generate`` (``make generate``) writes it; a test keeps it current, and
 a test orchestrator written from the document validates every request a real receiver sends against it.
 """
 

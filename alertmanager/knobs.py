@@ -91,12 +91,3 @@ def markdown() -> str:
         for v in vocabularies if v.relations) + ";",
               "memory fractions within (0, 1]; integer limits >= 1. `!` marks a label holding the negation.", ""]
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Write docs/plan-actions.md from the engine vocabulary.")
-    parser.add_argument("--out", required=True, help="output file")
-    with open(parser.parse_args().out, "w", encoding="utf-8") as out:
-        out.write(markdown())

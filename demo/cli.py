@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from aiohttp import web
 
-from optiinfra.cli import UsageError
+from optiinfra.cliutil import UsageError, parse_listen
 from optiinfra.demo.simulator.scenarios import SCENARIOS
 from optiinfra.demo.simulator.server import SimConfig, create_app
 from optiinfra.metrics import ENGINES
@@ -39,21 +40,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.set_defaults(func=run_demo)
 
 
+def _check_time_scale(value: float) -> None:
+    if not 0 < value < math.inf:
+        raise UsageError(f"--time-scale {value}: give a finite number of simulated seconds per second, > 0")
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from optiinfra.demo.runner import run_demo as run  # noqa: PLC0415 (imports every component)
 
-    if args.time_scale <= 0:
-        raise UsageError("--time-scale must be > 0")
+    _check_time_scale(args.time_scale)
     return run(args.time_scale, args.keep)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    host, sep, port = str(args.listen).rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise UsageError(f"--listen {args.listen!r}: use HOST:PORT, e.g. 127.0.0.1:8000")
-    if args.time_scale <= 0:
-        raise UsageError("--time-scale must be > 0")
+    host, port = parse_listen("--listen", str(args.listen))
+    _check_time_scale(args.time_scale)
     config = SimConfig(engine=args.engine, scenario=args.scenario, model=args.model,
                        time_scale=args.time_scale, seed=args.seed)
-    web.run_app(create_app(config), host=host, port=int(port), print=None)
+    web.run_app(create_app(config), host=host, port=port, print=None)
     return 0

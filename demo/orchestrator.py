@@ -28,6 +28,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from optiinfra.cliutil import UsageError, parse_listen
+
 log = logging.getLogger(__name__)
 
 
@@ -261,11 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=None, help="bearer token the receiver must send")
     parser.add_argument("--report-token", default=None, help="bearer token of the receiver's API")
     args = parser.parse_args(argv)
-    host, _, port = args.listen.rpartition(":")
+    try:
+        host, port = parse_listen("--listen", args.listen, default_host="127.0.0.1")
+    except UsageError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO)
     sink = Sink(token=args.token, report_to=args.report_to, report_token=args.report_token,
                 step_seconds=args.step_seconds)
-    web.run_app(create_app(sink), host=host or "127.0.0.1", port=int(port), print=None)
+    web.run_app(create_app(sink), host=host, port=port, print=None)
     return 0
 
 

@@ -24,7 +24,6 @@ from typing import Any, TextIO
 import aiohttp
 from aiohttp import web
 
-from optiinfra.alertmanager import amconfig
 from optiinfra.config import load_config
 from optiinfra.demo import orchestrator
 from optiinfra.demo.controller import EngineController
@@ -39,6 +38,7 @@ from optiinfra.demo.stack import (
     start_alertmanager,
     start_prometheus,
 )
+from optiinfra.rules import amconfig
 from optiinfra.rules import generate as rules
 
 NAMESPACE = "demo"

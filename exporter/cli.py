@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from optiinfra.cliutil import UsageError, parse_listen
 from optiinfra.metrics import BASE_LABELS, ENGINE_INFO_LABELS, ENGINES, GPU_LABELS, RANK_LABELS
 
 if TYPE_CHECKING:
@@ -87,20 +88,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    from optiinfra.cli import UsageError  # noqa: PLC0415 (composition root, imported lazily)
-
-    host, sep, port_text = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"--listen {text!r}: write it as HOST:PORT, e.g. 0.0.0.0:9400")
-    return host, int(port_text)
-
-
 def _check_upstream(url: str) -> str:
     from yarl import URL  # noqa: PLC0415
 
-    from optiinfra.cli import UsageError  # noqa: PLC0415
 
     try:
         parsed = URL(url)
@@ -113,7 +103,6 @@ def _check_upstream(url: str) -> str:
 
 def _check_pairs(flag: str, pairs: Iterable[tuple[str, str]], allowed: frozenset[str] | None,
                  forbidden: frozenset[str]) -> dict[str, str]:
-    from optiinfra.cli import UsageError  # noqa: PLC0415
 
     out: dict[str, str] = {}
     for key, value in pairs:
@@ -131,10 +120,9 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
     """The validated ``ExporterConfig`` for these arguments (raises ``UsageError`` with what to fix)."""
     from pydantic import ValidationError  # noqa: PLC0415
 
-    from optiinfra.cli import UsageError  # noqa: PLC0415
     from optiinfra.exporter.server import ExporterConfig  # noqa: PLC0415
 
-    host, port = parse_listen(args.listen)
+    host, port = parse_listen("--listen", args.listen)
     upstream = _check_upstream(args.upstream) if args.upstream else None
     engine_config = _check_pairs("--engine-config", args.engine_config,
                                  frozenset({"model", *ENGINE_INFO_LABELS}), frozenset())
@@ -166,7 +154,6 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web  # noqa: PLC0415
 
-    from optiinfra.cli import UsageError  # noqa: PLC0415
     from optiinfra.exporter.server import SHUTDOWN_TIMEOUT, build_collectors, create_app  # noqa: PLC0415
 
     config = build_config(args)

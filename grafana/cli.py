@@ -21,19 +21,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from optiinfra.cli import UsageError  # noqa: PLC0415 (composition root, imported lazily)
-    from optiinfra.config import ConfigError, load_config  # noqa: PLC0415
-    from optiinfra.grafana.generate import generate, render_docs, write  # noqa: PLC0415
+    from optiinfra.config import load_config  # noqa: PLC0415 (imported when the command runs)
+    from optiinfra.files import write_files  # noqa: PLC0415
+    from optiinfra.grafana.generate import generate, render_docs  # noqa: PLC0415
 
-    try:
-        config = load_config(args.slo_config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    config = load_config(args.slo_config)
     shown = f" --slo-config {args.slo_config.name}" if args.slo_config is not None else ""
-    for path in write(args.out, generate(config, args=shown)):
+    for path in write_files(args.out, generate(config, args=shown)):
         print(path)
     if args.docs is not None:
-        args.docs.parent.mkdir(parents=True, exist_ok=True)
-        args.docs.write_text(render_docs(config), encoding="utf-8")
+        write_files(args.docs.parent, {args.docs.name: render_docs(config)})
         print(args.docs)
     return 0

@@ -379,9 +379,9 @@ def bottlenecks(config: Config, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLE
     pod_only = 'namespace=~"$namespace", pod=~"$pod"'
     items: list[Item] = []
     for b in catalogue:
-        link = (Link(f"Runbook: {b.id}", b.runbook_url),)
+        link = (Link(f"Runbook: {b.id}", config.runbook_url(b.id)),)
         about = (f"{b.summary} Fires ({b.alert}, {b.severity}) when {b.fires_when}"
-                 f"{'' if b.for_ == '0s' else f' for {config.for_(b)}'}. Runbook: {b.runbook_url}")
+                 f"{'' if b.for_ == '0s' else f' for {config.for_(b)}'}. Runbook: {config.runbook_url(b.id)}")
         panel = b.panel
         if panel is None:  # log-only: the log signatures are the signal
             main: Item = Panel(f"{b.id}: signal", about, (_log_events(s, b),), "short", width=20,

@@ -8,8 +8,6 @@ provisioning: a folder provider and an example Prometheus datasource).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -102,16 +100,6 @@ def generate(config: Config, args: str = "") -> dict[str, str]:
         header + "# Example: point url at your Prometheus (or Thanos/Mimir query frontend).\n"
         + yaml.safe_dump(_datasources(), sort_keys=True))
     return files
-
-
-def write(out_dir: Path, files: Mapping[str, str]) -> list[Path]:
-    written = []
-    for name, text in files.items():
-        path = out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
 
 
 # --- docs/dashboards.md --------------------------------------------------------------------------------

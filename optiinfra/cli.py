@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from optiinfra import __version__
 from optiinfra import log as oilog
+from optiinfra.cliutil import UsageError
 
 #: Modules whose ``register(subparsers)`` adds sub-commands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -26,13 +27,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optiinfra.alertmanager.cli",
     "optiinfra.grafana.cli",
     "optiinfra.demo.cli",
+    "optiinfra.generate",
 )
 
 ENV_PREFIX = "OPTIINFRA_"
-
-
-class UsageError(Exception):
-    """A mistake the user can fix; its message says how."""
 
 
 def env_name(dest: str) -> str:
@@ -78,15 +76,34 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prometheus-native performance layer for LLM inference fleets.",
     )
     parser.add_argument("--version", action="version", version=f"optiinfra {__version__}")
-    parser.add_argument("--log-format", choices=("json", "text"), default="json",
-                        help="log format on stderr (default: json)")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
-                        help="log level (default: info)")
+    _add_global_options(parser, "json", "info")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     _apply_env_defaults(parser)
+    _accept_global_options_after(parser)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, log_format: str, log_level: str) -> None:
+    parser.add_argument("--log-format", choices=("json", "text"), default=log_format,
+                        help="log format on stderr (default: json)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=log_level,
+                        help="log level (default: info)")
+
+
+def _accept_global_options_after(parser: argparse.ArgumentParser) -> None:
+    """Let ``--log-format``/``--log-level`` follow the sub-command too (``optiinfra demo --log-format text``).
+    The sub-command's copies default to SUPPRESS, so they only override when given, and stay out of the
+    docs (help SUPPRESS); they are added after the environment twins, which belong to the top-level flags."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                for dest in ("log_format", "log_level"):
+                    top = next(a for a in parser._actions if a.dest == dest)
+                    sub.add_argument(*top.option_strings, dest=dest, choices=top.choices,
+                                     default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                _accept_global_options_after(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -98,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     oilog.configure(args.log_format, args.log_level)
     try:
         result: int = args.func(args)
-    except UsageError as exc:
-        print(f"optiinfra {args.command}: error: {exc}", file=sys.stderr)
+    except UsageError as exc:  # ConfigError too: one line, exit 2
+        print(f"optiinfra {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         logging.getLogger("optiinfra").info("interrupted")

@@ -1,20 +1,24 @@
-"""The user's one YAML config for the rules (and dashboards): selectors, label names, per-bottleneck
-threshold/``for`` overrides and SLOs, mixin-style. ``load_config(None)`` gives the defaults.
+"""The user's one YAML config for every generated artifact: selectors, label names, per-bottleneck
+threshold/``for`` overrides and SLOs (rules, dashboards), the runbook URL pattern, and the Alertmanager
+routing and grouping, mixin-style. ``load_config(None)`` gives the defaults.
 
 The published JSON Schema (``config.schema.json`` beside this file) is generated from this model
-(``python -m optiinfra.config --schema``); a test keeps it current. Errors are turned into one message
-that names the key and says what to fix, never a pydantic dump.
+(``optiinfra generate``); a test keeps it current. The loader takes any bytes: it refuses what is not UTF-8,
+larger than ``MAX_CONFIG_BYTES``, nested deeper than ``MAX_DEPTH``, or has a key twice; values are checked
+for range and finiteness, durations are bounded and regexes compiled. Every error is one ``ConfigError``
+line that names the key and says what to fix, never a pydantic dump or a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import promql_parser
 import yaml
@@ -22,6 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
+from optiinfra.cliutil import ConfigError, format_duration_ms, parse_duration_ms
+
+__all__ = ["Config", "ConfigError", "format_duration_ms", "load_config", "parse_config", "parse_duration_ms"]
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.json")
 
@@ -41,39 +48,53 @@ SLI_WINDOWS: tuple[str, ...] = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
 #: Lowest objective the fast tier can fire for: 14.4 x (1 - objective) must stay below 1.
 MIN_OBJECTIVE = Decimal(1) - Decimal(1) / Decimal("14.4")
 
-_DURATION_RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
-_UNITS_MS = (("y", 365 * 86_400_000), ("w", 7 * 86_400_000), ("d", 86_400_000), ("h", 3_600_000),
-             ("m", 60_000), ("s", 1000), ("ms", 1))
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 _LABEL_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+#: An Alertmanager matcher as the route and the operator's AlertmanagerConfig both understand it.
+MATCHER_RE = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
+
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+MAX_NODES = 100_000
+#: Longest ``for`` (the longest the kubernetes and node mixins use): a longer one hides a problem for longer
+#: than acting on it takes, and the promtool fixtures replay the whole ``for`` sample by sample (a ``for`` of
+#: one day makes the generated tests run for minutes).
+MAX_FOR_MS = 3_600_000
+#: Threshold bounds by unit: shares are 0..1, seconds at most a day, anything else finite and >= 0.
+_UNIT_MAX = {"ratio": 1.0, "s": 86_400.0}
+#: Regex constructs Go's RE2 (Prometheus) lacks; Python's ``re`` would accept them.
+_NOT_RE2 = re.compile(r"\\[1-9]|\(\?P=|\(\?<?[=!]|\(\?>|\(\?\(|\\[ZAG]|[*+?}][+]")
 
 
-class ConfigError(ValueError):
-    """The config file is unreadable or invalid; the message says what to fix."""
+def _check_duration(value: str, *, positive: bool = False, max_ms: int | None = None) -> str:
+    ms = parse_duration_ms(value)
+    if positive and ms == 0:
+        raise ValueError(f"{value!r}: give a positive duration such as 30s, 5m or 4h")
+    if max_ms is not None and ms > max_ms:
+        raise ValueError(f"{value!r} is longer than the {format_duration_ms(max_ms)} allowed here")
+    return value
 
 
-def parse_duration_ms(text: str) -> int:
-    """A Prometheus duration (``5m``, ``1h30m``, ``0s``) in milliseconds; ValueError when malformed."""
-    match = _DURATION_RE.match(text.strip()) if text else None
-    if not match or not any(match.groups()):
-        raise ValueError(f"{text!r} is not a Prometheus duration (e.g. 30s, 5m, 1h30m)")
-    return sum(int(g) * unit for g, (_, unit) in zip(match.groups(), _UNITS_MS, strict=True) if g)
+def promql_string(value: str) -> str:
+    """``value`` as a double-quoted PromQL string literal (regexes keep their backslashes)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
-def format_duration_ms(ms: int) -> str:
-    """Milliseconds as the shortest Prometheus duration text (``90000`` -> ``1m30s``; 0 -> ``0s``)."""
-    if ms == 0:
-        return "0s"
-    parts = []
-    for suffix, unit in _UNITS_MS[2:]:  # d h m s ms: years/weeks only when written that way
-        if ms >= unit:
-            parts.append(f"{ms // unit}{suffix}")
-            ms %= unit
-    return "".join(parts)
-
-
-def _check_duration(value: str) -> str:
-    parse_duration_ms(value)
+def check_regex(value: str) -> str:
+    """A label-value regex Prometheus (Go RE2) accepts: it compiles, uses no construct RE2 lacks, and parses
+    as a PromQL matcher. ValueError says what is wrong."""
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a regex ({exc})") from None
+    found = _NOT_RE2.search(value)
+    if found:
+        raise ValueError(f"{value!r}: {found.group(0)!r} (backreference, lookaround, atomic group, possessive "
+                         "quantifier or \\Z-style anchor) is not supported by Prometheus's RE2 regexes")
+    try:
+        promql_parser.parse(f"up{{model=~{promql_string(value)}}}")
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a regex Prometheus accepts ({exc})") from None
     return value
 
 
@@ -81,7 +102,7 @@ Duration = Annotated[str, Field(description="Prometheus duration, e.g. 30s, 5m, 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Selectors(_Strict):
@@ -111,12 +132,12 @@ class BottleneckOverride(_Strict):
     thresholds: dict[str, float] = Field(default_factory=dict,
                                          description="Threshold name -> value (names from the taxonomy).")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @field_validator("for_")
     @classmethod
     def _for(cls, value: str | None) -> str | None:
-        return None if value is None else _check_duration(value)
+        return None if value is None else _check_duration(value, max_ms=MAX_FOR_MS)
 
 
 class Slo(_Strict):
@@ -134,9 +155,14 @@ class Slo(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(f"SLO name {value!r}: use lower-case letters, digits, '-' and '_'")
+        if not _NAME_RE.match(value) or len(value) > 63:
+            raise ValueError(f"SLO name {value!r}: use up to 63 lower-case letters, digits, '-' and '_'")
         return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str | None) -> str | None:
+        return None if value is None else check_regex(value)
 
     @field_validator("objective")
     @classmethod
@@ -209,6 +235,70 @@ class PrometheusRuleOptions(_Strict):
                     "(kube-prometheus-stack: release=<helm release>).")
 
 
+DEFAULT_RECEIVER_URL = "http://optiinfra-receiver:9095"
+
+
+class AlertmanagerOptions(_Strict):
+    """The Alertmanager config's route to the receiver (``optiinfra alertmanager-config`` flags override it)."""
+
+    receiver_url: str = Field(default=DEFAULT_RECEIVER_URL,
+                              description="Base URL of the receiver; /api/v1/alerts is appended.")
+    credentials_file: str = Field(
+        default="/etc/alertmanager/secrets/optiinfra-token",
+        description="Bearer token file as Alertmanager sees it; empty for no authorization header.")
+    matchers: list[str] = Field(
+        default_factory=list, description="Extra Alertmanager matchers the route also requires, e.g. "
+                                          "'cluster=\"eu-1\"' (the bottleneck matcher is always there).")
+    group_by: list[str] = Field(
+        default_factory=lambda: ["namespace", "pod", "instance", "model", "bottleneck"],
+        description="Labels one notification groups by: the receiver reads every alert of a notification, so "
+                    "this only batches one target's bottleneck into one request.")
+    inhibit_equal: list[str] = Field(
+        default_factory=lambda: ["namespace", "pod"],
+        description="Labels an inhibiting alert must share with the alerts it silences (performance sources "
+                    "also need the same `model`).")
+    group_wait: Duration = Field(default="10s", description="Wait before the first notification of a group.")
+    group_interval: Duration = Field(default="1m", description="Wait before notifying a group's changes.")
+    repeat_interval: Duration = Field(default="4h", description="Re-send a still-firing group after this.")
+    resolve_timeout: Duration = Field(default="5m", description="The global resolve_timeout.")
+
+    @field_validator("receiver_url")
+    @classmethod
+    def _receiver_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r}: give an http(s) URL such as {DEFAULT_RECEIVER_URL}")
+        if parts.query or parts.fragment:
+            raise ValueError(f"{value!r}: drop the query string or fragment")
+        return value
+
+    @field_validator("group_wait", "group_interval", "repeat_interval", "resolve_timeout")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        return _check_duration(value, positive=True)
+
+    @field_validator("group_by", "inhibit_equal")
+    @classmethod
+    def _label_names(cls, value: list[str]) -> list[str]:
+        for label in value:
+            if not _LABEL_RE.match(label):
+                raise ValueError(f"{label!r} is not a Prometheus label name")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value}: a label is listed twice")
+        return value
+
+    @field_validator("matchers")
+    @classmethod
+    def _matchers(cls, value: list[str]) -> list[str]:
+        for text in value:
+            found = MATCHER_RE.match(text)
+            if not found:
+                raise ValueError(f"{text!r} is not an Alertmanager matcher; write e.g. cluster=\"eu-1\"")
+            if found.group(2) in ("=~", "!~"):
+                check_regex(found.group(3))
+        return value
+
+
 class Config(_Strict):
     selectors: Selectors = Field(default_factory=Selectors)
     identity_labels: list[str] = Field(
@@ -223,6 +313,11 @@ class Config(_Strict):
     slo_fast_for: Duration = Field(default="2m", description="`for` of LLMSLOBurnRateFast.")
     slo_slow_for: Duration = Field(default="15m", description="`for` of LLMSLOBurnRateSlow.")
     prometheus_rule: PrometheusRuleOptions = Field(default_factory=PrometheusRuleOptions)
+    runbook_url_pattern: str = Field(
+        default=f"{tx.RUNBOOK_BASE_URL}/{{bottleneck}}.md",
+        description="Where the alerts' runbook_url and the dashboards' runbook links point; {bottleneck} is "
+                    "replaced by the bottleneck id (slo_burn for the SLO alerts).")
+    alertmanager: AlertmanagerOptions = Field(default_factory=AlertmanagerOptions)
 
     @field_validator("identity_labels")
     @classmethod
@@ -237,7 +332,21 @@ class Config(_Strict):
     @field_validator("slo_fast_for", "slo_slow_for")
     @classmethod
     def _slo_for(cls, value: str) -> str:
-        return _check_duration(value)
+        return _check_duration(value, max_ms=MAX_FOR_MS)
+
+    @field_validator("runbook_url_pattern")
+    @classmethod
+    def _runbook_url(cls, value: str) -> str:
+        try:
+            sample = value.format(bottleneck="kv_cache_pressure")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"{value!r}: the only placeholder is {{bottleneck}}; write a literal brace as "
+                             "{{ or }}") from None
+        parts = urlsplit(sample)
+        if "{bottleneck}" not in value or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r}: give an http(s) URL with {{bottleneck}} where the id goes, e.g. "
+                             "https://example.com/runbooks/{bottleneck}.md")
+        return value
 
     @field_validator("bottlenecks")
     @classmethod
@@ -247,10 +356,16 @@ class Config(_Strict):
             if bid not in known:
                 raise ValueError(f"unknown bottleneck {bid!r}; known: {', '.join(sorted(known))}")
             allowed = known[bid].thresholds
-            for name in override.thresholds:
+            for name, number in override.thresholds.items():
                 if name not in allowed:
                     names = ", ".join(sorted(allowed)) or "none (this bottleneck has no thresholds)"
                     raise ValueError(f"bottleneck {bid!r} has no threshold {name!r}; its thresholds: {names}")
+                unit = allowed[name].unit
+                top = _UNIT_MAX.get(unit, math.inf)
+                if not 0 <= number <= top:
+                    bound = f"between 0 and {top:g}" if top < math.inf else "at least 0"
+                    raise ValueError(f"bottleneck {bid!r} threshold {name!r} is {number!r}; a value in {unit} "
+                                     f"must be {bound}")
         return value
 
     @field_validator("slos")
@@ -269,6 +384,10 @@ class Config(_Strict):
             return override.thresholds[name]
         return b.thresholds[name].value
 
+    def runbook_url(self, bottleneck_id: str) -> str:
+        """The runbook link of a bottleneck (or ``slo_burn``) in the alerts and dashboards."""
+        return self.runbook_url_pattern.format(bottleneck=bottleneck_id)
+
     def for_(self, bottleneck: str | tx.Bottleneck) -> str:
         b = bottleneck if isinstance(bottleneck, tx.Bottleneck) else tx.get(bottleneck)
         override = self.bottlenecks.get(b.id)
@@ -285,13 +404,13 @@ def format_errors(exc: ValidationError) -> str:
     """One readable message: one line per problem, naming the key."""
     lines = []
     for err in exc.errors():
-        loc = tuple(err["loc"])
+        loc = tuple(str(p)[:80] for p in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"unknown key {loc[-1]!r} at {_where(loc[:-1])}: remove it or check its spelling")
         elif err["type"] == "missing":
             lines.append(f"{_where(loc)}: required key missing")
         else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
+            msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
             lines.append(f"{_where(loc)}: {msg}")
     return "; ".join(lines)
 
@@ -307,37 +426,121 @@ def parse_config(data: Any, source: str = "config") -> Config:
         raise ConfigError(f"{source}: {format_errors(exc)}") from None
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def with_overrides(section: _M, flags: Mapping[str, object]) -> _M:
+    """``section`` with the command-line flags that were given (not None) in place of its keys, validated;
+    a bad flag is a ConfigError naming the flag (``group_wait`` -> ``--group-wait``)."""
+    given = {key: value for key, value in flags.items() if value is not None}
+    try:
+        return type(section).model_validate({**section.model_dump(by_alias=True), **given})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = "--" + str(err["loc"][0]).replace("_", "-")
+        msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+        raise ConfigError(f"{flag}: {msg}") from None
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that refuses a key written twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:
+                continue  # an unhashable key: construct_mapping reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears twice in one mapping; keep one", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > 40:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {len(node.value)} characters; no setting needs more than 40",
+                node.start_mark)
+        value: int = super().construct_yaml_int(node)
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def _check_depth(text: str, source: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before anything recursive (the composer) sees the document."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise ConfigError(f"{source}: line {line}: nested deeper than {MAX_DEPTH} levels; "
+                                  "the config is a few levels deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _expanded_size(value: Any, memo: dict[int, int]) -> int:
+    """Nodes of ``value`` with every alias expanded (validation walks them all), memoized per object."""
+    if not isinstance(value, dict | list):
+        return 1
+    if id(value) not in memo:
+        children = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+        memo[id(value)] = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in children)
+    return memo[id(value)]
+
+
+def parse_yaml(data: bytes, source: str = "config") -> Any:
+    """The YAML document in ``data`` as plain data; ConfigError (one line) for anything else."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: {len(data)} bytes; a config is at most {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          "save the file as UTF-8") from None
+    try:
+        _check_depth(text, source)
+        document = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        where = f"line {exc.problem_mark.line + 1}: " if exc.problem_mark else ""
+        what = " ".join(str(exc.problem or exc.context or "invalid").split())
+        raise ConfigError(f"{source}: not valid YAML: {where}{what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except ConfigError:
+        raise
+    except ValueError as exc:  # date() of a scalar such as 2024-13-45: a 5,000-digit integer, 2024-13-45
+        raise ConfigError(f"{source}: a value YAML cannot read: {' '.join(str(exc).split())[:200]}") from None
+    if _expanded_size(document, {}) > MAX_NODES:
+        raise ConfigError(f"{source}: more than {MAX_NODES} values once its aliases (*name) are expanded")
+    return document
+
+
 def load_config(path: Path | str | None) -> Config:
     """The config from a YAML file, or the defaults when ``path`` is None. Raises ConfigError."""
     if path is None:
         return Config()
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
+    return parse_config(parse_yaml(data, str(path)), str(path))
 
 
 def json_schema() -> dict[str, Any]:
     schema = Config.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "OptiInfra rules config"
+    schema["title"] = "OptiInfra config"
     return schema
 
 
 def render_schema() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--schema"]:
-        SCHEMA_PATH.write_text(render_schema(), encoding="utf-8")
-        print(SCHEMA_PATH)
-    else:
-        print("usage: python -m optiinfra.config --schema", file=sys.stderr)
-        sys.exit(2)

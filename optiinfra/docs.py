@@ -1,4 +1,4 @@
-"""Reference docs generated from the catalogues (``python -m optiinfra.docs``); a test keeps them current."""
+"""Reference docs generated from the catalogues (``optiinfra generate``); a test keeps them current."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import json
 import os
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -53,7 +52,7 @@ def render_metrics_md() -> str:
     out = [
         "# Metrics reference",
         "",
-        "<!-- generated from optiinfra/metrics.py by `python -m optiinfra.docs`; do not edit -->",
+        "<!-- generated from optiinfra/metrics.py by `optiinfra generate`; do not edit -->",
         "",
         "Every `llm_*` engine series carries `engine` (vllm, sglang, tgi) and `model`, plus "
         "`dp_rank`/`tp_rank`/`pp_rank` where the engine splits series by rank. Identity labels "
@@ -131,7 +130,7 @@ def _flag_cell(action: argparse.Action) -> str:
 def _options_table(parser: argparse.ArgumentParser, env_name: Callable[[str], str]) -> list[str]:
     lines = ["| flag | environment | default | what it does |", "|---|---|---|---|"]
     for action in parser._actions:
-        if not action.option_strings or action.dest in ("help", "version"):
+        if not action.option_strings or action.dest in ("help", "version") or action.help == argparse.SUPPRESS:
             continue
         lines.append(f"| {_flag_cell(action)} | `{env_name(action.dest)}` | {_default_text(action)} | "
                      f"{_help_text(action, parser.prog)} |")
@@ -157,7 +156,7 @@ def _command_sections(parser: argparse.ArgumentParser, env_name: Callable[[str],
                 out.append(f"- argument `{action.metavar or action.dest}`: {_help_text(action, sub.prog)}")
             if positionals:
                 out.append("")
-            if any(a.option_strings and a.dest != "help" for a in sub._actions):
+            if any(a.option_strings and a.dest != "help" and a.help != argparse.SUPPRESS for a in sub._actions):
                 out += _options_table(sub, env_name)
             out += _command_sections(sub, env_name)
     return out
@@ -232,7 +231,7 @@ def render_configuration_md() -> str:
     out = [
         "# Configuration reference",
         "",
-        "<!-- generated from optiinfra/cli.py and optiinfra/config.py by `python -m optiinfra.docs`; "
+        "<!-- generated from optiinfra/cli.py and optiinfra/config.py by `optiinfra generate`; "
         "do not edit -->",
         "",
         "One entry point, `optiinfra`. Every flag has an environment-variable twin: `OPTIINFRA_` plus the "
@@ -241,15 +240,16 @@ def render_configuration_md() -> str:
         f"{_ENV_TRUE}; repeatable flags take a comma-separated list. A bad value in a variable is reported "
         "with the variable's name. Logs are JSON on stderr unless `--log-format text`.",
         "",
-        "## `optiinfra` (options of every command, given before it)",
+        "## `optiinfra` (options of every command, given before or after it)",
         "",
         *_options_table(parser, env_name),
         *_command_sections(parser, env_name),
         "",
         "## The config file (`--slo-config FILE`)",
         "",
-        "One YAML file (mixin style) drives the rules and dashboards: selectors, label names, per-bottleneck "
-        "threshold and `for` overrides, and SLOs. Every key is optional; an unknown key is an error that names "
+        "One YAML file (mixin style) drives every generated artifact (`optiinfra generate`): selectors, label "
+        "names, per-bottleneck threshold and `for` overrides, SLOs, the runbook URL pattern and the Alertmanager "
+        "routing and grouping. Every key is optional; an unknown key is an error that names "
         "it. Its JSON Schema is `optiinfra/config.schema.json`. `[]` marks a list item, `<key>` a map key "
         "(`bottlenecks.<key>` is a bottleneck id from docs/taxonomy.md; its thresholds are named there).",
         "",
@@ -345,7 +345,7 @@ def render_receiver_api_md(openapi: dict[str, Any]) -> str:
     out = [
         "# Receiver API",
         "",
-        "<!-- generated from alertmanager/openapi.json by `python -m optiinfra.docs`; do not edit -->",
+        "<!-- generated from alertmanager/openapi.json by `optiinfra generate`; do not edit -->",
         "",
         f"{info.get('title', 'Receiver')} (OpenAPI {openapi.get('openapi', '?')}, API version "
         f"{info.get('version', '?')}). {info.get('description', '')}".rstrip(),
@@ -383,7 +383,7 @@ def render_orchestrator_api_md(openapi: dict[str, Any], exchange: list[dict[str,
         "# Orchestrator API",
         "",
         "<!-- generated from alertmanager/contract.py (alertmanager/orchestrator.openapi.json) by "
-        "`python -m optiinfra.docs`; do not edit -->",
+        "`optiinfra generate`; do not edit -->",
         "",
         "The orchestrator is your deployment controller: the component that can change an inference "
         "deployment's launch flags, environment, replica count, or restart its pods. OptiInfra's receiver "
@@ -471,7 +471,7 @@ def render_taxonomy_md() -> str:
         "# Bottleneck taxonomy",
         "",
         "<!-- generated from optiinfra/taxonomy.py, rules/alerts.py and rules/runbooks.py by "
-        "`python -m optiinfra.docs`; do not edit -->",
+        "`optiinfra generate`; do not edit -->",
         "",
         "Every alert OptiInfra generates names one bottleneck: its labels are `bottleneck` (the id below), "
         "`severity` and `component`. Alertmanager routes them to the receiver, which turns a plannable "
@@ -519,41 +519,10 @@ def render_taxonomy_md() -> str:
     return "\n".join(out)
 
 
-def write(out_dir: Path, openapi: Path | None = None, orchestrator_openapi: Path | None = None) -> list[Path]:
-    """Write the reference docs; ``receiver-api.md`` from the receiver's OpenAPI file when given; the
-    orchestrator contract's OpenAPI file (written here, from ``alertmanager/contract.py``) and
-    ``orchestrator-api.md`` when its path is given."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    docs = {"metrics.md": render_metrics_md(), "configuration.md": render_configuration_md(),
-            "taxonomy.md": render_taxonomy_md()}
-    if openapi is not None:
-        docs["receiver-api.md"] = render_receiver_api_md(json.loads(openapi.read_text(encoding="utf-8")))
-    written = []
-    if orchestrator_openapi is not None:
-        from optiinfra.alertmanager import contract  # noqa: PLC0415
+def render_all(openapi: dict[str, Any]) -> dict[str, str]:
+    """The reference docs by file name (``optiinfra generate`` writes them under ``docs/``)."""
+    from optiinfra.alertmanager import contract  # noqa: PLC0415
 
-        orchestrator_openapi.write_text(contract.text(), encoding="utf-8")
-        written.append(orchestrator_openapi)
-        docs["orchestrator-api.md"] = render_orchestrator_api_md(contract.openapi(), contract.example_exchange())
-    for name, text in docs.items():
-        path = out_dir / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("docs"))
-    parser.add_argument("--openapi", type=Path, default=None,
-                        help="the receiver's OpenAPI document (alertmanager/openapi.json) for receiver-api.md")
-    parser.add_argument("--orchestrator-openapi", type=Path, default=None,
-                        help="where to write the orchestrator contract (alertmanager/orchestrator.openapi.json); "
-                             "also writes orchestrator-api.md")
-    args = parser.parse_args()
-    for path in write(args.out, args.openapi, args.orchestrator_openapi):
-        print(path)
-
-
-if __name__ == "__main__":
-    main()
+    return {"metrics.md": render_metrics_md(), "configuration.md": render_configuration_md(),
+            "taxonomy.md": render_taxonomy_md(), "receiver-api.md": render_receiver_api_md(openapi),
+            "orchestrator-api.md": render_orchestrator_api_md(contract.openapi(), contract.example_exchange())}

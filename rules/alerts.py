@@ -62,8 +62,8 @@ def _labels(b: tx.Bottleneck, severity: str) -> dict[str, str]:
     return {"bottleneck": b.id, "severity": severity, "component": b.component}
 
 
-def _annotations(b: tx.Bottleneck) -> dict[str, str]:
-    return {"summary": b.summary, "description": b.description, "runbook_url": b.runbook_url}
+def _annotations(ctx: Ctx, b: tx.Bottleneck) -> dict[str, str]:
+    return {"summary": b.summary, "description": b.description, "runbook_url": ctx.config.runbook_url(b.id)}
 
 
 def _log_expr(ctx: Ctx, signatures: tuple[str, ...]) -> str:
@@ -91,7 +91,7 @@ def alert_rules(ctx: Ctx, b: tx.Bottleneck) -> list[Rule]:
             exprs.append(_log_expr(ctx, b.log_signatures))
     for_ = ctx.w(ctx.config.for_(b))
     return [Rule(alert=b.alert, expr=_either(exprs), for_=for_, labels=_labels(b, severity),
-                 annotations=_annotations(b)) for severity, exprs in by_severity.items()]
+                 annotations=_annotations(ctx, b)) for severity, exprs in by_severity.items()]
 
 
 def alert_groups(ctx: Ctx, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> tuple[Group, ...]:

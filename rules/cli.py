@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 from optiinfra.rules.promql import PROFILES
@@ -42,14 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from optiinfra.cli import UsageError  # noqa: PLC0415 (composition root, imported lazily)
-    from optiinfra.config import ConfigError, load_config  # noqa: PLC0415
-    from optiinfra.rules.generate import generate, write  # noqa: PLC0415
+    from optiinfra.config import load_config  # noqa: PLC0415 (imported when the command runs)
+    from optiinfra.files import write_files  # noqa: PLC0415
+    from optiinfra.rules.generate import generate  # noqa: PLC0415
 
-    try:
-        config = load_config(args.slo_config)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+    config = load_config(args.slo_config)
     raw = args.rule_labels
     if isinstance(raw, tuple):  # one pair from the OPTIINFRA_RULE_LABELS environment twin
         raw = [raw]
@@ -58,7 +54,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if args.slo_config is not None:
         shown = f" --slo-config {args.slo_config.name}" + shown
     files = generate(config, args.profile, args.namespace, labels, args=shown)
-    for path in write(args.out, files):
+    for path in write_files(args.out, files):
         print(path)
     if labels is None:
         log.info("PrometheusRule labels are %s: they must match your Prometheus CR's ruleSelector "
@@ -68,16 +64,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from optiinfra.cli import UsageError  # noqa: PLC0415
+    from optiinfra.cliutil import UsageError, report  # noqa: PLC0415
     from optiinfra.rules.check import check_path  # noqa: PLC0415
 
     if not args.dir.exists():
         raise UsageError(f"{args.dir} does not exist")
     problems, checked = check_path(args.dir, promtool=not args.no_promtool)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} problem(s) in {checked} rule(s)", file=sys.stderr)
-        return 1
-    print(f"ok: {checked} rule(s) checked")
-    return 0
+    return report(problems, f"{len(problems)} problem(s) in {checked} rule(s)", f"ok: {checked} rule(s) checked")

@@ -1,13 +1,11 @@
 """Runbooks (``docs/runbooks/<bottleneck>.md``), generated from the taxonomy plus the prose below so that
 every ``runbook_url`` target exists, and the rules reference (``docs/rules.md``):
-``python -m optiinfra.rules.runbooks``. Tests keep both current.
+``optiinfra generate``. Tests keep both current.
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
-from pathlib import Path
 from types import MappingProxyType
 
 from optiinfra import engines
@@ -74,7 +72,7 @@ def render(b: tx.Bottleneck) -> str:
         f"# {b.alert} (`{b.id}`)",
         "",
         "<!-- generated from optiinfra/taxonomy.py and rules/runbooks.py by "
-        "`python -m optiinfra.rules.runbooks`; do not edit -->",
+        "`optiinfra generate`; do not edit -->",
         "",
         f"**Severity** {b.severity} · **component** {b.component} · **signal** {b.signal} · "
         f"**for** {b.for_}",
@@ -114,7 +112,7 @@ def render_slo_burn() -> str:
         f"# {' / '.join(tx.SLO_ALERTS)} (`{tx.SLO_BURN}`)",
         "",
         "<!-- generated from optiinfra/taxonomy.py and rules/runbooks.py by "
-        "`python -m optiinfra.rules.runbooks`; do not edit -->",
+        "`optiinfra generate`; do not edit -->",
         "",
         "**Severity** critical (fast) / warning (slow) · **component** slo",
         "",
@@ -188,7 +186,7 @@ def rules_reference() -> str:
     out = [
         "# Prometheus rules",
         "",
-        "<!-- generated from rules/ by `python -m optiinfra.rules.runbooks`; do not edit -->",
+        "<!-- generated from rules/ by `optiinfra generate`; do not edit -->",
         "",
         "`optiinfra rules generate [--slo-config FILE] [--profile production|demo] --out DIR [--namespace NS] "
         "[--rule-labels k=v ...]` writes `optiinfra-rules.yml` (recording, alerting and SLO groups), "
@@ -269,21 +267,3 @@ def rules_reference() -> str:
         "",
     ]
     return "\n".join(out)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("docs/runbooks"))
-    parser.add_argument("--reference", type=Path, default=Path("docs/rules.md"),
-                        help="where the rules reference goes (default docs/rules.md)")
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in runbooks().items():
-        (args.out / name).write_text(text, encoding="utf-8")
-        print(args.out / name)
-    args.reference.write_text(rules_reference(), encoding="utf-8")
-    print(args.reference)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,10 +14,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 from optiinfra import taxonomy as tx
-from optiinfra.config import FAST_TIERS, SLI_HISTOGRAMS, SLI_WINDOWS, SLOW_TIERS, Slo
+from optiinfra.config import FAST_TIERS, SLI_HISTOGRAMS, SLI_WINDOWS, SLOW_TIERS, Slo, promql_string
 from optiinfra.rules.promql import Ctx, Group, Rule, dec, le_matcher, num
 
-RUNBOOK_URL = f"{tx.RUNBOOK_BASE_URL}/{tx.SLO_BURN}.md"
 GUARD_WINDOWS = {"LLMSLOBurnRateFast": "1h", "LLMSLOBurnRateSlow": "1d"}
 
 
@@ -33,7 +32,7 @@ def _scope(ctx: Ctx, slo: Slo) -> list[str]:
     engines = slo.applies_to()
     matchers = [f'engine=~"{"|".join(engines)}"']
     if slo.model:
-        matchers.append(f'model=~"{slo.model}"')
+        matchers.append(f"model=~{promql_string(slo.model)}")
     return matchers
 
 
@@ -79,7 +78,7 @@ def _burn_alert(ctx: Ctx, slo: Slo, alert: str, tiers: tuple[tuple[str, str, str
             "description": (f"SLO {slo.name} ({num(slo.objective)} objective) on {{{{ $labels.model }}}} "
                             f"at {{{{ $labels.pod }}}} burns its error budget too fast ({what}); "
                             "error ratio {{ $value | humanizePercentage }}."),
-            "runbook_url": RUNBOOK_URL,
+            "runbook_url": ctx.config.runbook_url(tx.SLO_BURN),
         },
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
-from optiinfra.config import SLI_HISTOGRAMS, Slo, parse_duration_ms
+from optiinfra.config import SLI_HISTOGRAMS, Slo, parse_duration_ms, promql_string
 from optiinfra.rules.alerts import alert_rules
 from optiinfra.rules.check import selectors
 from optiinfra.rules.promql import Ctx, Group, Rule
@@ -315,7 +315,7 @@ def _slo_model(slo: Slo) -> str | None:
     if not slo.model:
         return None
     try:
-        return satisfying(f'model=~"{slo.model}"', {"model": "m"})["model"]
+        return satisfying(f"model=~{promql_string(slo.model)}", {"model": "m"})["model"]
     except ValueError:
         return None
 

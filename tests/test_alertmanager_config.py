@@ -14,8 +14,8 @@ from aiohttp import web
 from conftest import REPO, free_port, require_binary
 
 from optiinfra import taxonomy
-from optiinfra.alertmanager import amconfig
 from optiinfra.cli import main
+from optiinfra.rules import amconfig
 
 GENERATED = REPO / "alertmanager" / "generated" / "alertmanager.yml"
 
@@ -29,7 +29,8 @@ def test_amtool_accepts_default_and_custom_configs(tmp_path: Path) -> None:
     custom = tmp_path / "custom.yml"
     custom.write_text(amconfig.render(amconfig.Options(
         receiver_url="https://receiver.example:8443/", credentials_file="", group_wait="1s",
-        group_interval="2s", repeat_interval="1m")))
+        group_interval="2s", repeat_interval="1m", matchers=['cluster=~"eu-.*"', 'tier!="batch"'],
+        group_by=["cluster", "pod", "bottleneck"], inhibit_equal=["cluster", "pod"])))
     for path in (GENERATED, custom):
         result = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -47,7 +48,7 @@ def test_route_and_receiver() -> None:
     (webhook,) = next(r for r in config["receivers"] if r["name"] == child["receiver"])["webhook_configs"]
     assert webhook["url"] == "http://r:9095/api/v1/alerts"
     assert webhook["send_resolved"] is True and webhook["max_alerts"] == 0
-    assert webhook["http_config"]["authorization"]["credentials_file"] == amconfig.DEFAULT_CREDENTIALS_FILE
+    assert webhook["http_config"]["authorization"]["credentials_file"] == amconfig.Options().credentials_file
     no_auth = amconfig.build_config(amconfig.Options(credentials_file=""))
     assert "http_config" not in no_auth["receivers"][1]["webhook_configs"][0]
     assert amconfig.webhook_url("http://r/api/v1/alerts") == "http://r/api/v1/alerts"
@@ -71,11 +72,34 @@ def test_inhibition_rules_cover_every_taxonomy_pair() -> None:
     ("--receiver-url", "http://x/?a=1", "query string"),
     ("--group-wait", "10", "Prometheus duration"),
     ("--repeat-interval", "0s", "positive"),
+    ("--resolve-timeout", "99999999999999999999h", "longer than any duration Prometheus can hold"),
 ])
 def test_cli_rejects_bad_options(flag: str, value: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["alertmanager-config", flag, value]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and captured.out == "" and "Traceback" not in captured.err
+    assert captured.err.count("\n") == 1 and flag in captured.err
+
+
+def test_config_section_drives_routing_grouping_and_inhibition(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"alertmanager": {
+        "receiver_url": "http://recv:1", "group_by": ["cluster", "pod", "bottleneck"], "group_wait": "3s",
+        "matchers": ['cluster=~"eu-.*"'], "inhibit_equal": ["cluster", "namespace", "pod"]}}))
+    assert main(["alertmanager-config", "--slo-config", str(config), "--group-wait", "4s"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    route = doc["route"]
+    assert route["group_by"] == ["cluster", "pod", "bottleneck"]
+    assert route["group_wait"] == "4s", "a flag overrides the config's key"
+    assert route["routes"][0]["matchers"][1] == 'cluster=~"eu-.*"'
+    assert doc["receivers"][1]["webhook_configs"][0]["url"] == "http://recv:1/api/v1/alerts"
+    equal = {tuple(r["equal"]) for r in doc["inhibit_rules"]}
+    assert equal == {("cluster", "namespace", "pod"), ("cluster", "namespace", "pod", "model")}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"alertmanager": {"matchers": ["cluster=eu"]}}))
+    assert main(["alertmanager-config", "--slo-config", str(bad)]) == 2
+    assert "alertmanager.matchers: 'cluster=eu' is not an Alertmanager matcher" in capsys.readouterr().err
 
 
 def test_cli_prints_the_config(capsys: pytest.CaptureFixture[str]) -> None:

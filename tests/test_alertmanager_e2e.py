@@ -18,11 +18,11 @@ import pytest
 from conftest import free_port, require_binary
 from receiver_kit import PLAN_SCHEMA, TOKEN, alert, eventually, notification, start_pair
 
-from optiinfra.alertmanager import amconfig
 from optiinfra.alertmanager import store as st
 from optiinfra.demo.orchestrator import Sink
 from optiinfra.demo.orchestrator import create_app as create_sink_app
 from optiinfra.demo.stack import Stack, prometheus_config, start_alertmanager, start_prometheus
+from optiinfra.rules import amconfig
 
 pytestmark = pytest.mark.slow
 pytest_plugins = ("pg",)

@@ -349,7 +349,7 @@ def test_receiver_command_line_mistakes(argv, message, capsys):
 
 
 def test_receiver_durations():
-    from optiinfra.alertmanager.app import parse_duration
+    from optiinfra.cliutil import parse_seconds as parse_duration
 
     assert [parse_duration(x) for x in ("90", "90s", "30m", "1h30m", "500ms")] == [90, 90, 1800, 5400, 0.5]
     with pytest.raises(ValueError, match="not a duration"):

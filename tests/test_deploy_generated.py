@@ -1,46 +1,32 @@
-"""deploy/kubernetes/monitoring: the committed generated manifests equal what deploy/generate.py renders
-now, and they carry what kube-prometheus-stack needs to pick them up."""
+"""deploy/kubernetes/monitoring: the committed generated manifests equal what `optiinfra generate` renders
+now (optiinfra/kube.py), and they carry what kube-prometheus-stack needs to pick them up."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 from conftest import REPO, require_binary
 
-from optiinfra import taxonomy
-from optiinfra.alertmanager import amconfig
+from optiinfra import kube, taxonomy
+from optiinfra.config import load_config
+from optiinfra.generate import render_all
+from optiinfra.rules import amconfig
 
 OUT = REPO / "deploy" / "kubernetes" / "monitoring"
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("deploy_generate", REPO / "deploy" / "generate.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("deploy_generate", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_committed_manifests_are_current() -> None:
-    for name, text in _generator().render().items():
+    files = {name.removeprefix(kube.OUT_DIR + "/"): text for name, text in render_all(load_config(None)).items()
+             if name.startswith(kube.OUT_DIR + "/")}
+    assert set(files) == {"prometheusrule.yaml", "dashboards.yaml", "alertmanagerconfig.yaml"}
+    for name, text in files.items():
         committed = (OUT / name).read_text(encoding="utf-8")
         assert committed == text, f"deploy/kubernetes/monitoring/{name} is stale: run `make generate`"
-
-
-def test_generator_writes_what_it_renders(tmp_path: Path) -> None:
-    gen = _generator()
-    assert gen.main(["--out", str(tmp_path)]) == 0
-    for name, text in gen.render().items():
-        assert (tmp_path / name).read_text(encoding="utf-8") == text
 
 
 def test_alertmanager_config_is_the_generated_alertmanager_yml_translated() -> None:
@@ -61,16 +47,15 @@ def test_alertmanager_config_is_the_generated_alertmanager_yml_translated() -> N
 
 @pytest.mark.parametrize("text", ['bottleneck="a"', 'bottleneck=~"a|b"', 'x!="y"', 'x!~"y.*"', 'a="say \\"hi\\""'])
 def test_matcher_translation_round_trips(text: str) -> None:
-    matcher = _generator().parse_matcher(text)
+    matcher = kube.parse_matcher(text)
     value = matcher["value"].replace("\\", "\\\\").replace('"', '\\"')
     assert f'{matcher["name"]}{matcher["matchType"]}"{value}"' == text
 
 
 @pytest.mark.parametrize("text", ["bottleneck", 'bottleneck=="a"', "bottleneck=a", '="a"'])
 def test_untranslatable_matchers_are_refused_by_name(text: str) -> None:
-    gen = _generator()
-    with pytest.raises(gen.GenerateError, match="matcher"):
-        gen.parse_matcher(text)
+    with pytest.raises(kube.GenerateError, match="matcher"):
+        kube.parse_matcher(text)
 
 
 def test_rules_are_labelled_for_kube_prometheus_stack() -> None:
@@ -81,19 +66,18 @@ def test_rules_are_labelled_for_kube_prometheus_stack() -> None:
 
 
 def test_dashboard_configmaps_carry_every_generated_dashboard() -> None:
-    gen = _generator()
     files = {"dashboards/optiinfra-fleet.json": '{"uid": "optiinfra-fleet"}\n',
              "dashboards/optiinfra_gpus.json": '{"uid": "optiinfra_gpus"}\n',
              "provisioning/dashboards.yaml": "apiVersion: 1\n"}
-    docs = list(yaml.safe_load_all(gen.dashboard_configmaps(files)))
+    docs = list(yaml.safe_load_all(kube.dashboard_configmaps(files)))
     assert [d["metadata"]["name"] for d in docs] == ["optiinfra-dashboard-optiinfra-fleet",
                                                      "optiinfra-dashboard-optiinfra-gpus"]
     for doc in docs:
         assert doc["metadata"]["labels"]["grafana_dashboard"] == "1"
         ((key, text),) = doc["data"].items()
         assert text == files["dashboards/" + key]
-    with pytest.raises(gen.GenerateError, match="no dashboards"):
-        gen.dashboard_configmaps({"provisioning/dashboards.yaml": ""})
+    with pytest.raises(kube.GenerateError, match="no dashboards"):
+        kube.dashboard_configmaps({"provisioning/dashboards.yaml": ""})
 
     # The committed ConfigMaps hold the committed dashboards byte for byte.
     committed = [d for d in yaml.safe_load_all((OUT / "dashboards.yaml").read_text(encoding="utf-8")) if d]

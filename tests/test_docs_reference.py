@@ -1,4 +1,4 @@
-"""docs/configuration.md, docs/receiver-api.md and docs/orchestrator-api.md are generated (python -m optiinfra.docs):
+"""docs/configuration.md, docs/receiver-api.md and docs/orchestrator-api.md are generated (optiinfra generate):
 they are current, they name every flag with its environment twin and default, and every endpoint of the OpenAPI
 documents."""
 
@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -15,7 +14,8 @@ from conftest import REPO
 from optiinfra import docs
 from optiinfra.alertmanager import contract
 from optiinfra.cli import build_parser, env_name
-from optiinfra.config import Config
+from optiinfra.config import Config, load_config
+from optiinfra.generate import render_all
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
 RECEIVER_API = REPO / "docs" / "receiver-api.md"
@@ -59,8 +59,8 @@ def test_every_command_and_flag_is_documented_with_its_twin_and_default() -> Non
         body = section[1].split("\n## ", 1)[0]
         rows = _rows(body)
         for action in command._actions:
-            if not action.option_strings or action.dest in ("help", "version"):
-                continue
+            if not action.option_strings or action.dest in ("help", "version") or action.help == argparse.SUPPRESS:
+                continue  # SUPPRESS: --log-format/--log-level after a sub-command, documented at the top
             (row,) = [r for r in rows if r.startswith(f"| `{action.option_strings[0]}`")]
             assert f"`{env_name(action.dest)}`" in row
             if isinstance(action.default, str) and action.default and action.dest != "agent_id":
@@ -145,12 +145,23 @@ def test_worked_exchange_bodies_follow_the_openapi_document() -> None:
             assert step["headers"]["Idempotency-Key"] == step["body"]["idempotency_key"]
 
 
-def test_written_files_are_the_rendered_ones(tmp_path: Path) -> None:
-    orchestrator_openapi = tmp_path / "orchestrator.openapi.json"
-    written = docs.write(tmp_path, OPENAPI, orchestrator_openapi)
-    assert {p.name for p in written} == {"metrics.md", "configuration.md", "taxonomy.md", "receiver-api.md",
-                                         "orchestrator-api.md", "orchestrator.openapi.json"}
-    assert orchestrator_openapi.read_text(encoding="utf-8") == ORCHESTRATOR_OPENAPI.read_text(encoding="utf-8")
-    assert (tmp_path / "orchestrator-api.md").read_text(encoding="utf-8") == ORCHESTRATOR_API.read_text("utf-8")
-    assert (tmp_path / "taxonomy.md").read_text(encoding="utf-8") == docs.render_taxonomy_md()
-    assert (tmp_path / "configuration.md").read_text(encoding="utf-8") == docs.render_configuration_md()
+def test_the_pipeline_writes_every_reference_doc_rendered_here() -> None:
+    openapi = json.loads(OPENAPI.read_text(encoding="utf-8"))
+    rendered = docs.render_all(openapi)
+    assert set(rendered) == {"metrics.md", "configuration.md", "taxonomy.md", "receiver-api.md", "orchestrator-api.md"}
+    files = render_all(load_config(None))
+    for name, text in rendered.items():
+        assert files[f"docs/{name}"] == text
+    assert files["alertmanager/orchestrator.openapi.json"] == ORCHESTRATOR_OPENAPI.read_text(encoding="utf-8")
+    assert rendered["orchestrator-api.md"] == ORCHESTRATOR_API.read_text(encoding="utf-8")
+
+
+def test_global_options_work_after_the_sub_command_too() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["rules", "check", "--log-format", "text", "--log-level", "debug", "x"])
+    assert (args.log_format, args.log_level) == ("text", "debug")
+    args = parser.parse_args(["--log-format", "text", "demo"])
+    assert args.log_format == "text", "a sub-command's copy never overrides the flag given before it"
+    args = parser.parse_args(["--log-format", "text", "demo", "--log-format", "json"])
+    assert args.log_format == "json"
+    assert parser.parse_args(["demo"]).log_format == "json"

@@ -32,7 +32,7 @@ def test_committed_rules_are_current() -> None:
 
 
 def test_published_schema_is_current() -> None:
-    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), "run `python -m optiinfra.config --schema`"
+    assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), "run `make generate`"
 
 
 def test_promtool_check_rules_passes_on_generated() -> None:

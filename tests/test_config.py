@@ -7,10 +7,12 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
-from optiinfra.config import SCHEMA_PATH, ConfigError, load_config, parse_config
+from optiinfra.config import SCHEMA_PATH, Config, ConfigError, load_config, parse_config, parse_yaml
 from optiinfra.rules.promql import num
 
 
@@ -147,3 +149,110 @@ def test_selectors_must_be_label_matchers() -> None:
     msg = _refused({"selectors": {"series": "namespace=llm"}})
     assert "selectors.series: 'namespace=llm' is not a list of PromQL label matchers" in msg
     assert "without braces" in _refused({"selectors": {"sidecar_job": '{job="x"}'}})
+
+
+# ------------------------------------------------------------------ hostile configs (issue 12, finding 9)
+
+def _refused_bytes(data: bytes) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(parse_yaml(data, "c.yaml"), "c.yaml")
+    message = str(err.value)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"slos: [\xff\xfe]\n", "not UTF-8 text (byte 0xff at offset 7)"),
+    (b"a: " + b"[" * 100_000, "nested deeper than 32 levels"),
+    (b"min_request_rate: " + b"9" * 5000, "an integer of 5000 characters"),
+    (b"bottlenecks: {kv_cache_pressure: {for: 99999999999999999999h}}",
+     "longer than any duration Prometheus can hold"),
+    (b"bottlenecks: {kv_cache_pressure: {for: 61m}}", "longer than the 1h allowed here"),
+    (b"slo_fast_for: 1000000h", "longer than the 1h allowed here"),
+    (b"bottlenecks: {kv_cache_pressure: {thresholds: {kv_usage: .nan}}}", "finite number"),
+    (b"bottlenecks: {kv_cache_pressure: {thresholds: {kv_usage: 1.5}}}", "must be between 0 and 1"),
+    (b"bottlenecks: {queue_buildup: {thresholds: {queue_p95_seconds: -1}}}", "must be between 0 and 86400"),
+    (b"bottlenecks: {gpu_memory_pressure: {thresholds: {fb_free_mib_below: -5}}}", "must be at least 0"),
+    (b"min_request_rate: .inf", "min_request_rate: Input should be a finite number"),
+    (b"slos: [{name: a, sli: availability, objective: .nan}]", "finite number"),
+    (b"min_request_rate: 1\nmin_request_rate: 2\n", "line 2: the key 'min_request_rate' appears twice"),
+    (b"bottlenecks:\n  kv_cache_pressure: {for: 1m}\n  kv_cache_pressure: {for: 2m}\n", "appears twice"),
+    (b"a: 2024-13-45", "a value YAML cannot read: month must be in 1..12"),
+    (b"a0: &a0 [x, x]\n" + b"".join(b"a%d: &a%d [*a%d, *a%d]\n" % (i, i, i - 1, i - 1) for i in range(1, 30)),
+     "more than 100000 values once its aliases"),
+    (b"x: " + b"y" * (1024 * 1024), "a config is at most 1048576 bytes"),
+])
+def test_hostile_configs_get_one_clear_line(data: bytes, expected: str) -> None:
+    assert expected in _refused_bytes(data)
+
+
+@pytest.mark.parametrize(("regex", "expected"), [
+    ("(a)\\1", "not supported by Prometheus's RE2"),      # backreference
+    ("(?P<x>a)(?P=x)", "not supported by Prometheus's RE2"),
+    ("llama(?=-3)", "not supported by Prometheus's RE2"),  # lookahead
+    ("(?<!x)llama", "not supported by Prometheus's RE2"),  # lookbehind
+    ("(?>a)", "not supported by Prometheus's RE2"),       # atomic group
+    ("a++", "not supported by Prometheus's RE2"),         # possessive
+    ("llama\\Z", "not supported by Prometheus's RE2"),
+    ("llama[", "is not a regex"),
+])
+def test_model_regex_must_be_one_prometheus_accepts(regex: str, expected: str) -> None:
+    message = _refused({"slos": [{"name": "a", "sli": "availability", "objective": 0.99, "model": regex}]})
+    assert "slos.0.model" in message and expected in message
+
+
+def test_a_model_regex_with_backslashes_reaches_promtool_intact(tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import require_binary
+
+    from optiinfra.rules.generate import RULES_FILE, generate, write
+
+    promtool = require_binary("promtool")
+    regex = 'llama-3\\.1-.*|"quoted"'
+    config = parse_config({"slos": [{"name": "a", "sli": "availability", "objective": 0.99, "model": regex}]})
+    write(tmp_path, generate(config))
+    rules = yaml.safe_load((tmp_path / RULES_FILE).read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("labels", {}).get("slo") == "a"]
+    assert exprs and all('model=~"llama-3\\\\.1-.*|\\"quoted\\""' in e for e in exprs if "model=~" in e)
+    tests = sorted(p.name for p in tmp_path.glob("*.test.yml"))
+    result = subprocess.run([promtool, "test", "rules", *tests], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_every_config_error_is_one_line_and_exit_2_from_every_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from optiinfra.cli import main
+
+    cases = {"latin1.yaml": b"slos: [caf\xe9]\n", "deep.yaml": b"[" * 100_000,
+             "digits.yaml": b"min_request_rate: " + b"9" * 5000, "dupe.yaml": b"a: 1\na: 2\n"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        for command in (["rules", "generate", "--out", str(tmp_path / "o")],
+                        ["dashboards", "generate", "--out", str(tmp_path / "o")],
+                        ["alertmanager-config"], ["generate", "--check", "--root", str(tmp_path)]):
+            assert main([*command, "--slo-config", str(tmp_path / name)]) == 2, (name, command)
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and err.startswith(f"optiinfra {command[0]}: error: "), err[:300]
+            assert name in err
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+                 lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+                     st.sampled_from(["slos", "bottlenecks", "min_request_rate", "selectors", "alertmanager",
+                                      "for", "thresholds", "kv_cache_pressure", "kv_usage", "name", "sli",
+                                      "objective", "model", "threshold", "matchers", "group_by", "series",
+                                      "runbook_url_pattern", "identity_labels", "x"]), kids, max_size=4),
+                 max_leaves=20).map(lambda d: yaml.safe_dump(d).encode()),
+))
+def test_any_bytes_give_a_config_or_one_config_error_line(data: bytes) -> None:
+    try:
+        config = parse_config(parse_yaml(data, "c.yaml"), "c.yaml")
+    except ConfigError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("c.yaml: ")
+    else:
+        assert isinstance(config, Config)
