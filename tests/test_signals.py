@@ -117,7 +117,7 @@ def test_a_new_bottleneck_gets_a_dashboard_row_showing_what_the_alert_evaluates(
 
 
 def test_a_new_bottleneck_gets_a_runbook_stating_its_threshold() -> None:
-    text = runbooks((PROMPT_FLOOD,))["prompt_flood.md"]
+    text = runbooks((PROMPT_FLOOD,))[f"{PROMPT_FLOOD.id}.md"]
     assert text.startswith("# LLMPromptFlood (`prompt_flood`)")
     assert "Prompt tokens arrive above 5000/s: prefill cannot keep up." in text
     assert "- `prompt_tokens_per_second` = 5000 1/s: prompt rate that floods prefill" in text
