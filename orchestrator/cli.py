@@ -1,0 +1,66 @@
+"""``optiinfra orchestrator``: supervise one engine process and apply plans to it by restarting it."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from aiohttp import web
+
+from optiinfra.cli import UsageError
+
+from .app import Orchestrator, create_app
+from .engine import Engine, flag_value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "orchestrator", help="supervise an engine process and apply plans by restarting it with new flags",
+        description="A single-node orchestrator: runs the engine command (no shell), restarts it if it dies, "
+                    "applies pushed plans by restarting it with the new flags (health-gated, reverting to the "
+                    "previous flags on a failed start), reports each plan's status to the receiver, and applies "
+                    "rollbacks by restarting with the previous flags.")
+    parser.add_argument("--engine-cmd", required=True,
+                        help="the engine's command line, split like a shell would (no shell runs it)")
+    parser.add_argument("--health-url", default=None,
+                        help="the engine's health URL (default: http://127.0.0.1:<--port of the command>/health)")
+    parser.add_argument("--receiver-url", default=None, help="the receiver's base URL, for status reports")
+    parser.add_argument("--receiver-token-file", default=None, help="file holding the receiver's API bearer token")
+    parser.add_argument("--token-file", default=None, help="file holding the bearer token the receiver must send")
+    parser.add_argument("--listen", default="127.0.0.1:9096", help="HOST:PORT (default: 127.0.0.1:9096)")
+    parser.add_argument("--start-timeout", type=float, default=300.0,
+                        help="seconds a (re)started engine has to answer its health URL (default: 300)")
+    parser.set_defaults(func=run)
+
+
+def _secret(path: str | None, flag: str) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: {exc.strerror}") from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        argv = shlex.split(args.engine_cmd)
+    except ValueError as exc:
+        raise UsageError(f"--engine-cmd: {exc}") from exc
+    if not argv:
+        raise UsageError("--engine-cmd is empty")
+    host, sep, port = str(args.listen).rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise UsageError(f"--listen {args.listen!r}: use HOST:PORT, e.g. 127.0.0.1:9096")
+    if args.start_timeout <= 0:
+        raise UsageError("--start-timeout must be > 0")
+    health_url = args.health_url or f"http://127.0.0.1:{flag_value(argv, '--port') or 8000}/health"
+    orch = Orchestrator(
+        engine=Engine(argv, health_url, start_timeout=args.start_timeout),
+        receiver_url=args.receiver_url,
+        receiver_token=_secret(args.receiver_token_file, "--receiver-token-file"),
+        token=_secret(args.token_file, "--token-file"),
+    )
+    web.run_app(create_app(orch), host=host, port=int(port), print=None)
+    return 0
