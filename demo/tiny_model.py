@@ -26,14 +26,16 @@ KV_HEADS = 2
 VOCAB = 1024
 MAX_POSITIONS = 4096
 
-_WORDS = (
-    "the engine serves requests from a queue while the scheduler admits them when the key value cache has free "
-    "blocks a request that does not fit waits and a running request that loses its blocks is preempted and "
-    "recomputed later prefill reads the prompt decode writes one token per step the batch grows until memory "
-    "or the token budget runs out latency rises when the queue grows throughput falls when blocks are scarce "
-    "operators raise the cache memory or lower the number of sequences to relieve pressure metrics tell them "
-    "which lever to pull alerts fire when a condition holds long enough and resolve when it clears"
-).split()
+_TEXT = (
+    "the engine serves requests from a queue while the scheduler admits them when the key value cache has "
+    "free blocks a request that does not fit waits and a running request that loses its blocks is "
+    "preempted and recomputed later prefill reads the prompt decode writes one token per step the batch "
+    "grows until memory or the token budget runs out latency rises when the queue grows throughput falls "
+    "when blocks are scarce operators raise the cache memory or lower the number of sequences to relieve "
+    "pressure metrics tell them which lever to pull alerts fire when a condition holds long enough and "
+    "resolve when it clears"
+)
+_WORDS = _TEXT.split(" ")
 
 
 def corpus(size: int = 6000, seed: int = 14) -> list[str]:

