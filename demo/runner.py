@@ -118,6 +118,55 @@ async def _json(session: aiohttp.ClientSession, url: str) -> Any:
         return None
 
 
+def _ports_and_token(workdir: Path, engine: str) -> tuple[dict[str, int], dict[str, str], str, Path]:
+    """Free loopback ports and base URLs for every component, and the receiver's token in a 0600 file."""
+    ports = {name: free_port() for name in (engine, "exporter", "prom", "am", "receiver", "orch")}
+    base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    token = secrets.token_urlsafe(24)
+    token_file = workdir / "receiver-token"
+    token_file.write_text(token + "\n", encoding="utf-8")
+    token_file.chmod(0o600)
+    return ports, base, token, token_file
+
+
+async def _start_monitoring(stack: Stack, ports: dict[str, int], base: dict[str, str], token_file: Path, *,
+                            upstream: str, host: bool, say: Callable[[str, str], None]) -> None:
+    """The sidecar on ``upstream``, the generated rules (demo profile), Prometheus and Alertmanager."""
+    exporter = await stack.spawn("exporter", optiinfra_command(
+        "exporter", "--upstream", upstream, "--engine", "auto", "--listen", f"127.0.0.1:{ports['exporter']}",
+        "--no-gpu", *(() if host else ("--no-host",))))
+    await stack.wait_ready(exporter, f"{base['exporter']}/health")
+    say("up", f"exporter sidecar: {base['exporter']}/metrics")
+
+    rules_dir = stack.workdir / "rules"
+    rules.write(rules_dir, rules.generate(load_config(None), "demo"))
+    say("rules", f"generated (demo profile: every window and 'for' / 60) into {rules_dir}")
+
+    prom_cfg = prometheus_config(
+        [(f"127.0.0.1:{ports['exporter']}", {"namespace": NAMESPACE, "pod": POD})],
+        [rules_dir / rules.RULES_FILE],
+        f"127.0.0.1:{ports['am']}",
+    )
+    await start_prometheus(stack, prom_cfg, ports["prom"])
+    say("up", f"Prometheus (real, 1s scrape and evaluation): {base['prom']}")
+
+    am_text = amconfig.render(amconfig.Options(
+        receiver_url=base["receiver"], credentials_file=str(token_file),
+        group_wait="1s", group_interval="1s", repeat_interval="1m", resolve_timeout="1m"))
+    await start_alertmanager(stack, am_text, ports["am"])
+    say("up", f"Alertmanager (real, generated config): {base['am']}")
+
+
+async def _start_receiver(stack: Stack, ports: dict[str, int], base: dict[str, str], token_file: Path, *,
+                          say: Callable[[str, str], None]) -> None:
+    receiver = await stack.spawn("receiver", optiinfra_command(
+        "receiver", "--orchestrator-url", base["orch"], "--listen", f"127.0.0.1:{ports['receiver']}",
+        "--db", f"sqlite:///{stack.workdir / 'receiver.db'}", "--prometheus-url", base["prom"],
+        "--token-file", str(token_file), "--auto-approve-low-risk"))
+    await stack.wait_ready(receiver, f"{base['receiver']}/health")
+    say("up", f"receiver: {base['receiver']}/api/v1/plans")
+
+
 async def run_loop(
     scenario: str,
     expect: Expectation,
@@ -144,12 +193,7 @@ async def run_loop(
     sink_runner: web.AppRunner | None = None
     try:
         say("start", f"working directory {workdir}")
-        ports = {name: free_port() for name in ("sim", "exporter", "prom", "am", "receiver", "orch")}
-        base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        token = secrets.token_urlsafe(24)
-        token_file = workdir / "receiver-token"
-        token_file.write_text(token + "\n", encoding="utf-8")
-        token_file.chmod(0o600)
+        ports, base, token, token_file = _ports_and_token(workdir, "sim")
 
         sim = await stack.spawn("simulator", optiinfra_command(
             "simulate", "--engine", "vllm", "--scenario", scenario, "--listen", f"127.0.0.1:{ports['sim']}",
@@ -157,30 +201,7 @@ async def run_loop(
         await stack.wait_ready(sim, f"{base['sim']}/health")
         say("up", f"simulator: vLLM, scenario {scenario}, {base['sim']}/metrics")
 
-        exporter = await stack.spawn("exporter", optiinfra_command(
-            "exporter", "--upstream", base["sim"], "--engine", "auto", "--listen", f"127.0.0.1:{ports['exporter']}",
-            "--no-gpu", *(() if host else ("--no-host",))))
-        await stack.wait_ready(exporter, f"{base['exporter']}/health")
-        say("up", f"exporter sidecar: {base['exporter']}/metrics")
-
-        rules_dir = workdir / "rules"
-        files = rules.generate(load_config(None), "demo")
-        rules.write(rules_dir, files)
-        say("rules", f"generated (demo profile: every window and 'for' / 60) into {rules_dir}")
-
-        prom_cfg = prometheus_config(
-            [(f"127.0.0.1:{ports['exporter']}", {"namespace": NAMESPACE, "pod": POD})],
-            [rules_dir / rules.RULES_FILE],
-            f"127.0.0.1:{ports['am']}",
-        )
-        await start_prometheus(stack, prom_cfg, ports["prom"])
-        say("up", f"Prometheus (real, 1s scrape and evaluation): {base['prom']}")
-
-        am_text = amconfig.render(amconfig.Options(
-            receiver_url=base["receiver"], credentials_file=str(token_file),
-            group_wait="1s", group_interval="1s", repeat_interval="1m", resolve_timeout="1m"))
-        await start_alertmanager(stack, am_text, ports["am"])
-        say("up", f"Alertmanager (real, generated config): {base['am']}")
+        await _start_monitoring(stack, ports, base, token_file, upstream=base["sim"], host=host, say=say)
 
         sink = orchestrator.Sink(report_to=base["receiver"], report_token=token, step_seconds=1.0)
         controller = EngineController(base["sim"])
@@ -189,12 +210,7 @@ async def run_loop(
         await web.TCPSite(sink_runner, "127.0.0.1", ports["orch"]).start()
         say("up", f"orchestrator (local; applies plans to the simulator): {base['orch']}")
 
-        receiver = await stack.spawn("receiver", optiinfra_command(
-            "receiver", "--orchestrator-url", base["orch"], "--listen", f"127.0.0.1:{ports['receiver']}",
-            "--db", f"sqlite:///{workdir / 'receiver.db'}", "--prometheus-url", base["prom"],
-            "--token-file", str(token_file), "--auto-approve-low-risk"))
-        await stack.wait_ready(receiver, f"{base['receiver']}/health")
-        say("up", f"receiver: {base['receiver']}/api/v1/plans")
+        await _start_receiver(stack, ports, base, token_file, say=say)
         say("look", f"Prometheus alerts {base['prom']}/alerts · Alertmanager {base['am']}/#/alerts · "
                     f"plans {base['receiver']}/api/v1/plans")
 
@@ -348,12 +364,7 @@ async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout
     stack = Stack(workdir)
     load: asyncio.Task[real_engine.LoadReport] | None = None
     try:
-        ports = {name: free_port() for name in ("engine", "exporter", "prom", "am", "receiver", "orch")}
-        base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        token = secrets.token_urlsafe(24)
-        token_file = workdir / "receiver-token"
-        token_file.write_text(token + "\n", encoding="utf-8")
-        token_file.chmod(0o600)
+        ports, base, _token, token_file = _ports_and_token(workdir, "engine")
         argv = real_engine.engine_argv(python, model, ports["engine"])
         orch = await stack.spawn("orchestrator", optiinfra_command(
             "orchestrator", "--engine-cmd", shlex.join(argv), "--listen", f"127.0.0.1:{ports['orch']}",
@@ -363,24 +374,8 @@ async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout
                      f"--kv-cache-memory-bytes {real_engine.TINY_KV_BYTES}); working directory {workdir}")
         await stack.wait_ready(orch, f"{base['engine']}/health", timeout=300)
         say("up", f"vLLM: {base['engine']}/metrics (supervised by the orchestrator at {base['orch']})")
-        exporter = await stack.spawn("exporter", optiinfra_command(
-            "exporter", "--upstream", base["engine"], "--listen", f"127.0.0.1:{ports['exporter']}", "--no-gpu",
-            "--no-host"))
-        await stack.wait_ready(exporter, f"{base['exporter']}/health")
-        rules_dir = workdir / "rules"
-        rules.write(rules_dir, rules.generate(load_config(None), "demo"))
-        await start_prometheus(stack, prometheus_config(
-            [(f"127.0.0.1:{ports['exporter']}", {"namespace": NAMESPACE, "pod": POD})],
-            [rules_dir / rules.RULES_FILE], f"127.0.0.1:{ports['am']}"), ports["prom"])
-        await start_alertmanager(stack, amconfig.render(amconfig.Options(
-            receiver_url=base["receiver"], credentials_file=str(token_file), group_wait="1s",
-            group_interval="1s", repeat_interval="1m", resolve_timeout="1m")), ports["am"])
-        receiver = await stack.spawn("receiver", optiinfra_command(
-            "receiver", "--orchestrator-url", base["orch"], "--listen", f"127.0.0.1:{ports['receiver']}",
-            "--db", f"sqlite:///{workdir / 'receiver.db'}", "--prometheus-url", base["prom"],
-            "--token-file", str(token_file), "--auto-approve-low-risk"))
-        await stack.wait_ready(receiver, f"{base['receiver']}/health")
-        say("up", f"exporter, Prometheus {base['prom']}, Alertmanager {base['am']}, receiver {base['receiver']}")
+        await _start_monitoring(stack, ports, base, token_file, upstream=base["engine"], host=False, say=say)
+        await _start_receiver(stack, ports, base, token_file, say=say)
         load = asyncio.create_task(real_engine.drive_load(base["engine"], seconds=timeout, **REAL_LOAD))
         say("load", f"{REAL_LOAD['concurrency']} concurrent completions ({REAL_LOAD['prompt_words']} prompt words, "
                     f"{REAL_LOAD['max_tokens']} tokens each) for at most {timeout:.0f}s")
@@ -435,7 +430,8 @@ async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str,
                 plan_status[pid] = status
             state = await _json(session, f"{base['orch']}/api/v1/engine") or {}
             for entry in state.get("history", [])[n_history:]:
-                changes = ", ".join(f"{flag} {old} -> {new}" for flag, (old, new) in entry["changes"].items())
+                changes = ", ".join(f"{flag} {old} -> {new}" for flag, (old, new) in entry["changes"].items()) \
+                    or "same flags"
                 say("RESTART", f"vLLM {entry['what']} for plan {str(entry.get('plan_id'))[:8]}: {changes}")
                 outcome.applied.append({"what": entry["what"], "plan_id": entry.get("plan_id"),
                                         "config": entry["changes"]})
