@@ -9,6 +9,7 @@ COPY rules ./rules
 COPY alertmanager ./alertmanager
 COPY grafana ./grafana
 COPY demo ./demo
+COPY orchestrator ./orchestrator
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -12,7 +12,8 @@ from conftest import REPO
 
 #: Top-level folders and the import package each installs as.
 LAYOUT = {"optiinfra": "optiinfra", "exporter": "optiinfra/exporter", "rules": "optiinfra/rules",
-          "alertmanager": "optiinfra/alertmanager", "grafana": "optiinfra/grafana", "demo": "optiinfra/demo"}
+          "alertmanager": "optiinfra/alertmanager", "grafana": "optiinfra/grafana", "demo": "optiinfra/demo",
+          "orchestrator": "optiinfra/orchestrator"}
 DATA_SUFFIXES = (".py", ".json", ".typed")
 
 
