@@ -229,6 +229,24 @@ async def run_loop(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _say_plans(rows: list[dict[str, Any]], plan_status: dict[str, str],
+               say: Callable[[str, str], None]) -> list[dict[str, Any]]:
+    """Print each new plan of the receiver and each status change; return the new plans."""
+    new: list[dict[str, Any]] = []
+    for row in rows:
+        plan = {**row.get("document", {}), "status": row.get("status")}
+        pid, status = plan.get("plan_id", "?"), plan.get("status", "?")
+        if pid not in plan_status:
+            new.append(plan)
+            actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
+            say("PLAN", f"{pid[:8]} for {plan.get('bottleneck')} on {plan.get('target', {}).get('engine')}: "
+                        f"{actions} (risk {plan.get('risk')}, status {status})")
+        elif plan_status[pid] != status:
+            say("STATUS", f"plan {pid[:8]}: {plan_status[pid]} -> {status}")
+        plan_status[pid] = status
+    return new
+
+
 async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineController, base: dict[str, str],
                  *, expect: Expectation, say: Callable[[str, str], None]) -> Outcome:
     seen_alerts: set[tuple[str, ...]] = set()
@@ -251,16 +269,7 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
                     say("ALERT", f"{alert['labels'].get('alertname')} firing: "
                                  f"{_labels(alert, ('bottleneck', 'slo', 'severity', 'pod', 'model'))} value={value}")
             plans = await _json(session, f"{base['receiver']}/api/v1/plans") or {}
-            for row in plans.get("plans", []):
-                plan = {**row.get("document", {}), "status": row.get("status")}
-                pid, status = plan.get("plan_id", "?"), plan.get("status", "?")
-                if pid not in plan_status:
-                    actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
-                    say("PLAN", f"{pid[:8]} for {plan.get('bottleneck')} on {plan.get('target', {}).get('engine')}: "
-                                f"{actions} (risk {plan.get('risk')}, status {status})")
-                elif plan_status[pid] != status:
-                    say("STATUS", f"plan {pid[:8]}: {plan_status[pid]} -> {status}")
-                plan_status[pid] = status
+            _say_plans(plans.get("plans", []), plan_status, say)
             outcome.receiver_plans = plans.get("plans", [])
             diagnoses = await _json(session, f"{base['receiver']}/api/v1/diagnoses") or {}
             for diag in diagnoses.get("diagnoses", []):
@@ -418,16 +427,7 @@ async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str,
             firing = set(now_firing)
             plans = await _json(session, f"{base['receiver']}/api/v1/plans") or {}
             outcome.receiver_plans = plans.get("plans", [])
-            for row in outcome.receiver_plans:
-                plan = {**row.get("document", {}), "status": row.get("status")}
-                pid, status = plan.get("plan_id", "?"), plan.get("status", "?")
-                if pid not in plan_status:
-                    outcome.plans.append(plan)
-                    actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
-                    say("PLAN", f"{pid[:8]} for {plan.get('bottleneck')}: {actions} (status {status})")
-                elif plan_status[pid] != status:
-                    say("STATUS", f"plan {pid[:8]}: {plan_status[pid]} -> {status}")
-                plan_status[pid] = status
+            outcome.plans.extend(_say_plans(outcome.receiver_plans, plan_status, say))
             state = await _json(session, f"{base['orch']}/api/v1/engine") or {}
             for entry in state.get("history", [])[n_history:]:
                 changes = ", ".join(f"{flag} {old} -> {new}" for flag, (old, new) in entry["changes"].items()) \
