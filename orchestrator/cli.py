@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from pathlib import Path
 
 from aiohttp import web
 
-from optiinfra.cli import UsageError
+from optiinfra.cliutil import UsageError, parse_listen, read_secret
 
 from .app import Orchestrator, create_app
 from .engine import Engine, flag_value
@@ -34,15 +33,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def _secret(path: str | None, flag: str) -> str | None:
-    if not path:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8").strip() or None
-    except OSError as exc:
-        raise UsageError(f"{flag} {path}: {exc.strerror}") from exc
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         argv = shlex.split(args.engine_cmd)
@@ -50,17 +40,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--engine-cmd: {exc}") from exc
     if not argv:
         raise UsageError("--engine-cmd is empty")
-    host, sep, port = str(args.listen).rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise UsageError(f"--listen {args.listen!r}: use HOST:PORT, e.g. 127.0.0.1:9096")
+    host, port = parse_listen("--listen", str(args.listen))
     if args.start_timeout <= 0:
         raise UsageError("--start-timeout must be > 0")
     health_url = args.health_url or f"http://127.0.0.1:{flag_value(argv, '--port') or 8000}/health"
     orch = Orchestrator(
         engine=Engine(argv, health_url, start_timeout=args.start_timeout),
         receiver_url=args.receiver_url,
-        receiver_token=_secret(args.receiver_token_file, "--receiver-token-file"),
-        token=_secret(args.token_file, "--token-file"),
+        receiver_token=read_secret("--receiver-token-file", args.receiver_token_file),
+        token=read_secret("--token-file", args.token_file),
     )
-    web.run_app(create_app(orch), host=host, port=int(port), print=None)
+    web.run_app(create_app(orch), host=host, port=port, print=None)
     return 0
