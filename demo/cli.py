@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--time-scale", type=float, default=10.0,
                       help="simulated seconds per real second for the simulator (default: 10)")
     demo.add_argument("--keep", action="store_true", help="keep the working directory (logs, data) afterwards")
-    demo.add_argument("--engine", choices=("simulator", "vllm"), default="simulator",
+    demo.add_argument("--engine", dest="demo_engine", choices=("simulator", "vllm"), default="simulator",
                       help="simulator (default, fast) or vllm: a real vLLM on the CPU with a tiny model, restarted "
                            "by the process orchestrator (needs `make real-engine`)")
     demo.set_defaults(func=run_demo)
@@ -52,7 +52,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from optiinfra.demo.runner import run_demo as run  # noqa: PLC0415 (imports every component)
 
     _check_time_scale(args.time_scale)
-    return run(args.time_scale, args.keep, args.engine)
+    return run(args.time_scale, args.keep, args.demo_engine)
 
 
 def run_simulate(args: argparse.Namespace) -> int:

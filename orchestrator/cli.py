@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "rollbacks by restarting with the previous flags.")
     parser.add_argument("--engine-cmd", required=True,
                         help="the engine's command line, split like a shell would (no shell runs it)")
-    parser.add_argument("--health-url", default=None,
+    parser.add_argument("--health-url", dest="engine_health_url", default=None,
                         help="the engine's health URL (default: http://127.0.0.1:<--port of the command>/health)")
     parser.add_argument("--receiver-url", default=None, help="the receiver's base URL, for status reports")
     parser.add_argument("--receiver-token-file", default=None, help="file holding the receiver's API bearer token")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_listen("--listen", str(args.listen))
     if args.start_timeout <= 0:
         raise UsageError("--start-timeout must be > 0")
-    health_url = args.health_url or f"http://127.0.0.1:{flag_value(argv, '--port') or 8000}/health"
+    health_url = args.engine_health_url or f"http://127.0.0.1:{flag_value(argv, '--port') or 8000}/health"
     orch = Orchestrator(
         engine=Engine(argv, health_url, start_timeout=args.start_timeout),
         receiver_url=args.receiver_url,
