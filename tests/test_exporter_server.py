@@ -305,6 +305,8 @@ async def test_upstream_recovers(aiohttp_client: ClientFactory) -> None:
 
 
 class FakeCollector:
+    disabled = False
+
     def __init__(self, name: str, behaviour: str) -> None:
         self.name = name
         self.behaviour = behaviour
