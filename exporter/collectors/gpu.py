@@ -306,14 +306,16 @@ class GpuCollector:
 
     def _select(self, errors: dict[str, str]) -> list[_Gpu]:
         """The engine's GPUs (see the module doc); raises ``_NoAttribution`` when they cannot be told."""
-        if self._override is not None or not self._engine.configured:
+        if self._override_text is not None:
+            self._selected_note = f"--gpu-uuids {self._override_text}"
             if self._override is None:
-                self._selected_note = "every GPU NVML lists (no engine process configured)"
                 return self._gpus
             chosen, unknown = self._resolve(self._override, self._gpus, relative=False)
             self._note_unknown(errors, "--gpu-uuids", unknown)
-            self._selected_note = f"--gpu-uuids {self._override_text}"
             return chosen
+        if not self._engine.configured:
+            self._selected_note = "every GPU NVML lists (no engine process configured)"
+            return self._gpus
         process = self._engine.find()
         if process is None:
             raise _NoAttribution(f"engine process not found ({self._engine.note}); its GPUs are unknown")
