@@ -32,10 +32,10 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from optiinfra import buildinfo
 from optiinfra.exporter.collectors.base import Collector, CollectorError
 from optiinfra.exporter.collectors.process import EngineProcess
 from optiinfra.exporter.exposition import CONTENT_TYPE, Family, Part, encode
-from optiinfra import buildinfo
 from optiinfra.metrics import SIDECAR_METRICS
 
 log = logging.getLogger(__name__)

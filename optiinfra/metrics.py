@@ -409,9 +409,10 @@ HOST_METRICS: tuple[Metric, ...] = (
            "CPU time used by the engine process (user + system)."),
     Metric("llm_host_process_resident_memory_bytes", "gauge", "bytes",
            "Resident memory of the engine process."),
-    Metric("llm_host_cgroup_memory_usage_bytes", "gauge", "bytes", "Container (cgroup) memory in use."),
+    Metric("llm_host_cgroup_memory_usage_bytes", "gauge", "bytes",
+           "Memory in use by the engine's container (cgroup); absent when the engine's cgroup cannot be read."),
     Metric("llm_host_cgroup_memory_limit_bytes", "gauge", "bytes",
-           "Container (cgroup) memory limit; absent when unlimited."),
+           "Memory limit of the engine's container (cgroup); absent when unlimited or unreadable."),
 )
 
 LOG_METRICS: tuple[Metric, ...] = (

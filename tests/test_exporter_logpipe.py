@@ -3,7 +3,6 @@ collector follows the rotated files."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys

@@ -337,7 +337,8 @@ class GpuCollector:
             raise _NoAttribution(
                 f"cannot read the environment of engine pid {pid} ({exc}); run the sidecar as the engine's "
                 "user or pass --gpu-uuids") from exc
-        chosen, unknown, source = self._gpus, [], f"engine pid {pid}"
+        chosen, source = self._gpus, f"engine pid {pid}"
+        unknown: list[str] = []
         nvidia = env.get("NVIDIA_VISIBLE_DEVICES")
         if nvidia is not None:
             if nvidia.strip().startswith("/"):
