@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _pipe(args)
     except SetupError as exc:
-        from optiinfra.cli import UsageError  # noqa: PLC0415 (absent where this file runs alone)
+        from optiinfra.cliutil import UsageError  # noqa: PLC0415 (absent where this file runs alone)
 
         raise UsageError(str(exc)) from exc
 
