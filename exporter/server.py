@@ -271,7 +271,8 @@ async def _health_detailed(request: web.Request) -> web.Response:
         except Exception as exc:
             details = {"health_error": f"{type(exc).__name__}: {exc}"}
         degraded = degraded or state.success is False
-        status: Literal["ok", "failing", "not scraped yet"] = (
+        status: Literal["ok", "failing", "not scraped yet", "disabled"] = (
+            "disabled" if collector.disabled else
             "not scraped yet" if state.success is None else "ok" if state.success else "failing"
         )
         collectors[collector.name] = {

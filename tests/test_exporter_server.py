@@ -375,6 +375,7 @@ async def test_collector_enabled_for_every_known_collector_and_build_info(aiohtt
     (build,) = [dict(lbl) for (n, lbl) in samples if n == "optiinfra_build_info"]
     assert build["version"] == __version__ and build["python"].count(".") == 2
     detailed = await (await client.get("/health/detailed")).json()
+    assert detailed["collectors"]["gpu"]["status"] == "disabled"
     assert "no NVML" in detailed["collectors"]["gpu"]["reason"]
 
 
