@@ -21,6 +21,8 @@ Device handles and the static labels (UUID, model name, PCI bus id, device node)
   (indices into that list in PCI bus order, UUIDs or UUID prefixes; empty: no GPU; CUDA's rule that an
   invalid entry hides itself and every later one). A MIG device counts as its whole parent GPU (the series
   are per GPU). Unset variables restrict nothing. Without either setting every GPU NVML lists is exported.
+  Devices injected without the variable (CDI annotations leave a CUDA image's own ``all``) cannot be told
+  apart this way: there, pass ``--gpu-uuids``.
   An engine process that is configured but not found, or whose environment cannot be read (another user's
   process), exports no GPU series and costs ``optiinfra_collector_success{collector="gpu"} 0``; a listed
   device NVML does not know makes the scrape partial.
