@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra import __version__, taxonomy
+from optiinfra.buildinfo import register as register_build_info
 from optiinfra.metrics import ENGINE_INFO_LABELS
 
 from . import states
@@ -72,6 +73,7 @@ class ReceiverMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        register_build_info(r)
         self.notifications = Counter("optiinfra_receiver_notifications", "Webhook notifications by result.",
                                      ["result"], registry=r)
         self.episodes = Counter("optiinfra_receiver_episodes", "Alerts received, by what they meant for episodes.",

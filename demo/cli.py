@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 
 from aiohttp import web
@@ -11,6 +12,8 @@ from optiinfra.cliutil import UsageError, parse_listen
 from optiinfra.demo.simulator.scenarios import SCENARIOS
 from optiinfra.demo.simulator.server import SimConfig, create_app
 from optiinfra.metrics import ENGINES
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,5 +63,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     _check_time_scale(args.time_scale)
     config = SimConfig(engine=args.engine, scenario=args.scenario, model=args.model,
                        time_scale=args.time_scale, seed=args.seed)
+    log.info("simulator listening on http://%s:%s", host, port, extra={
+        "listen": f"{host}:{port}", "engine": args.engine, "scenario": args.scenario})
     web.run_app(create_app(config), host=host, port=port, print=None)
     return 0

@@ -75,7 +75,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--model", default=None,
                    help="model name for engines whose metrics carry none (TGI; default: from the engine)")
     p.add_argument("--engine-pid", type=int, default=None, metavar="PID",
-                   help="engine process for the host collector's process metrics")
+                   help="the engine process: its CPU, memory and container memory (host collector) and the "
+                        "GPUs it was given (gpu collector)")
+    p.add_argument("--engine-process", default=None, metavar="NAME",
+                   help="find the engine process by name when no --engine-pid is given (process name, script "
+                        "or -m module, e.g. vllm, sglang, text-generation-launcher); in Kubernetes the pod "
+                        "needs shareProcessNamespace: true")
+    p.add_argument("--gpu-uuids", default=None, metavar="LIST",
+                   help="the engine's GPUs, overriding NVIDIA_VISIBLE_DEVICES/CUDA_VISIBLE_DEVICES read from "
+                        "the engine process: comma-separated GPU-<uuid>, MIG-<uuid> or NVML indices, or all "
+                        "(default: read from the engine process when one is configured, else every GPU)")
+    p.add_argument("--node-name", default=None, metavar="NAME",
+                   help="the Hostname label of GPU series; in Kubernetes the node name from the downward API "
+                        "(spec.nodeName) (default: this machine's host name)")
     p.add_argument("--scrape-timeout", type=float, default=5.0, metavar="S",
                    help="time limit of one engine scrape in seconds (default: 5)")
     p.add_argument("--collector-timeout", type=float, default=None, metavar="S",
@@ -138,12 +150,20 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
         raise UsageError(f"--max-series {args.max_series}: must be > 0")
     if args.engine_pid is not None and args.engine_pid <= 0:
         raise UsageError(f"--engine-pid {args.engine_pid}: give the engine's process id")
+    gpu_uuids = (args.gpu_uuids or "").strip() or None
+    if gpu_uuids is not None:
+        from optiinfra.exporter.collectors.gpu import check_device_list  # noqa: PLC0415
+
+        problem = check_device_list(gpu_uuids)
+        if problem is not None:
+            raise UsageError(f"--gpu-uuids {args.gpu_uuids}: {problem}; e.g. GPU-6fa3...,GPU-1b2c... or 0,1")
     try:
         return ExporterConfig(
             upstream=upstream, engine=args.engine, listen_host=host, listen_port=port, gpu=not args.no_gpu,
             host=not args.no_host, log_files=tuple(args.log_file), log_from_start=args.log_from_start,
             kmsg=args.kmsg, passthrough=args.passthrough, engine_config=engine_config, labels=labels,
             model=args.model or engine_config.get("model"), engine_pid=args.engine_pid,
+            engine_process=args.engine_process or None, gpu_uuids=gpu_uuids, node_name=args.node_name or None,
             scrape_timeout=args.scrape_timeout, collector_timeout=collector_timeout,
             max_body_bytes=args.max_body_bytes, max_series=args.max_series,
         )

@@ -8,6 +8,11 @@ one encoder (``exposition.encode``) writes them, the static ``--label`` pairs in
 exposition text. Collectors report malformed input lines through ``health()["parse_errors"]`` (a running
 count), which the server exports as ``optiinfra_exporter_parse_errors_total{collector}``.
 
+``optiinfra_collector_enabled{collector}`` has one series per collector of the registry: 0 for one switched
+off and for one that disabled itself (``collector.disabled``, e.g. gpu without NVML: its success is 0 too, the
+reason in ``/health/detailed``). ``optiinfra_build_info`` says which build serves. ``/metrics`` is gzip- or
+deflate-compressed when the scraper accepts it (Prometheus sends ``Accept-Encoding: gzip``).
+
 Shutdown is bounded well below Kubernetes' 30 s grace period: aiohttp gives in-flight requests (and clients
 stalled mid-request) ``SHUTDOWN_TIMEOUT`` seconds to finish and as long again once cancelled, then each
 collector's ``close`` gets at most ``CLOSE_TIMEOUT`` (all closed concurrently): SIGTERM to exit in about 3 s
@@ -27,13 +32,16 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from optiinfra import buildinfo
 from optiinfra.exporter.collectors.base import Collector, CollectorError
+from optiinfra.exporter.collectors.process import EngineProcess
 from optiinfra.exporter.exposition import CONTENT_TYPE, Family, Part, encode
 from optiinfra.metrics import SIDECAR_METRICS
 
 log = logging.getLogger(__name__)
 
 _SIDECAR = {m.name: m for m in SIDECAR_METRICS}
+_ENABLED = _SIDECAR["optiinfra_collector_enabled"]
 _SUCCESS = _SIDECAR["optiinfra_collector_success"]
 _DURATION = _SIDECAR["optiinfra_collector_duration_seconds"]
 _ERRORS = _SIDECAR["optiinfra_exporter_parse_errors_total"]
@@ -42,6 +50,7 @@ SHUTDOWN_TIMEOUT = 1.0
 #: Seconds each collector's ``close`` gets on shutdown.
 CLOSE_TIMEOUT = 1.0
 DEFAULT_MAX_SERIES = 100_000
+_BUILD_INFO = Family.of(buildinfo.BUILD_INFO).add(buildinfo.labels(), 1.0)
 
 
 class ExporterConfig(BaseModel):
@@ -63,6 +72,12 @@ class ExporterConfig(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     model: str | None = None
     engine_pid: int | None = None
+    engine_process: str | None = None
+    """Name of the engine process (``vllm``, ``sglang``, ...), found when no ``engine_pid`` is given."""
+    gpu_uuids: str | None = None
+    """The engine's GPUs, overriding what its environment says (``all``, or indices / GPU / MIG UUIDs)."""
+    node_name: str | None = None
+    """The ``Hostname`` label of GPU series (default: this machine's host name)."""
     scrape_timeout: float = Field(5.0, gt=0)
     """Time limit of one upstream (engine) scrape."""
     collector_timeout: float = Field(6.0, gt=0)
@@ -78,10 +93,11 @@ class CollectorSpec:
     default: bool
     """On unless switched off (gpu, host) or off unless switched on (engine: --upstream, logs: --log-file)."""
     enabled: Callable[[ExporterConfig], bool]
-    build: Callable[[ExporterConfig], Collector]
+    build: Callable[[ExporterConfig, EngineProcess], Collector]
+    """Builds the collector; the ``EngineProcess`` is shared by every collector that reads the engine process."""
 
 
-def _engine(config: ExporterConfig) -> Collector:
+def _engine(config: ExporterConfig, process: EngineProcess) -> Collector:
     from optiinfra.exporter.collectors.engine import EngineCollector  # noqa: PLC0415
 
     assert config.upstream is not None
@@ -92,19 +108,19 @@ def _engine(config: ExporterConfig) -> Collector:
     )
 
 
-def _gpu(config: ExporterConfig) -> Collector:
+def _gpu(config: ExporterConfig, process: EngineProcess) -> Collector:
     from optiinfra.exporter.collectors.gpu import GpuCollector  # noqa: PLC0415
 
-    return GpuCollector()
+    return GpuCollector(hostname=config.node_name, engine=process, gpu_uuids=config.gpu_uuids)
 
 
-def _host(config: ExporterConfig) -> Collector:
+def _host(config: ExporterConfig, process: EngineProcess) -> Collector:
     from optiinfra.exporter.collectors.host import HostCollector  # noqa: PLC0415
 
-    return HostCollector(engine_pid=config.engine_pid)
+    return HostCollector(process)
 
 
-def _logs(config: ExporterConfig) -> Collector:
+def _logs(config: ExporterConfig, process: EngineProcess) -> Collector:
     from optiinfra.exporter.collectors.logs import LogCollector  # noqa: PLC0415
 
     files = [(Path(path), source) for path, source in config.log_files]
@@ -120,7 +136,8 @@ REGISTRY: tuple[CollectorSpec, ...] = (
 
 
 def build_collectors(config: ExporterConfig) -> list[Collector]:
-    return [spec.build(config) for spec in REGISTRY if spec.enabled(config)]
+    process = EngineProcess(config.engine_pid, config.engine_process)
+    return [spec.build(config, process) for spec in REGISTRY if spec.enabled(config)]
 
 
 @dataclass
@@ -215,21 +232,28 @@ async def render_metrics(sidecar: Sidecar) -> str:
     """One scrape: every collector concurrently, then the sidecar's own families, through the one encoder."""
     limit = sidecar.config.collector_timeout
     outputs = await asyncio.gather(*(_run(c, sidecar.states[c.name], limit) for c in sidecar.collectors))
-    success, duration, errors = Family.of(_SUCCESS), Family.of(_DURATION), Family.of(_ERRORS)
+    enabled, success = Family.of(_ENABLED), Family.of(_SUCCESS)
+    duration, errors = Family.of(_DURATION), Family.of(_ERRORS)
     parts: list[Part] = []
+    running = {c.name: c for c in sidecar.collectors}
+    for name in sorted({spec.name for spec in REGISTRY} - set(running)):
+        enabled.add({"collector": name}, 0.0)
     for collector, output in zip(sidecar.collectors, outputs, strict=True):
         parts.extend(output)
         state = sidecar.states[collector.name]
         labels = {"collector": collector.name}
-        success.add(labels, 1.0 if state.success else 0.0)
+        enabled.add(labels, 0.0 if collector.disabled else 1.0)
+        success.add(labels, 1.0 if state.success and not collector.disabled else 0.0)
         duration.add(labels, state.duration)
         errors.add(labels, _parse_errors(collector))
-    return encode([*parts, success, duration, errors], sidecar.config.labels)
+    return encode([*parts, enabled, success, duration, errors, _BUILD_INFO], sidecar.config.labels)
 
 
 async def _metrics(request: web.Request) -> web.Response:
     body = await render_metrics(request.app[SIDECAR])
-    return web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
+    response = web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
+    response.enable_compression()  # only when the request's Accept-Encoding allows it
+    return response
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -247,7 +271,8 @@ async def _health_detailed(request: web.Request) -> web.Response:
         except Exception as exc:
             details = {"health_error": f"{type(exc).__name__}: {exc}"}
         degraded = degraded or state.success is False
-        status: Literal["ok", "failing", "not scraped yet"] = (
+        status: Literal["ok", "failing", "not scraped yet", "disabled"] = (
+            "disabled" if collector.disabled else
             "not scraped yet" if state.success is None else "ok" if state.success else "failing"
         )
         collectors[collector.name] = {

@@ -23,6 +23,7 @@ from optiinfra.cliutil import UsageError
 #: Modules whose ``register(subparsers)`` adds sub-commands, in help order.
 COMMAND_MODULES: tuple[str, ...] = (
     "optiinfra.exporter.cli",
+    "optiinfra.exporter.logpipe",
     "optiinfra.rules.cli",
     "optiinfra.alertmanager.cli",
     "optiinfra.grafana.cli",

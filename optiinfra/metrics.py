@@ -349,12 +349,19 @@ SIDECAR_METRICS: tuple[Metric, ...] = (
     Metric("llm_upstream_scrape_duration_seconds", "gauge", "seconds",
            "Duration of the last scrape of the engine."),
     Metric("llm_upstream_scrape_bytes", "gauge", "bytes", "Size of the last engine payload."),
+    Metric("optiinfra_collector_enabled", "gauge", "bool",
+           "1 if the collector is on, 0 if it is switched off or disabled itself (e.g. gpu without NVML; "
+           "/health/detailed says why); one series per known collector.", labels=("collector",)),
     Metric("optiinfra_collector_success", "gauge", "bool",
-           "1 if the collector's last run succeeded, else 0.", labels=("collector",)),
+           "1 if the collector's last run succeeded, else 0 (also 0 for a collector that disabled itself).",
+           labels=("collector",)),
     Metric("optiinfra_collector_duration_seconds", "gauge", "seconds",
            "Duration of the collector's last run.", labels=("collector",)),
     Metric("optiinfra_exporter_parse_errors_total", "counter", "lines",
            "Malformed input lines skipped.", labels=("collector",)),
+    Metric("optiinfra_build_info", "gauge", "info",
+           "The OptiInfra build serving this /metrics (exporter, receiver); value is always 1.",
+           labels=("version", "python")),
 )
 
 GPU_LABELS: tuple[str, ...] = ("gpu", "UUID", "device", "modelName", "Hostname", "pci_bus_id")
@@ -402,9 +409,10 @@ HOST_METRICS: tuple[Metric, ...] = (
            "CPU time used by the engine process (user + system)."),
     Metric("llm_host_process_resident_memory_bytes", "gauge", "bytes",
            "Resident memory of the engine process."),
-    Metric("llm_host_cgroup_memory_usage_bytes", "gauge", "bytes", "Container (cgroup) memory in use."),
+    Metric("llm_host_cgroup_memory_usage_bytes", "gauge", "bytes",
+           "Memory in use by the engine's container (cgroup); absent when the engine's cgroup cannot be read."),
     Metric("llm_host_cgroup_memory_limit_bytes", "gauge", "bytes",
-           "Container (cgroup) memory limit; absent when unlimited."),
+           "Memory limit of the engine's container (cgroup); absent when unlimited or unreadable."),
 )
 
 LOG_METRICS: tuple[Metric, ...] = (

@@ -109,9 +109,12 @@ class FakeNvml(types.ModuleType):
     nvmlEventTypeXidCriticalError = 0x8
     nvmlEventTypeClock = 0x10
 
-    def __init__(self, gpus: list[FakeGpu], init_error: type[NVMLError] | None = None) -> None:
+    def __init__(self, gpus: list[FakeGpu], init_error: type[NVMLError] | None = None,
+                 migs: dict[str, int] | None = None) -> None:
         super().__init__("fake_nvml")
         self.gpus = gpus
+        self.migs = migs or {}
+        """MIG device UUID -> index of its parent GPU."""
         self.init_error = init_error
         self.initialized = False
         self.shutdown_called = False
@@ -157,6 +160,20 @@ class FakeNvml(types.ModuleType):
         if not 0 <= index < len(self.gpus):
             raise NVMLError(2)
         return FakeHandle(index)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> FakeHandle:
+        self.calls.append("nvmlDeviceGetHandleByUUID")
+        if uuid in self.migs:
+            return FakeHandle(1000 + self.migs[uuid])  # a MIG device handle
+        for index, gpu in enumerate(self.gpus):
+            if gpu.uuid == uuid:
+                return FakeHandle(index)
+        raise NVMLError(6)  # NVML_ERROR_NOT_FOUND
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: FakeHandle) -> FakeHandle:
+        if handle.index < 1000:
+            raise NVMLError(2)  # NVML_ERROR_INVALID_ARGUMENT: not a MIG device
+        return FakeHandle(handle.index - 1000)
 
     def nvmlDeviceGetUUID(self, handle: FakeHandle) -> str:
         return self._gpu("nvmlDeviceGetUUID", handle).uuid

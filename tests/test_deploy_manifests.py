@@ -3,6 +3,7 @@ and every flag or environment twin the manifests pass exists on the ``optiinfra`
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -176,7 +177,7 @@ def test_sidecar_is_hardened_sized_probed_and_sees_the_engine() -> None:
     assert ports == {"metrics": 9400}
     for probe in ("livenessProbe", "readinessProbe"):
         assert sidecar[probe]["httpGet"] == {"path": "/health", "port": "metrics"}
-    env = {e["name"]: e["value"] for e in sidecar["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in sidecar["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
 
     # Its arguments parse on the real command line, and the log it tails is on a volume the engine writes.
@@ -193,6 +194,50 @@ def test_sidecar_is_hardened_sized_probed_and_sees_the_engine() -> None:
     assert log_path in " ".join(engine["args"])
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[shared[0]]
+
+
+def test_sidecar_attributes_gpus_to_its_engine_on_its_node() -> None:
+    """The sidecar finds the engine process, runs as the engine's user (so it may read the engine's environ
+    and cgroup), and names GPUs by the node (downward API) through a real env twin."""
+    pod = _find("Deployment", "vllm")["spec"]["template"]["spec"]
+    sidecar, engine = _container(pod, "optiinfra"), _container(pod, "vllm")
+    args = build_parser().parse_args(sidecar["args"])
+    assert args.engine_process == "vllm" and "vllm serve" in " ".join(engine["args"])
+    env = {e["name"]: e for e in sidecar["env"]}
+    assert env[env_name("node_name")]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    for key in ("runAsUser", "runAsGroup"):
+        assert engine["securityContext"][key] == sidecar["securityContext"][key]
+
+
+def test_engine_log_is_bounded_by_logpipe_within_the_volume_limit() -> None:
+    """The engine's output goes through logpipe (installed by the init container onto a volume the engine
+    mounts) with a bound that, plus the one rotated file the tailer may hold, fits the emptyDir sizeLimit."""
+    import shlex
+
+    from optiinfra.exporter.logpipe import add_arguments, parse_size
+
+    pod = _find("Deployment", "vllm")["spec"]["template"]["spec"]
+    engine, sidecar = _container(pod, "vllm"), _container(pod, "optiinfra")
+    command = " ".join(engine["args"])
+    assert "tee" not in shlex.split(command)
+    words = shlex.split(command.split(">(", 1)[1].split(")", 1)[0])
+    assert words[:2] == ["exec", "python3"]
+    script = words[2]
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    options = parser.parse_args(words[3:])
+    (log_path, _), = build_parser().parse_args(sidecar["args"]).log_file
+    assert str(options.path) == log_path and options.tee
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    log_volume = next(m["name"] for m in engine["volumeMounts"] if log_path.startswith(m["mountPath"] + "/"))
+    limit = parse_size(volumes[log_volume]["emptyDir"]["sizeLimit"])
+    assert (options.keep_files + 2) * options.max_bytes <= limit
+    (init,) = pod["initContainers"]
+    assert init["image"] == sidecar["image"]
+    assert "optiinfra.exporter.logpipe" in init["args"][0] and script in init["args"][0]
+    tools = {m["name"]: m["mountPath"] for m in init["volumeMounts"]}
+    engine_mounts = {m["name"]: m["mountPath"] for m in engine["volumeMounts"]}
+    assert any(script.startswith(path + "/") and engine_mounts.get(name) == path for name, path in tools.items())
 
 
 def test_podmonitor_scrapes_the_sidecar_port_as_job_optiinfra() -> None:

@@ -38,6 +38,7 @@ def config_for(*argv: str) -> object:
     (["--engine-config", "colour=blue"], "unknown key"),
     (["--scrape-timeout", "0"], "must be > 0"),
     (["--engine-pid", "-4"], "process id"),
+    (["--gpu-uuids", "GPU-abc,nvidia0"], "neither a GPU index"),
 ])
 def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(UsageError, match=message):
@@ -68,6 +69,20 @@ def test_config_and_env_twins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.engine_config == {"max_num_seqs": "64"}  # type: ignore[attr-defined]
     assert config.log_files == (("/var/log/engine.log", "engine"),)  # type: ignore[attr-defined]
     assert config.collector_timeout == 6.0  # type: ignore[attr-defined]
+
+
+def test_gpu_attribution_settings_and_env_twins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPTIINFRA_GPU_UUIDS", "GPU-6fa3e2d1-0000-1111-2222-333333333333,1")
+    monkeypatch.setenv("OPTIINFRA_NODE_NAME", "gpu-node-7")
+    monkeypatch.setenv("OPTIINFRA_ENGINE_PROCESS", "vllm")
+    config = config_for()
+    assert config.gpu_uuids == "GPU-6fa3e2d1-0000-1111-2222-333333333333,1"  # type: ignore[attr-defined]
+    assert config.node_name == "gpu-node-7"  # type: ignore[attr-defined]
+    assert config.engine_process == "vllm"  # type: ignore[attr-defined]
+    assert config_for("--gpu-uuids", " ").gpu_uuids is None  # type: ignore[attr-defined]  # empty: not set
+    gpu, host = build_collectors(config_for("--engine-process", "vllm"))  # type: ignore[arg-type]
+    assert gpu.name == "gpu" and host.name == "host"
+    assert gpu._engine is host.engine  # type: ignore[attr-defined]  # one engine process for both
 
 
 def test_registry_switches() -> None:

@@ -1,4 +1,5 @@
-"""Host collector: real psutil values, fake cgroup trees (v1, v2, unlimited), the engine process by pid/name."""
+"""Host collector: real psutil values, fake cgroup trees (v1, v2, unlimited), the engine process by pid/name;
+container memory is the engine's container or absent (never the sidecar's own cgroup)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from conftest import promtool_check_metrics
 
 from optiinfra.exporter.collectors.host import HostCollector
+from optiinfra.exporter.collectors.process import EngineProcess
 from optiinfra.exporter.exposition import encode
 from optiinfra.metrics import HOST_METRICS
 
@@ -41,9 +43,21 @@ def write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+def host(pid: int | None = None, name: str | None = None, *, cgroup_root: Path, proc_root: Path) -> HostCollector:
+    return HostCollector(EngineProcess(pid, name, proc_root=proc_root), cgroup_root=cgroup_root)
+
+
+def engine_in_cgroup(tmp_path: Path, pid: int, line: str = "0::/engine\n") -> Path:
+    """A /proc stand-in where ``pid`` lives in cgroup ``line`` (the sidecar itself elsewhere)."""
+    proc_root = tmp_path / "proc"
+    write(proc_root / str(pid) / "cgroup", line)
+    write(proc_root / "self" / "cgroup", "0::/sidecar\n")
+    return proc_root
+
+
 @pytest.fixture
 def empty_proc(tmp_path: Path) -> Path:
-    """A /proc stand-in without cgroup files: the collector falls back to the cgroup root."""
+    """A /proc stand-in without cgroup files."""
     root = tmp_path / "proc"
     root.mkdir()
     return root
@@ -71,7 +85,7 @@ async def collect(collector: HostCollector) -> tuple[dict[str, float], str]:
 
 
 async def test_real_host_values_are_sane(tmp_path: Path, empty_proc: Path) -> None:
-    collector = HostCollector(cgroup_root=tmp_path / "no-cgroup", proc_root=empty_proc)
+    collector = host(cgroup_root=tmp_path / "no-cgroup", proc_root=empty_proc)
     values, text = await collect(collector)
     assert 0 <= values["llm_host_cpu_utilization_ratio"] <= 1
     assert values["llm_host_memory_total_bytes"] == psutil.virtual_memory().total
@@ -88,37 +102,54 @@ async def test_real_host_values_are_sane(tmp_path: Path, empty_proc: Path) -> No
     promtool_check(text)
 
 
-async def test_cgroup_v2_usage_and_limit(tmp_path: Path, empty_proc: Path) -> None:
+async def test_cgroup_v2_usage_and_limit(tmp_path: Path, engine: subprocess.Popen[bytes]) -> None:
     root = tmp_path / "cgroup"
-    write(root / "cgroup.controllers", "cpu memory pids\n")
-    write(root / "memory.current", "734003200\n")
-    write(root / "memory.max", "2147483648\n")
-    values, _ = await collect(HostCollector(cgroup_root=root, proc_root=empty_proc))
+    write(root / "engine" / "memory.current", "734003200\n")
+    write(root / "engine" / "memory.max", "2147483648\n")
+    proc_root = engine_in_cgroup(tmp_path, engine.pid)
+    values, _ = await collect(host(engine.pid, cgroup_root=root, proc_root=proc_root))
     assert values["llm_host_cgroup_memory_usage_bytes"] == 734003200
     assert values["llm_host_cgroup_memory_limit_bytes"] == 2147483648
 
 
-async def test_cgroup_v2_unlimited_has_no_limit(tmp_path: Path, empty_proc: Path) -> None:
+async def test_cgroup_v2_unlimited_has_no_limit(tmp_path: Path, engine: subprocess.Popen[bytes]) -> None:
     root = tmp_path / "cgroup"
-    write(root / "memory.current", "1048576\n")
-    write(root / "memory.max", "max\n")
-    values, text = await collect(HostCollector(cgroup_root=root, proc_root=empty_proc))
+    write(root / "engine" / "memory.current", "1048576\n")
+    write(root / "engine" / "memory.max", "max\n")
+    proc_root = engine_in_cgroup(tmp_path, engine.pid)
+    values, text = await collect(host(engine.pid, cgroup_root=root, proc_root=proc_root))
     assert values["llm_host_cgroup_memory_usage_bytes"] == 1048576
     assert "llm_host_cgroup_memory_limit_bytes" not in text
 
 
-async def test_cgroup_v1_usage_limit_and_unlimited(tmp_path: Path, empty_proc: Path) -> None:
+async def test_cgroup_v1_usage_limit_and_unlimited(tmp_path: Path, engine: subprocess.Popen[bytes]) -> None:
     root = tmp_path / "cgroup"
-    write(root / "memory" / "memory.usage_in_bytes", "219979776\n")
-    write(root / "memory" / "memory.limit_in_bytes", "4294967296\n")
-    values, _ = await collect(HostCollector(cgroup_root=root, proc_root=empty_proc))
+    write(root / "memory" / "engine" / "memory.usage_in_bytes", "219979776\n")
+    write(root / "memory" / "engine" / "memory.limit_in_bytes", "4294967296\n")
+    proc_root = engine_in_cgroup(tmp_path, engine.pid, "4:memory:/engine\n3:cpu,cpuacct:/engine\n")
+    values, _ = await collect(host(engine.pid, cgroup_root=root, proc_root=proc_root))
     assert values["llm_host_cgroup_memory_usage_bytes"] == 219979776
     assert values["llm_host_cgroup_memory_limit_bytes"] == 4294967296
 
-    write(root / "memory" / "memory.limit_in_bytes", "9223372036854771712\n")  # v1 "no limit"
-    values, _ = await collect(HostCollector(cgroup_root=root, proc_root=empty_proc))
+    write(root / "memory" / "engine" / "memory.limit_in_bytes", "9223372036854771712\n")  # v1 "no limit"
+    values, _ = await collect(host(engine.pid, cgroup_root=root, proc_root=proc_root))
     assert values["llm_host_cgroup_memory_usage_bytes"] == 219979776
     assert "llm_host_cgroup_memory_limit_bytes" not in values
+
+
+async def test_no_engine_process_no_container_memory(tmp_path: Path) -> None:
+    """Without the engine process the container memory is unknown: no series, not the sidecar's cgroup or the
+    cgroup root (which in a private cgroup namespace is the sidecar's own cgroup)."""
+    proc_root = tmp_path / "proc"
+    write(proc_root / "self" / "cgroup", "0::/\n")
+    root = tmp_path / "cgroup"
+    write(root / "memory.current", "7\n")
+    write(root / "memory.max", "201326592\n")  # the sidecar's 192 Mi limit
+    values, _ = await collect(host(cgroup_root=root, proc_root=proc_root))
+    assert "llm_host_cgroup_memory_usage_bytes" not in values
+    assert "llm_host_cgroup_memory_limit_bytes" not in values
+    values, _ = await collect(host(name="no-such-engine-oi", cgroup_root=root, proc_root=proc_root))
+    assert "llm_host_cgroup_memory_usage_bytes" not in values
 
 
 async def test_engine_found_by_pid_with_its_own_cgroup(
@@ -131,7 +162,7 @@ async def test_engine_found_by_pid_with_its_own_cgroup(
     write(root / "kubepods/pod-a/engine/memory.current", "5000\n")
     write(root / "kubepods/pod-a/engine/memory.max", "8000\n")
     write(root / "kubepods/pod-a/sidecar/memory.current", "7\n")
-    collector = HostCollector(engine_pid=engine.pid, cgroup_root=root, proc_root=proc_root)
+    collector = host(engine.pid, cgroup_root=root, proc_root=proc_root)
     values, text = await collect(collector)
     expected = psutil.Process(engine.pid).memory_info().rss
     assert values["llm_host_process_resident_memory_bytes"] == pytest.approx(expected, rel=0.1)
@@ -146,12 +177,12 @@ async def test_engine_found_by_pid_with_its_own_cgroup(
     engine.wait()
     values, _ = await collect(collector)  # the engine died: its series disappear, no error
     assert "llm_host_process_resident_memory_bytes" not in values
-    assert values["llm_host_cgroup_memory_usage_bytes"] == 7  # now this process's cgroup
+    assert "llm_host_cgroup_memory_usage_bytes" not in values  # never the sidecar's cgroup (7)
     assert collector.health()["engine_pid"] is None
 
 
 async def test_engine_found_by_name(empty_proc: Path, tmp_path: Path, engine: subprocess.Popen[bytes]) -> None:
-    collector = HostCollector(process_name="oi-test-engine", cgroup_root=tmp_path, proc_root=empty_proc)
+    collector = host(name="oi-test-engine", cgroup_root=tmp_path, proc_root=empty_proc)
     values, _ = await collect(collector)
     assert collector.health()["engine_pid"] == engine.pid
     assert values["llm_host_process_resident_memory_bytes"] > 0
@@ -180,7 +211,7 @@ async def test_engine_by_module_name(tmp_path: Path, empty_proc: Path) -> None:
     write(pkg / "serve.py", "import time\ntime.sleep(30)\n")
     proc = subprocess.Popen([sys.executable, "-m", "oitestengine.serve"], cwd=tmp_path)
     try:
-        collector = HostCollector(process_name="oitestengine", cgroup_root=tmp_path, proc_root=empty_proc)
+        collector = host(name="oitestengine", cgroup_root=tmp_path, proc_root=empty_proc)
         await collect(collector)
         assert collector.health()["engine_pid"] == proc.pid
     finally:
@@ -192,8 +223,8 @@ async def test_engine_not_found_is_absent(tmp_path: Path, empty_proc: Path) -> N
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     for collector in (
-        HostCollector(engine_pid=gone.pid, cgroup_root=tmp_path, proc_root=empty_proc),
-        HostCollector(process_name="no-such-engine-oi", cgroup_root=tmp_path, proc_root=empty_proc),
+        host(gone.pid, cgroup_root=tmp_path, proc_root=empty_proc),
+        host(name="no-such-engine-oi", cgroup_root=tmp_path, proc_root=empty_proc),
     ):
         values, _ = await collect(collector)
         assert "llm_host_process_cpu_seconds_total" not in values
@@ -206,7 +237,7 @@ async def test_sidecar_whose_argv_mentions_the_engine_is_not_the_engine(tmp_path
     # e.g. `optiinfra exporter --engine oi-test-engine`: the name appears, but not as the program.
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--engine", "oi-test-engine"])
     try:
-        collector = HostCollector(process_name="oi-test-engine", cgroup_root=tmp_path, proc_root=empty_proc)
+        collector = host(name="oi-test-engine", cgroup_root=tmp_path, proc_root=empty_proc)
         values, _ = await collect(collector)
         assert "llm_host_process_resident_memory_bytes" not in values
     finally:
@@ -214,27 +245,41 @@ async def test_sidecar_whose_argv_mentions_the_engine_is_not_the_engine(tmp_path
         proc.wait()
 
 
-async def test_real_cgroup_of_this_machine_when_present() -> None:
-    """On this machine's real /sys/fs/cgroup: usage is positive whenever cgroup memory accounting exists."""
-    values, text = await collect(HostCollector())
-    cgroup = Path("/sys/fs/cgroup")
-    if (cgroup / "memory.current").exists() or (cgroup / "memory" / "memory.usage_in_bytes").exists():
-        assert values["llm_host_cgroup_memory_usage_bytes"] > 0
-    else:
-        assert "llm_host_cgroup_memory_usage_bytes" not in values
+async def test_real_cgroup_of_a_real_process_on_this_machine(engine: subprocess.Popen[bytes]) -> None:
+    """The real /proc and /sys/fs/cgroup: a process of this machine gets its own cgroup's memory (v1 or v2,
+    whichever this machine has), found at the path its /proc/<pid>/cgroup names."""
+    collector = host(engine.pid, cgroup_root=Path("/sys/fs/cgroup"), proc_root=Path("/proc"))
+    values, text = await collect(collector)
+    lines = (Path("/proc") / str(engine.pid) / "cgroup").read_text().splitlines()
+    paths = {line.split(":", 2)[2] for line in lines
+             if line.startswith("0::") or "memory" in line.split(":", 2)[1].split(",")}
+    if not any((Path("/sys/fs/cgroup") / sub / p.lstrip("/") / f).exists() for p in paths
+               for sub, f in (("", "memory.current"), ("memory", "memory.usage_in_bytes"))):
+        pytest.skip("no cgroup memory accounting visible on this machine")
+    assert values["llm_host_cgroup_memory_usage_bytes"] > 0
+    assert any(p.lstrip("/") in str(collector.health()["cgroup"]) for p in paths)
     promtool_check(text)
 
 
-async def test_engine_cgroup_outside_our_namespace_falls_back(
+async def test_engine_cgroup_outside_our_namespace_read_through_its_root(
     tmp_path: Path, engine: subprocess.Popen[bytes]
 ) -> None:
-    proc_root = tmp_path / "proc"
-    write(proc_root / str(engine.pid) / "cgroup", "0::/../engine-container\n")
-    write(proc_root / "self" / "cgroup", "0::/\n")
+    """Kubernetes with private cgroup namespaces: the engine's cgroup shows as /../x from the sidecar; its
+    memory files are the root of the engine's own /sys/fs/cgroup (/proc/<pid>/root), accepted only when that
+    cgroup lists the engine; the sidecar's own cgroup (42) is never read."""
+    proc_root = engine_in_cgroup(tmp_path, engine.pid, "0::/../engine-container\n")
     root = tmp_path / "sys" / "cgroup"
     write(root / "memory.current", "42\n")
     write(root / "memory.max", "100\n")
     write(tmp_path / "sys" / "engine-container" / "memory.current", "999\n")  # must not be read
-    values, _ = await collect(HostCollector(engine_pid=engine.pid, cgroup_root=root, proc_root=proc_root))
-    assert values["llm_host_cgroup_memory_usage_bytes"] == 42
-    assert values["llm_host_cgroup_memory_limit_bytes"] == 100
+    theirs = proc_root / str(engine.pid) / "root" / "sys" / "fs" / "cgroup"
+    write(theirs / "memory.current", "5000\n")
+    write(theirs / "memory.max", "34359738368\n")
+    write(theirs / "cgroup.procs", "1\n")  # not the engine's cgroup (e.g. the host's root): refused
+    values, _ = await collect(host(engine.pid, cgroup_root=root, proc_root=proc_root))
+    assert "llm_host_cgroup_memory_usage_bytes" not in values
+
+    write(theirs / "cgroup.procs", f"1\n{engine.pid}\n")
+    values, _ = await collect(host(engine.pid, cgroup_root=root, proc_root=proc_root))
+    assert values["llm_host_cgroup_memory_usage_bytes"] == 5000
+    assert values["llm_host_cgroup_memory_limit_bytes"] == 34359738368

@@ -305,6 +305,8 @@ async def test_upstream_recovers(aiohttp_client: ClientFactory) -> None:
 
 
 class FakeCollector:
+    disabled = False
+
     def __init__(self, name: str, behaviour: str) -> None:
         self.name = name
         self.behaviour = behaviour
@@ -352,6 +354,44 @@ async def test_failing_collectors_fail_alone(aiohttp_client: ClientFactory) -> N
     assert "health bug" in detailed["collectors"]["bad"]["health_error"]
     await client.close()
     assert all(f.closed for f in fakes)
+
+
+async def test_collector_enabled_for_every_known_collector_and_build_info(aiohttp_client: ClientFactory) -> None:
+    """enabled 1/0 for every collector of the registry; a collector that disabled itself (gpu without NVML)
+    is enabled 0 and success 0, never success 1; the build is named."""
+    from fake_nvml import FakeNvml, NVMLError_LibraryNotFound
+
+    from optiinfra import __version__
+    from optiinfra.exporter.collectors.gpu import GpuCollector
+
+    no_nvml = GpuCollector(nvml=FakeNvml([], init_error=NVMLError_LibraryNotFound), hostname="n")
+    app = create_app(ExporterConfig(host=False), [no_nvml, FakeCollector("host", "ok")])
+    client = await aiohttp_client(app)
+    samples, _ = await scrape(client)
+    enabled = {dict(lbl)["collector"]: v for (n, lbl), v in samples.items() if n == "optiinfra_collector_enabled"}
+    assert enabled == {"engine": 0, "gpu": 0, "host": 1, "logs": 0}
+    success = {dict(lbl)["collector"]: v for (n, lbl), v in samples.items() if n == "optiinfra_collector_success"}
+    assert success == {"gpu": 0, "host": 1}
+    (build,) = [dict(lbl) for (n, lbl) in samples if n == "optiinfra_build_info"]
+    assert build["version"] == __version__ and build["python"].count(".") == 2
+    detailed = await (await client.get("/health/detailed")).json()
+    assert detailed["collectors"]["gpu"]["status"] == "disabled"
+    assert "no NVML" in detailed["collectors"]["gpu"]["reason"]
+
+
+async def test_metrics_gzip_when_accepted(aiohttp_client: ClientFactory) -> None:
+    import gzip
+
+    client = await sidecar(aiohttp_client, None)
+    plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"}, auto_decompress=False)
+    assert "Content-Encoding" not in plain.headers
+    body = await plain.read()
+    assert b"optiinfra_build_info" in body
+    zipped = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.headers["Content-Type"] == CONTENT_TYPE
+    assert gzip.decompress(await zipped.read()).split(b"optiinfra_collector_duration_seconds")[0] == \
+        body.split(b"optiinfra_collector_duration_seconds")[0]
 
 
 def test_encoder_merges_families_and_labels_only_llm_series() -> None:

@@ -32,6 +32,9 @@ class Collector(Protocol):
     """
 
     name: str
+    disabled: bool
+    """True once the collector found it cannot work here and switched itself off (e.g. gpu without NVML):
+    ``optiinfra_collector_enabled 0`` and ``optiinfra_collector_success 0``."""
 
     async def start(self) -> None:
         """Open resources (sessions, file handles, background tasks)."""

@@ -70,6 +70,7 @@ class EngineCollector:
     """Scrape one engine endpoint and export it in the normalized schema."""
 
     name = "engine"
+    disabled = False
 
     def __init__(
         self,

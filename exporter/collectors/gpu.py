@@ -10,7 +10,24 @@ Device handles and the static labels (UUID, model name, PCI bus id, device node)
   so the server exports them and reports ``optiinfra_collector_success{collector="gpu"} 0``.
 - No NVML on the machine (pynvml missing, library not found, driver not loaded): the collector disables
   itself, logs that once, and ``collect`` returns no family. ``disabled`` and ``health()["disabled"]`` say so;
-  the server should then skip the collector's success/duration series (or report it as disabled).
+  the server reports it as ``optiinfra_collector_enabled 0`` and ``optiinfra_collector_success 0``.
+- Which GPUs: only the engine's (per-pod attribution; the sidecar itself may see every GPU of the node).
+  ``gpu_uuids`` (``--gpu-uuids``) names them explicitly; else, when the engine process is configured
+  (``--engine-pid``/``--engine-process``), they are read from its ``/proc/<pid>/environ`` once per engine
+  process: ``NVIDIA_VISIBLE_DEVICES`` (the NVIDIA container toolkit's device list, in the node's NVML view:
+  ``all``; ``none``, ``void`` or empty: no GPU; a comma list of indices, ``GPU-<uuid>``, MIG devices
+  ``MIG-<uuid>``, ``MIG-GPU-<uuid>/<gi>/<ci>`` or ``<gpu>:<mig>``; a path, as with the device plugin's
+  volume-mounts strategy, cannot be read: pass ``--gpu-uuids``), then ``CUDA_VISIBLE_DEVICES`` on top of it
+  (indices into that list in PCI bus order, UUIDs or UUID prefixes; empty: no GPU; CUDA's rule that an
+  invalid entry hides itself and every later one). A MIG device counts as its whole parent GPU (the series
+  are per GPU). Unset variables restrict nothing. Without either setting every GPU NVML lists is exported.
+  Devices injected without the variable (CDI annotations leave a CUDA image's own ``all``) cannot be told
+  apart this way: there, pass ``--gpu-uuids``.
+  An engine process that is configured but not found, or whose environment cannot be read (another user's
+  process), exports no GPU series and costs ``optiinfra_collector_success{collector="gpu"} 0``; a listed
+  device NVML does not know makes the scrape partial.
+- ``Hostname`` is the node name given (``--node-name``, in Kubernetes the downward API's ``spec.nodeName``),
+  else this machine's host name.
 - Xid errors come from an NVML event set (``nvmlEventTypeXidCriticalError``), drained without waiting on
   every scrape: ``DCGM_FI_DEV_XID_ERRORS`` is the last Xid of each GPU (0 until one happens) and
   ``DCGM_EXP_XID_ERRORS_COUNT{xid}`` counts them since the collector started.
@@ -21,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import re
 import socket
 import threading
 import types
@@ -29,10 +47,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import psutil
+
 from optiinfra.metrics import GPU_LABELS, GPU_METRICS
 
 from ..exposition import Family, Part
 from .base import CollectorError
+from .process import EngineProcess
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +78,10 @@ class _GpuLost(Exception):
     """Stop reading this GPU for this scrape."""
 
 
+class _NoAttribution(Exception):
+    """Which GPUs are the engine's cannot be told: export none."""
+
+
 @dataclass
 class _Gpu:
     index: int
@@ -77,9 +102,17 @@ class GpuCollector:
 
     name = "gpu"
 
-    def __init__(self, nvml: types.ModuleType | None = None, hostname: str | None = None) -> None:
+    def __init__(self, nvml: types.ModuleType | None = None, hostname: str | None = None, *,
+                 engine: EngineProcess | None = None, gpu_uuids: str | None = None) -> None:
         self._nvml = nvml
-        self._hostname = hostname if hostname is not None else socket.gethostname()
+        self._hostname = hostname if hostname else socket.gethostname()
+        self._engine = engine if engine is not None else EngineProcess()
+        self._override = None if gpu_uuids is None else parse_device_list(gpu_uuids)
+        self._override_text = gpu_uuids
+        self._selection: tuple[tuple[int, float], list[_Gpu], list[str], str] | None = None
+        """(engine pid and start time, its GPUs, devices NVML does not list, where the list came from)."""
+        self._selected_note = ""
+        self._mig_parents: dict[str, str] = {}
         self._gpus: list[_Gpu] = []
         self._event_set: Any = None
         self._initialized = False
@@ -130,6 +163,7 @@ class GpuCollector:
                  "xid_events": g.xid_registered}
                 for g in self._gpus
             ],
+            "exported": self._selected_note,
             "errors": dict(self._errors),
         }
 
@@ -248,6 +282,8 @@ class GpuCollector:
             log.debug("nvmlShutdown: %s", exc)
         self._initialized = False
         self._gpus = []
+        self._selection = None
+        self._mig_parents = {}
 
     # -- scrape (worker thread) -------------------------------------------------------------------
 
@@ -255,14 +291,130 @@ class GpuCollector:
         errors: dict[str, str] = {}
         families = {m.name: Family.of(m) for m in GPU_METRICS}
         self._drain_xid_events(errors)
-        for gpu in self._gpus:
+        try:
+            selected = self._select(errors)
+        except _NoAttribution as exc:
+            errors["attribution"] = str(exc)
+            self._selected_note = f"none: {exc}"
+            selected = []
+        for gpu in selected:
             self._read_gpu(gpu, families, errors)
-        for gpu in self._gpus:
+        for gpu in selected:
             if gpu.xid_registered:
                 families["DCGM_FI_DEV_XID_ERRORS"].add(gpu.labels, gpu.last_xid)
             for xid in sorted(gpu.xid_counts):
                 families["DCGM_EXP_XID_ERRORS_COUNT"].add({**gpu.labels, "xid": str(xid)}, gpu.xid_counts[xid])
         return [families[m.name] for m in GPU_METRICS], errors
+
+    def _select(self, errors: dict[str, str]) -> list[_Gpu]:
+        """The engine's GPUs (see the module doc); raises ``_NoAttribution`` when they cannot be told."""
+        if self._override_text is not None:
+            self._selected_note = f"--gpu-uuids {self._override_text}"
+            if self._override is None:
+                return self._gpus
+            chosen, unknown = self._resolve(self._override, self._gpus, relative=False)
+            self._note_unknown(errors, "--gpu-uuids", unknown)
+            return chosen
+        if not self._engine.configured:
+            self._selected_note = "every GPU NVML lists (no engine process configured)"
+            return self._gpus
+        process = self._engine.find()
+        if process is None:
+            raise _NoAttribution(f"engine process not found ({self._engine.note}); its GPUs are unknown")
+        try:
+            key = (process.pid, float(process.create_time()))
+        except psutil.Error as exc:
+            raise _NoAttribution(f"engine process {process.pid}: {exc}") from exc
+        if self._selection is None or self._selection[0] != key:
+            self._selection = (key, *self._from_environ(process.pid))
+        _, chosen, unknown, source = self._selection
+        self._note_unknown(errors, source, unknown)
+        self._selected_note = source
+        return chosen
+
+    def _from_environ(self, pid: int) -> tuple[list[_Gpu], list[str], str]:
+        try:
+            env = self._engine.environ(pid)
+        except OSError as exc:
+            raise _NoAttribution(
+                f"cannot read the environment of engine pid {pid} ({exc}); run the sidecar as the engine's "
+                "user or pass --gpu-uuids") from exc
+        chosen, source = self._gpus, f"engine pid {pid}"
+        unknown: list[str] = []
+        nvidia = env.get("NVIDIA_VISIBLE_DEVICES")
+        if nvidia is not None:
+            if nvidia.strip().startswith("/"):
+                raise _NoAttribution(
+                    f"engine pid {pid} has NVIDIA_VISIBLE_DEVICES={nvidia} (a device list in files); pass --gpu-uuids")
+            tokens = parse_device_list(nvidia)
+            if tokens is not None:
+                chosen, unknown = self._resolve(tokens, chosen, relative=False)
+            source += f" NVIDIA_VISIBLE_DEVICES={nvidia}"
+        cuda = env.get("CUDA_VISIBLE_DEVICES")
+        if cuda is not None:
+            tokens = [t.strip() for t in cuda.split(",")] if cuda.strip() else []
+            chosen, _ = self._resolve(tokens, chosen, relative=True)
+            source += f" CUDA_VISIBLE_DEVICES={cuda}"
+        if nvidia is None and cuda is None:
+            source += ": no visible-devices variable, every GPU"
+        log.info("GPUs of the engine", extra={"collector": self.name, "source": source,
+                                              "gpus": [g.uuid for g in chosen]})
+        return chosen, unknown, source
+
+    @staticmethod
+    def _note_unknown(errors: dict[str, str], source: str, unknown: list[str]) -> None:
+        if unknown:
+            errors["attribution"] = f"{source}: NVML lists no device {', '.join(unknown)}"
+
+    def _resolve(self, tokens: list[str], among: list[_Gpu], *, relative: bool) -> tuple[list[_Gpu], list[str]]:
+        """The GPUs of ``among`` that ``tokens`` name, and the tokens that name none. ``relative``: CUDA's
+        reading (indices into ``among``, UUID prefixes, and an invalid entry ends the list)."""
+        chosen: list[_Gpu] = []
+        unknown: list[str] = []
+        for token in tokens:
+            gpu = self._match(token, among, relative)
+            if gpu is None:
+                if relative:
+                    break
+                unknown.append(token)
+            elif gpu not in chosen:
+                chosen.append(gpu)
+        chosen.sort(key=lambda g: g.index)
+        return chosen, unknown
+
+    def _match(self, token: str, among: list[_Gpu], relative: bool) -> _Gpu | None:
+        index_match = _INDEX.fullmatch(token)
+        if index_match is not None:
+            index = int(index_match[1])
+            if relative:
+                return among[index] if index < len(among) else None
+            return next((g for g in among if g.index == index), None)
+        uuid = token.lower()
+        if uuid.startswith("mig-gpu-"):
+            uuid = uuid[len("mig-"):].split("/", 1)[0]
+        elif uuid.startswith("mig-"):
+            parent = self._mig_parent(token)
+            if parent is None:
+                return None
+            uuid = parent.lower()
+        if not uuid.startswith("gpu-"):
+            return None
+        found = [g for g in among if g.uuid.lower() == uuid or (relative and g.uuid.lower().startswith(uuid))]
+        return found[0] if len(found) == 1 else None
+
+    def _mig_parent(self, mig_uuid: str) -> str | None:
+        """The UUID of the GPU a ``MIG-<uuid>`` device lives on (asked of NVML once)."""
+        if mig_uuid not in self._mig_parents:
+            nvml = self._nvml
+            assert nvml is not None
+            try:
+                mig = nvml.nvmlDeviceGetHandleByUUID(mig_uuid)
+                parent = nvml.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig)
+                self._mig_parents[mig_uuid] = _text(nvml.nvmlDeviceGetUUID(parent))
+            except (nvml.NVMLError, AttributeError) as exc:
+                log.warning("MIG device %s: no parent GPU: %s", mig_uuid, exc, extra={"collector": self.name})
+                return None
+        return self._mig_parents[mig_uuid]
 
     def _read_gpu(self, gpu: _Gpu, families: dict[str, Family], errors: dict[str, str]) -> None:
         nvml = self._nvml
@@ -312,6 +464,30 @@ class GpuCollector:
             gpu.xid_counts[xid] = gpu.xid_counts.get(xid, 0) + 1
             log.warning("GPU %d reported Xid %d", gpu.index, xid,
                         extra={"collector": self.name, "gpu": gpu.index, "xid": xid})
+
+
+_INDEX = re.compile(r"(\d+)(?::\d+)?")
+"""A device index, or ``<gpu>:<mig>`` (a MIG device by index: its parent GPU)."""
+
+
+def parse_device_list(text: str) -> list[str] | None:
+    """An ``NVIDIA_VISIBLE_DEVICES``-style list: None for ``all``; [] for ``none``, ``void`` or empty; else
+    its entries (indices, GPU or MIG UUIDs)."""
+    value = text.strip()
+    if value.lower() == "all":
+        return None
+    if value.lower() in ("", "none", "void"):
+        return []
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def check_device_list(text: str) -> str | None:
+    """Why ``text`` is not a device list ``--gpu-uuids`` takes, or None when it is."""
+    for token in parse_device_list(text) or []:
+        lowered = token.lower()
+        if _INDEX.fullmatch(token) is None and not lowered.startswith(("gpu-", "mig-")):
+            return f"{token!r} is neither a GPU index, a GPU-<uuid> nor a MIG-<uuid>"
+    return None
 
 
 # -- field readers: (nvml, handle) -> {metric name: value or None} --------------------------------

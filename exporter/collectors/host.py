@@ -2,20 +2,23 @@
 
 - Host: CPU utilization ratio (psutil's busy share since the previous scrape, primed in ``start``), memory
   total/available, swap used, load1, logical CPUs.
-- Engine process: found by ``engine_pid``, else by ``process_name`` (the process name, the basename of the
-  interpreter or script in its argv, or the ``-m`` module, e.g. ``vllm`` or ``sglang``); the oldest match
-  wins, so an engine's worker children do not replace it. The ``psutil.Process`` is cached and looked up
-  again when it exits. Not found (or not readable): its series are absent.
-- Container memory: the cgroup of the engine process when it is visible, else this process's cgroup, else
-  the cgroup root. cgroup v2 ``memory.current``/``memory.max`` (``max``: limit absent), cgroup v1
-  ``memory/memory.usage_in_bytes``/``memory.limit_in_bytes`` (the "unlimited" page-rounded maximum: absent).
+- Engine process: the shared ``EngineProcess`` (by ``--engine-pid`` or ``--engine-process``). Not found (or
+  not readable): its series are absent.
+- Container memory: the engine's container, or no series. The engine's cgroup is read from
+  ``/proc/<pid>/cgroup``; its memory files are looked for (1) where that path lies under this container's
+  ``/sys/fs/cgroup`` (bare metal, host cgroup namespace), else (2) at the root of the engine's own
+  ``/sys/fs/cgroup`` through ``/proc/<pid>/root`` (Kubernetes with private cgroup namespaces, where the path
+  shows as ``/../<container>``), accepted only when that cgroup's ``cgroup.procs`` lists the engine. Never this
+  process's own cgroup (the sidecar's limit is not the engine's), never the cgroup root. The directory is
+  found once per engine process. cgroup v2 ``memory.current``/``memory.max`` (``max``: limit absent), cgroup
+  v1 ``memory/memory.usage_in_bytes``/``memory.limit_in_bytes`` (the "unlimited" page-rounded maximum:
+  absent).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 
 import psutil
@@ -23,6 +26,7 @@ import psutil
 from optiinfra.metrics import HOST_METRICS
 
 from ..exposition import Family, Part
+from .process import EngineProcess
 
 log = logging.getLogger(__name__)
 
@@ -62,37 +66,19 @@ def _cgroup_paths(proc_cgroup: Path) -> tuple[str | None, str | None]:
     return v2, v1
 
 
-def _matches(name: str, cmdline: list[str], wanted: str) -> bool:
-    if name == wanted:
-        return True
-    if any(os.path.basename(arg) == wanted for arg in cmdline[:2]):
-        return True
-    for i, arg in enumerate(cmdline[:-1]):
-        if arg == "-m":
-            module = cmdline[i + 1]
-            return module == wanted or module.startswith(wanted + ".")
-    return False
-
-
 class HostCollector:
     """psutil host metrics, the engine process's CPU and memory, and its container's cgroup memory."""
 
     name = "host"
+    disabled = False
 
-    def __init__(
-        self,
-        engine_pid: int | None = None,
-        process_name: str | None = None,
-        *,
-        cgroup_root: Path = Path("/sys/fs/cgroup"),
-        proc_root: Path = Path("/proc"),
-    ) -> None:
-        self.engine_pid = engine_pid
-        self.process_name = process_name
+    def __init__(self, engine: EngineProcess | None = None, *,
+                 cgroup_root: Path = Path("/sys/fs/cgroup")) -> None:
+        self.engine = engine if engine is not None else EngineProcess()
         self.cgroup_root = cgroup_root
-        self.proc_root = proc_root
-        self._process: psutil.Process | None = None
         self._process_note = ""
+        self._cgroup: tuple[int, str, Path] | None = None
+        """(engine pid, cgroup version, directory) of the engine's container memory files."""
         self._cgroup_source = ""
 
     async def start(self) -> None:
@@ -103,12 +89,12 @@ class HostCollector:
         return await asyncio.to_thread(self._collect_sync)
 
     async def close(self) -> None:
-        self._process = None
+        self._cgroup = None
 
     def health(self) -> dict[str, object]:
         return {
-            "engine_pid": self._process.pid if self._process is not None else None,
-            "engine_process": self._process_note,
+            "engine_pid": self.engine.pid,
+            "engine_process": self._process_note or self.engine.note,
             "cgroup": self._cgroup_source,
         }
 
@@ -125,15 +111,16 @@ class HostCollector:
         cpus = psutil.cpu_count(logical=True)
         if cpus:
             values["llm_host_cpus"] = cpus
-        process = self._engine_process()
+        process = self.engine.find()
+        self._process_note = ""
         if process is not None:
             try:
                 with process.oneshot():
                     times = process.cpu_times()
                     rss = process.memory_info().rss
             except psutil.NoSuchProcess:
-                self._process = None
-                self._process_note = "engine process exited"
+                self.engine.forget("engine process exited")
+                process = None
             except psutil.AccessDenied as exc:
                 self._process_note = f"cannot read engine process {process.pid}: {exc}"
             else:
@@ -146,66 +133,54 @@ class HostCollector:
             values["llm_host_cgroup_memory_limit_bytes"] = limit
         return [Family.of(m).add({}, values[m.name]) for m in HOST_METRICS if m.name in values]
 
-    def _engine_process(self) -> psutil.Process | None:
-        cached = self._process
-        if cached is not None and cached.is_running():
-            return cached
-        self._process = None
-        if self.engine_pid is not None:
-            try:
-                self._process = psutil.Process(self.engine_pid)
-                self._process_note = f"pid {self.engine_pid}"
-            except psutil.NoSuchProcess:
-                self._process_note = f"no process with pid {self.engine_pid}"
-        if self._process is None and self.process_name:
-            self._process = self._find_by_name(self.process_name)
-        if cached is not None and self._process is None:
-            log.warning("engine process %d is gone: %s", cached.pid, self._process_note)
-        return self._process
+    def _cgroup_memory(self, pid: int | None) -> tuple[int | None, int | None]:
+        if pid is None:
+            self._cgroup, self._cgroup_source = None, "no engine process: no container memory series"
+            return None, None
+        if self._cgroup is None or self._cgroup[0] != pid:
+            found = self._find_cgroup(pid)
+            if found is None:
+                return None, None
+            self._cgroup = (pid, *found)
+        _, version, directory = self._cgroup
+        if version == "v2":
+            return _read_int(directory / "memory.current"), _read_int(directory / "memory.max")
+        usage = _read_int(directory / "memory.usage_in_bytes")
+        limit = _read_int(directory / "memory.limit_in_bytes")
+        return usage, limit if limit is not None and limit < UNLIMITED_THRESHOLD else None
 
-    def _find_by_name(self, wanted: str) -> psutil.Process | None:
-        own = os.getpid()
-        best: psutil.Process | None = None
-        best_created = float("inf")
-        for proc in psutil.process_iter(["name", "cmdline", "create_time"]):
-            if proc.pid == own:
+    def _find_cgroup(self, pid: int) -> tuple[str, Path] | None:
+        """The engine's memory cgroup directory (see the module doc), or None with the reason noted."""
+        proc = self.engine.proc_root / str(pid)
+        v2, v1 = _cgroup_paths(proc / "cgroup")
+        own = proc / "root" / "sys" / "fs" / "cgroup"
+        candidates: list[tuple[str, Path, bool]] = []
+        for version, path, here, there in (("v2", v2, self.cgroup_root, own),
+                                           ("v1", v1, self.cgroup_root / "memory", own / "memory")):
+            if path is None:
                 continue
-            info = proc.info
-            if not _matches(info.get("name") or "", info.get("cmdline") or [], wanted):
-                continue
-            created = info.get("create_time") or 0.0
-            if created < best_created:
-                best, best_created = proc, created
-        if best is None:
-            self._process_note = f"no process named {wanted!r}"
-        else:
-            self._process_note = f"pid {best.pid} found by name {wanted!r}"
-            log.info("engine process found", extra={"collector": self.name, "pid": best.pid, "process_name": wanted})
-        return best
-
-    def _cgroup_memory(self, engine_pid: int | None) -> tuple[int | None, int | None]:
-        owners = ([str(engine_pid)] if engine_pid is not None else []) + ["self"]
-        candidates_v2: list[Path] = []
-        candidates_v1: list[Path] = []
-        for owner in owners:
-            v2, v1 = _cgroup_paths(self.proc_root / owner / "cgroup")
             # A cgroup outside this container's cgroup namespace shows as "/../x": not visible here.
-            if v2 is not None and ".." not in v2.split("/"):
-                candidates_v2.append(self.cgroup_root / v2.lstrip("/"))
-            if v1 is not None and ".." not in v1.split("/"):
-                candidates_v1.append(self.cgroup_root / "memory" / v1.lstrip("/"))
-        candidates_v2.append(self.cgroup_root)
-        candidates_v1.append(self.cgroup_root / "memory")
-        for directory in candidates_v2:
-            usage = _read_int(directory / "memory.current")
-            if usage is not None:
-                self._cgroup_source = f"v2 {directory}"
-                return usage, _read_int(directory / "memory.max")
-        for directory in candidates_v1:
-            usage = _read_int(directory / "memory.usage_in_bytes")
-            if usage is not None:
-                limit = _read_int(directory / "memory.limit_in_bytes")
-                self._cgroup_source = f"v1 {directory}"
-                return usage, limit if limit is not None and limit < UNLIMITED_THRESHOLD else None
-        self._cgroup_source = "no cgroup memory files"
-        return None, None
+            if ".." not in path.split("/"):
+                candidates.append((version, here / path.lstrip("/"), False))
+            candidates.append((version, there, True))
+        usage_file = {"v2": "memory.current", "v1": "memory.usage_in_bytes"}
+        for version, directory, verify in candidates:
+            if _read_int(directory / usage_file[version]) is None:
+                continue
+            if verify and not _lists(directory / "cgroup.procs", pid):
+                continue
+            self._cgroup_source = f"{version} {directory}"
+            log.info("engine container memory found", extra={"collector": self.name, "pid": pid,
+                                                             "cgroup": str(directory)})
+            return version, directory
+        self._cgroup_source = (f"no memory cgroup files of engine pid {pid} visible (cgroup {v2 or v1}); "
+                               "no container memory series")
+        return None
+
+
+def _lists(procs: Path, pid: int) -> bool:
+    """True when a ``cgroup.procs`` file lists ``pid``."""
+    try:
+        return str(pid) in procs.read_text().split()
+    except OSError:
+        return False

@@ -67,6 +67,7 @@ class LogCollector:
     """Counts failure signatures in engine and kernel logs."""
 
     name = "logs"
+    disabled = False
 
     def __init__(
         self,
