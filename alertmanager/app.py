@@ -7,12 +7,11 @@ answers at once: planning and pushing happen in the background, so Alertmanager 
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import hmac
 import json
 import logging
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
@@ -24,12 +23,12 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from optiinfra.cliutil import UsageError, parse_listen, parse_seconds, read_secret
+from optiinfra.secrets import redact_url
 
 from . import intake
 from . import store as st
 from .service import ReceiverConfig, Service
-from .states import IllegalTransition, PlanNotFound
+from .states import PLAN_STATUSES, IllegalTransition, PlanNotFound
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +61,14 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
 
 
+def _default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
+    return json.dumps(value, default=_default)
 
 
 def _json(value: Any, status: int = 200) -> web.Response:
@@ -71,13 +76,32 @@ def _json(value: Any, status: int = 200) -> web.Response:
 
 
 def _authorized(request: web.Request, token: str | None) -> bool:
+    """Constant-time bearer check; any header (bytes aiohttp could not decode included) is just refused."""
     if not token:
         return True
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode())
+
+
+class _NoHeaderValues(logging.Filter):
+    """aiohttp logs a request it cannot parse with the parser's message, which quotes the offending header line
+    (an ``Authorization`` value with a NUL in it, say). Keep the event, drop the quoted bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(exc).__name__} (request refused)"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
+def _quiet_aiohttp_parser() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _NoHeaderValues) for f in server_log.filters):
+        server_log.addFilter(_NoHeaderValues())
 
 
 @web.middleware
@@ -100,6 +124,9 @@ async def _body(request: web.Request, model: type[BaseModel], *, optional: bool 
         return model()
     try:
         return model.model_validate_json(raw)
+    except RecursionError:
+        raise web.HTTPBadRequest(text=_dumps({"error": "(body): nested too deeply"}),
+                                 content_type="application/json") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(body)"
@@ -135,18 +162,12 @@ async def post_alerts(request: web.Request) -> web.Response:
         service.metrics.notifications.labels("invalid").inc()
         return _error(400, str(exc))
     try:
-        result = await service.record(note, body.decode("utf-8"))
+        result = await service.recorder.record(note, body.decode("utf-8"))
     except st.StoreError as exc:
         service.metrics.notifications.labels("store_error").inc()
         log.error("could not persist a notification; Alertmanager will retry", extra={"error": str(exc)})
         return _error(503, "could not persist the notification; retry")
-    m = service.metrics
-    m.notifications.labels("accepted").inc()
-    for kind, n in (("new", result.new_episodes), ("duplicate", result.duplicates),
-                    ("resolved", result.resolved), ("ignored", result.ignored)):
-        if n:
-            m.episodes.labels(kind).inc(n)
-    m.intake_latency.observe(time.perf_counter() - started)
+    service.metrics.recorded(result, time.perf_counter() - started)
     return web.json_response({
         "status": "accepted", "notification_id": result.notification_id, "new_episodes": result.new_episodes,
         "duplicates": result.duplicates, "resolved": result.resolved, "ignored": result.ignored,
@@ -155,32 +176,28 @@ async def post_alerts(request: web.Request) -> web.Response:
 
 # -------------------------------------------------------------------------------------------------------- plans
 
-def _plan_view(plan: dict[str, Any]) -> dict[str, Any]:
-    return {"plan_id": plan["plan_id"], "status": plan["status"], "target_key": plan["target_key"],
-            "bottleneck": plan["bottleneck"], "risk": plan["risk"], "knobs": plan["knobs"],
-            "last_error": plan["last_error"], "document": plan["document"]}
+def _plan_view(plan: st.PlanRow) -> dict[str, Any]:
+    return {"plan_id": plan.plan_id, "status": plan.status, "target_key": plan.target_key,
+            "bottleneck": plan.bottleneck, "risk": plan.risk, "knobs": plan.knobs, "last_error": plan.last_error,
+            "document": plan.document}
+
+
+MAX_PLANS = 1000
 
 
 async def list_plans(request: web.Request) -> web.Response:
     q = request.query
-    try:
-        limit = min(int(q.get("limit", "200")), 1000)
-    except ValueError:
-        return _error(400, "limit must be an integer")
+    text = q.get("limit", "200")
+    limit = int(text) if text.isdigit() and len(text) <= 4 else 0
+    if not 1 <= limit <= MAX_PLANS:
+        return _error(400, f"limit must be an integer from 1 to {MAX_PLANS}, not {text[:40]!r}")
     status = q.get("status")
-    if status and status not in _statuses():
-        return _error(400, f"unknown status {status!r}; one of {', '.join(_statuses())}")
+    if status and status not in PLAN_STATUSES:
+        return _error(400, f"unknown status {status[:40]!r}; one of {', '.join(PLAN_STATUSES)}")
     async with request.app[SERVICE].store.transaction() as tx:
         plans = await st.list_plans(tx, status=status, target=q.get("target"), bottleneck=q.get("bottleneck"),
                                     limit=limit)
     return _json({"plans": [_plan_view(p) for p in plans]})
-
-
-@cache
-def _statuses() -> tuple[str, ...]:
-    from .plan import PLAN_STATUSES  # noqa: PLC0415
-
-    return tuple(PLAN_STATUSES)
 
 
 async def get_plan(request: web.Request) -> web.Response:
@@ -193,11 +210,12 @@ async def get_plan(request: web.Request) -> web.Response:
         outbox = await st.outbox_rows(tx, plan_id)
     view = _plan_view(plan)
     view["audit"] = audit
-    view["pushes"] = [{k: r[k] for k in ("kind", "key", "state", "attempts", "last_error")} for r in outbox]
+    view["pushes"] = [{"kind": r.kind, "key": r.key, "state": r.state, "attempts": r.attempts,
+                       "last_error": r.last_error} for r in outbox]
     return _json(view)
 
 
-async def _act(request: web.Request, action: Callable[[str], Awaitable[dict[str, Any]]]) -> web.Response:
+async def _act(request: web.Request, action: Callable[[str], Awaitable[st.PlanRow]]) -> web.Response:
     plan_id = _plan_id(request)
     try:
         plan = await action(plan_id)
@@ -266,31 +284,35 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def health_detailed(request: web.Request) -> web.Response:
+    """Public: up or degraded, store and orchestrator reachability, outbox depth. With the bearer token (or when
+    none is configured) also where the store is, the orchestrator URL and the last errors, all redacted."""
     service = request.app[SERVICE]
+    if "Authorization" in request.headers and not _authorized(request, service.config.token):
+        return _error(401, "wrong bearer token (omit it for the public part)", **{"WWW-Authenticate": "Bearer"})
     store_ok, store_error, depth = True, "", None
     try:
         depth = await service.outbox_depth()
     except st.StoreError as exc:
         store_ok, store_error = False, str(exc)
-    body = {
+    orchestrator = service.orchestrator
+    body: dict[str, Any] = {
         "status": "ok" if store_ok else "degraded",
-        "store": {"ok": store_ok, "backend": service.store.dialect, "location": service.store.describe(),
-                  "error": store_error},
-        "orchestrator": {"url": st.redact(service.config.orchestrator_url), **service.orchestrator_state},
+        "store": {"ok": store_ok, "backend": service.store.dialect},
+        "orchestrator": {"reachable": orchestrator.reachable, "registered": orchestrator.registered},
         "outbox_depth": depth,
-        "worker": service.config.run_worker,
     }
+    if _authorized(request, service.config.token):
+        body["store"].update(location=service.store.describe(), error=store_error)
+        body["orchestrator"].update(url=redact_url(service.config.orchestrator_url),
+                                    last_ok=orchestrator.last_ok, last_error=orchestrator.last_error)
+        body["worker"] = service.config.run_worker
     return web.json_response(body, status=200 if store_ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        counts = await service.store.run(st.plan_counts)
-        depth = await service.store.run(st.outbox_depth)
-        for status in _statuses():
-            service.metrics.plans.labels(status).set(counts.get(status, 0))
-        service.metrics.outbox_depth.set(depth)
+        await service.metrics.refresh(service.store)
     except st.StoreError as exc:
         log.warning("metrics: store unavailable", extra={"error": str(exc)})
     return web.Response(body=generate_latest(service.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -314,13 +336,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await service.store.open()
     tasks = await service.start()
     log.info("receiver started", extra={"store": service.store.describe(),
-                                        "orchestrator": st.redact(service.config.orchestrator_url)})
+                                        "orchestrator": redact_url(service.config.orchestrator_url)})
     yield
     await service.stop(tasks)
     await service.store.close()
 
 
 def create_app(config: ReceiverConfig, *, store: st.Store | None = None) -> web.Application:
+    _quiet_aiohttp_parser()
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_guard])
     app[SERVICE] = Service(config=config, store=store or st.open_store(config.db))
     app.cleanup_ctx.append(_lifecycle)
@@ -340,58 +363,3 @@ def create_app(config: ReceiverConfig, *, store: st.Store | None = None) -> web.
     r.add_get("/metrics", metrics)
     r.add_get("/openapi.json", openapi_json)
     return app
-
-
-# --------------------------------------------------------------------------------------------- command line
-
-def add_receiver_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The ``optiinfra receiver`` sub-command (registered by ``alertmanager/cli.py``)."""
-    p = subparsers.add_parser("receiver", help="run the Alertmanager webhook receiver",
-                              description="Alertmanager webhook receiver: alerts -> plans -> orchestrator.")
-    p.add_argument("--orchestrator-url", help="base URL of the orchestrator (required)")
-    p.add_argument("--listen", default="0.0.0.0:9095", help="host:port to serve on (default 0.0.0.0:9095)")
-    p.add_argument("--db", default="sqlite:///optiinfra-receiver.db",
-                   help="sqlite:///relative/path.db or sqlite:////absolute/path.db (default "
-                        "sqlite:///optiinfra-receiver.db), or postgresql://USER[:PASSWORD]@HOST:PORT/DB")
-    p.add_argument("--prometheus-url", help="Prometheus base URL to read llm_engine_info (current config) from")
-    p.add_argument("--token-file", help="file holding the bearer token required on POST endpoints")
-    p.add_argument("--orchestrator-token-file", help="file holding the bearer token sent to the orchestrator")
-    p.add_argument("--auto-approve-low-risk", action="store_true", help="push low-risk plans without approval")
-    p.add_argument("--cooldown", type=parse_seconds, default=1800.0,
-                   help="per target and knob (and bottleneck) after a change (default 30m)")
-    p.add_argument("--bake-seconds", type=float, help="rollback window after completion (default: the plan's)")
-    p.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="webhook body limit (default 1 MiB)")
-    p.add_argument("--max-attempts", type=int, default=8, help="push attempts before a plan fails (default 8)")
-    p.add_argument("--heartbeat-seconds", type=float, default=30.0, help="orchestrator heartbeat period")
-    p.add_argument("--advertise-url", help="URL the orchestrator reaches this receiver at (default from --listen)")
-    p.add_argument("--agent-id", default=f"optiinfra-receiver-{socket.gethostname()}", help="agent id to register")
-    p.set_defaults(func=run_receiver)
-
-
-def config_from_args(args: argparse.Namespace) -> tuple[ReceiverConfig, str, int]:
-    if not args.orchestrator_url:
-        raise UsageError("--orchestrator-url is required (or OPTIINFRA_ORCHESTRATOR_URL)")
-    host, port = parse_listen("--listen", args.listen, default_host="0.0.0.0")
-    if not args.db.startswith(("sqlite://", "postgresql://", "postgres://")):
-        raise UsageError(f"--db {st.redact(args.db)!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
-    advertise = args.advertise_url or f"http://{socket.gethostname() if host == '0.0.0.0' else host}:{port}"
-    try:
-        config = ReceiverConfig(
-            orchestrator_url=args.orchestrator_url, db=args.db, prometheus_url=args.prometheus_url,
-            token=read_secret("--token-file", args.token_file),
-            orchestrator_token=read_secret("--orchestrator-token-file", args.orchestrator_token_file),
-            auto_approve_low_risk=args.auto_approve_low_risk, cooldown_seconds=args.cooldown,
-            bake_seconds=args.bake_seconds, max_body_bytes=args.max_body_bytes, max_attempts=args.max_attempts,
-            heartbeat_seconds=args.heartbeat_seconds, advertise_url=advertise, agent_id=args.agent_id)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise UsageError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-    return config, host, port
-
-
-def run_receiver(args: argparse.Namespace) -> int:
-    config, host, port = config_from_args(args)
-    log.info("starting the receiver", extra={"listen": f"{host}:{port}", "db": st.redact(config.db),
-                                             "orchestrator": st.redact(config.orchestrator_url)})
-    web.run_app(create_app(config), host=host, port=port, print=None, access_log=None)
-    return 0

@@ -31,7 +31,7 @@ class AlertRecord:
     fingerprint: str
     status: str
     starts_at: str
-    """RFC3339 exactly as Alertmanager sent it (HA peers marshal one Go time identically)."""
+    """RFC3339 in UTC, one spelling per instant (:func:`canonical_time`), so every spelling is one episode."""
     ends_at: str | None
     labels: dict[str, str]
     annotations: dict[str, str]
@@ -52,13 +52,6 @@ class AlertRecord:
     @property
     def is_slo(self) -> bool:
         return self.component == "slo"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "alertname": self.alertname, "fingerprint": self.fingerprint, "status": self.status,
-            "startsAt": self.starts_at, "endsAt": self.ends_at, "labels": self.labels,
-            "annotations": self.annotations, "generatorURL": self.generator_url,
-        }
 
 
 @dataclass(frozen=True)
@@ -96,6 +89,8 @@ def _validator() -> Draft202012Validator:
 
 
 _TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$")
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+"""Go's zero time: Alertmanager's endsAt of an alert that has not ended."""
 _TOP_MAPS = ("groupLabels", "commonLabels", "commonAnnotations", "routeLabels")
 _TOP_STRINGS = ("groupKey", "receiver", "externalURL", "notification_reason")
 
@@ -153,14 +148,59 @@ def _field(path: Any) -> str:
 
 
 def canonical_time(value: str) -> str:
-    """RFC3339 in UTC with microseconds: one spelling per instant."""
+    """RFC3339 in UTC, spelled the way Go spells a UTC time (``RFC3339Nano``): one spelling per instant.
+
+    ``2026-11-22T04:00:00.000+01:00`` becomes ``2026-11-22T03:00:00Z``; nanoseconds are kept (no float or
+    microsecond rounding), trailing zeros of the fraction dropped. Raises :class:`IntakeError` for a value that
+    is not RFC3339 or that leaves the years 0001-9999 once moved to UTC.
+    """
+    match = _TIMESTAMP.match(value)
+    if match is None:
+        raise IntakeError(f"{value[:40]!r} is not an RFC3339 timestamp")
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value[:19] + ("+00:00" if match[2] == "Z" else match[2]))
     except ValueError as exc:
-        raise IntakeError(f"{value!r} is not an RFC3339 timestamp") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        raise IntakeError(f"{value!r} is not a valid RFC3339 time ({exc})") from None
+    try:
+        utc = parsed.astimezone(UTC)
+    except OverflowError:
+        raise IntakeError(f"{value!r} falls outside the years 0001-9999 in UTC") from None
+    fraction = (match[1] or "").rstrip("0").rstrip(".")
+    return utc.replace(tzinfo=None).isoformat(timespec="seconds") + fraction + "Z"
+
+
+def _unstorable(value: str) -> str | None:
+    """Why no store can hold ``value`` (a NUL or a lone UTF-16 surrogate), or None."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "contains a lone UTF-16 surrogate (not valid Unicode text)"
+    return None
+
+
+def _check_strings(data: dict[str, Any]) -> None:
+    """Refuse, naming the field, any stored string (or label name) that PostgreSQL or SQLite cannot hold.
+
+    Only the fields the receiver stores are walked (the schema has made them strings or string maps), so the
+    walk is shallow whatever unknown fields the body carries.
+    """
+    fields: list[tuple[str, Any]] = [(k, data.get(k)) for k in _TOP_STRINGS]
+    for index, alert in enumerate(data["alerts"]):
+        fields += [(f"alerts[{index}].{k}", alert.get(k)) for k in ("fingerprint", "generatorURL")]
+        for kind in ("labels", "annotations"):
+            for key, value in (alert.get(kind) or {}).items():
+                fields += [(f"alerts[{index}].{kind} name", key), (f"alerts[{index}].{kind}.{key[:40]}", value)]
+    for where, value in fields:
+        problem = _unstorable(value) if isinstance(value, str) else None
+        if problem:
+            raise IntakeError(f"{where.encode('utf-8', 'backslashreplace').decode()}: {problem}")
+
+
+#: A JSON escape that may decode to a NUL or a surrogate; bodies without one skip the string walk.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
 
 
 def parse(body: bytes) -> Notification:
@@ -171,6 +211,8 @@ def parse(body: bytes) -> Notification:
         raise IntakeError(f"body is not UTF-8 JSON: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise IntakeError(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise IntakeError("body is nested too deeply to be an Alertmanager notification") from None
     validator = _validator()
     if not fast_valid(data) and not validator.is_valid(data):
         error = jsonschema.exceptions.best_match(validator.iter_errors(data))
@@ -180,15 +222,19 @@ def parse(body: bytes) -> Notification:
         if error.validator == "required" and isinstance(error.instance, dict):
             path += [name for name in error.validator_value if name not in error.instance][:1]
         raise IntakeError(f"{_field(path)}: {error.message}")
+    if _SUSPECT_ESCAPE.search(body):
+        _check_strings(data)
     alerts: list[AlertRecord] = []
     for index, alert in enumerate(data["alerts"]):
         try:
-            canonical_time(alert["startsAt"])
-            starts_at = alert["startsAt"]
-            ends_raw = alert.get("endsAt")
-            ends_at = canonical_time(ends_raw) if ends_raw and not ends_raw.startswith("0001-") else None
+            starts_at = canonical_time(alert["startsAt"])
         except IntakeError as exc:
-            raise IntakeError(f"alerts[{index}]: {exc}") from None
+            raise IntakeError(f"alerts[{index}].startsAt: {exc}") from None
+        try:
+            ends = canonical_time(alert.get("endsAt") or _ZERO_TIME)
+        except IntakeError as exc:
+            raise IntakeError(f"alerts[{index}].endsAt: {exc}") from None
+        ends_at = None if ends == _ZERO_TIME else ends
         alerts.append(AlertRecord(
             fingerprint=alert["fingerprint"], status=alert["status"], starts_at=starts_at, ends_at=ends_at,
             labels=dict(alert["labels"]), annotations=dict(alert.get("annotations") or {}),

@@ -12,39 +12,32 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import Counter
 
-from . import states
 from . import store as st
 from .orchestrator import OrchestratorClient, OrchestratorError
+from .states import IllegalTransition
 
 log = logging.getLogger(__name__)
 
 PLANS_PATH = "/api/v1/plans"
 
 
-def push_key(plan: Mapping[str, Any]) -> str:
-    return str(plan["idempotency_key"])
-
-
-def rollback_key(plan: Mapping[str, Any]) -> str:
-    return f"{plan['idempotency_key']}:rollback"
-
-
 async def enqueue_push(tx: st.Tx, document: dict[str, Any], now: float) -> bool:
+    """Queue the push of an approved plan; its idempotency key is the plan's."""
     body = {**document, "status": "approved"}
-    return await st.enqueue(tx, push_key(document), kind="plan", plan_id=document["plan_id"], path=PLANS_PATH,
-                            body=body, now=now)
+    return await st.enqueue(tx, document["idempotency_key"], kind="plan", plan_id=document["plan_id"],
+                            path=PLANS_PATH, body=body, now=now)
 
 
-async def enqueue_rollback(tx: st.Tx, plan: Mapping[str, Any], reason: dict[str, Any], now: float) -> bool:
-    plan_id = plan["plan_id"]
-    body = {"plan_id": plan_id, "idempotency_key": rollback_key(plan), "reason": reason}
-    return await st.enqueue(tx, rollback_key(plan), kind="rollback", plan_id=plan_id,
-                            path=f"{PLANS_PATH}/{plan_id}/rollback", body=body, now=now)
+async def enqueue_rollback(tx: st.Tx, plan: st.PlanRow, reason: dict[str, Any], now: float) -> bool:
+    key = f"{plan.idempotency_key}:rollback"
+    body = {"plan_id": plan.plan_id, "idempotency_key": key, "reason": reason}
+    return await st.enqueue(tx, key, kind="rollback", plan_id=plan.plan_id,
+                            path=f"{PLANS_PATH}/{plan.plan_id}/rollback", body=body, now=now)
 
 
 class Outbox:
@@ -77,12 +70,12 @@ class Outbox:
             await asyncio.gather(*(self._deliver(row) for row in rows))
         return len(rows)
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def _deliver(self, row: st.OutboxRow) -> None:
         if self.client is None:
             raise RuntimeError("the outbox has no orchestrator client")
-        kind, plan_id = row["kind"], row["plan_id"]
+        kind, plan_id = row.kind, row.plan_id
         try:
-            status = await self.client.post(row["path"], row["body"], idempotency_key=row["key"])
+            status = await self.client.post(row.path, row.body, idempotency_key=row.key)
         except OrchestratorError as exc:
             self.failures.labels(kind).inc()
             self.on_answer(str(exc))
@@ -93,37 +86,37 @@ class Outbox:
         now = self.clock()
 
         async def record(tx: st.Tx) -> None:
-            await st.outbox_done(tx, row["id"], now)
-            detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": row["attempts"]}
+            await st.outbox_done(tx, row.id, now)
+            detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": row.attempts}
             if kind != "plan":
-                await states.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
+                await st.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
                 return
             try:
-                await states.transition(tx, plan_id, "pushed", cause="orchestrator", detail=detail, now=now)
-            except states.IllegalTransition as exc:
+                await st.transition(tx, plan_id, "pushed", cause="orchestrator", detail=detail, now=now)
+            except IllegalTransition as exc:
                 log.warning("plan pushed but its status moved on", extra={"plan_id": plan_id, "error": str(exc)})
 
         await self.store.run(record)
-        log.info("pushed to the orchestrator", extra={"kind": kind, "plan_id": plan_id, "attempt": row["attempts"]})
+        log.info("pushed to the orchestrator", extra={"kind": kind, "plan_id": plan_id, "attempt": row.attempts})
 
-    async def _failed(self, row: dict[str, Any], error: str) -> None:
-        now, attempts = self.clock(), int(row["attempts"])
-        kind, plan_id = row["kind"], row["plan_id"]
+    async def _failed(self, row: st.OutboxRow, error: str) -> None:
+        now, attempts = self.clock(), row.attempts
+        kind, plan_id = row.kind, row.plan_id
         async with self.store.transaction() as tx:
             if attempts < self.max_attempts:
-                await st.outbox_retry(tx, row["id"], now + self.backoff(attempts), error)
+                await st.outbox_retry(tx, row.id, now + self.backoff(attempts), error)
                 log.warning("push failed; will retry", extra={"kind": kind, "plan_id": plan_id,
                                                                "attempt": attempts, "error": error})
                 return
-            await st.outbox_fail(tx, row["id"], error, now)
+            await st.outbox_fail(tx, row.id, error, now)
             detail = {"event": f"{kind}_push_failed", "attempts": attempts, "error": error}
             if kind == "plan":
                 try:
-                    await states.transition(tx, plan_id, "failed", cause="orchestrator", detail=detail, now=now,
+                    await st.transition(tx, plan_id, "failed", cause="orchestrator", detail=detail, now=now,
                                             error=error)
-                except states.IllegalTransition as exc:
+                except IllegalTransition as exc:
                     log.warning("push gave up but the plan moved on", extra={"error": str(exc)})
             else:
-                await states.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
+                await st.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
         log.error("push gave up after bounded attempts", extra={"kind": kind, "plan_id": plan_id,
                                                                   "attempts": attempts, "error": error})

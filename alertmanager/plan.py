@@ -14,7 +14,7 @@ Public API (the receiver service codes against these names):
   ``min_value``/``max_value``; for a boolean flag ``true`` means pass it, ``false`` drop it),
   ``restart_required``.
 - ``Plan``: the plan document; ``Plan.document()`` is its JSON form (aliases, RFC3339 times).
-- ``PlanStatus``, ``Risk``, ``PLAN_STATUSES``.
+- ``Risk`` (plan statuses are the state machine's: ``states.PlanStatus``).
 - ``Diagnosis``: what the planner returns instead of a plan (no action for the bottleneck, or every action
   blocked, cooling or invalid): ``bottleneck``, ``target``, ``severity``, ``runbook_url``, ``summary``,
   ``evidence``, ``reason``, ``manual``.
@@ -34,14 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from optiinfra.metrics import Engine
 
-PlanStatus = Literal[
-    "pending_approval", "approved", "pushed", "rolling_out", "completed", "rolled_back", "rejected",
-    "superseded", "failed",
-]
-PLAN_STATUSES: tuple[PlanStatus, ...] = (
-    "pending_approval", "approved", "pushed", "rolling_out", "completed", "rolled_back", "rejected",
-    "superseded", "failed",
-)
+from .states import PlanStatus
+
 Risk = Literal["low", "medium", "high"]
 Severity = Literal["critical", "warning", "info"]
 ActionKind = Literal["engine_arg", "engine_env", "scale", "restart"]

@@ -14,15 +14,25 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypeVar
+
+from optiinfra.secrets import redact_url
 
 from .intake import AlertRecord, Notification
+from .states import (
+    CHANGED,
+    IN_FLIGHT,
+    ROLLBACKABLE,
+    PlanNotFound,
+    PlanStatus,
+    check,
+    sql_list,
+)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
-#: Plan statuses during which the target is busy: at most one such plan per target.
-IN_FLIGHT = ("pending_approval", "approved", "pushed", "rolling_out")
 #: Episode processing states.
 EPISODE_STATES = ("new", "claimed", "planned", "diagnosed", "skipped", "ignored", "rolled_back", "no_rollback")
 
@@ -94,17 +104,105 @@ def open_store(url: str) -> Store:
         from .store_postgres import PostgresStore  # noqa: PLC0415
 
         return PostgresStore(url)
-    raise ValueError(f"unsupported --db {redact(url)!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    raise ValueError(f"unsupported --db {redact_url(url)!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
 
 
-def redact(url: str) -> str:
-    """A database URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+# ------------------------------------------------------------------------------------------------------ typed rows
+
+def _row(cls: type[R], row: dict[str, Any], **decoded: Any) -> R:
+    """A typed row from a database row (every column a field); ``decoded`` replaces JSON text columns."""
+    return cls(**{f.name: decoded[f.name] if f.name in decoded else row[f.name]
+                  for f in fields(cls)})  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    """One alert episode: ``(fingerprint, starts_at)``."""
+
+    id: int
+    fingerprint: str
+    starts_at: str
+    alertname: str
+    bottleneck: str | None
+    component: str | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    status: Literal["firing", "resolved"]
+    ends_at: str | None
+    first_seen: float
+    resolved_at: float | None
+    state: str
+    state_reason: str
+    plan_id: str | None
+    claimed_until: float | None
+    deliveries: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """A stored plan: its document plus what the receiver tracks about it."""
+
+    plan_id: str
+    idempotency_key: str
+    target_key: str
+    bottleneck: str
+    risk: str
+    status: PlanStatus
+    document: dict[str, Any]
+    knobs: list[str]
+    scope: dict[str, str]
+    episode_id: int | None
+    bake_seconds: float
+    created_at: float
+    updated_at: float
+    pushed_at: float | None
+    completed_at: float | None
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: float
+    from_status: str | None
+    to_status: str
+    cause: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosisRow:
+    id: int
+    episode_id: int
+    target_key: str
+    bottleneck: str
+    document: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedKnob:
+    knob: str
+    plan_id: str
+    reason: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One queued push; ``key`` is also its ``Idempotency-Key``."""
+
+    id: int
+    key: str
+    kind: str
+    plan_id: str
+    path: str
+    body: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str
+    created_at: float
+    done_at: float | None
 
 
 # ---------------------------------------------------------------------------------------------------------- schema
@@ -128,7 +226,7 @@ CREATE TABLE IF NOT EXISTS plans (
     created_at {real} NOT NULL, updated_at {real} NOT NULL, pushed_at {real}, completed_at {real},
     last_error TEXT NOT NULL DEFAULT '');
 CREATE UNIQUE INDEX IF NOT EXISTS plans_one_in_flight ON plans (target_key)
-    WHERE status IN ('pending_approval', 'approved', 'pushed', 'rolling_out');
+    WHERE status IN {in_flight};
 CREATE INDEX IF NOT EXISTS plans_target ON plans (target_key, created_at);
 CREATE TABLE IF NOT EXISTS audit (
     id {autoid}, plan_id TEXT NOT NULL, at {real} NOT NULL, from_status TEXT, to_status TEXT NOT NULL,
@@ -151,6 +249,7 @@ CREATE INDEX IF NOT EXISTS blocked_target ON blocked_knobs (target_key, cleared_
 
 def schema_statements(autoid: str, real: str, integer: str) -> list[str]:
     text = SCHEMA.replace("{autoid}", autoid).replace("{real}", real).replace("{int}", integer)
+    text = text.replace("{in_flight}", sql_list(IN_FLIGHT))
     return [s.strip() for s in text.split(";") if s.strip()]
 
 
@@ -221,14 +320,11 @@ async def record_notifications(tx: Tx, items: Sequence[tuple[Notification, str]]
 
 # ------------------------------------------------------------------------------------------------------- episodes
 
-def _episode(row: dict[str, Any]) -> dict[str, Any]:
-    row = dict(row)
-    row["labels"] = json.loads(row["labels"])
-    row["annotations"] = json.loads(row["annotations"])
-    return row
+def _episode(row: dict[str, Any]) -> Episode:
+    return _row(Episode, row, labels=json.loads(row["labels"]), annotations=json.loads(row["annotations"]))
 
 
-async def claim_episodes(tx: Tx, now: float, lease: float, limit: int) -> list[dict[str, Any]]:
+async def claim_episodes(tx: Tx, now: float, lease: float, limit: int) -> list[Episode]:
     """New episodes (or ones whose claim lease expired after a crash), locked for this replica."""
     rows = await tx.fetch(
         "SELECT * FROM episodes WHERE state = 'new' OR (state = 'claimed' AND claimed_until < ?) "
@@ -239,17 +335,12 @@ async def claim_episodes(tx: Tx, now: float, lease: float, limit: int) -> list[d
     return [_episode(r) for r in rows]
 
 
-async def get_episode(tx: Tx, episode_id: int) -> dict[str, Any] | None:
-    row = await tx.fetchrow("SELECT * FROM episodes WHERE id = ?", episode_id)
-    return _episode(row) if row else None
-
-
 async def finish_episode(tx: Tx, episode_id: int, state: str, reason: str, plan_id: str | None = None) -> None:
     await tx.execute("UPDATE episodes SET state = ?, state_reason = ?, plan_id = ?, claimed_until = NULL WHERE id = ?",
                      state, reason, plan_id, episode_id)
 
 
-async def list_episodes(tx: Tx, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+async def list_episodes(tx: Tx, state: str | None = None, limit: int = 200) -> list[Episode]:
     if state:
         rows = await tx.fetch("SELECT * FROM episodes WHERE state = ? ORDER BY id DESC LIMIT ?", state, limit)
     else:
@@ -259,12 +350,10 @@ async def list_episodes(tx: Tx, state: str | None = None, limit: int = 200) -> l
 
 # ---------------------------------------------------------------------------------------------------------- plans
 
-def _plan(row: dict[str, Any]) -> dict[str, Any]:
-    row = dict(row)
-    for key in ("document", "knobs", "scope"):
-        row[key] = json.loads(row[key])
-    row["document"]["status"] = row["status"]
-    return row
+def _plan(row: dict[str, Any]) -> PlanRow:
+    document = json.loads(row["document"])
+    document["status"] = row["status"]
+    return _row(PlanRow, row, document=document, knobs=json.loads(row["knobs"]), scope=json.loads(row["scope"]))
 
 
 async def insert_plan(tx: Tx, *, plan_id: str, idempotency_key: str, target_key: str, bottleneck: str, risk: str,
@@ -277,14 +366,14 @@ async def insert_plan(tx: Tx, *, plan_id: str, idempotency_key: str, target_key:
         episode_id, bake_seconds, now, now)
 
 
-async def get_plan(tx: Tx, plan_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+async def get_plan(tx: Tx, plan_id: str, *, for_update: bool = False) -> PlanRow | None:
     lock = " FOR UPDATE" if for_update and tx.dialect == "postgresql" else ""
     row = await tx.fetchrow("SELECT * FROM plans WHERE plan_id = ?" + lock, plan_id)  # noqa: S608
     return _plan(row) if row else None
 
 
 async def list_plans(tx: Tx, *, status: str | None = None, target: str | None = None,
-                     bottleneck: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+                     bottleneck: str | None = None, limit: int = 200) -> list[PlanRow]:
     where, args = [], []
     for column, value in (("status", status), ("target_key", target), ("bottleneck", bottleneck)):
         if value:
@@ -295,29 +384,29 @@ async def list_plans(tx: Tx, *, status: str | None = None, target: str | None = 
     return [_plan(r) for r in rows]
 
 
-async def in_flight_plan(tx: Tx, target_key: str) -> dict[str, Any] | None:
-    row = await tx.fetchrow(
-        "SELECT * FROM plans WHERE target_key = ? AND status IN ('pending_approval', 'approved', 'pushed', "
-        "'rolling_out')", target_key)
+async def in_flight_plan(tx: Tx, target_key: str) -> PlanRow | None:
+    lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
+    sql = f"SELECT * FROM plans WHERE target_key = ? AND status IN {sql_list(IN_FLIGHT)}{lock}"  # noqa: S608
+    row = await tx.fetchrow(sql, target_key)
     return _plan(row) if row else None
 
 
-async def plans_since(tx: Tx, target_key: str, since: float) -> list[dict[str, Any]]:
+async def plans_since(tx: Tx, target_key: str, since: float) -> list[PlanRow]:
     rows = await tx.fetch("SELECT * FROM plans WHERE target_key = ? AND created_at >= ? ORDER BY created_at",
                           target_key, since)
     return [_plan(r) for r in rows]
 
 
-async def rollback_candidates(tx: Tx, now: float) -> list[dict[str, Any]]:
+async def rollback_candidates(tx: Tx, now: float) -> list[PlanRow]:
     """Plans that may still be rolled back: pushed, rolling out, or completed within their bake time."""
     lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
     rows = await tx.fetch(
-        "SELECT * FROM plans WHERE status IN ('pushed', 'rolling_out') "  # noqa: S608 - constant lock clause
+        f"SELECT * FROM plans WHERE status IN {sql_list(ROLLBACKABLE)} "  # noqa: S608 - constants only
         "OR (status = 'completed' AND completed_at + bake_seconds >= ?) ORDER BY created_at" + lock, now)
     return [_plan(r) for r in rows]
 
 
-async def set_plan_status(tx: Tx, plan_id: str, status: str, now: float, *, error: str | None = None) -> None:
+async def _set_plan_status(tx: Tx, plan_id: str, status: str, now: float, *, error: str | None = None) -> None:
     extra = ""
     if status == "pushed":
         extra = ", pushed_at = ?"
@@ -333,16 +422,52 @@ async def set_plan_status(tx: Tx, plan_id: str, status: str, now: float, *, erro
                      *args, plan_id)
 
 
-async def append_audit(tx: Tx, plan_id: str, *, from_status: str | None, to_status: str, cause: str,
-                       detail: dict[str, Any], now: float) -> None:
+async def _append_audit(tx: Tx, plan_id: str, *, from_status: str | None, to_status: str, cause: str,
+                        detail: dict[str, Any], now: float) -> None:
     await tx.execute("INSERT INTO audit (plan_id, at, from_status, to_status, cause, detail) VALUES (?, ?, ?, ?, ?, ?)",
                      plan_id, now, from_status, to_status, cause, _j(detail))
 
 
-async def audit_log(tx: Tx, plan_id: str) -> list[dict[str, Any]]:
+async def transition(tx: Tx, plan_id: str, to: PlanStatus, *, cause: str, detail: dict[str, Any], now: float,
+                     error: str | None = None) -> PlanRow:
+    """Move a plan to ``to`` if the state machine allows it; audit it in the same transaction.
+
+    Returns the plan as it was before; raises :class:`PlanNotFound` or :class:`IllegalTransition`.
+    """
+    plan = await get_plan(tx, plan_id, for_update=True)
+    if plan is None:
+        raise PlanNotFound(f"no plan {plan_id}")
+    check(plan_id, plan.status, to)
+    await _set_plan_status(tx, plan_id, to, now, error=error)
+    await _append_audit(tx, plan_id, from_status=plan.status, to_status=to, cause=cause, detail=detail, now=now)
+    return plan
+
+
+async def created(tx: Tx, plan_id: str, status: PlanStatus, *, cause: str, detail: dict[str, Any],
+                  now: float) -> None:
+    """The first move of a plan just inserted with ``status`` (creation is a transition from nothing)."""
+    check(plan_id, None, status)
+    await _append_audit(tx, plan_id, from_status=None, to_status=status, cause=cause, detail=detail, now=now)
+
+
+async def note(tx: Tx, plan_id: str, *, cause: str, detail: dict[str, Any], now: float) -> None:
+    """An audit record without a status change (e.g. a rollback reached the orchestrator)."""
+    plan = await get_plan(tx, plan_id)
+    if plan is None:
+        raise PlanNotFound(f"no plan {plan_id}")
+    await _append_audit(tx, plan_id, from_status=plan.status, to_status=plan.status, cause=cause, detail=detail,
+                        now=now)
+
+
+async def audit_log(tx: Tx, plan_id: str) -> list[AuditEntry]:
     rows = await tx.fetch("SELECT at, from_status, to_status, cause, detail FROM audit WHERE plan_id = ? ORDER BY id",
                           plan_id)
-    return [{**r, "detail": json.loads(r["detail"])} for r in rows]
+    return [_row(AuditEntry, r, detail=json.loads(r["detail"])) for r in rows]
+
+
+def changed_knobs(plans: Sequence[PlanRow]) -> frozenset[str]:
+    """Knobs the given plans changed (or are changing): what the cooldown covers."""
+    return frozenset(k for p in plans if p.status in CHANGED for k in p.knobs)
 
 
 async def plan_counts(tx: Tx) -> dict[str, int]:
@@ -352,9 +477,9 @@ async def plan_counts(tx: Tx) -> dict[str, int]:
 
 # --------------------------------------------------------------------------------------------------------- knobs
 
-async def blocked_knobs(tx: Tx, target_key: str) -> list[dict[str, Any]]:
-    return await tx.fetch("SELECT knob, plan_id, reason, created_at FROM blocked_knobs "
-                          "WHERE target_key = ? AND cleared_at IS NULL ORDER BY id", target_key)
+async def blocked_knobs(tx: Tx, target_key: str) -> list[BlockedKnob]:
+    return [_row(BlockedKnob, r) for r in await tx.fetch("SELECT knob, plan_id, reason, created_at FROM blocked_knobs "
+                          "WHERE target_key = ? AND cleared_at IS NULL ORDER BY id", target_key)]
 
 
 async def block_knob(tx: Tx, target_key: str, *, knob: str, plan_id: str, reason: str, now: float) -> None:
@@ -379,12 +504,12 @@ async def insert_diagnosis(tx: Tx, episode_id: int, *, target_key: str, bottlene
     return int(rows[0]["id"])
 
 
-async def list_diagnoses(tx: Tx, *, target: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+async def list_diagnoses(tx: Tx, *, target: str | None = None, limit: int = 200) -> list[DiagnosisRow]:
     if target:
         rows = await tx.fetch("SELECT * FROM diagnoses WHERE target_key = ? ORDER BY id DESC LIMIT ?", target, limit)
     else:
         rows = await tx.fetch("SELECT * FROM diagnoses ORDER BY id DESC LIMIT ?", limit)
-    return [{**r, "document": json.loads(r["document"])} for r in rows]
+    return [_row(DiagnosisRow, r, document=json.loads(r["document"])) for r in rows]
 
 
 # --------------------------------------------------------------------------------------------------------- outbox
@@ -398,16 +523,18 @@ async def enqueue(tx: Tx, key: str, *, kind: str, plan_id: str, path: str, body:
     return bool(rows)
 
 
-async def claim_outbox(tx: Tx, now: float, lease: float, limit: int) -> list[dict[str, Any]]:
+def _outbox(row: dict[str, Any], **changed: Any) -> OutboxRow:
+    return _row(OutboxRow, row, body=json.loads(row["body"]), **changed)
+
+
+async def claim_outbox(tx: Tx, now: float, lease: float, limit: int) -> list[OutboxRow]:
     """Due rows, leased to this replica until ``now + lease`` (a crash makes them due again after it)."""
     rows = await tx.fetch("SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? "
                           "ORDER BY next_attempt_at, id LIMIT ? {lock}", now, limit)
     for row in rows:
         await tx.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ? WHERE id = ?",
                          now + lease, row["id"])
-        row["attempts"] = int(row["attempts"]) + 1
-        row["body"] = json.loads(row["body"])
-    return rows
+    return [_outbox(row, attempts=int(row["attempts"]) + 1, next_attempt_at=now + lease) for row in rows]
 
 
 async def outbox_done(tx: Tx, row_id: int, now: float) -> None:
@@ -432,12 +559,12 @@ async def outbox_depth(tx: Tx) -> int:
     return int(row["n"]) if row else 0
 
 
-async def outbox_rows(tx: Tx, plan_id: str | None = None) -> list[dict[str, Any]]:
+async def outbox_rows(tx: Tx, plan_id: str | None = None) -> list[OutboxRow]:
     if plan_id:
         rows = await tx.fetch("SELECT * FROM outbox WHERE plan_id = ? ORDER BY id", plan_id)
     else:
         rows = await tx.fetch("SELECT * FROM outbox ORDER BY id")
-    return [{**r, "body": json.loads(r["body"])} for r in rows]
+    return [_outbox(r) for r in rows]
 
 
 async def counts(tx: Tx) -> dict[str, int]:

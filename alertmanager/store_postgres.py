@@ -14,7 +14,9 @@ from typing import Any
 
 import asyncpg
 
-from .store import Conflict, Store, StoreError, Tx, redact, schema_statements
+from optiinfra.secrets import redact_url
+
+from .store import Conflict, Store, StoreError, Tx, schema_statements
 
 _PLACEHOLDER = re.compile(r"\?")
 _SCHEMA_LOCK = 0x0971_1F0A  # advisory lock id: replicas starting together create the schema one at a time
@@ -66,7 +68,7 @@ class PostgresStore(Store):
         self._pool: Any = None
 
     def describe(self) -> str:
-        return redact(self.dsn)
+        return redact_url(self.dsn)
 
     async def open(self) -> None:
         try:

@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from optiinfra.secrets import redact_url
+
 from .store import Conflict, Store, StoreError, Tx, schema_statements
 
 T = TypeVar("T")
@@ -64,7 +66,7 @@ class SqliteStore(Store):
         self.checkpoint_seconds = 1.0
 
     def describe(self) -> str:
-        return f"sqlite:///{self.path}"
+        return redact_url(f"sqlite:///{self.path}")
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:

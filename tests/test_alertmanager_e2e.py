@@ -155,7 +155,7 @@ async def _outbox_error(db: str) -> bool:
             rows = await st.outbox_rows(tx)
     finally:
         await store.close()
-    return bool(rows) and bool(rows[0]["last_error"])
+    return bool(rows) and bool(rows[0].last_error)
 
 
 async def test_sigkill_between_persisting_and_pushing(aiohttp_server, tmp_path):
@@ -188,14 +188,14 @@ async def test_sigkill_between_persisting_and_pushing(aiohttp_server, tmp_path):
                 plans = await st.list_plans(tx)
         finally:
             await store.close()
-        assert [(r["kind"], r["state"]) for r in rows] == [("plan", "pending")]
-        assert [p["status"] for p in plans] == ["approved"]
+        assert [(r.kind, r.state) for r in rows] == [("plan", "pending")]
+        assert [p.status for p in plans] == ["approved"]
         assert sink.plans == {}
         sink.recover()
         proc = _start_receiver(port, sink_url, db, token_file)
         await _wait_http(f"{receiver}/health", proc=proc)
         assert await sink.wait_for(lambda s: len(s.plans) == 1, timeout=60)
-        assert next(iter(sink.plans)) == rows[0]["key"]
+        assert next(iter(sink.plans)) == rows[0].key
 
         async def pushed() -> bool:
             async with aiohttp.ClientSession() as session, session.get(f"{receiver}/api/v1/plans") as resp:

@@ -208,7 +208,7 @@ async def test_flapping_alert_yields_one_plan(aiohttp_client, aiohttp_server, db
     assert len(await pair.plans()) == 1
     assert len(pair.sink.plans) == 1
     reasons = sorted(e["state_reason"].split(":")[0] for e in await pair.episodes() if e["state"] == "skipped")
-    assert reasons == ["cooldown", "superseded/skipped"]
+    assert reasons == ["cooldown", "in flight"]
 
 
 async def test_manual_approval_and_state_machine(aiohttp_client, aiohttp_server, tmp_path):

@@ -44,10 +44,10 @@ async def test_episodes_are_idempotent_and_resolved(db_url):
             r2 = await st.record_notification(tx, resolved, rbody, time.time())
         assert (r.resolved, r2.resolved, r2.duplicates) == (1, 0, 1)
         async with store.transaction() as tx:
-            episodes = {e["fingerprint"]: e for e in await st.list_episodes(tx)}
+            episodes = {e.fingerprint: e for e in await st.list_episodes(tx)}
             counts = await st.counts(tx)
-        assert episodes["fp1"]["status"] == "resolved" and episodes["fp1"]["deliveries"] == 4
-        assert episodes["fp2"]["state"] == "ignored"
+        assert episodes["fp1"].status == "resolved" and episodes["fp1"].deliveries == 4
+        assert episodes["fp2"].state == "ignored"
         assert counts["notifications"] == 4 and counts["episodes"] == 2
     finally:
         await store.close()
@@ -81,7 +81,7 @@ async def test_two_stores_never_claim_the_same_episode(db_url):
                     rows = await st.claim_episodes(tx, time.time(), 60, 3)
                 if not rows:
                     return got
-                got += [r["id"] for r in rows]
+                got += [r.id for r in rows]
                 await asyncio.sleep(0)
 
         ids_a, ids_b = await asyncio.gather(drain(a), drain(b))
@@ -109,10 +109,12 @@ async def test_one_plan_in_flight_per_target_and_unique_outbox_keys(db_url):
                 await st.insert_plan(tx, plan_id="p2", idempotency_key="k2", status="pending_approval", now=2.0,
                                      **plan)
         async with store.transaction() as tx:
-            await st.set_plan_status(tx, "p1", "completed", 3.0)
+            for status in ("pushed", "completed"):
+                await st.transition(tx, "p1", status, cause="orchestrator", detail={}, now=3.0)
             await st.insert_plan(tx, plan_id="p3", idempotency_key="k3", status="pending_approval", now=4.0, **plan)
-            assert [p["plan_id"] for p in await st.list_plans(tx, target="ml/p/m")] == ["p3", "p1"]
-            assert (await st.in_flight_plan(tx, "ml/p/m"))["plan_id"] == "p3"
+            assert [p.plan_id for p in await st.list_plans(tx, target="ml/p/m")] == ["p3", "p1"]
+            in_flight = await st.in_flight_plan(tx, "ml/p/m")
+            assert in_flight is not None and in_flight.plan_id == "p3"
             assert await st.outbox_depth(tx) == 1
     finally:
         await store.close()
@@ -142,7 +144,7 @@ async def test_two_replicas_share_postgres(aiohttp_client, aiohttp_server, postg
 
 async def test_transitions_refuse_illegal_moves_and_audit_legal_ones(db_url):
     from optiinfra.alertmanager import states
-    from optiinfra.alertmanager.plan import PLAN_STATUSES
+    from optiinfra.alertmanager.states import PLAN_STATUSES
 
     store = await _open(db_url)
     try:
@@ -157,7 +159,7 @@ async def test_transitions_refuse_illegal_moves_and_audit_legal_ones(db_url):
                 legal = dst in states.TRANSITIONS.get(src, frozenset())
                 try:
                     async with store.transaction() as tx:
-                        await states.transition(tx, plan_id, dst, cause="api", detail={"why": "test"}, now=1.0)
+                        await st.transition(tx, plan_id, dst, cause="api", detail={"why": "test"}, now=1.0)
                 except states.IllegalTransition:
                     assert not legal, (src, dst)
                 else:
@@ -165,10 +167,10 @@ async def test_transitions_refuse_illegal_moves_and_audit_legal_ones(db_url):
                 async with store.transaction() as tx:
                     plan = await st.get_plan(tx, plan_id)
                     audit = await st.audit_log(tx, plan_id)
-                assert plan["status"] == (dst if legal else src)
-                assert [(a["from_status"], a["to_status"]) for a in audit] == ([(src, dst)] if legal else [])
+                assert plan is not None and plan.status == (dst if legal else src)
+                assert [(a.from_status, a.to_status) for a in audit] == ([(src, dst)] if legal else [])
         with pytest.raises(states.PlanNotFound):
             async with store.transaction() as tx:
-                await states.transition(tx, "missing", "approved", cause="api", detail={}, now=1.0)
+                await st.transition(tx, "missing", "approved", cause="api", detail={}, now=1.0)
     finally:
         await store.close()

@@ -66,7 +66,7 @@ def test_every_query_parses_and_reads_known_series(boards: dict[str, dict[str, A
 
 
 def test_receiver_series_exist_in_the_receiver() -> None:
-    from optiinfra.alertmanager.service import ReceiverMetrics
+    from optiinfra.alertmanager.metrics import ReceiverMetrics
 
     # prometheus_client exposes a labelled counter's samples only once a label set exists: compare families.
     families = {metric.name + ("_total" if metric.type == "counter" else "")

@@ -1,0 +1,50 @@
+"""The receiver's own metrics (``GET /metrics``), in a registry per app."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from optiinfra.buildinfo import register as register_build_info
+
+from . import store as st
+from .states import PLAN_STATUSES
+
+
+class ReceiverMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        register_build_info(r)
+        self.notifications = Counter("optiinfra_receiver_notifications", "Webhook notifications by result.",
+                                     ["result"], registry=r)
+        self.episodes = Counter("optiinfra_receiver_episodes", "Alerts received, by what they meant for episodes.",
+                                ["kind"], registry=r)
+        self.plans = Gauge("optiinfra_receiver_plans", "Plans in the store by status.", ["status"], registry=r)
+        self.decisions = Counter("optiinfra_receiver_episode_decisions",
+                                 "Processed episodes by outcome (planned, diagnosed, skipped, rolled_back, ...).",
+                                 ["outcome"], registry=r)
+        self.pushes = Counter("optiinfra_receiver_pushes", "Successful pushes to the orchestrator.", ["kind"],
+                              registry=r)
+        self.push_failures = Counter("optiinfra_receiver_push_failures", "Failed push attempts.", ["kind"],
+                                     registry=r)
+        self.outbox_depth = Gauge("optiinfra_receiver_outbox_depth", "Pushes waiting in the outbox.", registry=r)
+        self.intake_latency = Histogram(
+            "optiinfra_receiver_intake_duration_seconds", "Time to validate, persist and answer a notification.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
+
+    def recorded(self, result: st.IntakeResult, seconds: float) -> None:
+        """Count one accepted notification and what its alerts meant."""
+        self.notifications.labels("accepted").inc()
+        for kind, n in (("new", result.new_episodes), ("duplicate", result.duplicates),
+                        ("resolved", result.resolved), ("ignored", result.ignored)):
+            if n:
+                self.episodes.labels(kind).inc(n)
+        self.intake_latency.observe(seconds)
+
+    async def refresh(self, store: st.Store) -> None:
+        """Read the gauges that live in the store (plans by status, outbox depth); raises StoreError."""
+        counts = await store.run(st.plan_counts)
+        depth = await store.run(st.outbox_depth)
+        for status in PLAN_STATUSES:
+            self.plans.labels(status).set(counts.get(status, 0))
+        self.outbox_depth.set(depth)

@@ -1,0 +1,40 @@
+"""Reading a target's current engine config (its ``llm_engine_info`` labels) from Prometheus."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+
+from optiinfra.metrics import ENGINE_INFO_LABELS
+from optiinfra.secrets import redact_url
+
+log = logging.getLogger(__name__)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+async def current_config(session: aiohttp.ClientSession, prometheus_url: str,
+                         labels: Mapping[str, str]) -> dict[str, str] | None:
+    """The target's ``llm_engine_info`` labels, or None (logged) when Prometheus cannot say."""
+    matchers = [f'{k}="{_escape(labels[k])}"' for k in ("namespace", "pod", "model") if labels.get(k)]
+    query = "llm_engine_info{" + ",".join(matchers) + "}"
+    url = prometheus_url.rstrip("/") + "/api/v1/query"
+    try:
+        async with session.get(url, params={"query": query}, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            payload = await resp.json(content_type=None)
+        results = payload["data"]["result"] if payload.get("status") == "success" else []
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read the current config from Prometheus; planning with it unknown",
+                    extra={"error": str(exc), "prometheus": redact_url(prometheus_url), "query": query})
+        return None
+    if not results:
+        log.info("no llm_engine_info series for the target; planning with the config unknown",
+                 extra={"query": query})
+        return None
+    metric: dict[str, str] = results[0]["metric"]
+    wanted = {"engine", "model", *ENGINE_INFO_LABELS}
+    return {k: v for k, v in metric.items() if k in wanted}

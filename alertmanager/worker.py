@@ -1,0 +1,197 @@
+"""The planning worker: claims new episodes, plans them (or diagnoses, skips, rolls back) and queues pushes.
+
+Episodes are claimed with row locks and a lease, so replicas never plan one episode twice and a crashed
+replica's claims come back. Each decision, its plan or rollback, its audit record and its outbox row commit in
+one transaction. A newer plan for a target whose plan still waits for approval, touching one of its knobs,
+supersedes it (an audited transition); any other plan in flight makes the new episode a recorded skip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter
+
+from . import store as st
+from .outbox import enqueue_push, enqueue_rollback
+from .plan import Diagnosis, Plan
+from .planner import AlertEpisode, PlanningContext, plan_for, target_of
+from .states import SUPERSEDABLE, IllegalTransition
+
+log = logging.getLogger(__name__)
+
+ConfigReader = Callable[[Mapping[str, str]], Awaitable[dict[str, str] | None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanningOptions:
+    cooldown_seconds: float
+    auto_approve_low_risk: bool
+    bake_seconds: float | None
+    claim_lease_seconds: float
+
+
+def planner_episode(episode: st.Episode) -> AlertEpisode:
+    """The planner's view of a stored episode."""
+    return AlertEpisode(alertname=episode.alertname, fingerprint=episode.fingerprint, starts_at=episode.starts_at,
+                        labels=dict(episode.labels), annotations=dict(episode.annotations), status=episode.status)
+
+
+def scope_matches(scope: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Does an SLO alert with ``labels`` speak for the plan's target ``scope``?"""
+    namespace = labels.get("namespace")
+    if namespace and scope.get("namespace") and namespace != scope["namespace"]:
+        return False
+    pod, deployment, model = labels.get("pod"), labels.get("deployment"), labels.get("model")
+    if pod and scope.get("pod") == pod:
+        return True
+    if deployment and scope.get("deployment") == deployment:
+        return True
+    return bool(not pod and model and scope.get("model") == model)
+
+
+def rollback_wanted(plan: st.PlanRow, labels: Mapping[str, str]) -> bool:
+    rollback = plan.document.get("rollback") or {}
+    slos, alerts = rollback.get("on_slos") or ["*"], rollback.get("on_alerts") or []
+    if "*" not in slos and labels.get("slo", "") not in slos:
+        return False
+    return not alerts or labels.get("alertname", "") in alerts
+
+
+class PlanningWorker:
+    def __init__(self, store: st.Store, options: PlanningOptions, *, decisions: Counter,
+                 read_config: ConfigReader | None, wake_outbox: Callable[[], None],
+                 clock: Callable[[], float]) -> None:
+        self.store = store
+        self.options = options
+        self.decisions = decisions
+        self.read_config = read_config
+        self.wake_outbox = wake_outbox
+        self.clock = clock
+
+    async def plan_pending(self) -> int:
+        """Claim and process up to a batch of new episodes; return how many were processed."""
+        now, lease = self.clock(), self.options.claim_lease_seconds
+        episodes = await self.store.run(lambda tx: st.claim_episodes(tx, now, lease, 16))
+        for episode in episodes:
+            try:
+                outcome = await self.process_episode(episode)
+            except st.StoreError:
+                raise
+            except Exception as exc:  # a planner bug must not wedge the queue: record it on the episode
+                log.exception("planning failed", extra={"episode": episode.id})
+                outcome = await self._finish(episode, "skipped", f"planner error: {exc}")
+            self.decisions.labels(outcome).inc()
+        return len(episodes)
+
+    async def process_episode(self, episode: st.Episode) -> str:
+        if episode.component == "slo":
+            return await self._rollback_for(episode)
+        if episode.status == "resolved":
+            return await self._finish(episode, "skipped", "resolved before it was planned")
+        target = target_of(episode.labels)
+        if target is None:
+            return await self._finish(episode, "skipped", "no target: the alert has no namespace/pod/deployment labels")
+        key = target.key()
+        engine_config = await self.read_config(episode.labels) if self.read_config else None
+        now = self.clock()
+        try:
+            outcome = await self.store.run(lambda tx: self._plan_in_tx(tx, episode, key, engine_config, now))
+        except st.Conflict:
+            return await self._finish(episode, "skipped", f"in flight: another plan for {key}")
+        if outcome == "planned":
+            self.wake_outbox()
+        return outcome
+
+    async def _plan_in_tx(self, tx: st.Tx, episode: st.Episode, key: str, engine_config: dict[str, str] | None,
+                          now: float) -> str:
+        in_flight = await st.in_flight_plan(tx, key)
+        if in_flight is not None and in_flight.status not in SUPERSEDABLE:
+            return await _skip(tx, episode, f"in flight: plan {in_flight.plan_id} ({in_flight.status}) for {key}",
+                               in_flight.plan_id)
+        cooldown = self.options.cooldown_seconds
+        recent = await st.plans_since(tx, key, now - cooldown)
+        for plan in recent:
+            if plan.bottleneck == episode.bottleneck:
+                return await _skip(tx, episode, f"cooldown: plan {plan.plan_id} for {episode.bottleneck} on {key} "
+                                   f"was created {now - plan.created_at:.0f}s ago (cooldown {cooldown:.0f}s)",
+                                   plan.plan_id)
+        blocked = frozenset(b.knob for b in await st.blocked_knobs(tx, key))
+        ctx = PlanningContext(blocked_knobs=blocked, cooling_knobs=st.changed_knobs(recent),
+                              auto_approve_low_risk=self.options.auto_approve_low_risk,
+                              engine_config=engine_config or {}, now=datetime.fromtimestamp(now, UTC))
+        if self.options.bake_seconds is not None:
+            ctx = dataclasses.replace(ctx, bake_seconds=int(self.options.bake_seconds))
+        result = plan_for(planner_episode(episode), ctx)
+        if in_flight is not None:
+            knobs = set() if isinstance(result, Diagnosis) else {a.knob for a in result.actions}
+            if not knobs & set(in_flight.knobs):
+                return await _skip(tx, episode, f"in flight: plan {in_flight.plan_id} ({in_flight.status}) for "
+                                   f"{key} changes other knobs", in_flight.plan_id)
+            await st.transition(tx, in_flight.plan_id, "superseded", cause="alert", now=now, detail={
+                "event": "superseded", "by": getattr(result, "plan_id", ""), "episode": episode.id,
+                "knobs": sorted(knobs & set(in_flight.knobs))})
+        if isinstance(result, Diagnosis):
+            diagnosis_id = await st.insert_diagnosis(tx, episode.id, target_key=key, bottleneck=result.bottleneck,
+                                                     document=result.document(), now=now)
+            await st.finish_episode(tx, episode.id, "diagnosed", f"diagnosis {diagnosis_id}: {result.reason}")
+            return "diagnosed"
+        await self._insert_plan(tx, result, key, episode.id, now)
+        await st.finish_episode(tx, episode.id, "planned", f"plan {result.plan_id} ({result.status})", result.plan_id)
+        return "planned"
+
+    async def _insert_plan(self, tx: st.Tx, plan: Plan, key: str, episode_id: int, now: float) -> None:
+        document = plan.document()
+        scope = {k: v for k, v in plan.target.model_dump().items() if v is not None}
+        bake = self.options.bake_seconds if self.options.bake_seconds is not None else plan.rollout.bake_seconds
+        await st.insert_plan(tx, plan_id=plan.plan_id, idempotency_key=plan.idempotency_key, target_key=key,
+                             bottleneck=plan.bottleneck, risk=plan.risk, status=plan.status, document=document,
+                             knobs=sorted({a.knob for a in plan.actions}), scope=scope, episode_id=episode_id,
+                             bake_seconds=float(bake), now=now)
+        alerts = [a["fingerprint"] for a in document["evidence"]["alerts"]]
+        await st.created(tx, plan.plan_id, plan.status, cause="alert", now=now,
+                         detail={"event": "planned", "alerts": alerts, "episode": episode_id, "risk": plan.risk})
+        if plan.status == "approved":
+            await enqueue_push(tx, document, now)
+
+    async def _finish(self, episode: st.Episode, state: str, reason: str) -> str:
+        await self.store.run(lambda tx: st.finish_episode(tx, episode.id, state, reason))
+        return state
+
+    async def _rollback_for(self, episode: st.Episode) -> str:
+        labels, now = episode.labels, self.clock()
+        alert = {"alertname": episode.alertname, "fingerprint": episode.fingerprint, "startsAt": episode.starts_at,
+                 "labels": labels, "annotations": episode.annotations}
+        async with self.store.transaction() as tx:
+            rolled: list[str] = []
+            for plan in await st.rollback_candidates(tx, now):
+                if not (scope_matches(plan.scope, labels) and rollback_wanted(plan, labels)):
+                    continue
+                try:
+                    await st.transition(tx, plan.plan_id, "rolled_back", cause="alert",
+                                        detail={"event": "slo_alert", "alert": alert}, now=now)
+                except IllegalTransition:
+                    continue
+                await enqueue_rollback(tx, plan, {"kind": "slo_alert", **alert}, now)
+                for knob in plan.knobs:
+                    await st.block_knob(tx, plan.target_key, knob=knob, plan_id=plan.plan_id,
+                                        reason=f"rolled back by {episode.alertname} ({labels.get('slo', '')})",
+                                        now=now)
+                rolled.append(plan.plan_id)
+            if not rolled:
+                await st.finish_episode(tx, episode.id, "no_rollback",
+                                        "no plan in flight (or within its bake time) for this SLO alert's scope")
+                return "no_rollback"
+            await st.finish_episode(tx, episode.id, "rolled_back", "rolled back " + ", ".join(rolled), rolled[0])
+        self.wake_outbox()
+        log.info("rollback decided", extra={"plans": rolled, "alert": episode.alertname})
+        return "rolled_back"
+
+
+async def _skip(tx: st.Tx, episode: st.Episode, reason: str, plan_id: str) -> str:
+    await st.finish_episode(tx, episode.id, "skipped", reason, plan_id)
+    return "skipped"
