@@ -354,3 +354,23 @@ def test_receiver_durations():
     assert [parse_duration(x) for x in ("90", "90s", "30m", "1h30m", "500ms")] == [90, 90, 1800, 5400, 0.5]
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("soon")
+
+
+async def test_a_newer_plan_for_the_same_knob_supersedes_a_pending_one(aiohttp_client, aiohttp_server, db_url):
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url, auto_approve_low_risk=False)
+    await pair.post(notification(alert("fp-pre", bottleneck="preemption_storm", alertname="LLMPreemptionStorm")))
+    await pair.idle()
+    [first] = await pair.plans()
+    assert first["status"] == "pending_approval"
+    await pair.post(notification(alert("fp-q", bottleneck="queue_buildup", alertname="LLMQueueBuildup")))
+    await pair.idle()
+    plans = {p["plan_id"]: p for p in await pair.plans()}
+    assert len(plans) == 2, [(e["bottleneck"], e["state"], e["state_reason"]) for e in await pair.episodes()]
+    shared = set(first["knobs"]) & set(next(p for p in plans.values() if p["plan_id"] != first["plan_id"])["knobs"])
+    assert shared, "the two bottlenecks' first actions must share a knob for this test"
+    assert plans[first["plan_id"]]["status"] == "superseded"
+    assert [p["status"] for p in plans.values() if p["plan_id"] != first["plan_id"]] == ["pending_approval"]
+    status, detail = await pair.api("GET", f"/api/v1/plans/{first['plan_id']}")
+    assert [(a["from_status"], a["to_status"], a["cause"]) for a in detail["audit"]][-1] == (
+        "pending_approval", "superseded", "alert")
+    assert pair.sink.plans == {}
