@@ -370,7 +370,7 @@ async def test_a_newer_plan_for_the_same_knob_supersedes_a_pending_one(aiohttp_c
     assert shared, "the two bottlenecks' first actions must share a knob for this test"
     assert plans[first["plan_id"]]["status"] == "superseded"
     assert [p["status"] for p in plans.values() if p["plan_id"] != first["plan_id"]] == ["pending_approval"]
-    status, detail = await pair.api("GET", f"/api/v1/plans/{first['plan_id']}")
+    _, detail = await pair.api("GET", f"/api/v1/plans/{first['plan_id']}")
     assert [(a["from_status"], a["to_status"], a["cause"]) for a in detail["audit"]][-1] == (
         "pending_approval", "superseded", "alert")
     assert pair.sink.plans == {}
