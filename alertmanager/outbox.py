@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import Counter
@@ -26,15 +26,24 @@ log = logging.getLogger(__name__)
 PLANS_PATH = "/api/v1/plans"
 
 
+def push_key(document: Mapping[str, Any]) -> str:
+    """The outbox key (and ``Idempotency-Key``) of a plan's push: the plan's own idempotency key."""
+    return str(document["idempotency_key"])
+
+
+def rollback_key(document: Mapping[str, Any]) -> str:
+    return f"{document['idempotency_key']}:rollback"
+
+
 async def enqueue_push(tx: st.Tx, document: dict[str, Any], now: float) -> bool:
-    """Queue the push of an approved plan; its idempotency key is the plan's."""
+    """Queue the push of an approved plan."""
     body = {**document, "status": "approved"}
-    return await st.enqueue(tx, document["idempotency_key"], kind="plan", plan_id=document["plan_id"],
+    return await st.enqueue(tx, push_key(document), kind="plan", plan_id=document["plan_id"],
                             path=PLANS_PATH, body=body, now=now)
 
 
 async def enqueue_rollback(tx: st.Tx, plan: st.PlanRow, reason: dict[str, Any], now: float) -> bool:
-    key = f"{plan.idempotency_key}:rollback"
+    key = rollback_key(plan.document)
     body = {"plan_id": plan.plan_id, "idempotency_key": key, "reason": reason}
     return await st.enqueue(tx, key, kind="rollback", plan_id=plan.plan_id,
                             path=f"{PLANS_PATH}/{plan.plan_id}/rollback", body=body, now=now)
