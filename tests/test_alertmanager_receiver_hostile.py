@@ -145,10 +145,10 @@ async def test_health_detailed_shows_secrets_to_nobody(aiohttp_client, aiohttp_s
 
 # ------------------------------------------------------------------------------------------------ shutdown
 
-def _start(port: int, tmp_path: Any, sink_url: str) -> subprocess.Popen[bytes]:
+def _start(port: int, db: str, sink_url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "optiinfra.cli", "--log-level", "warning", "receiver", "--orchestrator-url",
-         sink_url, "--listen", f"127.0.0.1:{port}", "--db", f"sqlite:///{tmp_path}/r.db", "--auto-approve-low-risk"],
+         sink_url, "--listen", f"127.0.0.1:{port}", "--db", db, "--auto-approve-low-risk"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -171,15 +171,27 @@ def _post(port: int, body: bytes) -> int:
         return int(conn.recv(4096).split(b" ", 2)[1])
 
 
-@pytest.mark.parametrize("case", ["stalled_body", "after_normal_flow", "idle_keepalive"])
-async def test_sigterm_exits_within_five_seconds(aiohttp_server, tmp_path, case):
+async def _hanging_server() -> tuple[asyncio.Server, str]:
+    """An orchestrator that accepts connections and never answers."""
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client goes away
+        writer.close()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+@pytest.mark.parametrize("case", ["stalled_body", "after_normal_flow", "idle_keepalive", "orchestrator_hangs"])
+async def test_sigterm_exits_within_five_seconds(aiohttp_server, db_url, case):
     from optiinfra.demo.orchestrator import Sink
     from optiinfra.demo.orchestrator import create_app as create_sink_app
 
     sink = Sink()
     sink_server = await aiohttp_server(create_sink_app(sink))
+    hanging, hanging_url = await _hanging_server()
     port = free_port()
-    proc = _start(port, tmp_path, str(sink_server.make_url("")).rstrip("/"))
+    orchestrator = hanging_url if case == "orchestrator_hangs" else str(sink_server.make_url("")).rstrip("/")
+    proc = _start(port, db_url, orchestrator)
     held: list[socket.socket] = []
     try:
         await asyncio.to_thread(_wait_listening, port, proc)
@@ -193,6 +205,10 @@ async def test_sigterm_exits_within_five_seconds(aiohttp_server, tmp_path, case)
                 body = json.dumps(notification(alert(f"fp-{i}", pod=f"p{i}"))).encode()
                 assert await asyncio.to_thread(_post, port, body) == 200
             assert await sink.wait_for(lambda s: len(s.plans) == 5, timeout=30)
+        elif case == "orchestrator_hangs":  # registration and the plan's push wait on an orchestrator that hangs
+            body = json.dumps(notification(alert("fp-hang"))).encode()
+            assert await asyncio.to_thread(_post, port, body) == 200
+            await asyncio.sleep(1.0)
         else:
             conn = socket.create_connection(("127.0.0.1", port), timeout=10)
             conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -208,6 +224,7 @@ async def test_sigterm_exits_within_five_seconds(aiohttp_server, tmp_path, case)
             answer = held[0].recv(4096)
             assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
     finally:
+        hanging.close()
         for conn in held:
             conn.close()
         if proc.poll() is None:

@@ -81,7 +81,7 @@ def test_bodies_that_are_not_json():
             intake.parse(body)
 
 
-def test_unknown_fields_are_allowed_and_start_is_kept_verbatim():
+def test_unknown_fields_are_allowed_and_start_keeps_its_nanoseconds():
     data = notification(alert("fp", "2026-11-22T03:00:00.123456789Z"))
     data["someFutureField"] = {"a": 1}
     data["alerts"][0]["newAlertField"] = [1, 2]
@@ -89,3 +89,23 @@ def test_unknown_fields_are_allowed_and_start_is_kept_verbatim():
     assert note.alerts[0].starts_at == "2026-11-22T03:00:00.123456789Z"
     assert note.alerts[0].ends_at is None
     assert note.alerts[0].bottleneck == "kv_cache_pressure"
+
+
+@pytest.mark.parametrize(("spelled", "canonical"), [
+    ("2026-11-22T03:00:00Z", "2026-11-22T03:00:00Z"),
+    ("2026-11-22T03:00:00.000Z", "2026-11-22T03:00:00Z"),
+    ("2026-11-22T04:00:00+01:00", "2026-11-22T03:00:00Z"),
+    ("2026-11-22T02:30:00.120-00:30", "2026-11-22T03:00:00.12Z"),
+    ("2026-11-22T03:00:00.123456789Z", "2026-11-22T03:00:00.123456789Z"),
+    ("2026-11-23T00:00:00+21:00", "2026-11-22T03:00:00Z"),
+    ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+])
+def test_one_spelling_per_instant(spelled, canonical):
+    assert intake.canonical_time(spelled) == canonical
+
+
+@pytest.mark.parametrize("bad", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "2026-13-01T00:00:00Z",
+                                 "2026-11-22T03:00:00+24:00", "2026-11-22 03:00:00Z", "yesterday"])
+def test_times_no_utc_instant_can_hold_are_refused(bad):
+    with pytest.raises(intake.IntakeError):
+        intake.canonical_time(bad)
