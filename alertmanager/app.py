@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import generate_latest
@@ -28,7 +28,7 @@ from optiinfra.secrets import redact_url
 from . import intake
 from . import store as st
 from .service import ReceiverConfig, Service
-from .states import PLAN_STATUSES, IllegalTransition, PlanNotFound
+from .states import PLAN_STATUSES, IllegalTransition, OrchestratorStatus, PlanNotFound
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Decision(BaseModel):
 
 class StatusReport(BaseModel):
     model_config = ConfigDict(extra="allow")
-    status: Literal["rolling_out", "completed", "failed"]
+    status: OrchestratorStatus
     step: int | None = Field(default=None, ge=0, le=100, description="canary step reached, percent of traffic")
     message: str = Field(default="", max_length=2000)
 

@@ -26,7 +26,8 @@ TRANSITIONS: Mapping[PlanStatus | None, frozenset[PlanStatus]] = {
     "completed": frozenset({"rolled_back"}),
 }
 #: Statuses the orchestrator may report on ``POST /api/v1/plans/{id}/status``.
-ORCHESTRATOR_STATUSES: tuple[PlanStatus, ...] = ("rolling_out", "completed", "failed")
+OrchestratorStatus = Literal["rolling_out", "completed", "failed"]
+ORCHESTRATOR_STATUSES: tuple[OrchestratorStatus, ...] = get_args(OrchestratorStatus)
 #: The target is busy: at most one plan per target in these (a partial unique index in the store).
 IN_FLIGHT: tuple[PlanStatus, ...] = ("pending_approval", "approved", "pushed", "rolling_out")
 #: The plan's knobs were (or are being) changed: they count for the cooldown.

@@ -565,13 +565,3 @@ async def outbox_rows(tx: Tx, plan_id: str | None = None) -> list[OutboxRow]:
     else:
         rows = await tx.fetch("SELECT * FROM outbox ORDER BY id")
     return [_outbox(r) for r in rows]
-
-
-async def counts(tx: Tx) -> dict[str, int]:
-    """Row counts of every table (for tests proving that rejected input changed nothing)."""
-    out: dict[str, int] = {}
-    for table in ("notifications", "episodes", "plans", "audit", "diagnoses", "outbox", "blocked_knobs"):
-        row = await tx.fetchrow(f"SELECT COUNT(*) AS n FROM {table}")  # noqa: S608 - fixed table names
-        out[table] = int(row["n"]) if row else 0
-    return out
-

@@ -61,6 +61,15 @@ def fast_config(orchestrator_url: str, db: str, **overrides: Any) -> ReceiverCon
     return ReceiverConfig(**base)
 
 
+async def counts(tx: st.Tx) -> dict[str, int]:
+    """Row counts of every table (tests proving that rejected input changed nothing)."""
+    out: dict[str, int] = {}
+    for table in ("notifications", "episodes", "plans", "audit", "diagnoses", "outbox", "blocked_knobs"):
+        row = await tx.fetchrow(f"SELECT COUNT(*) AS n FROM {table}")
+        out[table] = int(row["n"]) if row else 0
+    return out
+
+
 class Pair:
     """A running receiver (aiohttp test client) and the orchestrator sink it pushes to."""
 
@@ -89,7 +98,7 @@ class Pair:
 
     async def counts(self) -> dict[str, int]:
         async with self.service.store.transaction() as tx:
-            return await st.counts(tx)
+            return await counts(tx)
 
     async def episodes(self) -> list[dict[str, Any]]:
         status, body = await self.api("GET", "/api/v1/episodes")

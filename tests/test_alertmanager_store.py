@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from receiver_kit import alert, notification, start_pair
+from receiver_kit import alert, counts, notification, start_pair
 
 from optiinfra.alertmanager import intake
 from optiinfra.alertmanager import store as st
@@ -45,10 +45,10 @@ async def test_episodes_are_idempotent_and_resolved(db_url):
         assert (r.resolved, r2.resolved, r2.duplicates) == (1, 0, 1)
         async with store.transaction() as tx:
             episodes = {e.fingerprint: e for e in await st.list_episodes(tx)}
-            counts = await st.counts(tx)
+            totals = await counts(tx)
         assert episodes["fp1"].status == "resolved" and episodes["fp1"].deliveries == 4
         assert episodes["fp2"].state == "ignored"
-        assert counts["notifications"] == 4 and counts["episodes"] == 2
+        assert totals["notifications"] == 4 and totals["episodes"] == 2
     finally:
         await store.close()
 
@@ -62,7 +62,7 @@ async def test_a_failed_transaction_leaves_nothing(db_url):
                 await st.record_notification(tx, note, body, time.time())
                 raise RuntimeError("boom")
         async with store.transaction() as tx:
-            assert (await st.counts(tx))["episodes"] == 0
+            assert (await counts(tx))["episodes"] == 0
     finally:
         await store.close()
 
