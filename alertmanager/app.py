@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -91,9 +92,9 @@ class _NoHeaderValues(logging.Filter):
     (an ``Authorization`` value with a NUL in it, say). Keep the event, drop the quoted bytes."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            exc = record.exc_info[1]
-            record.msg = f"{record.getMessage()}: {type(exc).__name__} (request refused)"
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):  # the parser's refusal, not a bug: no traceback, no bytes
+            record.msg = f"{record.getMessage()}: {type(exc).__name__} {exc.code} (request refused)"
             record.args, record.exc_info, record.exc_text = None, None, None
         return True
 
