@@ -174,3 +174,27 @@ async def test_transitions_refuse_illegal_moves_and_audit_legal_ones(db_url):
                 await st.transition(tx, "missing", "approved", cause="api", detail={}, now=1.0)
     finally:
         await store.close()
+
+
+async def test_a_notification_no_store_can_hold_fails_alone_in_its_batch(db_url):
+    """Group commit isolates a failing notification (here one that skipped intake's checks): its batch-mates are
+    stored and answered, and it gets its own error instead of hanging the batch."""
+    import dataclasses
+
+    from optiinfra.alertmanager.recorder import Recorder
+
+    store = await _open(db_url)
+    try:
+        recorder = Recorder(store, on_new_episodes=lambda: None, clock=time.time)
+        good = [_note(alert(f"fp-{i}", pod=f"p{i}")) for i in range(10)]
+        note, body = _note(alert("fp-bad"))
+        bad = dataclasses.replace(note.alerts[0], labels={**note.alerts[0].labels, "alertname": "X\ud800"})
+        items = [*good[:5], (dataclasses.replace(note, alerts=(bad,)), body), *good[5:]]
+        results = await asyncio.wait_for(
+            asyncio.gather(*(recorder.record(n, b) for n, b in items), return_exceptions=True), timeout=30)
+        assert isinstance(results[5], st.StoreError), results[5]
+        assert [r.new_episodes for i, r in enumerate(results) if i != 5] == [1] * 10
+        async with store.transaction() as tx:
+            assert (await counts(tx))["episodes"] == 10
+    finally:
+        await store.close()
