@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from typing import Any
 
@@ -195,20 +195,20 @@ async def list_plans(request: web.Request) -> web.Response:
     status = q.get("status")
     if status and status not in PLAN_STATUSES:
         return _error(400, f"unknown status {status[:40]!r}; one of {', '.join(PLAN_STATUSES)}")
-    async with request.app[SERVICE].store.transaction() as tx:
-        plans = await st.list_plans(tx, status=status, target=q.get("target"), bottleneck=q.get("bottleneck"),
-                                    limit=limit)
+    plans = await request.app[SERVICE].store.run(partial(
+        st.list_plans, status=status, target=q.get("target"), bottleneck=q.get("bottleneck"), limit=limit))
     return _json({"plans": [_plan_view(p) for p in plans]})
 
 
 async def get_plan(request: web.Request) -> web.Response:
     plan_id = _plan_id(request)
-    async with request.app[SERVICE].store.transaction() as tx:
-        plan = await st.get_plan(tx, plan_id)
-        if plan is None:
-            return _error(404, f"no plan {plan_id}")
-        audit = await st.audit_log(tx, plan_id)
-        outbox = await st.outbox_rows(tx, plan_id)
+
+    async def read(tx: st.Tx) -> tuple[st.PlanRow | None, list[st.AuditEntry], list[st.OutboxRow]]:
+        return await st.get_plan(tx, plan_id), await st.audit_log(tx, plan_id), await st.outbox_rows(tx, plan_id)
+
+    plan, audit, outbox = await request.app[SERVICE].store.run(read)
+    if plan is None:
+        return _error(404, f"no plan {plan_id}")
     view = _plan_view(plan)
     view["audit"] = audit
     view["pushes"] = [{"kind": r.kind, "key": r.key, "state": r.state, "attempts": r.attempts,
@@ -249,8 +249,7 @@ async def plan_status(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------------------- diagnoses, episodes
 
 async def list_diagnoses(request: web.Request) -> web.Response:
-    async with request.app[SERVICE].store.transaction() as tx:
-        rows = await st.list_diagnoses(tx, target=request.query.get("target"))
+    rows = await request.app[SERVICE].store.run(partial(st.list_diagnoses, target=request.query.get("target")))
     return _json({"diagnoses": rows})
 
 
@@ -258,8 +257,7 @@ async def list_episodes(request: web.Request) -> web.Response:
     state = request.query.get("state")
     if state and state not in st.EPISODE_STATES:
         return _error(400, f"unknown state {state!r}; one of {', '.join(st.EPISODE_STATES)}")
-    async with request.app[SERVICE].store.transaction() as tx:
-        rows = await st.list_episodes(tx, state)
+    rows = await request.app[SERVICE].store.run(partial(st.list_episodes, state=state))
     return _json({"episodes": rows})
 
 
@@ -267,8 +265,7 @@ async def blocked_knobs(request: web.Request) -> web.Response:
     target = request.query.get("target")
     if not target:
         return _error(400, "query parameter 'target' (a target key, namespace/workload/model) is required")
-    async with request.app[SERVICE].store.transaction() as tx:
-        rows = await st.blocked_knobs(tx, target)
+    rows = await request.app[SERVICE].store.run(partial(st.blocked_knobs, target_key=target))
     return _json({"target": target, "blocked": rows})
 
 

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from prometheus_client import Counter
@@ -111,21 +112,27 @@ class Outbox:
     async def _failed(self, row: st.OutboxRow, error: str) -> None:
         now, attempts = self.clock(), row.attempts
         kind, plan_id = row.kind, row.plan_id
-        async with self.store.transaction() as tx:
-            if attempts < self.max_attempts:
-                await st.outbox_retry(tx, row.id, now + self.backoff(attempts), error)
-                log.warning("push failed; will retry", extra={"kind": kind, "plan_id": plan_id,
-                                                               "attempt": attempts, "error": error})
-                return
+        if attempts < self.max_attempts:
+            await self.store.run(partial(st.outbox_retry, row_id=row.id, next_at=now + self.backoff(attempts),
+                                         error=error))
+            log.warning("push failed; will retry", extra={"kind": kind, "plan_id": plan_id, "attempt": attempts,
+                                                           "error": error})
+            return
+        detail = {"event": f"{kind}_push_failed", "attempts": attempts, "error": error}
+
+        async def give_up(tx: st.Tx) -> str:
             await st.outbox_fail(tx, row.id, error, now)
-            detail = {"event": f"{kind}_push_failed", "attempts": attempts, "error": error}
-            if kind == "plan":
-                try:
-                    await st.transition(tx, plan_id, "failed", cause="orchestrator", detail=detail, now=now,
-                                            error=error)
-                except IllegalTransition as exc:
-                    log.warning("push gave up but the plan moved on", extra={"error": str(exc)})
-            else:
+            if kind != "plan":
                 await st.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
+                return ""
+            try:
+                await st.transition(tx, plan_id, "failed", cause="orchestrator", detail=detail, now=now, error=error)
+            except IllegalTransition as exc:
+                return str(exc)
+            return ""
+
+        moved_on = await self.store.run(give_up)
+        if moved_on:
+            log.warning("push gave up but the plan moved on", extra={"error": moved_on})
         log.error("push gave up after bounded attempts", extra={"kind": kind, "plan_id": plan_id,
                                                                   "attempts": attempts, "error": error})

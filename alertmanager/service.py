@@ -148,26 +148,38 @@ class Service:
 
     async def approve(self, plan_id: str, who: str) -> st.PlanRow:
         now = self.clock()
-        async with self.store.transaction() as tx:
+
+        async def body(tx: st.Tx) -> st.PlanRow:
             await st.transition(tx, plan_id, "approved", cause="api", detail={"event": "approve", "by": who},
                                 now=now)
             plan = await _plan(tx, plan_id)
             await enqueue_push(tx, plan.document, now)
+            return plan
+
+        plan = await self.store.run(body)
         self.wake_outbox.set()
         return plan
 
     async def reject(self, plan_id: str, who: str, reason: str) -> st.PlanRow:
-        async with self.store.transaction() as tx:
+        now = self.clock()
+
+        async def body(tx: st.Tx) -> st.PlanRow:
             await st.transition(tx, plan_id, "rejected", cause="api",
-                                detail={"event": "reject", "by": who, "reason": reason}, now=self.clock())
-            await st.outbox_cancel(tx, plan_id, "plan", self.clock())
+                                detail={"event": "reject", "by": who, "reason": reason}, now=now)
+            await st.outbox_cancel(tx, plan_id, "plan", now)
             return await _plan(tx, plan_id)
 
+        return await self.store.run(body)
+
     async def report_status(self, plan_id: str, status: PlanStatus, detail: dict[str, Any]) -> st.PlanRow:
-        async with self.store.transaction() as tx:
+        now, error = self.clock(), detail.get("message") if status == "failed" else None
+
+        async def body(tx: st.Tx) -> st.PlanRow:
             await st.transition(tx, plan_id, status, cause="orchestrator", detail={"event": "status", **detail},
-                                now=self.clock(), error=detail.get("message") if status == "failed" else None)
+                                now=now, error=error)
             return await _plan(tx, plan_id)
+
+        return await self.store.run(body)
 
     async def clear_target(self, target_key: str, knob: str | None, who: str) -> int:
         return await self.store.run(partial(st.clear_knobs, target_key=target_key, knob=knob, who=who,

@@ -1,6 +1,7 @@
 """The receiver's durable state: one interface, two backends (SQLite for one replica, PostgreSQL for many).
 
-A backend only opens transactions (:class:`Tx`: ``execute``/``fetch``/``fetchrow``); every query lives here,
+A backend only runs transactions (:meth:`Store.run` with a :class:`Tx`: ``execute``/``fetch``/``fetchrow``);
+every query lives here,
 written once in the SQL both databases share. ``?`` placeholders become ``$n`` for PostgreSQL and ``{lock}``
 becomes ``FOR UPDATE SKIP LOCKED`` there (SQLite serialises writers with ``BEGIN IMMEDIATE`` instead), so two
 replicas never claim the same episode or outbox row. Uniqueness that must hold across replicas is a database
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
@@ -67,17 +67,12 @@ class Store(ABC):
     dialect: str
 
     @abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[Tx]:
-        """A write transaction: committed when the block ends, rolled back when it raises."""
-
     async def run(self, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
         """Run ``body(tx)`` in one transaction and return its result (committed; rolled back if it raises).
 
         The body may await only the transaction's own methods: the SQLite backend runs it to completion on its
-        database thread in one hop, which is what keeps intake fast.
+        database thread in one hop.
         """
-        async with self.transaction() as tx:
-            return await body(tx)
 
     @abstractmethod
     async def open(self) -> None:

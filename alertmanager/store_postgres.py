@@ -7,10 +7,9 @@ uniqueness (episodes, outbox keys, one plan in flight per target) is enforced by
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -18,6 +17,7 @@ from optiinfra.secrets import redact_url
 
 from .store import Conflict, Store, StoreError, Tx, schema_statements
 
+T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\?")
 _SCHEMA_LOCK = 0x0971_1F0A  # advisory lock id: replicas starting together create the schema one at a time
 
@@ -85,12 +85,11 @@ class PostgresStore(Store):
             await self._pool.close()
             self._pool = None
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
+    async def run(self, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
         if self._pool is None:
             raise StoreError("the PostgreSQL store is not open")
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                yield _PgTx(conn)
+                return await body(_PgTx(conn))
         except (asyncpg.PostgresError, OSError) as exc:
             raise StoreError(str(exc)) from exc

@@ -1,8 +1,8 @@
 """SQLite backend (the embedded default): WAL mode, one dedicated thread, one writer at a time.
 
-Every statement runs on a single worker thread that owns the connection; transactions are serialised by an
-``asyncio.Lock`` and opened with ``BEGIN IMMEDIATE`` so a second process on the same file waits for the write
-lock instead of failing mid-transaction.
+Every transaction runs whole on a single worker thread that owns the connection (one hop per transaction);
+transactions are serialised by an ``asyncio.Lock`` and opened with ``BEGIN IMMEDIATE`` so a second process on
+the same file waits for the write lock instead of failing mid-transaction.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,21 +23,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-class _SqliteTx(Tx):
-    dialect = "sqlite"
-
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        return await self._store.call(self._store.execute_sync, sql, args)
-
-    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return await self._store.call(self._store.fetch_sync, sql, args)
-
-
 class _DirectTx(Tx):
-    """Runs statements directly; used on the database thread by :meth:`SqliteStore.run`."""
+    """Runs statements directly: :meth:`SqliteStore.run` drives the whole transaction on the database thread."""
 
     dialect = "sqlite"
 
@@ -155,10 +141,10 @@ class SqliteStore(Store):
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 
-    def _finish_sync(self, commit: bool) -> None:
+    def _rollback_sync(self) -> None:
         conn = self._connection()
         if conn.in_transaction:
-            conn.execute("COMMIT" if commit else "ROLLBACK")
+            conn.execute("ROLLBACK")
 
     async def run(self, body: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
         async with self._lock:
@@ -181,27 +167,9 @@ class SqliteStore(Store):
                 raise RuntimeError("a transaction body awaited something other than the store")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._finish_sync(False)
+            self._rollback_sync()
             raise StoreError(f"commit failed: {exc}") from exc
         except BaseException:
-            self._finish_sync(False)
+            self._rollback_sync()
             raise
         return result
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        async with self._lock:
-            try:
-                await self.call(self._connection().execute, "BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot begin a transaction: {exc}") from exc
-            try:
-                yield _SqliteTx(self)
-            except BaseException:
-                await asyncio.shield(self.call(self._finish_sync, False))
-                raise
-            try:
-                await self.call(self._finish_sync, True)
-            except sqlite3.Error as exc:
-                await asyncio.shield(self.call(self._finish_sync, False))
-                raise StoreError(f"commit failed: {exc}") from exc

@@ -166,7 +166,8 @@ class PlanningWorker:
         labels, now = episode.labels, self.clock()
         alert = {"alertname": episode.alertname, "fingerprint": episode.fingerprint, "startsAt": episode.starts_at,
                  "labels": labels, "annotations": episode.annotations}
-        async with self.store.transaction() as tx:
+
+        async def body(tx: st.Tx) -> list[str]:
             rolled: list[str] = []
             for plan in await st.rollback_candidates(tx, now):
                 if not (scope_matches(plan.scope, labels) and rollback_wanted(plan, labels)):
@@ -185,8 +186,13 @@ class PlanningWorker:
             if not rolled:
                 await st.finish_episode(tx, episode.id, "no_rollback",
                                         "no plan in flight (or within its bake time) for this SLO alert's scope")
-                return "no_rollback"
-            await st.finish_episode(tx, episode.id, "rolled_back", "rolled back " + ", ".join(rolled), rolled[0])
+            else:
+                await st.finish_episode(tx, episode.id, "rolled_back", "rolled back " + ", ".join(rolled), rolled[0])
+            return rolled
+
+        rolled = await self.store.run(body)
+        if not rolled:
+            return "no_rollback"
         self.wake_outbox()
         log.info("rollback decided", extra={"plans": rolled, "alert": episode.alertname})
         return "rolled_back"

@@ -97,8 +97,7 @@ class Pair:
         return list(body["plans"])
 
     async def counts(self) -> dict[str, int]:
-        async with self.service.store.transaction() as tx:
-            return await counts(tx)
+        return await self.service.store.run(counts)
 
     async def episodes(self) -> list[dict[str, Any]]:
         status, body = await self.api("GET", "/api/v1/episodes")
@@ -107,11 +106,12 @@ class Pair:
 
     async def idle(self) -> None:
         """Wait until no episode is waiting to be planned and the outbox is empty."""
+        async def idle_in(tx: st.Tx) -> bool:
+            pending = await tx.fetch("SELECT COUNT(*) AS n FROM episodes WHERE state IN ('new', 'claimed')")
+            return int(pending[0]["n"]) == 0 and await st.outbox_depth(tx) == 0
+
         async def settled() -> bool:
-            async with self.service.store.transaction() as tx:
-                pending = await tx.fetch("SELECT COUNT(*) AS n FROM episodes WHERE state IN ('new', 'claimed')")
-                depth = await st.outbox_depth(tx)
-            return int(pending[0]["n"]) == 0 and depth == 0
+            return await self.service.store.run(idle_in)
         assert await eventually(settled), "the receiver did not settle"
 
 

@@ -151,8 +151,7 @@ async def _outbox_error(db: str) -> bool:
     store = st.open_store(db)
     await store.open()
     try:
-        async with store.transaction() as tx:
-            rows = await st.outbox_rows(tx)
+        rows = await store.run(st.outbox_rows)
     finally:
         await store.close()
     return bool(rows) and bool(rows[0].last_error)
@@ -183,9 +182,8 @@ async def test_sigkill_between_persisting_and_pushing(aiohttp_server, tmp_path):
         store = st.open_store(db)
         await store.open()
         try:
-            async with store.transaction() as tx:
-                rows = await st.outbox_rows(tx)
-                plans = await st.list_plans(tx)
+            rows = await store.run(st.outbox_rows)
+            plans = await store.run(st.list_plans)
         finally:
             await store.close()
         assert [(r.kind, r.state) for r in rows] == [("plan", "pending")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 
 import pytest
 from receiver_kit import alert, counts, notification, start_pair
@@ -32,20 +33,15 @@ async def test_episodes_are_idempotent_and_resolved(db_url):
     store = await _open(db_url)
     try:
         note, body = _note(alert("fp1"), alert("fp2", bottleneck=None))
-        async with store.transaction() as tx:
-            first = await st.record_notification(tx, note, body, time.time())
+        first = await store.run(partial(st.record_notification, note=note, body=body, now=time.time()))
         assert (first.new_episodes, first.ignored, first.duplicates) == (1, 1, 0)
-        async with store.transaction() as tx:
-            again = await st.record_notification(tx, note, body, time.time())
+        again = await store.run(partial(st.record_notification, note=note, body=body, now=time.time()))
         assert (again.new_episodes, again.duplicates) == (0, 2)
         resolved, rbody = _note(alert("fp1", status="resolved"))
-        async with store.transaction() as tx:
-            r = await st.record_notification(tx, resolved, rbody, time.time())
-            r2 = await st.record_notification(tx, resolved, rbody, time.time())
+        r, r2 = await store.run(partial(st.record_notifications, items=[(resolved, rbody)] * 2, now=time.time()))
         assert (r.resolved, r2.resolved, r2.duplicates) == (1, 0, 1)
-        async with store.transaction() as tx:
-            episodes = {e.fingerprint: e for e in await st.list_episodes(tx)}
-            totals = await counts(tx)
+        episodes = {e.fingerprint: e for e in await store.run(st.list_episodes)}
+        totals = await store.run(counts)
         assert episodes["fp1"].status == "resolved" and episodes["fp1"].deliveries == 4
         assert episodes["fp2"].state == "ignored"
         assert totals["notifications"] == 4 and totals["episodes"] == 2
@@ -58,11 +54,11 @@ async def test_a_failed_transaction_leaves_nothing(db_url):
     try:
         note, body = _note(alert("fp-rollback"))
         with pytest.raises(RuntimeError):
-            async with store.transaction() as tx:
+            async def fails(tx: st.Tx) -> None:
                 await st.record_notification(tx, note, body, time.time())
                 raise RuntimeError("boom")
-        async with store.transaction() as tx:
-            assert (await counts(tx))["episodes"] == 0
+            await store.run(fails)
+        assert (await store.run(counts))["episodes"] == 0
     finally:
         await store.close()
 
@@ -71,14 +67,12 @@ async def test_two_stores_never_claim_the_same_episode(db_url):
     a, b = await _open(db_url), await _open(db_url)
     try:
         note, body = _note(*[alert(f"fp-{i}", pod=f"p{i}") for i in range(40)])
-        async with a.transaction() as tx:
-            await st.record_notification(tx, note, body, time.time())
+        await a.run(partial(st.record_notification, note=note, body=body, now=time.time()))
 
         async def drain(store: st.Store) -> list[int]:
             got: list[int] = []
             while True:
-                async with store.transaction() as tx:
-                    rows = await st.claim_episodes(tx, time.time(), 60, 3)
+                rows = await store.run(partial(st.claim_episodes, now=time.time(), lease=60, limit=3))
                 if not rows:
                     return got
                 got += [r.id for r in rows]
@@ -88,8 +82,7 @@ async def test_two_stores_never_claim_the_same_episode(db_url):
         assert not set(ids_a) & set(ids_b)
         assert len(ids_a) + len(ids_b) == 40
         # an expired lease makes an episode claimable again (a replica died mid-planning)
-        async with a.transaction() as tx:
-            assert await st.claim_episodes(tx, time.time() + 120, 60, 100) != []
+        assert await a.run(partial(st.claim_episodes, now=time.time() + 120, lease=60, limit=100)) != []
     finally:
         await a.close()
         await b.close()
@@ -100,15 +93,16 @@ async def test_one_plan_in_flight_per_target_and_unique_outbox_keys(db_url):
     try:
         plan = dict(target_key="ml/p/m", bottleneck="kv_cache_pressure", risk="low", document={"plan_id": "x"},
                     knobs=["gpu_memory_utilization"], scope={"pod": "p"}, episode_id=None, bake_seconds=600.0)
-        async with store.transaction() as tx:
+        async def first(tx: st.Tx) -> None:
             await st.insert_plan(tx, plan_id="p1", idempotency_key="k1", status="approved", now=1.0, **plan)
             assert await st.enqueue(tx, "k1", kind="plan", plan_id="p1", path="/api/v1/plans", body={}, now=1.0)
             assert not await st.enqueue(tx, "k1", kind="plan", plan_id="p1", path="/api/v1/plans", body={}, now=1.0)
+        await store.run(first)
         with pytest.raises(st.Conflict):
-            async with store.transaction() as tx:
-                await st.insert_plan(tx, plan_id="p2", idempotency_key="k2", status="pending_approval", now=2.0,
-                                     **plan)
-        async with store.transaction() as tx:
+            await store.run(partial(st.insert_plan, plan_id="p2", idempotency_key="k2", status="pending_approval",
+                                    now=2.0, **plan))
+
+        async def later(tx: st.Tx) -> None:
             for status in ("pushed", "completed"):
                 await st.transition(tx, "p1", status, cause="orchestrator", detail={}, now=3.0)
             await st.insert_plan(tx, plan_id="p3", idempotency_key="k3", status="pending_approval", now=4.0, **plan)
@@ -116,6 +110,7 @@ async def test_one_plan_in_flight_per_target_and_unique_outbox_keys(db_url):
             in_flight = await st.in_flight_plan(tx, "ml/p/m")
             assert in_flight is not None and in_flight.plan_id == "p3"
             assert await st.outbox_depth(tx) == 1
+        await store.run(later)
     finally:
         await store.close()
 
@@ -153,25 +148,22 @@ async def test_transitions_refuse_illegal_moves_and_audit_legal_ones(db_url):
         for i, src in enumerate(PLAN_STATUSES):
             for j, dst in enumerate(PLAN_STATUSES):
                 plan_id = f"p-{i}-{j}"
-                async with store.transaction() as tx:
-                    await st.insert_plan(tx, plan_id=plan_id, idempotency_key=plan_id, target_key=plan_id,
-                                         status=src, **base)
+                await store.run(partial(st.insert_plan, plan_id=plan_id, idempotency_key=plan_id, target_key=plan_id,
+                                        status=src, **base))
                 legal = dst in states.TRANSITIONS.get(src, frozenset())
                 try:
-                    async with store.transaction() as tx:
-                        await st.transition(tx, plan_id, dst, cause="api", detail={"why": "test"}, now=1.0)
+                    await store.run(partial(st.transition, plan_id=plan_id, to=dst, cause="api",
+                                            detail={"why": "test"}, now=1.0))
                 except states.IllegalTransition:
                     assert not legal, (src, dst)
                 else:
                     assert legal, (src, dst)
-                async with store.transaction() as tx:
-                    plan = await st.get_plan(tx, plan_id)
-                    audit = await st.audit_log(tx, plan_id)
+                plan = await store.run(partial(st.get_plan, plan_id=plan_id))
+                audit = await store.run(partial(st.audit_log, plan_id=plan_id))
                 assert plan is not None and plan.status == (dst if legal else src)
                 assert [(a.from_status, a.to_status) for a in audit] == ([(src, dst)] if legal else [])
         with pytest.raises(states.PlanNotFound):
-            async with store.transaction() as tx:
-                await st.transition(tx, "missing", "approved", cause="api", detail={}, now=1.0)
+            await store.run(partial(st.transition, plan_id="missing", to="approved", cause="api", detail={}, now=1.0))
     finally:
         await store.close()
 
@@ -194,7 +186,6 @@ async def test_a_notification_no_store_can_hold_fails_alone_in_its_batch(db_url)
             asyncio.gather(*(recorder.record(n, b) for n, b in items), return_exceptions=True), timeout=30)
         assert isinstance(results[5], st.StoreError), results[5]
         assert [r.new_episodes for i, r in enumerate(results) if i != 5] == [1] * 10
-        async with store.transaction() as tx:
-            assert (await counts(tx))["episodes"] == 10
+        assert (await store.run(counts))["episodes"] == 10
     finally:
         await store.close()
