@@ -112,6 +112,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "POST" and not _authorized(request, service.config.token):
         return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
                       **{"WWW-Authenticate": "Bearer"})
+    for name, value in request.query.items():
+        problem = intake.unstorable(name) or intake.unstorable(value)
+        if problem:
+            return _error(400, f"query parameter {name[:40]!r}: {problem}")
     try:
         return await handler(request)
     except st.StoreError as exc:
@@ -124,7 +128,7 @@ async def _body(request: web.Request, model: type[BaseModel], *, optional: bool 
     if not raw.strip() and optional:
         return model()
     try:
-        return model.model_validate_json(raw)
+        parsed = model.model_validate_json(raw)
     except RecursionError:
         raise web.HTTPBadRequest(text=_dumps({"error": "(body): nested too deeply"}),
                                  content_type="application/json") from None
@@ -133,6 +137,11 @@ async def _body(request: web.Request, model: type[BaseModel], *, optional: bool 
         where = ".".join(str(p) for p in first["loc"]) or "(body)"
         raise web.HTTPBadRequest(text=_dumps({"error": f"{where}: {first['msg']}"}),
                                  content_type="application/json") from None
+    for name, value in parsed:  # top-level strings become columns; nested ones are stored as escaped JSON
+        problem = intake.unstorable(value) if isinstance(value, str) else None
+        if problem:
+            raise web.HTTPBadRequest(text=_dumps({"error": f"{name}: {problem}"}), content_type="application/json")
+    return parsed
 
 
 def _plan_id(request: web.Request) -> str:

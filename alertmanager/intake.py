@@ -169,7 +169,7 @@ def canonical_time(value: str) -> str:
     return utc.replace(tzinfo=None).isoformat(timespec="seconds") + fraction + "Z"
 
 
-def _unstorable(value: str) -> str | None:
+def unstorable(value: str) -> str | None:
     """Why no store can hold ``value`` (a NUL or a lone UTF-16 surrogate), or None."""
     if "\x00" in value:
         return "contains a NUL character"
@@ -194,7 +194,7 @@ def _check_strings(data: dict[str, Any]) -> None:
             for key, value in (alert.get(kind) or {}).items():
                 fields += [(f"alerts[{index}].{kind} name", key), (f"alerts[{index}].{kind}.{key[:40]}", value)]
     for where, value in fields:
-        problem = _unstorable(value) if isinstance(value, str) else None
+        problem = unstorable(value) if isinstance(value, str) else None
         if problem:
             raise IntakeError(f"{where.encode('utf-8', 'backslashreplace').decode()}: {problem}")
 

@@ -230,3 +230,21 @@ async def test_sigterm_exits_within_five_seconds(aiohttp_server, db_url, case):
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/api/v1/plans?target=ml%00x", None),
+    ("GET", "/api/v1/plans?bottleneck=%00", None),
+    ("GET", "/api/v1/diagnoses?target=%00", None),
+    ("GET", "/api/v1/targets/blocked?target=a%00", None),
+    ("POST", "/api/v1/targets/clear", {"target": "ml/p\ud800/m"}),
+    ("POST", "/api/v1/targets/clear", {"target": "ml/p/m", "knob": "x\x00"}),
+    ("POST", "/api/v1/plans/p-1/reject", {"by": "\udfff"}),
+])
+async def test_api_strings_no_store_can_hold_are_400(aiohttp_client, aiohttp_server, db_url, method, path, body):
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url, run_worker=False)
+    resp = await pair.client.request(method, path, data=None if body is None else json.dumps(body).encode(),
+                                     headers=HEADERS)
+    assert resp.status == 400, await resp.text()
+    error = (await resp.json())["error"]  # pydantic's own JSON parser already refuses a lone surrogate
+    assert "NUL" in error or "surrogate" in error or "hex escape" in error, error
