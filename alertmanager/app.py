@@ -347,8 +347,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     log.info("receiver started", extra={"store": service.store.describe(),
                                         "orchestrator": redact_url(service.config.orchestrator_url)})
     yield
+    started = time.perf_counter()
     await service.stop(tasks)
     await service.store.close()
+    log.info("receiver stopped", extra={"seconds": round(time.perf_counter() - started, 3)})
 
 
 def create_app(config: ReceiverConfig, *, store: st.Store | None = None) -> web.Application:

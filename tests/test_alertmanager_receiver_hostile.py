@@ -145,17 +145,17 @@ async def test_health_detailed_shows_secrets_to_nobody(aiohttp_client, aiohttp_s
 
 # ------------------------------------------------------------------------------------------------ shutdown
 
-def _start(port: int, db: str, sink_url: str) -> subprocess.Popen[bytes]:
+def _start(port: int, db: str, sink_url: str, log: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "optiinfra.cli", "--log-level", "warning", "receiver", "--orchestrator-url",
+        [sys.executable, "-m", "optiinfra.cli", "--log-level", "info", "receiver", "--orchestrator-url",
          sink_url, "--listen", f"127.0.0.1:{port}", "--db", db, "--auto-approve-low-risk"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=log)
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        assert proc.poll() is None, "the receiver exited"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -182,7 +182,7 @@ async def _hanging_server() -> tuple[asyncio.Server, str]:
 
 
 @pytest.mark.parametrize("case", ["stalled_body", "after_normal_flow", "idle_keepalive", "orchestrator_hangs"])
-async def test_sigterm_exits_within_five_seconds(aiohttp_server, db_url, case):
+async def test_sigterm_exits_within_five_seconds(aiohttp_server, db_url, case, tmp_path):
     from optiinfra.demo.orchestrator import Sink
     from optiinfra.demo.orchestrator import create_app as create_sink_app
 
@@ -191,7 +191,8 @@ async def test_sigterm_exits_within_five_seconds(aiohttp_server, db_url, case):
     hanging, hanging_url = await _hanging_server()
     port = free_port()
     orchestrator = hanging_url if case == "orchestrator_hangs" else str(sink_server.make_url("")).rstrip("/")
-    proc = _start(port, db_url, orchestrator)
+    log = (tmp_path / "receiver.log").open("wb")
+    proc = _start(port, db_url, orchestrator, log)
     held: list[socket.socket] = []
     try:
         await asyncio.to_thread(_wait_listening, port, proc)
@@ -217,13 +218,19 @@ async def test_sigterm_exits_within_five_seconds(aiohttp_server, db_url, case):
         await asyncio.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         # Kubernetes gives 30 s; the receiver promises to be gone in 5 (its shutdown timeout is below that)
-        returncode = await asyncio.to_thread(proc.wait, 5)
-        assert returncode == 0, proc.stderr.read() if proc.stderr else b""
+        started = time.monotonic()
+        try:
+            returncode = await asyncio.to_thread(proc.wait, 5)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running {time.monotonic() - started:.1f}s after SIGTERM; its log:\n"
+                                 + (tmp_path / "receiver.log").read_text()[-3000:]) from None
+        assert returncode == 0, (tmp_path / "receiver.log").read_text()[-3000:]
         if case == "stalled_body":
             held[0].settimeout(5)
             answer = held[0].recv(4096)
             assert answer == b"" or answer.startswith(b"HTTP/1.1 "), answer[:100]
     finally:
+        log.close()
         hanging.close()
         for conn in held:
             conn.close()
