@@ -62,16 +62,14 @@ def rollback_wanted(plan: st.PlanRow, labels: Mapping[str, str]) -> bool:
     return not alerts or labels.get("alertname", "") in alerts
 
 
+@dataclasses.dataclass
 class PlanningWorker:
-    def __init__(self, store: st.Store, options: PlanningOptions, *, decisions: Counter,
-                 read_config: ConfigReader | None, wake_outbox: Callable[[], None],
-                 clock: Callable[[], float]) -> None:
-        self.store = store
-        self.options = options
-        self.decisions = decisions
-        self.read_config = read_config
-        self.wake_outbox = wake_outbox
-        self.clock = clock
+    store: st.Store
+    options: PlanningOptions
+    decisions: Counter
+    read_config: ConfigReader | None
+    wake_outbox: Callable[[], None]
+    clock: Callable[[], float]
 
     async def plan_pending(self) -> int:
         """Claim and process up to a batch of new episodes; return how many were processed."""
