@@ -101,6 +101,9 @@ class Bottleneck:
             raise sg.SpecError(f"{self.id}: a metric signal needs a panel and a fixture")
         if isinstance(self.condition, sg.Custom) and self.panel is not None and not self.panel.main:
             raise sg.SpecError(f"{self.id}: a custom signal's panel must name its series")
+        if self.plan is not None and self.severity == "info":
+            raise sg.SpecError(f"{self.id}: an actionable bottleneck (it has a plan) is never severity info: "
+                               "kube-prometheus-stack's default InfoInhibitor would mute it")
         unknown = sg.threshold_names(self.condition, self.panel) - set(self.thresholds)
         if unknown:
             raise sg.SpecError(f"{self.id}: unknown threshold(s) {sorted(unknown)}; known: {sorted(self.thresholds)}")
@@ -270,7 +273,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         plan=sg.Plan(("max_num_seqs_up", "batched_tokens_up"), "llm_generation_tokens_total", "up"),
     ),
     Bottleneck(
-        "gpu_underutilized", "LLMGPUUnderutilized", "info", "engine", "metric",
+        "gpu_underutilized", "LLMGPUUnderutilized", "warning", "engine", "metric",
         "GPU utilization < 30% and no queue", "30m",
         _m(gpu_util_below=_t(0.3, "ratio", "GPU utilization below which the replica is oversized")),
         "The GPUs of this replica are mostly idle and nothing is queued.",
@@ -288,7 +291,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         plan=sg.Plan(("consolidate_replicas", "tensor_parallel_down"), "DCGM_FI_DEV_GPU_UTIL", "up"),
     ),
     Bottleneck(
-        "cache_inefficiency", "LLMPrefixCacheIneffective", "info", "engine", "metric",
+        "cache_inefficiency", "LLMPrefixCacheIneffective", "warning", "engine", "metric",
         "prefix-cache hit ratio < 0.1 with steady prompt traffic", "30m",
         _m(hit_ratio_below=_t(0.1, "ratio", "prefix-cache hit ratio below which the cache is not helping"),
            min_prompt_tokens_per_second=_t(10, "1/s", "prompt traffic needed before judging the cache")),
