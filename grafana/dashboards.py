@@ -10,12 +10,14 @@ uses ``$__rate_interval``. A panel or query that can only show data with an opti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from optiinfra import signals as sg
 from optiinfra import taxonomy as tx
-from optiinfra.config import FAST_TIERS, SLI_WINDOWS, SLOW_TIERS, Config, Slo
+from optiinfra.config import DASHBOARD_UIDS, FAST_TIERS, SLI_WINDOWS, SLOW_TIERS, Config, Slo
 from optiinfra.grafana.model import Annotation, Dashboard, Item, Link, Panel, Row, Target, Threshold, Variable
+from optiinfra.rules.promql import GPU_PREFIX
 from optiinfra.rules.recording import RECORDING_RULES, quantile_name
 from optiinfra.rules.slo import error_ratio_name, requests_name
 
@@ -32,11 +34,11 @@ E2E = "llm_request_duration_seconds"
 QUEUE = "llm_request_queue_time_seconds"
 TPOT = "llm_time_per_output_token_seconds"
 
-FLEET_UID = "optiinfra-fleet"
-INSTANCE_UID = "optiinfra-instance"
-BOTTLENECKS_UID = "optiinfra-bottlenecks"
-SLOS_UID = "optiinfra-slos"
-GPUS_UID = "optiinfra-gpus"
+FLEET_UID = DASHBOARD_UIDS["fleet"]
+INSTANCE_UID = DASHBOARD_UIDS["instance"]
+BOTTLENECKS_UID = DASHBOARD_UIDS["bottlenecks"]
+SLOS_UID = DASHBOARD_UIDS["slos"]
+GPUS_UID = DASHBOARD_UIDS["gpus"]
 
 
 def rule(name: str) -> str:
@@ -48,41 +50,76 @@ def rule(name: str) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """Selectors filtered by the dashboard's variables (each variable ``x`` filters label ``x``)."""
+    """Selectors filtered by the dashboard's variables (each variable ``x`` filters label ``x``; ``$cluster``
+    filters the config's ``cluster_label`` on every selector)."""
 
     labels: tuple[str, ...]
     series: str = ""
     """The config's ``selectors.series`` matchers, spliced into raw selectors (rule outputs are already
     filtered by it)."""
+    cluster: str = "cluster"
+    gpu_labels: Mapping[str, str] = field(default_factory=dict)
+    """With ``gpu_source: dcgm-exporter``: our label -> dcgm-exporter's pod-mapping label, for raw GPU series."""
+    gpu_series: str = ""
+    """dcgm-exporter's selector, used instead of ``series`` on raw GPU series."""
 
-    def _matchers(self, extra: tuple[str, ...], only: tuple[str, ...] | None) -> list[str]:
+    def _matchers(self, extra: tuple[str, ...], only: tuple[str, ...] | None,
+                  names: Mapping[str, str] | None = None) -> list[str]:
         labels = self.labels if only is None else tuple(lb for lb in self.labels if lb in only)
-        return [*extra, *(f'{lb}=~"${lb}"' for lb in labels)]
+        names = names or {}
+        return [*extra, f'{self.cluster}=~"$cluster"', *(f'{names.get(lb, lb)}=~"${lb}"' for lb in labels)]
 
     def raw(self, metric: str, *extra: str, only: tuple[str, ...] | None = None) -> str:
-        parts = [p for p in (*self._matchers(extra, only), self.series) if p]
+        if self.gpu_labels and metric.startswith(GPU_PREFIX):
+            parts = [p for p in (*self._matchers(extra, only, self.gpu_labels), self.gpu_series) if p]
+        else:
+            parts = [p for p in (*self._matchers(extra, only), self.series) if p]
         return f"{metric}{{{', '.join(parts)}}}"
+
+    def alerts(self, *extra: str, only: tuple[str, ...] | None = ()) -> str:
+        """Firing ``ALERTS`` of the selected cluster (and, with ``only``, of the selected variables)."""
+        matchers = self._matchers(('alertstate="firing"', *extra), only)
+        return "ALERTS{" + ", ".join(matchers) + "}"
 
     def rec(self, name: str, *extra: str, only: tuple[str, ...] | None = None) -> str:
         parts = self._matchers(extra, only)
         return f"{rule(name)}{{{', '.join(parts)}}}" if parts else rule(name)
 
 
-def _vars(*names: str, pod_multi: bool = True) -> tuple[Variable, ...]:
+def scope(config: Config, *labels: str, series: bool = True) -> Scope:
+    """The dashboard variables ``labels`` (plus ``$cluster``) as selectors under ``config``."""
+    dcgm = config.gpu_source == "dcgm-exporter"
+    return Scope(labels, config.selectors.series if series else "", config.cluster_label,
+                 config.dcgm_exporter.mapping() if dcgm else {}, config.dcgm_exporter.selector)
+
+
+def cluster_variable(config: Config, metric: str = "llm_requests_running") -> Variable:
+    """``$cluster``: the values of the config's ``cluster_label`` (every dashboard's first variable)."""
+    return Variable("cluster", "Cluster", metric, source_label=config.cluster_label)
+
+
+def drill(uid: str, title: str, **variables: str) -> tuple[Link, ...]:
+    """A data link to dashboard ``uid`` keeping the cluster and time range, setting ``variables`` from the
+    clicked series' labels (variable -> label)."""
+    query = "&".join(["var-cluster=${cluster}", *(f"var-{v}=${{__field.labels.{lb}}}" for v, lb in variables.items()),
+                      "${__url_time_range}"])
+    return (Link(title, f"/d/{uid}?{query}"),)
+
+
+def _vars(config: Config, *names: str, pod_multi: bool = True) -> tuple[Variable, ...]:
     """Chained query variables (namespace -> engine -> model -> pod), each read from a scoped metric.
 
     Engine and model come from ``llm_requests_running`` (every engine exports it); pods from
     ``llm_upstream_up``, so a pod whose engine is down can still be picked (it has no ``model`` label, so the
     pod list follows namespace and engine only).
     """
-    chain: list[Variable] = []
+    chain: list[Variable] = [cluster_variable(config)]
     done: list[str] = []
     for name in names:
         scope = [d for d in done if name != "pod" or d != "model"]
-        matchers = ", ".join(f'{d}=~"${d}"' for d in scope)
+        matchers = ", ".join([f'{config.cluster_label}=~"$cluster"', *(f'{d}=~"${d}"' for d in scope)])
         metric = "llm_upstream_up" if name == "pod" else "llm_requests_running"
-        selector = f"{metric}{{{matchers}}}" if matchers else metric
-        chain.append(Variable(name, name.capitalize(), selector, multi=pod_multi or name != "pod"))
+        chain.append(Variable(name, name.capitalize(), f"{metric}{{{matchers}}}", multi=pod_multi or name != "pod"))
         done.append(name)
     return tuple(chain)
 
@@ -113,11 +150,13 @@ def _quantile_list(histogram: str) -> str:
 
 
 def fleet(config: Config) -> Dashboard:
-    s = Scope(("namespace", "engine", "model"), config.selectors.series)
+    s = scope(config, "namespace", "engine", "model")
     fleet_level = ("engine", "model")
     kv = config.threshold("kv_cache_pressure", "kv_usage")
     err = config.threshold("request_errors", "error_share")
     finished = s.rec("pod_model:llm_requests_finished:rate5m")
+    any_bottleneck = s.alerts('bottleneck!=""')
+    to_instance = drill(INSTANCE_UID, "Instance: ${__field.labels.pod}", namespace="namespace", pod="pod")
     items: list[Item] = [
         Row("Now"),
         Panel("Requests/s", "Finished requests per second across the selected fleet (recording rule "
@@ -138,7 +177,7 @@ def fleet(config: Config) -> Dashboard:
                       f" / sum({finished})"),),
               "percentunit", type="stat", width=4, height=4, thresholds=(Threshold(err),), decimals=2),
         Panel("Bottlenecks firing", "Taxonomy alerts firing now (ALERTS with a bottleneck label), any pod.",
-              (Target('count(ALERTS{alertstate="firing", bottleneck!=""}) or vector(0)'),), "short",
+              (Target(f"count({any_bottleneck}) or vector(0)"),), "short",
               type="stat", width=4, height=4, thresholds=(Threshold(1, "orange"),)),
         Row("Traffic"),
         Panel("Request rate by model", "Finished requests per second per engine and model over every namespace "
@@ -153,7 +192,8 @@ def fleet(config: Config) -> Dashboard:
         Panel("Error share by model", "Share of finished requests that errored, per pod and model; 0 for "
               "engines without an error outcome.",
               (Target(s.rec("pod_model:llm_requests_errored_per_finished:ratio_rate5m"),
-                      "{{pod}} {{model}}"),), "percentunit", width=8, min=0, thresholds=(Threshold(err),)),
+                      "{{pod}} {{model}}"),), "percentunit", width=8, min=0, thresholds=(Threshold(err),),
+              data_links=to_instance),
         Row("Latency (fleet quantiles per model)"),
     ]
     for histogram, title in ((TTFT, "Time to first token"), (ITL, "Inter-token latency"),
@@ -170,7 +210,7 @@ def fleet(config: Config) -> Dashboard:
               f"for vLLM; with requests waiting or preemptions above {kv:g} it is the kv_cache_pressure "
               "bottleneck.",
               (Target(s.rec("pod_model:llm_kv_cache_usage_ratio:max"), "{{pod}} {{model}}"),),
-              "percentunit", width=8, min=0, max=1, thresholds=(Threshold(kv),)),
+              "percentunit", width=8, min=0, max=1, thresholds=(Threshold(kv),), data_links=to_instance),
         Panel("Queue by model", "Requests waiting and running, summed over the pods of a model.",
               (Target(f"sum by (engine, model) ({s.rec('pod_model:llm_requests_waiting:sum')})",
                       "waiting {{engine}} {{model}}"),
@@ -182,18 +222,18 @@ def fleet(config: Config) -> Dashboard:
                       "{{engine}} {{model}}"),), "ops", width=8),
         Panel("GPU utilization by pod", "Mean utilization of each pod's GPUs (sidecar NVML or dcgm-exporter).",
               (Target(s.rec("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", only=("namespace",)), "{{pod}}"),),
-              "percentunit", width=12, min=0, max=1, needs="gpu"),
+              "percentunit", width=12, min=0, max=1, needs="gpu", data_links=to_instance),
         Panel("Firing bottlenecks by type", "Taxonomy alerts firing now, counted per bottleneck and severity "
               "(ALERTS{bottleneck!=\"\"}); the Bottlenecks dashboard shows each signal against its threshold.",
-              (Target('count by (bottleneck, severity) (ALERTS{alertstate="firing", bottleneck!=""})',
+              (Target(f"count by (bottleneck, severity) ({any_bottleneck})",
                       "{{bottleneck}} ({{severity}})"),), "short", width=12, stack=True),
         Panel("Firing alerts", "Every firing taxonomy or SLO alert with the pod it fired on.",
-              (Target('ALERTS{alertstate="firing", bottleneck!=""}', instant=True),), "short",
+              (Target(any_bottleneck, instant=True),), "short",
               type="table", width=24, height=8),
     ]
     return Dashboard(FLEET_UID, "OptiInfra / Fleet overview",
                      "Every engine and model: traffic, latency, saturation, errors, GPUs and firing bottlenecks.",
-                     tuple(items), _vars("namespace", "engine", "model"))
+                     tuple(items), _vars(config, "namespace", "engine", "model"))
 
 
 # --- Instance ----------------------------------------------------------------------------------------
@@ -206,8 +246,10 @@ def _phase_mean(s: Scope, histogram: str, legend: str) -> Target:
 
 
 def instance(config: Config) -> Dashboard:
-    s = Scope(("namespace", "model", "pod"), config.selectors.series)
-    host = Scope(("namespace", "pod"), config.selectors.series)
+    s = scope(config, "namespace", "model", "pod")
+    host = scope(config, "namespace", "pod")
+    receiver = scope(config, series=False)  # the receiver's own series: cluster only
+    to_gpus = drill(GPUS_UID, "GPUs of ${__field.labels.hostname}", hostname="hostname")
     kv = config.threshold("kv_cache_pressure", "kv_usage")
     hit = config.threshold("cache_inefficiency", "hit_ratio_below")
     cpu = config.threshold("host_cpu_saturation", "cpu_ratio_above")
@@ -264,10 +306,10 @@ def instance(config: Config) -> Dashboard:
         Row("GPUs"),
         Panel("GPU utilization", "Utilization of each GPU of the pod (recording rule, either exporter).",
               (Target(host.rec("gpu:DCGM_FI_DEV_GPU_UTIL:ratio"), "GPU {{gpu}} {{uuid}}"),), "percentunit",
-              width=8, min=0, max=1, needs="gpu"),
+              width=8, min=0, max=1, needs="gpu", data_links=to_gpus),
         Panel("GPU memory used", "Framebuffer used / (used + free) per GPU.",
               (Target(host.rec("gpu:DCGM_FI_DEV_FB_USED:ratio"), "GPU {{gpu}}"),), "percentunit",
-              width=8, min=0, max=1, needs="gpu"),
+              width=8, min=0, max=1, needs="gpu", data_links=to_gpus),
         Panel("GPU power", "Power draw per GPU.",
               (Target(host.raw("DCGM_FI_DEV_POWER_USAGE"), "GPU {{gpu}}"),), "watt", width=8, needs="gpu"),
         Panel("GPU temperature", "GPU and memory temperature.",
@@ -318,16 +360,16 @@ def instance(config: Config) -> Dashboard:
                       "{{collector}}"),), "short", width=6, thresholds=(Threshold(0.01, "orange"),)),
     ]
     annotations = (
-        Annotation("Bottlenecks", 'ALERTS{alertstate="firing", bottleneck!="", pod=~"$pod"}',
+        Annotation("Bottlenecks", host.alerts('bottleneck!=""', only=("pod",)),
                    "{{alertname}}", "{{bottleneck}} ({{severity}}) on {{pod}}", "red"),
-        Annotation("Plans pushed", f"sum by (kind) (increase({RECEIVER_PUSHES}[{RI}])) > 0",
+        Annotation("Plans pushed", f"sum by (kind) (increase({receiver.raw(RECEIVER_PUSHES)}[{RI}])) > 0",
                    "{{kind}} pushed", "The receiver pushed a {{kind}} to the orchestrator (fleet-wide; needs "
                    "the receiver's /metrics scraped).", "blue", needs="receiver"),
     )
     return Dashboard(INSTANCE_UID, "OptiInfra / Instance",
                      "One inference pod in depth: latency phases, batch and KV cache, GPUs, host, sidecar health, "
                      "with firing bottlenecks and pushed plans as annotations.",
-                     tuple(items), _vars("namespace", "pod", "model", pod_multi=False), annotations)
+                     tuple(items), _vars(config, "namespace", "pod", "model", pod_multi=False), annotations)
 
 
 # --- Bottlenecks -------------------------------------------------------------------------------------
@@ -343,8 +385,8 @@ def _log_events(s: Scope, b: tx.Bottleneck) -> Target:
 def _series(s: Scope, config: Config, series: sg.Series) -> Target:
     """A spec series as a panel target: the expression the alert evaluates, windows as ``$__rate_interval``."""
     pod = ("namespace", "pod")
-    sidecar = "up{" + ", ".join(p for p in (config.selectors.sidecar_job, 'namespace=~"$namespace"',
-                                            'pod=~"$pod"') if p) + "}"
+    sidecar = "up{" + ", ".join(p for p in (config.selectors.sidecar_job, f'{s.cluster}=~"$cluster"',
+                                            'namespace=~"$namespace"', 'pod=~"$pod"') if p) + "}"
     expr = sg.render(series, sel=lambda metric: s.raw(metric, only=pod), window=lambda _: RI, by_pod="",
                      rule=lambda name: s.rec(name, only=None if RECORDING_RULES[name].level == "pod_model" else pod),
                      sidecar=sidecar, sep="\n/ ")
@@ -375,11 +417,12 @@ def _signal_panel(b: tx.Bottleneck, s: Scope, config: Config, panel: sg.Panel, *
 
 
 def bottlenecks(config: Config, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> Dashboard:
-    s = Scope(("namespace", "engine", "model", "pod"), config.selectors.series)
-    pod_only = 'namespace=~"$namespace", pod=~"$pod"'
+    s = scope(config, "namespace", "engine", "model", "pod")
+    pod_only = ("namespace", "pod")
     items: list[Item] = []
     for b in catalogue:
         link = (Link(f"Runbook: {b.id}", config.runbook_url(b.id)),)
+        firing_id = f'bottleneck="{b.id}"'
         about = (f"{b.summary} Fires ({b.alert}, {b.severity}) when {b.fires_when}"
                  f"{'' if b.for_ == '0s' else f' for {config.for_(b)}'}. Runbook: {config.runbook_url(b.id)}")
         panel = b.panel
@@ -398,13 +441,12 @@ def bottlenecks(config: Config, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLE
                                f"{b.fires_when}.", context, panel.context_unit, width=8, thresholds=ctx_thr,
                                links=link, needs=context[0].needs if all(t.needs for t in context) else None))
         items.append(Panel(f"{b.id}: firing", f"{b.alert} alerts firing now for the selected pods.",
-                           (Target(f'sum(ALERTS{{alertstate="firing", bottleneck="{b.id}", '
-                                   f'{pod_only}}}) or vector(0)'),),
+                           (Target(f"sum({s.alerts(firing_id, only=pod_only)}) or vector(0)"),),
                            "short", type="stat", width=4, thresholds=(Threshold(1),), links=link))
     return Dashboard(BOTTLENECKS_UID, "OptiInfra / Bottlenecks",
                      "One row per taxonomy bottleneck: its signal against its threshold (from the taxonomy and "
                      "your config), the co-condition, whether the alert fires, and the runbook.",
-                     tuple(items), _vars("namespace", "engine", "model", "pod"))
+                     tuple(items), _vars(config, "namespace", "engine", "model", "pod"))
 
 
 # --- SLOs --------------------------------------------------------------------------------------------
@@ -412,7 +454,7 @@ def bottlenecks(config: Config, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLE
 
 def _slo_rows(s: Scope, slo: Slo) -> list[Item]:
     sel = f'slo="{slo.name}"'
-    budget = f'slo:error_budget:ratio{{{sel}}}'
+    budget = s.raw("slo:error_budget:ratio", sel, only=())
 
     def ratio(window: str) -> str:
         return s.raw(error_ratio_name(window), sel)
@@ -439,11 +481,11 @@ def _slo_rows(s: Scope, slo: Slo) -> list[Item]:
               (Target(f"min(1 - {ratio('3d')} {burn})"),), "percentunit", type="stat", width=6, height=5,
               thresholds=(Threshold(0, "orange"), Threshold(0.5, "green")), base_color="red", decimals=1),
         Panel("Burn-rate alerts firing", "LLMSLOBurnRateFast / LLMSLOBurnRateSlow alerts firing for this SLO.",
-              (Target(f'sum(ALERTS{{alertstate="firing", {sel}}}) or vector(0)'),), "short", type="stat",
+              (Target(f"sum({s.alerts(sel)}) or vector(0)"),), "short", type="stat",
               width=6, height=5, thresholds=(Threshold(1),)),
         Panel("SLI by pod (1h)", "Share of good events per pod and model over the last hour.",
               (Target(f"1 - {ratio('1h')}", "{{pod}} {{model}}"),
-               Target(f"slo:objective:ratio{{{sel}}}", "objective")), "percentunit", width=8,
+               Target(s.raw("slo:objective:ratio", sel, only=()), "objective")), "percentunit", width=8,
               thresholds=(Threshold(slo.objective, "green"),), base_color="red"),
     ]
     for title, tiers in (("fast", FAST_TIERS), ("slow", SLOW_TIERS)):
@@ -460,27 +502,35 @@ def _slo_rows(s: Scope, slo: Slo) -> list[Item]:
 
 
 def slos(config: Config) -> Dashboard:
-    s = Scope(("namespace", "model"))
+    s = scope(config, "namespace", "model", series=False)
     items: list[Item] = []
     for slo in config.slos:
         items += _slo_rows(s, slo)
     return Dashboard(SLOS_UID, "OptiInfra / SLOs",
                      "Per SLO from your config: the SLI, the error budget left and the burn rate of every window "
                      "the multiwindow multi-burn-rate alerts use (from the SLO recording rules).",
-                     tuple(items), _vars("namespace", "model"))
+                     tuple(items), _vars(config, "namespace", "model"))
 
 
 # --- GPUs --------------------------------------------------------------------------------------------
 
 
-def _gpu(metric: str, wrap: str = "{}") -> str:
+def _gpu(config: Config, metric: str, wrap: str = "{}") -> str:
     """Both label spellings (this sidecar: ``Hostname``; dcgm-exporter main: ``hostname``)."""
-    return " or ".join(wrap.format(f'{metric}{{{label}=~"$hostname"}}') for label in ("Hostname", "hostname"))
+    cluster = f'{config.cluster_label}=~"$cluster"'
+    return " or ".join(wrap.format(f'{metric}{{{cluster}, {label}=~"$hostname"}}')
+                       for label in ("Hostname", "hostname"))
 
 
 def gpus(config: Config) -> Dashboard:
-    util = 'gpu:DCGM_FI_DEV_GPU_UTIL:ratio{hostname=~"$hostname"}'
-    mem = 'gpu:DCGM_FI_DEV_FB_USED:ratio{hostname=~"$hostname"}'
+    g = scope(config, "hostname")
+    util = g.rec("gpu:DCGM_FI_DEV_GPU_UTIL:ratio")
+    mem = g.rec("gpu:DCGM_FI_DEV_FB_USED:ratio")
+
+    cluster = f'{config.cluster_label}=~"$cluster"'
+
+    def _g(metric: str, wrap: str = "{}") -> str:
+        return _gpu(config, metric, wrap)
     legend = "{{Hostname}}{{hostname}} GPU {{gpu}}"
     free = config.threshold("gpu_memory_pressure", "fb_free_mib_below")
     rate = "rate({}[" + RI + "])"
@@ -493,10 +543,10 @@ def gpus(config: Config) -> Dashboard:
               (Target(f"avg({util})"),), "percentunit", type="gauge", width=6, height=6, min=0, max=1,
               needs="gpu", thresholds=(Threshold(0.3, "green"),), base_color="blue"),
         Panel("Hottest GPU", "Highest GPU temperature among the selected GPUs.",
-              (Target(f"max({_gpu('DCGM_FI_DEV_GPU_TEMP')})"),), "celsius", type="stat", width=6, height=6,
+              (Target(f"max({_g('DCGM_FI_DEV_GPU_TEMP')})"),), "celsius", type="stat", width=6, height=6,
               needs="gpu", thresholds=(Threshold(80, "orange"), Threshold(90))),
         Panel("Total power", "Power draw of the selected GPUs together.",
-              (Target(f"sum({_gpu('DCGM_FI_DEV_POWER_USAGE')})"),), "watt", type="stat", width=6, height=6,
+              (Target(f"sum({_g('DCGM_FI_DEV_POWER_USAGE')})"),), "watt", type="stat", width=6, height=6,
               needs="gpu"),
         Panel("GPU utilization", "Utilization per GPU (recording rule gpu:DCGM_FI_DEV_GPU_UTIL:ratio, one series "
               "per GPU whichever exporter produced it).", (Target(util, "{{hostname}} GPU {{gpu}}"),),
@@ -504,44 +554,45 @@ def gpus(config: Config) -> Dashboard:
         Panel("Framebuffer used", "Used / (used + free) per GPU (recording rule gpu:DCGM_FI_DEV_FB_USED:ratio).",
               (Target(mem, "{{hostname}} GPU {{gpu}}"),), "percentunit", width=12, min=0, max=1, needs="gpu"),
         Panel("Framebuffer free", f"Free framebuffer per GPU; gpu_memory_pressure fires below {free:g} MiB.",
-              (Target(_gpu("DCGM_FI_DEV_FB_FREE"), legend),), "mbytes", width=12, needs="gpu",
+              (Target(_g("DCGM_FI_DEV_FB_FREE"), legend),), "mbytes", width=12, needs="gpu",
               thresholds=(Threshold(free, "green"),), base_color="red"),
         Panel("Memory copy utilization", "Share of time the GPU memory was being read or written.",
-              (Target(f"({_gpu('DCGM_FI_DEV_MEM_COPY_UTIL')}) / 100", legend),), "percentunit", width=12, min=0,
+              (Target(f"({_g('DCGM_FI_DEV_MEM_COPY_UTIL')}) / 100", legend),), "percentunit", width=12, min=0,
               max=1, needs="gpu"),
         Row("Power, temperature and clocks"),
         Panel("Power draw", "Power per GPU, and the energy counter's rate (should agree).",
-              (Target(_gpu("DCGM_FI_DEV_POWER_USAGE"), legend),
-               Target(f"({_gpu('DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION', rate)}) / 1000", "energy rate " + legend)),
+              (Target(_g("DCGM_FI_DEV_POWER_USAGE"), legend),
+               Target(f"({_g('DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION', rate)}) / 1000", "energy rate " + legend)),
               "watt", width=12, needs="gpu"),
         Panel("Temperature", "GPU and memory temperature per GPU.",
-              (Target(_gpu("DCGM_FI_DEV_GPU_TEMP"), legend),
-               Target(_gpu("DCGM_FI_DEV_MEMORY_TEMP"), "memory " + legend)), "celsius", width=12, needs="gpu",
+              (Target(_g("DCGM_FI_DEV_GPU_TEMP"), legend),
+               Target(_g("DCGM_FI_DEV_MEMORY_TEMP"), "memory " + legend)), "celsius", width=12, needs="gpu",
               thresholds=(Threshold(80, "orange"), Threshold(90))),
         Panel("Clocks", "SM and memory clock per GPU; a dropping SM clock under load is throttling.",
-              (Target(f"({_gpu('DCGM_FI_DEV_SM_CLOCK')}) * 1000000", "SM " + legend),
-               Target(f"({_gpu('DCGM_FI_DEV_MEM_CLOCK')}) * 1000000", "memory " + legend)), "hertz", width=12,
+              (Target(f"({_g('DCGM_FI_DEV_SM_CLOCK')}) * 1000000", "SM " + legend),
+               Target(f"({_g('DCGM_FI_DEV_MEM_CLOCK')}) * 1000000", "memory " + legend)), "hertz", width=12,
               needs="gpu"),
         Panel("Throttling", "Thermal and power clock-event reasons set per GPU (count of throttle bits); the "
               "gpu_throttling bottleneck.",
-              (Target(" or ".join(sg.throttle_count(f'DCGM_FI_DEV_CLOCKS_EVENT_REASONS{{{label}=~"$hostname"}}')
+              (Target(" or ".join(sg.throttle_count(f'{sg.CLOCK_REASONS}{{{cluster}, {label}=~"$hostname"}}')
                                   for label in ("Hostname", "hostname")), legend),),
               "short", width=12, needs="gpu", thresholds=(Threshold(1),)),
         Row("Health"),
         Panel("Xid errors", "New Xid errors per GPU and Xid (fatal ones need a GPU reset: see the "
               "gpu_xid_error runbook).",
-              (Target(_gpu("DCGM_EXP_XID_ERRORS_COUNT", increase), "Xid {{xid}} " + legend),), "short", width=8,
+              (Target(_g("DCGM_EXP_XID_ERRORS_COUNT", increase), "Xid {{xid}} " + legend),), "short", width=8,
               needs="gpu", thresholds=(Threshold(1),)),
         Panel("ECC errors and remapped rows", "New double-bit (uncorrectable) and single-bit ECC errors, and "
               "rows remapped for uncorrectable errors.",
-              (Target(_gpu("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", increase), "DBE " + legend),
-               Target(_gpu("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", increase), "SBE " + legend),
-               Target(_gpu("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", increase), "remapped " + legend)),
+              (Target(_g("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", increase), "DBE " + legend),
+               Target(_g("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", increase), "SBE " + legend),
+               Target(_g("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", increase), "remapped " + legend)),
               "short", width=8, needs="gpu", thresholds=(Threshold(1),)),
         Panel("PCIe replays", "PCIe retries per second per GPU; a steady rate points at a bad link or riser.",
-              (Target(_gpu("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", rate), legend),), "short", width=8, needs="gpu"),
+              (Target(_g("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", rate), legend),), "short", width=8, needs="gpu"),
     ]
-    variables = (Variable("hostname", "Host", "gpu:DCGM_FI_DEV_GPU_UTIL:ratio"),)
+    variables = (cluster_variable(config, "gpu:DCGM_FI_DEV_GPU_UTIL:ratio"),
+                 Variable("hostname", "Host", f'gpu:DCGM_FI_DEV_GPU_UTIL:ratio{{{config.cluster_label}=~"$cluster"}}'))
     return Dashboard(GPUS_UID, "OptiInfra / GPUs",
                      "Every GPU across nodes, from this sidecar (NVML) or dcgm-exporter: utilization, memory, power, "
                      "temperature, clocks, throttling, Xid and ECC errors.", tuple(items), variables)

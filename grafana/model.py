@@ -76,6 +76,8 @@ class Panel:
     base_color: str = "green"
     """Colour below the first threshold; "red" for signals that are bad when LOW (hit ratio, free memory)."""
     decimals: int | None = None
+    data_links: tuple[Link, ...] = ()
+    """Per-series links (drill-down): URLs may use ``${__field.labels.x}``, ``${var}`` and ``${__url_time_range}``."""
 
     def to_dict(self, panel_id: int, grid: dict[str, int]) -> dict[str, Any]:
         table = self.type == "table"
@@ -92,6 +94,8 @@ class Panel:
             defaults["max"] = self.max
         if self.decimals is not None:
             defaults["decimals"] = self.decimals
+        if self.data_links:
+            defaults["links"] = [{"title": link.title, "url": link.url} for link in self.data_links]
         if self.type == "timeseries":
             defaults["custom"] = {
                 "drawStyle": "line",

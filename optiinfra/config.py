@@ -98,6 +98,19 @@ def check_regex(value: str) -> str:
     return value
 
 
+def check_matchers(value: str) -> str:
+    """PromQL label matchers written without braces (``job="x", namespace=~"llm-.*"``); ValueError otherwise."""
+    if "{" in value or "}" in value:
+        raise ValueError("write the matchers without braces, e.g. job=\"optiinfra\"")
+    if value.strip():
+        try:
+            promql_parser.parse("up{" + value + "}")
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a list of PromQL label matchers ({exc}); "
+                             "write e.g. namespace=~\"llm-.*\", job=\"optiinfra\"") from None
+    return value.strip()
+
+
 Duration = Annotated[str, Field(description="Prometheus duration, e.g. 30s, 5m, 1h")]
 
 
@@ -116,15 +129,7 @@ class Selectors(_Strict):
     @field_validator("series", "sidecar_job")
     @classmethod
     def _matchers(cls, value: str) -> str:
-        if "{" in value or "}" in value:
-            raise ValueError("write the matchers without braces, e.g. job=\"optiinfra\"")
-        if value.strip():
-            try:
-                promql_parser.parse("up{" + value + "}")
-            except ValueError as exc:
-                raise ValueError(f"{value!r} is not a list of PromQL label matchers ({exc}); "
-                                 "write e.g. namespace=~\"llm-.*\", job=\"optiinfra\"") from None
-        return value.strip()
+        return check_matchers(value)
 
 
 class BottleneckOverride(_Strict):
@@ -299,6 +304,58 @@ class AlertmanagerOptions(_Strict):
         return value
 
 
+GpuSource = Literal["sidecar", "dcgm-exporter"]
+
+#: Grafana uids of the generated dashboards (grafana/dashboards.py builds them under these; alerts link to them).
+DASHBOARD_UIDS: Mapping[str, str] = {
+    "fleet": "optiinfra-fleet", "instance": "optiinfra-instance", "bottlenecks": "optiinfra-bottlenecks",
+    "slos": "optiinfra-slos", "gpus": "optiinfra-gpus",
+}
+#: The dashboard that explains an alert, by the alert's ``component`` label, and the dashboard variables its
+#: link fills from the alert's labels (variable -> alert label template).
+ALERT_DASHBOARDS: Mapping[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "engine": ("instance", (("namespace", "{{ $labels.namespace }}"), ("pod", "{{ $labels.pod }}"))),
+    "host": ("instance", (("namespace", "{{ $labels.namespace }}"), ("pod", "{{ $labels.pod }}"))),
+    "gpu": ("gpus", (("hostname", "{{ $labels.Hostname }}{{ $labels.hostname }}"),)),
+    "slo": ("slos", (("namespace", "{{ $labels.namespace }}"), ("model", "{{ $labels.model }}"))),
+}
+
+
+class DcgmExporterOptions(_Strict):
+    """How the rules and dashboards read NVIDIA dcgm-exporter's series (``gpu_source: dcgm-exporter``)."""
+
+    selector: str = Field(
+        default="", description="Label matchers (without braces) that select dcgm-exporter's series, e.g. "
+                                "'job=\"nvidia-dcgm-exporter\"'; used instead of selectors.series for GPU series. "
+                                "Empty: every DCGM_* series.")
+    namespace_label: str = Field(
+        default="exported_namespace",
+        description="Label holding the namespace of the pod a GPU is allocated to: exported_namespace when the "
+                    "ServiceMonitor scrapes with honorLabels false (the dcgm-exporter chart's default), namespace "
+                    "with honorLabels true.")
+    pod_label: str = Field(default="exported_pod",
+                           description="Label holding the GPU's pod: exported_pod (honorLabels false) or pod.")
+    container_label: str = Field(
+        default="exported_container",
+        description="Label holding the GPU's container: exported_container (honorLabels false) or container.")
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str) -> str:
+        return check_matchers(value)
+
+    @field_validator("namespace_label", "pod_label", "container_label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        if not _LABEL_RE.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus label name")
+        return value
+
+    def mapping(self) -> dict[str, str]:
+        """Our label name -> dcgm-exporter's pod-mapping label name."""
+        return {"namespace": self.namespace_label, "pod": self.pod_label, "container": self.container_label}
+
+
 class Config(_Strict):
     selectors: Selectors = Field(default_factory=Selectors)
     identity_labels: list[str] = Field(
@@ -318,6 +375,22 @@ class Config(_Strict):
         description="Where the alerts' runbook_url and the dashboards' runbook links point; {bottleneck} is "
                     "replaced by the bottleneck id (slo_burn for the SLO alerts).")
     alertmanager: AlertmanagerOptions = Field(default_factory=AlertmanagerOptions)
+    cluster_label: str = Field(
+        default="cluster", description="Label naming the cluster (an external label or a target label): every "
+                                       "dashboard has a $cluster variable over it and filters every query by it. "
+                                       "Series without it match the variable's All value.")
+    dashboard_url_pattern: str = Field(
+        default="http://localhost:3000/d/{uid}",
+        description="Your Grafana's dashboard URL; {uid} is replaced by the dashboard uid. Every alert's "
+                    "dashboard_url annotation is this URL with the dashboard variables (cluster, namespace, pod, "
+                    "host) filled from the alert's labels.")
+    gpu_source: GpuSource = Field(
+        default="sidecar",
+        description="Who exports the DCGM_* GPU series: the sidecar (NVML, the engine's own GPUs, on the pod's "
+                    "target) or NVIDIA dcgm-exporter (the GPU Operator's DaemonSet; run the sidecar with --no-gpu "
+                    "then). With dcgm-exporter the rules map its pod-mapping labels (dcgm_exporter) onto "
+                    "namespace/pod and join GPU and engine series on the identity labels without `instance`.")
+    dcgm_exporter: DcgmExporterOptions = Field(default_factory=DcgmExporterOptions)
 
     @field_validator("identity_labels")
     @classmethod
@@ -346,6 +419,29 @@ class Config(_Strict):
         if "{bottleneck}" not in value or parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"{value!r}: give an http(s) URL with {{bottleneck}} where the id goes, e.g. "
                              "https://example.com/runbooks/{bottleneck}.md")
+        return value
+
+    @field_validator("cluster_label")
+    @classmethod
+    def _cluster_label(cls, value: str) -> str:
+        if not _LABEL_RE.match(value):
+            raise ValueError(f"{value!r} is not a Prometheus label name")
+        return value
+
+    @field_validator("dashboard_url_pattern")
+    @classmethod
+    def _dashboard_url(cls, value: str) -> str:
+        try:
+            sample = value.format(uid="optiinfra-fleet")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError(f"{value!r}: the only placeholder is {{uid}}; write a literal brace as {{{{ or }}}}"
+                             ) from None
+        parts = urlsplit(sample)
+        if "{uid}" not in value or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r}: give an http(s) URL with {{uid}} where the dashboard uid goes, e.g. "
+                             "https://grafana.example.com/d/{uid}")
+        if parts.fragment:
+            raise ValueError(f"{value!r}: drop the fragment")
         return value
 
     @field_validator("bottlenecks")
@@ -387,6 +483,15 @@ class Config(_Strict):
     def runbook_url(self, bottleneck_id: str) -> str:
         """The runbook link of a bottleneck (or ``slo_burn``) in the alerts and dashboards."""
         return self.runbook_url_pattern.format(bottleneck=bottleneck_id)
+
+    def dashboard_url(self, component: str) -> str:
+        """The ``dashboard_url`` annotation of an alert of ``component``: its dashboard, scoped by the alert's
+        cluster and identity labels (Go templates Prometheus fills in)."""
+        dashboard, variables = ALERT_DASHBOARDS[component]
+        base = self.dashboard_url_pattern.format(uid=DASHBOARD_UIDS[dashboard])
+        query = "&".join(f"var-{name}={value}" for name, value in
+                         (("cluster", f"{{{{ $labels.{self.cluster_label} }}}}"), *variables))
+        return f"{base}{'&' if '?' in base else '?'}{query}"
 
     def for_(self, bottleneck: str | tx.Bottleneck) -> str:
         b = bottleneck if isinstance(bottleneck, tx.Bottleneck) else tx.get(bottleneck)

@@ -43,7 +43,7 @@ def condition(ctx: Ctx, b: tx.Bottleneck, c: sg.Condition) -> str:
         # Value: the main (pod-level) series; labels: the engine series' (group_left keeps engine and model).
         gates = [_term(ctx, b, t) for t in c.gate] + ([_traffic(ctx)] if c.traffic else [])
         return (f"({f' and on ({ctx.by_pod}) '.join(gates)}) * 0\n"
-                f"+ on ({ctx.on_pod}) group_left () {series(ctx, c.main.series)}\n"
+                f"+ on ({ctx.gpu_on}) group_left () {series(ctx, c.main.series)}\n"
                 f"{c.main.op} {threshold(ctx, b, c.main)}")
     text = _term(ctx, b, c.main)
     for also in c.also:
@@ -63,7 +63,8 @@ def _labels(b: tx.Bottleneck, severity: str) -> dict[str, str]:
 
 
 def _annotations(ctx: Ctx, b: tx.Bottleneck) -> dict[str, str]:
-    return {"summary": b.summary, "description": b.description, "runbook_url": ctx.config.runbook_url(b.id)}
+    return {"summary": b.summary, "description": b.description, "runbook_url": ctx.config.runbook_url(b.id),
+            "dashboard_url": ctx.config.dashboard_url(b.component)}
 
 
 def _log_expr(ctx: Ctx, signatures: tuple[str, ...]) -> str:
@@ -86,6 +87,8 @@ def alert_rules(ctx: Ctx, b: tx.Bottleneck) -> list[Rule]:
         by_severity = {severity: list(exprs) for severity, exprs in cond.exprs(ctx, b).items()}
     else:
         by_severity = {b.severity: [condition(ctx, b, cond)] if cond is not None else []}
+    if b.component == "gpu":  # GPU series: the inference pod's identity whichever exporter reported them
+        by_severity = {severity: [ctx.gpu(e) for e in exprs] for severity, exprs in by_severity.items()}
     if b.log_signatures and not (isinstance(cond, sg.Custom) and cond.own_logs):
         for exprs in by_severity.values():
             exprs.append(_log_expr(ctx, b.log_signatures))

@@ -9,6 +9,7 @@ Outputs: ``optiinfra-rules.yml`` (a Prometheus rule file: recording, alerting an
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -17,7 +18,7 @@ from optiinfra import taxonomy as tx
 from optiinfra.config import Config
 from optiinfra.files import write_files as write
 from optiinfra.rules.alerts import alert_groups
-from optiinfra.rules.promql import Ctx, Group, Profile
+from optiinfra.rules.promql import Ctx, Group, Profile, Rule
 from optiinfra.rules.recording import recording_groups
 from optiinfra.rules.slo import slo_groups
 
@@ -45,9 +46,19 @@ def dump_yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=1000, allow_unicode=True)
 
 
+def with_dashboard_links(ctx: Ctx, groups: tuple[Group, ...]) -> tuple[Group, ...]:
+    """Every alert gets a ``dashboard_url`` annotation (by its ``component``) where its builder gave none."""
+    def linked(rule: Rule) -> Rule:
+        if not rule.alert or "dashboard_url" in rule.annotations:
+            return rule
+        url = ctx.config.dashboard_url(rule.labels["component"])
+        return replace(rule, annotations={**rule.annotations, "dashboard_url": url})
+    return tuple(Group(g.name, tuple(linked(r) for r in g.rules)) for g in groups)
+
+
 def all_groups(ctx: Ctx, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> tuple[Group, ...]:
     """Recording groups first (alerts read them), then alerts, then SLO groups; a stable order."""
-    return (*recording_groups(ctx), *alert_groups(ctx, catalogue), *slo_groups(ctx))
+    return with_dashboard_links(ctx, (*recording_groups(ctx), *alert_groups(ctx, catalogue), *slo_groups(ctx)))
 
 
 def rule_file(groups: tuple[Group, ...]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ Profile = Literal["production", "demo"]
 PROFILES: tuple[Profile, ...] = ("production", "demo")
 #: ``--profile demo`` divides every ``for`` and every range window by this.
 DEMO_DIVISOR = 60
+#: Series of GPU exporters (the sidecar's NVML collector or dcgm-exporter), under dcgm-exporter's names.
+GPU_PREFIX = "DCGM_"
 
 
 def num(value: float | int | Decimal | str) -> str:
@@ -93,9 +95,44 @@ class Ctx:
     def on_pod(self) -> str:
         return ", ".join(self.identity)
 
+    @property
+    def dcgm(self) -> bool:
+        """GPU series come from dcgm-exporter (``gpu_source``), not from the pod's sidecar."""
+        return self.config.gpu_source == "dcgm-exporter"
+
+    @property
+    def gpu_on(self) -> str:
+        """Labels joining a pod's GPU series to its engine series: the identity labels, without ``instance``
+        when dcgm-exporter (whose ``instance`` is its own address) exports them."""
+        return ", ".join(label for label in self.identity if not (self.dcgm and label == "instance"))
+
     def sel(self, metric: str, *matchers: str) -> str:
-        parts = [p for p in (*matchers, self.config.selectors.series) if p]
+        if self.dcgm and metric.startswith(GPU_PREFIX):
+            options = self.config.dcgm_exporter
+            # Only GPUs allocated to a pod: dcgm-exporter leaves its pod-mapping labels empty otherwise.
+            parts = [p for p in (*matchers, f'{options.pod_label}!=""', options.selector) if p]
+        else:
+            parts = [p for p in (*matchers, self.config.selectors.series) if p]
         return f"{metric}{{{', '.join(parts)}}}" if parts else metric
+
+    def gpu(self, expr: str) -> str:
+        """``expr`` (GPU series) with dcgm-exporter's pod-mapping labels copied onto namespace, pod and container,
+        so GPU alerts carry the inference pod's identity (inhibition, routing, plans); as is for the sidecar."""
+        if not self.dcgm:
+            return expr
+        for ours, theirs in self.config.dcgm_exporter.mapping().items():
+            if ours != theirs:
+                expr = f'label_replace({expr}, "{ours}", "$1", "{theirs}", "(.+)")'
+        return expr
+
+    def gpu_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """What ``gpu`` does to one series' labels (the promtool fixtures' expected labels)."""
+        out = dict(labels)
+        if self.dcgm:
+            for ours, theirs in self.config.dcgm_exporter.mapping().items():
+                if labels.get(theirs):
+                    out[ours] = labels[theirs]
+        return out
 
     def sidecar_up(self) -> str:
         parts = [p for p in (self.config.selectors.sidecar_job, self.config.selectors.series) if p]

@@ -4,8 +4,11 @@ Names follow ``level:metric:operations``. ``pod_model`` rules keep the identity 
 ``identity_labels``, default namespace, pod, instance) plus ``engine`` and ``model``; ``pod`` rules keep the
 identity labels; ``model`` rules keep ``engine`` and ``model`` (fleet level); ``gpu`` rules keep every GPU
 label with the two spellings of host and GPU id folded into lower-case ``hostname`` and ``uuid``, so a
-dashboard reads one series whichever exporter produced it. Names never change with the profile or config.
-Every rate uses a 5m window (5s under ``--profile demo``); the names say ``rate5m`` either way.
+dashboard reads one series whichever exporter produced it. With ``gpu_source: dcgm-exporter`` the GPU rules read
+only GPUs allocated to a pod and copy dcgm-exporter's pod-mapping labels onto ``namespace``/``pod``/``container``
+(``Ctx.gpu``); the ``pod`` GPU rule then keeps the identity labels without ``instance`` (``Ctx.gpu_on``).
+Names never change with the profile or config. Every rate uses a 5m window (5s under ``--profile demo``); the
+names say ``rate5m`` either way.
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def _error_share(ctx: Ctx) -> str:
 def gpu_fold(ctx: Ctx, expr: str) -> str:
     """Fold ``Hostname``/``hostname`` and ``UUID``/``uuid`` into lower-case labels (one series per GPU)."""
     inner = f'label_replace(label_replace({expr}, "hostname", "$1", "Hostname", "(.+)"), "uuid", "$1", "UUID", "(.+)")'
-    return f"max without (Hostname, UUID) ({inner})"
+    return f"max without (Hostname, UUID) ({ctx.gpu(inner)})"
 
 
 def _gpu_util(ctx: Ctx) -> str:
@@ -106,7 +109,7 @@ def _gpu_mem(ctx: Ctx) -> str:
 
 
 def _pod_gpu_util(ctx: Ctx) -> str:
-    return f"avg by ({ctx.on_pod}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"
+    return f"avg by ({ctx.gpu_on}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"
 
 
 def _fleet_rate(ctx: Ctx) -> str:

@@ -121,10 +121,23 @@ class Synth:
         self.raw = {**self.pod, "job": defaults["job"], **chosen}
         self.eng = {**self.raw, "engine": "vllm", "model": "m"}
         self.pod_model = {**self.pod, "engine": "vllm", "model": "m"}
+        self.gpu_target = self.raw
+        if ctx.dcgm:
+            options = ctx.config.dcgm_exporter
+            exporter = {"namespace": "gpu-operator", "pod": "nvidia-dcgm-exporter-x1", "instance": "10.0.9.1:9400",
+                        "job": "nvidia-dcgm-exporter", "container": "nvidia-dcgm-exporter"}
+            target = {**exporter, **satisfying(options.selector, exporter)}
+            mapped = {options.namespace_label: self.pod.get("namespace", "llm"),
+                      options.pod_label: self.pod["pod"], options.container_label: "engine"}
+            # Identity labels besides namespace/pod/instance (a cluster label) are the same on both targets.
+            shared = {k: v for k, v in self.pod.items() if k not in ("namespace", "pod", "instance")}
+            self.gpu_target = {**target, **shared, **mapped}
 
     def gpu_labels(self, index: int, lower_case: bool) -> dict[str, str]:
+        """One GPU of the pod as its exporter labels it: the sidecar on the pod's own target, or dcgm-exporter
+        on its own target with the pod in its pod-mapping labels (``gpu_source``)."""
         host, uuid = ("hostname", "uuid") if lower_case else ("Hostname", "UUID")
-        return {**self.raw, "gpu": str(index), "device": f"nvidia{index}", "modelName": "NVIDIA H100 80GB HBM3",
+        return {**self.gpu_target, "gpu": str(index), "device": f"nvidia{index}", "modelName": "NVIDIA H100 80GB HBM3",
                 "pci_bus_id": f"00000000:0{index}:00.0", host: "node-1", uuid: f"GPU-000{index}"}
 
     def gpus(self, util_percent: float) -> Series:
@@ -259,10 +272,10 @@ def cases_for(kit: Kit) -> Cases:
 
 # ---- assembling the test file ---------------------------------------------------------------------------
 
-def _exp(rule: Rule, fired: list[tuple[dict[str, str], float]]) -> list[dict[str, Any]]:
+def _exp(ctx: Ctx, rule: Rule, fired: list[tuple[dict[str, str], float]]) -> list[dict[str, Any]]:
     out = []
     for labels, value in fired:
-        all_labels = {**labels, **rule.labels}
+        all_labels = {**(ctx.gpu_labels(labels) if rule.labels["component"] == "gpu" else labels), **rule.labels}
         out.append({
             "exp_labels": dict(sorted(all_labels.items())),
             "exp_annotations": {k: render(v, all_labels, float(value)) for k, v in sorted(rule.annotations.items())},
@@ -299,12 +312,12 @@ def alert_tests(ctx: Ctx, performance: bool, catalogue: tuple[tx.Bottleneck, ...
             eval_ms = parse_duration_ms(rule.for_) + parse_duration_ms(ctx.w(probe.hold))
             cases = cases_for(Kit(ctx, eval_ms // step_ms + 5, b, severity))
             tag = f"{rule.alert}[{rule.labels['severity']}]"
-            runs = [("fires", cases.fires, _exp(rule, cases.fires.alerts))]
+            runs = [("fires", cases.fires, _exp(ctx, rule, cases.fires.alerts))]
             if cases.fires_log is not None:
-                runs.append(("fires on its log signature", cases.fires_log, _exp(rule, cases.fires_log.alerts)))
+                runs.append(("fires on its log signature", cases.fires_log, _exp(ctx, rule, cases.fires_log.alerts)))
             runs += [("quiet", cases.quiet, []), ("idle", cases.idle, [])]
             if cases.absent_alerts:
-                runs.append(("absent", Fixture(), _exp(rule, cases.absent_alerts)))
+                runs.append(("absent", Fixture(), _exp(ctx, rule, cases.absent_alerts)))
             tests += [_case(ctx, f"{tag} {what}", rule, fixture, eval_ms=eval_ms, exp=exp)
                       for what, fixture, exp in runs]
     return tests
@@ -358,7 +371,7 @@ def slo_tests(ctx: Ctx, groups: tuple[Group, ...]) -> list[dict[str, Any]]:
             trickle = ctx.config.min_request_rate / 2  # all bad, but below the traffic guard
             # Traffic well above the guard: even the 1d guard window passes within seconds of a fresh series.
             busy = ctx.config.min_request_rate * 10_000
-            runs = [("fires", Fixture(_slo_series(s, slo, True, busy)), _exp(rule, fired)),
+            runs = [("fires", Fixture(_slo_series(s, slo, True, busy)), _exp(ctx, rule, fired)),
                     ("quiet", Fixture(_slo_series(s, slo, False, busy)), []),
                     ("idle", Fixture(_slo_series(s, slo, True, trickle)), [])]
             tests += [_case(ctx, f"{tag} {what}", rule, fixture, eval_ms=eval_ms, exp=exp)
@@ -393,7 +406,7 @@ def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
 
     def folded(index: int) -> dict[str, str]:
         labels = {k: v for k, v in s.gpu_labels(index, index == 1).items() if k not in ("Hostname", "UUID")}
-        return {**labels, "hostname": "node-1", "uuid": f"GPU-000{index}"}
+        return ctx.gpu_labels({**labels, "hostname": "node-1", "uuid": f"GPU-000{index}"})
 
     at = _ms(eval_ms)
     exprs = [
@@ -409,7 +422,8 @@ def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
         ("pod_model:llm_requests_finished:rate5m", [_sample("pod_model:llm_requests_finished:rate5m", pm, 1)]),
         ("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", [_sample("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", folded(0), 0.5),
                                              _sample("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", folded(1), 0.25)]),
-        ("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", [_sample("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", s.pod, 0.375)]),
+        ("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", [_sample("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio",
+                                                       {k: s.pod[k] for k in ctx.gpu_on.split(", ")}, 0.375)]),
     ]
     tests = [{
         "name": "recording rules: quantile, KV max over ranks, hit ratio, error share, GPU ratio (both spellings)",
