@@ -129,7 +129,7 @@ def _kustomizations() -> list[Path]:
 def test_every_manifest_belongs_to_a_kustomization_and_every_resource_exists() -> None:
     listed: set[Path] = set()
     for kustomization in _kustomizations():
-        for resource in yaml.safe_load(kustomization.read_text(encoding="utf-8"))["resources"]:
+        for resource in yaml.safe_load(kustomization.read_text(encoding="utf-8")).get("resources", []):
             target = (kustomization.parent / resource).resolve()
             assert target.exists(), f"{kustomization.relative_to(REPO)} lists missing {resource}"
             if target.is_file():
