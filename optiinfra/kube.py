@@ -8,6 +8,10 @@ the other generators' outputs; pure functions over their data, written by ``opti
 - ``alertmanagerconfig.yaml``: a prometheus-operator ``AlertmanagerConfig`` (v1alpha1) translated from the
   Alertmanager config that ``optiinfra alertmanager-config`` prints: the same route, grouping, webhook and
   taxonomy inhibition rules, with the bearer token read from a Secret instead of a file.
+
+The namespaces, release label and receiver URL written here are only the base's defaults: the kustomize
+component ``deploy/kubernetes/params`` replaces them from an overlay's ``params.yaml`` (whose defaults,
+``deploy/kubernetes/params.yaml``, a test keeps equal to these).
 """
 
 from __future__ import annotations
