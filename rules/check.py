@@ -109,8 +109,8 @@ def _files(path: Path) -> Iterator[Path]:
     if path.is_file():
         yield path
         return
-    for pattern in ("*.yml", "*.yaml"):
-        yield from sorted(path.glob(pattern))
+    for pattern in ("*.yml", "*.yaml"):  # the generator's layout has subfolders (rules/, operator/, tests/)
+        yield from sorted(path.rglob(pattern))
 
 
 def check_path(path: Path, promtool: bool = True) -> tuple[list[str], int]:

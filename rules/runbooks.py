@@ -189,10 +189,11 @@ def rules_reference() -> str:
         "<!-- generated from rules/ by `optiinfra generate`; do not edit -->",
         "",
         "`optiinfra rules generate [--slo-config FILE] [--profile production|demo] --out DIR [--namespace NS] "
-        "[--rule-labels k=v ...]` writes `optiinfra-rules.yml` (recording, alerting and SLO groups), "
-        "`optiinfra-prometheusrule.yaml` (the same groups as a prometheus-operator `PrometheusRule`; its labels "
-        "must match your Prometheus CR's `ruleSelector`) and three promtool test files "
-        "(`promtool test rules *.test.yml` in the output directory). `optiinfra rules check DIR` parses every "
+        "[--rule-labels k=v ...]` writes, each in its own folder, `rules/optiinfra-rules.yml` (recording, alerting "
+        "and SLO groups; the only file a `rules/*.yml` glob in Prometheus' `rule_files` loads), "
+        "`operator/optiinfra-prometheusrule.yaml` (the same groups as a prometheus-operator `PrometheusRule`; its "
+        "labels must match your Prometheus CR's `ruleSelector`) and three promtool test files "
+        "(`promtool test rules tests/*.test.yml` in the output directory). `optiinfra rules check DIR` parses every "
         "expression, checks every series against the metric catalogue, every `le` against the engines' native "
         "buckets, the naming conventions, and runs `promtool check rules`. `rules/generated/` holds the output "
         "for the default config. `--profile demo` divides every `for` and range window by 60 (for Prometheus "

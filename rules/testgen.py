@@ -11,6 +11,7 @@ split into three files (performance alerts, health alerts, SLOs) so promtool run
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -466,16 +467,20 @@ def _parse_counter(text: str) -> tuple[float, int]:
     return float(inc), int(n)
 
 
-#: Test file name -> what it holds (split so promtool runs can go in parallel).
-TEST_FILES: tuple[str, ...] = ("optiinfra-rules.test.yml", "optiinfra-rules-health.test.yml",
-                               "optiinfra-rules-slo.test.yml")
+#: Test files (paths under the output directory; split so promtool runs can go in parallel). They live in
+#: their own folder, apart from the rule file, so a ``*.yml`` glob in Prometheus' ``rule_files`` never loads
+#: them.
+TESTS_DIR = "tests"
+TEST_FILES: tuple[str, ...] = (f"{TESTS_DIR}/optiinfra-rules.test.yml", f"{TESTS_DIR}/optiinfra-rules-health.test.yml",
+                               f"{TESTS_DIR}/optiinfra-rules-slo.test.yml")
 
 
 def test_files(ctx: Ctx, groups: tuple[Group, ...], rules_file: str,
                catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> dict[str, dict[str, Any]]:
     def one(tests: list[dict[str, Any]]) -> dict[str, Any]:
         return {
-            "rule_files": [rules_file],
+            # promtool resolves rule files relative to the test file
+            "rule_files": [posixpath.relpath(rules_file, TESTS_DIR)],
             "evaluation_interval": ctx.w(STEP),
             "group_eval_order": [g.name for g in groups],
             "tests": tests,

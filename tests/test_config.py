@@ -125,7 +125,8 @@ def test_exact_number_formatting() -> None:
     assert num(Decimal("14.4") * (Decimal(1) - Decimal(repr(0.999)))) == "0.0144"
     assert num(100.0) == "100"
     assert num(1024) == "1024"
-    rules = (Path(__file__).resolve().parent.parent / "rules" / "generated" / "optiinfra-rules.yml").read_text()
+    from optiinfra.rules.generate import RULES_FILE
+    rules = (Path(__file__).resolve().parent.parent / "rules" / "generated" / RULES_FILE).read_text()
     assert "0000000" not in rules and "9999999" not in rules
     assert "> 0.144" in rules and "> 0.06" in rules and "> 0.03" in rules and "> 0.01" in rules
 
@@ -215,7 +216,8 @@ def test_a_model_regex_with_backslashes_reaches_promtool_intact(tmp_path: Path) 
     rules = yaml.safe_load((tmp_path / RULES_FILE).read_text())
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("labels", {}).get("slo") == "a"]
     assert exprs and all('model=~"llama-3\\\\.1-.*|\\"quoted\\""' in e for e in exprs if "model=~" in e)
-    tests = sorted(p.name for p in tmp_path.glob("*.test.yml"))
+    tests = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.test.yml"))
+    assert len(tests) == 3
     result = subprocess.run([promtool, "test", "rules", *tests], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

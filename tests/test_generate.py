@@ -30,13 +30,13 @@ def test_check_lists_stale_missing_and_leftover_files_and_generate_fixes_them(
     capsys.readouterr()
     assert main(["generate", "--check", "--root", str(tmp_path)]) == 0
     (tmp_path / "docs/metrics.md").write_text("edited by hand\n")
-    (tmp_path / "rules/generated/optiinfra-rules.yml").unlink()
+    (tmp_path / "rules/generated/rules/optiinfra-rules.yml").unlink()
     leftover = "docs/runbooks/" + "retired_bottleneck" + ".md"  # a runbook the taxonomy no longer has
     (tmp_path / leftover).write_text("# gone from the taxonomy\n")
     capsys.readouterr()
     assert main(["generate", "--check", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[:3] == ["docs/metrics.md", leftover, "rules/generated/optiinfra-rules.yml"]
+    assert err[:3] == ["docs/metrics.md", leftover, "rules/generated/rules/optiinfra-rules.yml"]
     assert err[3] == "3 generated file(s) are stale: run `make generate`"
     assert main(["generate", "--root", str(tmp_path)]) == 0
     assert f"removed {leftover}" in capsys.readouterr().out
@@ -47,7 +47,7 @@ def test_runbook_url_pattern_reaches_alerts_slo_alerts_and_dashboards(tmp_path: 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"runbook_url_pattern": "https://wiki.example/llm/{bottleneck}"}))
     files = render_all(load_config(config))
-    rules = yaml.safe_load(files["rules/generated/optiinfra-rules.yml"])
+    rules = yaml.safe_load(files["rules/generated/rules/optiinfra-rules.yml"])
     urls = {r["alert"]: r["annotations"]["runbook_url"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
     assert urls["LLMKVCachePressure"] == "https://wiki.example/llm/kv_cache_pressure"
     assert urls["LLMSLOBurnRateFast"] == "https://wiki.example/llm/slo_burn"

@@ -88,7 +88,7 @@ def _case(config: Config, source: str) -> dict[str, Any]:
 def test_two_pods_on_one_node(source: str, tmp_path: Path) -> None:
     promtool = require_binary("promtool")
     config = parse_config(SOURCES[source])
-    (tmp_path / rules.RULES_FILE).write_text(rules.generate(config)[rules.RULES_FILE])
+    rules.write(tmp_path, {rules.RULES_FILE: rules.generate(config)[rules.RULES_FILE]})
     (tmp_path / "case.test.yml").write_text(yaml.safe_dump(
         {"rule_files": [rules.RULES_FILE], "evaluation_interval": "1m", "tests": [_case(config, source)]}))
     proc = subprocess.run([promtool, "test", "rules", "case.test.yml"], cwd=tmp_path, capture_output=True,
@@ -101,8 +101,7 @@ def test_generated_promtool_suites_pass_for_dcgm_exporter(source: str, tmp_path:
     """Every generated alert and recording case (GPU fixtures shaped as dcgm-exporter's series) passes."""
     files = rules.generate(parse_config({**SOURCES[source], "identity_labels": ["cluster", "namespace", "pod",
                                                                                  "instance"]}))
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
+    rules.write(tmp_path, files)
     run_promtool_tests(tmp_path)
 
 

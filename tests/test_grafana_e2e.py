@@ -94,6 +94,7 @@ async def _start(stack: Stack, tmp: Path) -> str:
     await stack.wait_ready(sim, f"http://127.0.0.1:{sim_port}/metrics")
     await stack.wait_ready(exporter, f"http://127.0.0.1:{exp_port}/metrics")
     rules = generate_rules(Config(), "demo")
+    (tmp / RULES_FILE).parent.mkdir(parents=True, exist_ok=True)
     (tmp / RULES_FILE).write_text(rules[RULES_FILE], encoding="utf-8")
     config = prometheus_config([(f"127.0.0.1:{exp_port}", {"namespace": NAMESPACE, "pod": POD})],
                                [tmp / RULES_FILE], None)
