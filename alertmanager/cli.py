@@ -12,6 +12,7 @@ import logging
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -23,6 +24,9 @@ from .app import create_app
 from .service import ReceiverConfig
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from optiinfra.config import AlertmanagerOptions
 
 #: Flags of ``alertmanager-config`` that override a key of the config's ``alertmanager`` section.
 _OVERRIDES = ("receiver_url", "credentials_file", "group_wait", "group_interval", "repeat_interval",
@@ -61,6 +65,12 @@ def _register_alertmanager_config(subparsers: argparse._SubParsersAction[argpars
                         help=f"re-send a still-firing group after (default: {defaults.repeat_interval})")
     parser.add_argument("--resolve-timeout", default=None,
                         help=f"global resolve_timeout (default: {defaults.resolve_timeout})")
+    merge = parser.add_mutually_exclusive_group()
+    merge.add_argument("--route-only", action="store_true",
+                       help="print only our route, receiver and inhibition rules, to merge into an existing config")
+    merge.add_argument("--merge-into", type=Path, default=None, metavar="FILE",
+                       help="print FILE (your alertmanager.yml) with our route first among its routes and our "
+                            "receiver and inhibition rules appended; your routes and receivers are kept")
     parser.set_defaults(func=_run_alertmanager_config)
 
 
@@ -70,8 +80,28 @@ def _run_alertmanager_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.slo_config)
     options = with_overrides(config.alertmanager, {k: getattr(args, k) for k in _OVERRIDES})
-    sys.stdout.write(amconfig.render(options))
+    if args.route_only:
+        sys.stdout.write(amconfig.render_snippet(options))
+    elif args.merge_into is not None:
+        sys.stdout.write(_merged(args.merge_into, options))
+    else:
+        sys.stdout.write(amconfig.render(options))
     return 0
+
+
+def _merged(path: Path, options: AlertmanagerOptions) -> str:
+    from optiinfra.config import MAX_CONFIG_BYTES, parse_yaml  # noqa: PLC0415
+    from optiinfra.rules import amconfig  # noqa: PLC0415
+
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"--merge-into: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return amconfig.render_merged(parse_yaml(data, str(path)), options)
+    except amconfig.MergeError as exc:
+        raise UsageError(f"--merge-into {path}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------------------- receiver

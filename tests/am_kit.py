@@ -71,6 +71,7 @@ async def webhook() -> AsyncIterator[Webhook]:
 async def alertmanager(workdir: Path, config_text: str) -> AsyncIterator[str]:
     """A real Alertmanager on ``config_text``; yields its base URL."""
     require_binary("prometheus-alertmanager")
+    workdir.mkdir(parents=True, exist_ok=True)
     stack = Stack(workdir)
     port = free_port()
     try:

@@ -195,3 +195,45 @@ async def test_real_alertmanager_routes_authenticates_and_inhibits(tmp_path: Pat
     assert state[("pod-b", "LLMKVCachePressure")]["state"] == "active"
     assert state[("pod-b", "SomethingElse")]["state"] == "active"
     assert resolved[0]["labels"]["bottleneck"] == "kv_cache_pressure"
+
+
+def test_route_only_prints_the_parts_to_merge(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["alertmanager-config", "--route-only", "--receiver-url", "http://r:1"]) == 0
+    doc = yaml.safe_load(capsys.readouterr().out)
+    assert set(doc) == {"route", "receivers", "inhibit_rules"}
+    (route,) = doc["route"]["routes"]
+    assert route["receiver"] == "optiinfra" and route["continue"] is True
+    assert route["group_by"] == amconfig.Options().group_by, "the route carries its own grouping"
+    assert [r["name"] for r in doc["receivers"]] == ["optiinfra"]
+    assert doc["inhibit_rules"] == amconfig.inhibit_rules()
+
+
+def test_merge_keeps_the_users_config_and_is_idempotent() -> None:
+    existing = {"global": {"smtp_smarthost": "mail:25"},
+                "route": {"receiver": "default", "routes": [{"receiver": "pager", "matchers": ['severity="critical"']}]},
+                "receivers": [{"name": "default"}, {"name": "pager"}],
+                "inhibit_rules": [{"source_matchers": ['a="b"'], "target_matchers": ['c="d"']}]}
+    options = amconfig.Options(receiver_url="http://r:1")
+    once = amconfig.merge(existing, options)
+    assert once["global"] == existing["global"] and once["route"]["receiver"] == "default"
+    assert [r["receiver"] for r in once["route"]["routes"]] == ["optiinfra", "pager"]
+    assert [r["name"] for r in once["receivers"]] == ["default", "pager", "optiinfra"]
+    assert once["inhibit_rules"][0] == existing["inhibit_rules"][0]
+    assert amconfig.merge(once, options) == once
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("route: [1, 2\n", "not valid YAML"),
+    ("receivers: []\n", "has no `route` section"),
+    ("route: {receiver: x}\nreceivers: [{name: optiinfra, email_configs: [{to: a@b}]}]\n",
+     "already has a receiver named 'optiinfra'"),
+])
+def test_merge_into_refuses_with_one_line(content: str, message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(content)
+    assert main(["alertmanager-config", "--merge-into", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == "" and captured.err.count("\n") == 1
+    assert main(["alertmanager-config", "--merge-into", str(tmp_path / "missing.yml")]) == 2
+    assert "cannot read" in capsys.readouterr().err

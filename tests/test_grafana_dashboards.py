@@ -273,7 +273,8 @@ def test_generation_is_deterministic() -> None:
 def test_committed_files_are_current(tmp_path: Path) -> None:
     out = tmp_path / "generated"
     docs = tmp_path / "dashboards.md"
-    assert main(["dashboards", "generate", "--out", str(out), "--docs", str(docs)]) == 0
+    assert main(["dashboards", "generate", "--out", str(out), "--docs", str(docs),
+                 "--dashboards-path", "/var/lib/grafana/dashboards/optiinfra"]) == 0
     fresh = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     committed = sorted(p.relative_to(GENERATED) for p in GENERATED.rglob("*") if p.is_file())
     assert fresh == committed
