@@ -210,7 +210,8 @@ def test_route_only_prints_the_parts_to_merge(capsys: pytest.CaptureFixture[str]
 
 def test_merge_keeps_the_users_config_and_is_idempotent() -> None:
     existing = {"global": {"smtp_smarthost": "mail:25"},
-                "route": {"receiver": "default", "routes": [{"receiver": "pager", "matchers": ['severity="critical"']}]},
+                "route": {"receiver": "default",
+                          "routes": [{"receiver": "pager", "matchers": ['severity="critical"']}]},
                 "receivers": [{"name": "default"}, {"name": "pager"}],
                 "inhibit_rules": [{"source_matchers": ['a="b"'], "target_matchers": ['c="d"']}]}
     options = amconfig.Options(receiver_url="http://r:1")
