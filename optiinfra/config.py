@@ -98,6 +98,26 @@ def check_regex(value: str) -> str:
     return value
 
 
+def _label_name(value: str) -> str:
+    if not _LABEL_RE.match(value):
+        raise ValueError(f"{value!r} is not a Prometheus label name")
+    return value
+
+
+def _url_pattern(value: str, placeholder: str, sample: str, example: str) -> str:
+    """An http(s) URL pattern whose one placeholder is ``{<placeholder>}``; ValueError says what to fix."""
+    try:
+        url = value.format(**{placeholder: sample})
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(f"{value!r}: the only placeholder is {{{placeholder}}}; write a literal brace as "
+                         "{{ or }}") from None
+    parts = urlsplit(url)
+    if f"{{{placeholder}}}" not in value or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r}: give an http(s) URL with {{{placeholder}}} where the "
+                         f"{'id' if placeholder == 'bottleneck' else 'dashboard uid'} goes, e.g. {example}")
+    return value
+
+
 def check_matchers(value: str) -> str:
     """PromQL label matchers written without braces (``job="x", namespace=~"llm-.*"``); ValueError otherwise."""
     if "{" in value or "}" in value:
@@ -347,9 +367,7 @@ class DcgmExporterOptions(_Strict):
     @field_validator("namespace_label", "pod_label", "container_label")
     @classmethod
     def _label(cls, value: str) -> str:
-        if not _LABEL_RE.match(value):
-            raise ValueError(f"{value!r} is not a Prometheus label name")
-        return value
+        return _label_name(value)
 
     def mapping(self) -> dict[str, str]:
         """Our label name -> dcgm-exporter's pod-mapping label name."""
@@ -410,39 +428,19 @@ class Config(_Strict):
     @field_validator("runbook_url_pattern")
     @classmethod
     def _runbook_url(cls, value: str) -> str:
-        try:
-            sample = value.format(bottleneck="kv_cache_pressure")
-        except (KeyError, IndexError, ValueError):
-            raise ValueError(f"{value!r}: the only placeholder is {{bottleneck}}; write a literal brace as "
-                             "{{ or }}") from None
-        parts = urlsplit(sample)
-        if "{bottleneck}" not in value or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r}: give an http(s) URL with {{bottleneck}} where the id goes, e.g. "
-                             "https://example.com/runbooks/{bottleneck}.md")
-        return value
+        return _url_pattern(value, "bottleneck", "kv_cache_pressure", "https://example.com/runbooks/{bottleneck}.md")
 
     @field_validator("cluster_label")
     @classmethod
     def _cluster_label(cls, value: str) -> str:
-        if not _LABEL_RE.match(value):
-            raise ValueError(f"{value!r} is not a Prometheus label name")
-        return value
+        return _label_name(value)
 
     @field_validator("dashboard_url_pattern")
     @classmethod
     def _dashboard_url(cls, value: str) -> str:
-        try:
-            sample = value.format(uid="optiinfra-fleet")
-        except (KeyError, IndexError, ValueError):
-            raise ValueError(f"{value!r}: the only placeholder is {{uid}}; write a literal brace as {{{{ or }}}}"
-                             ) from None
-        parts = urlsplit(sample)
-        if "{uid}" not in value or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"{value!r}: give an http(s) URL with {{uid}} where the dashboard uid goes, e.g. "
-                             "https://grafana.example.com/d/{uid}")
-        if parts.fragment:
+        if urlsplit(value).fragment:
             raise ValueError(f"{value!r}: drop the fragment")
-        return value
+        return _url_pattern(value, "uid", "optiinfra-fleet", "https://grafana.example.com/d/{uid}")
 
     @field_validator("bottlenecks")
     @classmethod
