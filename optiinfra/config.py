@@ -394,9 +394,10 @@ class Config(_Strict):
                     "replaced by the bottleneck id (slo_burn for the SLO alerts).")
     alertmanager: AlertmanagerOptions = Field(default_factory=AlertmanagerOptions)
     cluster_label: str = Field(
-        default="cluster", description="Label naming the cluster (an external label or a target label): every "
-                                       "dashboard has a $cluster variable over it and filters every query by it. "
-                                       "Series without it match the variable's All value.")
+        default="cluster", description="Label naming the cluster: every dashboard has a $cluster variable over "
+                                       "it and filters every query by it; series without it match the variable's "
+                                       "All value. Usually an external label (Thanos, Mimir); a target label must "
+                                       "also be in identity_labels, or the recording rules drop it.")
     dashboard_url_pattern: str = Field(
         default="http://localhost:3000/d/{uid}",
         description="Your Grafana's dashboard URL; {uid} is replaced by the dashboard uid. Every alert's "
