@@ -112,3 +112,21 @@ def test_dcgm_exporter_gpu_alerts_carry_the_inference_pod() -> None:
     for rule in gpu_alerts:
         assert '"pod", "$1", "exported_pod", "(.+)"' in rule["expr"], rule["alert"]
         assert 'exported_pod!=""' in rule["expr"], rule["alert"]
+
+
+@pytest.mark.parametrize(("source", "pod_label", "selector"), [
+    ("sidecar", "pod", None), ("dcgm-exporter", "exported_pod", None),
+    ("dcgm-exporter honorLabels", "pod", "nvidia-dcgm-exporter")])
+def test_instance_dashboard_reads_raw_gpu_series_by_the_sources_pod_label(
+        source: str, pod_label: str, selector: str | None) -> None:
+    from optiinfra.grafana.dashboards import instance
+    from optiinfra.grafana.lint import queries, substitute
+    from optiinfra.rules.check import selectors
+
+    doc = instance(parse_config(SOURCES[source])).to_dict()
+    raw = [(name, m) for _, expr in queries(doc) for name, m in selectors(substitute(expr, {"pod": "POD"}))
+           if name.startswith("DCGM_")]
+    assert raw
+    for name, matchers in raw:
+        assert matchers.get(pod_label) == "POD", (name, matchers)
+        assert matchers.get("job") == selector, (name, matchers)
