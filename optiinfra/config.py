@@ -346,8 +346,9 @@ class DcgmExporterOptions(_Strict):
 
     selector: str = Field(
         default="", description="Label matchers (without braces) that select dcgm-exporter's series, e.g. "
-                                "'job=\"nvidia-dcgm-exporter\"'; used instead of selectors.series for GPU series. "
-                                "Empty: every DCGM_* series.")
+                                "'job=\"nvidia-dcgm-exporter\", exported_namespace=~\"llm-.*\"'; used instead of "
+                                "selectors.series for GPU series (restrict the namespaces here, by the mapping "
+                                "label). Empty: every DCGM_* series of a GPU allocated to a pod.")
     namespace_label: str = Field(
         default="exported_namespace",
         description="Label holding the namespace of the pod a GPU is allocated to: exported_namespace when the "
