@@ -1,11 +1,8 @@
 """A local orchestrator sink for the demo and the tests: records everything the receiver sends.
 
-It implements docs/orchestrator-api.md: ``POST /api/v1/agents/register``, ``POST /api/v1/agents/heartbeat``,
-``POST /api/v1/plans`` and ``POST /api/v1/plans/{plan_id}/rollback``, each recorded with its ``Idempotency-Key``
-and answered 2xx (a repeated key is answered 200 and counted as a duplicate, not accepted twice). Switches make
-it answer 503 for a while (``POST /control/fail``), and with ``report_to`` it plays a deployment controller:
-after accepting a plan it reports the canary steps and completion back to the receiver
-(``POST {report_to}/api/v1/plans/{id}/status``).
+It serves the orchestrator contract (``optiinfra.orchestrator.contract``) and records every request with its
+``Idempotency-Key``. Switches make it answer 503 for a while (``POST /control/fail``), and with ``receiver_url``
+it plays a deployment controller: after accepting a plan it reports the canary steps and completion back.
 
 Inspect: ``GET /api/v1/plans`` (accepted plans), ``GET /api/v1/rollbacks``, ``GET /api/v1/requests[?since=N]``
 (every request), ``GET /api/v1/agents``.
@@ -21,16 +18,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from optiinfra.cliutil import UsageError, parse_listen
-
-log = logging.getLogger(__name__)
+from optiinfra.orchestrator.contract import ContractServer
 
 
 @dataclass
@@ -48,22 +42,12 @@ class Recorded:
 
 
 @dataclass
-class Sink:
+class Sink(ContractServer):
     """What the sink has seen; tests read it directly, the demo through the GET endpoints."""
 
-    token: str | None = None
-    report_to: str | None = None
-    report_token: str | None = None
-    """Bearer token for the receiver's API when reporting progress."""
     step_seconds: float = 1.0
     steps: tuple[int, ...] = (10, 50, 100)
     requests: list[Recorded] = field(default_factory=list)
-    plans: dict[str, Any] = field(default_factory=dict)
-    """Accepted plans by idempotency key, in arrival order."""
-    rollbacks: dict[str, Any] = field(default_factory=dict)
-    duplicates: int = 0
-    agents: dict[str, Any] = field(default_factory=dict)
-    heartbeats: int = 0
     fail_until: float = 0.0
     fail_status: int = 503
     arrivals: dict[str, float] = field(default_factory=dict)
@@ -92,98 +76,43 @@ class Sink:
                 await asyncio.wait_for(self.changed.wait(), min(remaining, 0.2))
         return True
 
+    async def read(self, request: web.Request) -> tuple[Any, web.Response | None]:
+        """Records every request, then refuses it without the token or while told to fail."""
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        auth = request.headers.get("Authorization", "")
+        self.requests.append(Recorded(time.time(), request.method, request.path,
+                                      request.headers.get("Idempotency-Key"), bool(auth), body))
+        self.changed.set()
+        if self.token and auth != f"Bearer {self.token}":
+            return body, web.json_response({"error": "unauthorized"}, status=401)
+        if self.failing():
+            return body, web.json_response({"error": "orchestrator unavailable (sink told to fail)"},
+                                           status=self.fail_status)
+        return body, None
+
+    def accepted_plan(self, key: str, plan: dict[str, Any]) -> None:
+        self.arrivals[key] = time.monotonic()
+        self.changed.set()
+        if self.receiver_url:
+            self.spawn(self._report_progress(plan["plan_id"]))
+
+    def accepted_rollback(self, plan_id: str) -> None:
+        self.changed.set()
+
+    async def _report_progress(self, plan_id: str) -> None:
+        for step in self.steps:
+            await asyncio.sleep(self.step_seconds)
+            done = step >= 100
+            if not await self.report(plan_id, "completed" if done else "rolling_out",
+                                     "rolled out" if done else f"canary at {step}%", step=100 if done else step):
+                return
+
 
 SINK = web.AppKey("sink", Sink)
-TASKS = web.AppKey[set[asyncio.Task[None]]]("tasks")
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-
-
-async def _record(request: web.Request) -> tuple[Sink, Recorded, web.Response | None]:
-    sink = request.app[SINK]
-    raw = await request.read()
-    try:
-        body: Any = json.loads(raw) if raw else None
-    except ValueError:
-        body = raw.decode("utf-8", "replace")
-    auth = request.headers.get("Authorization", "")
-    rec = Recorded(time.time(), request.method, request.path, request.headers.get("Idempotency-Key"), bool(auth),
-                   body)
-    sink.requests.append(rec)
-    sink.changed.set()
-    if sink.token and auth != f"Bearer {sink.token}":
-        return sink, rec, web.json_response({"error": "unauthorized"}, status=401)
-    if sink.failing():
-        return sink, rec, web.json_response({"error": "orchestrator unavailable (sink told to fail)"},
-                                            status=sink.fail_status)
-    return sink, rec, None
-
-
-async def register(request: web.Request) -> web.Response:
-    sink, rec, refused = await _record(request)
-    if refused:
-        return refused
-    agent = rec.body if isinstance(rec.body, dict) else {}
-    sink.agents[str(agent.get("agent_id", "?"))] = agent
-    return web.json_response({"registered": True})
-
-
-async def heartbeat(request: web.Request) -> web.Response:
-    sink, _rec, refused = await _record(request)
-    if refused:
-        return refused
-    sink.heartbeats += 1
-    return web.json_response({"ok": True})
-
-
-async def post_plan(request: web.Request) -> web.Response:
-    sink, rec, refused = await _record(request)
-    if refused:
-        return refused
-    if not isinstance(rec.body, dict) or "plan_id" not in rec.body:
-        return web.json_response({"error": "body must be a plan document"}, status=400)
-    key = rec.idempotency_key or str(rec.body.get("idempotency_key", ""))
-    if key in sink.plans:
-        sink.duplicates += 1
-        return web.json_response({"accepted": False, "duplicate": True})
-    sink.plans[key] = rec.body
-    sink.arrivals[key] = time.monotonic()
-    sink.changed.set()
-    if sink.report_to:
-        task = asyncio.create_task(_report_progress(request.app, str(rec.body["plan_id"])))
-        request.app[TASKS].add(task)
-        task.add_done_callback(request.app[TASKS].discard)
-    return web.json_response({"accepted": True}, status=202)
-
-
-async def post_rollback(request: web.Request) -> web.Response:
-    sink, rec, refused = await _record(request)
-    if refused:
-        return refused
-    key = rec.idempotency_key or request.match_info["plan_id"]
-    if key in sink.rollbacks:
-        sink.duplicates += 1
-        return web.json_response({"accepted": False, "duplicate": True})
-    sink.rollbacks[key] = {"plan_id": request.match_info["plan_id"], **(rec.body or {})}
-    sink.changed.set()
-    return web.json_response({"accepted": True}, status=202)
-
-
-async def _report_progress(app: web.Application, plan_id: str) -> None:
-    sink = app[SINK]
-    url = f"{sink.report_to}/api/v1/plans/{plan_id}/status"
-    headers = {"Authorization": f"Bearer {sink.report_token}"} if sink.report_token else {}
-    for step in sink.steps:
-        await asyncio.sleep(sink.step_seconds)
-        body: dict[str, Any] = ({"status": "rolling_out", "step": step, "message": f"canary at {step}%"}
-                                if step < 100 else {"status": "completed", "step": 100, "message": "rolled out"})
-        try:
-            async with app[SESSION].post(url, json=body, headers=headers) as resp:
-                if resp.status >= 300:
-                    log.info("receiver refused a progress report", extra={"status": resp.status, "plan_id": plan_id})
-                    return
-        except aiohttp.ClientError as exc:
-            log.warning("cannot report progress", extra={"error": str(exc)})
-            return
 
 
 async def control_fail(request: web.Request) -> web.Response:
@@ -225,26 +154,11 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    app[SESSION] = aiohttp.ClientSession()
-    tasks: set[asyncio.Task[None]] = set()
-    app[TASKS] = tasks
-    yield
-    for task in list(tasks):
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await app[SESSION].close()
-
-
 def create_app(sink: Sink | None = None) -> web.Application:
     app = web.Application()
-    app[SINK] = sink or Sink()
-    app.cleanup_ctx.append(_lifecycle)
+    app[SINK] = sink = sink or Sink()
+    sink.serve(app)
     r = app.router
-    r.add_post("/api/v1/agents/register", register)
-    r.add_post("/api/v1/agents/heartbeat", heartbeat)
-    r.add_post("/api/v1/plans", post_plan)
-    r.add_post("/api/v1/plans/{plan_id}/rollback", post_rollback)
     r.add_get("/api/v1/plans", list_plans)
     r.add_get("/api/v1/rollbacks", list_rollbacks)
     r.add_get("/api/v1/requests", list_requests)
@@ -268,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO)
-    sink = Sink(token=args.token, report_to=args.report_to, report_token=args.report_token,
+    sink = Sink(token=args.token, receiver_url=args.report_to, receiver_token=args.report_token,
                 step_seconds=args.step_seconds)
     web.run_app(create_app(sink), host=host, port=port, print=None)
     return 0

@@ -203,7 +203,7 @@ async def run_loop(
 
         await _start_monitoring(stack, ports, base, token_file, upstream=base["sim"], host=host, say=say)
 
-        sink = orchestrator.Sink(report_to=base["receiver"], report_token=token, step_seconds=1.0)
+        sink = orchestrator.Sink(receiver_url=base["receiver"], receiver_token=token, step_seconds=1.0)
         controller = EngineController(base["sim"])
         sink_runner = web.AppRunner(orchestrator.create_app(sink))
         await sink_runner.setup()
