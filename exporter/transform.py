@@ -380,12 +380,10 @@ class EngineTransform:
         return count(needle) + count("\n#") + count("\n\n") + chunk.endswith("\n") == count("\n")
 
     def _lines(self, lines: list[str], scan: _Scan, fname: str, ftype: str) -> None:
-        """The hot loop: one memo lookup and one ``float()`` per sample line of a mapped family."""
-        memo = self._memo
-        memo_get = memo.get
-        slots, seen, pass_families = scan.slots, scan.seen, scan.families
-        seen_add = seen.add
-        mapped = errors = duplicates = 0
+        """Cut sample lines into (``name{labels}``, value text) for ``_pairs``; keeps HELP texts for passthrough."""
+        pass_families = scan.families
+        pairs: list[tuple[str, str]] = []
+        kept: list[str] = []
         for line in lines:
             if not line or line[0] == "#":
                 if pass_families is not None and line.startswith("# HELP "):
@@ -394,14 +392,25 @@ class EngineTransform:
                 continue
             end = line.rfind("}")
             if end >= 0:
-                key = line[: end + 1]
-                rest = line[end + 1:]
+                pairs.append((line[: end + 1], line[end + 1:]))
             else:
                 parts = line.split(None, 1)
                 if not parts:
                     continue
-                key = parts[0]
-                rest = parts[1] if len(parts) > 1 else ""
+                pairs.append((parts[0], parts[1] if len(parts) > 1 else ""))
+            kept.append(line)
+        self._pairs(pairs, scan, kept if pass_families is not None else None, fname, ftype)
+
+    def _pairs(self, pairs: list[tuple[str, str]], scan: _Scan, lines: list[str] | None = None, fname: str = "",
+               ftype: str = "") -> None:
+        """The hot loop: one memo lookup and one ``float()`` per sample of a mapped family. With ``lines`` (the
+        pairs' lines, under passthrough) each valid sample's line is kept for its family."""
+        memo = self._memo
+        memo_get = memo.get
+        slots, seen, families = scan.slots, scan.seen, scan.families
+        seen_add = seen.add
+        mapped = errors = duplicates = 0
+        for i, (key, rest) in enumerate(pairs):
             entry = memo_get(key)
             if entry is None:
                 entry = self._resolve(key)
@@ -433,57 +442,10 @@ class EngineTransform:
             elif entry[3]:
                 mapped += 1
                 _accumulate(slots, entry[3], value)
-            info = entry[5]
-            if info is not None and not scan.result.engine_config:
-                scan.result.engine_config = dict(info)
-            if pass_families is not None:
-                self._keep(pass_families, line.rstrip("\r"), entry[4], fname, ftype)
-        result = scan.result
-        result.mapped += mapped
-        result.parse_errors += errors
-        result.duplicates += duplicates
-
-    def _pairs(self, pairs: list[tuple[str, str]], scan: _Scan) -> None:
-        """``_lines`` for (``name{labels}``, value text) pairs cut by ``_SAMPLE_RE`` (no passthrough)."""
-        memo = self._memo
-        memo_get = memo.get
-        slots, seen = scan.slots, scan.seen
-        seen_add = seen.add
-        mapped = errors = duplicates = 0
-        for key, rest in pairs:
-            entry = memo_get(key)
-            if entry is None:
-                entry = self._resolve(key)
-                memo[key] = entry
-            if isinstance(entry, int):
-                if entry == _BAD:
-                    errors += 1
-                continue
-            try:
-                value = float(rest)
-            except ValueError:
-                value_or_none = _value_with_timestamp(rest)
-                if value_or_none is None:
-                    errors += 1
-                    continue
-                value = value_or_none
-            canon = entry[0]
-            if canon in seen:
-                duplicates += 1
-                continue
-            seen_add(canon)
-            slot = entry[1]
-            if slot >= 0:
-                acc = slots[slot]
-                out_key = entry[2]
-                old = acc.get(out_key)
-                acc[out_key] = value if old is None else old + value
-                mapped += 1
-            elif entry[3]:
-                mapped += 1
-                _accumulate(slots, entry[3], value)
             if entry[5] is not None and not scan.result.engine_config:
                 scan.result.engine_config = dict(entry[5])
+            if lines is not None and families is not None:
+                self._keep(families, lines[i].rstrip("\r"), entry[4], fname, ftype)
         result = scan.result
         result.mapped += mapped
         result.parse_errors += errors
