@@ -16,7 +16,6 @@ import copy
 import json
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,7 +27,6 @@ from .plan import Action, Plan
 from .planner import idempotency_key
 from .states import ORCHESTRATOR_STATUSES, TRANSITIONS
 
-OPENAPI_PATH = Path(__file__).with_name("orchestrator.openapi.json")
 REGISTER_PATH = "/api/v1/agents/register"
 HEARTBEAT_PATH = "/api/v1/agents/heartbeat"
 ROLLBACK_PATH = PLANS_PATH + "/{plan_id}/rollback"

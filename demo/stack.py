@@ -155,22 +155,12 @@ async def start_prometheus(stack: Stack, config: Mapping[str, Any], port: int, n
     Prometheus applies new scrape targets on a 5 s tick, so right after start ``up`` is absent for a few
     seconds; with the demo profile's 5 s ``for`` an ``absent(up)`` alert would fire on every start.
     """
-    binary = find_binary("prometheus")
-    config_path = stack.workdir / f"{name}.yml"
     rule_files = list(config.get("rule_files", []))
-    config_path.write_text(yaml.safe_dump({**config, "rule_files": []}, sort_keys=False), encoding="utf-8")
-    data = stack.workdir / f"{name}-data"
-    data.mkdir(exist_ok=True)
-    child = await stack.spawn(name, [
-        binary,
-        f"--config.file={config_path}",
-        f"--storage.tsdb.path={data}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--web.enable-lifecycle",
-        "--log.level=warn",
-    ])
+    config_path = stack.workdir / f"{name}.yml"
+    child = await _start_server(stack, name, port, yaml.safe_dump({**config, "rule_files": []}, sort_keys=False),
+                                binary=find_binary("prometheus"), storage_flag="--storage.tsdb.path",
+                                flags=["--web.enable-lifecycle"])
     base = f"http://127.0.0.1:{port}"
-    await stack.wait_ready(child, f"{base}/-/ready", timeout=60)
     if rule_files:
         targets = sum(len(sc["targets"]) for job in config.get("scrape_configs", [])
                       for sc in job.get("static_configs", []))
@@ -195,30 +185,37 @@ async def _wait_scraped(stack: Stack, child: Child, base: str, targets: int, tim
 
 
 async def start_alertmanager(stack: Stack, config_text: str, port: int, name: str = "alertmanager") -> Child:
-    binary = find_binary("prometheus-alertmanager", "alertmanager")
+    return await _start_server(stack, name, port, config_text,
+                               binary=find_binary("prometheus-alertmanager", "alertmanager"),
+                               storage_flag="--storage.path", flags=["--cluster.listen-address="])
+
+
+async def _start_server(stack: Stack, name: str, port: int, config_text: str, *, binary: str, storage_flag: str,
+                        flags: Sequence[str]) -> Child:
+    """Start a Prometheus-style server (config file, data directory, ``/-/ready``) on ``port``."""
     config_path = stack.workdir / f"{name}.yml"
     config_path.write_text(config_text, encoding="utf-8")
     data = stack.workdir / f"{name}-data"
     data.mkdir(exist_ok=True)
-    child = await stack.spawn(name, [
-        binary,
-        f"--config.file={config_path}",
-        f"--storage.path={data}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-        "--log.level=warn",
-    ])
+    child = await stack.spawn(name, [binary, f"--config.file={config_path}", f"{storage_flag}={data}",
+                                     f"--web.listen-address=127.0.0.1:{port}", *flags, "--log.level=warn"])
     await stack.wait_ready(child, f"http://127.0.0.1:{port}/-/ready", timeout=60)
     return child
 
 
-async def prometheus_query(session: aiohttp.ClientSession, base: str, expr: str) -> list[dict[str, Any]]:
-    """Instant query; returns the result vector (empty on any error, which the caller polls past)."""
+async def _get_json(session: aiohttp.ClientSession, url: str, **params: str) -> dict[str, Any]:
+    """The JSON object a GET answers; empty on any error, which the callers poll past."""
     try:
-        async with session.get(f"{base}/api/v1/query", params={"query": expr}) as response:
+        async with session.get(url, params=params) as response:
             body = await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError):
-        return []
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+async def prometheus_query(session: aiohttp.ClientSession, base: str, expr: str) -> list[dict[str, Any]]:
+    """Instant query; returns the result vector (empty on any error)."""
+    body = await _get_json(session, f"{base}/api/v1/query", query=expr)
     if body.get("status") != "success":
         return []
     result: list[dict[str, Any]] = body["data"]["result"]
@@ -227,10 +224,6 @@ async def prometheus_query(session: aiohttp.ClientSession, base: str, expr: str)
 
 async def firing_alerts(session: aiohttp.ClientSession, base: str) -> list[dict[str, Any]]:
     """Alerts Prometheus currently holds as firing."""
-    try:
-        async with session.get(f"{base}/api/v1/alerts") as response:
-            body = await response.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return []
+    body = await _get_json(session, f"{base}/api/v1/alerts")
     alerts: list[dict[str, Any]] = body.get("data", {}).get("alerts", [])
     return [a for a in alerts if a.get("state") == "firing"]

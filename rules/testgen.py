@@ -53,12 +53,18 @@ def humanize(value: float) -> str:
                 break
             prefix, value = p, value / 1000
         return _g4(value) + prefix
+    value, prefix = _small(value)
+    return _g4(value) + prefix
+
+
+def _small(value: float) -> tuple[float, str]:
+    """A magnitude below 1 scaled up by thousands, and its SI prefix (Go's humanize)."""
     prefix = ""
     for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
         if abs(value) >= 1:
             break
         prefix, value = p, value * 1000
-    return _g4(value) + prefix
+    return value, prefix
 
 
 def humanize_percentage(value: float) -> str:
@@ -79,11 +85,7 @@ def humanize_duration(value: float) -> str:
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
         return f"{sign}{_g4(abs(value))}s"
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(value) >= 1:
-            break
-        prefix, value = p, value * 1000
+    value, prefix = _small(value)
     return f"{_g4(value)}{prefix}s"
 
 
