@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -20,7 +21,7 @@ from prometheus_client import Counter
 
 from . import store as st
 from .orchestrator import OrchestratorClient, OrchestratorError
-from .states import IllegalTransition
+from .states import IllegalTransition, PlanStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +51,24 @@ async def enqueue_rollback(tx: st.Tx, plan: st.PlanRow, reason: dict[str, Any], 
                             path=f"{PLANS_PATH}/{plan.plan_id}/rollback", body=body, now=now)
 
 
+@dataclass
 class Outbox:
-    def __init__(self, store: st.Store, *, max_attempts: int, backoff_base: float, backoff_max: float,
-                 timeout: float, pushes: Counter, failures: Counter,
-                 on_answer: Callable[[str | None], None], clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.lease = timeout + 5.0
+    store: st.Store
+    max_attempts: int
+    backoff_base: float
+    backoff_max: float
+    timeout: float
+    pushes: Counter
+    failures: Counter
+    on_answer: Callable[[str | None], None]
+    """Called with None after a 2xx answer, with the error after a failed attempt."""
+    clock: Callable[[], float] = time.time
+    client: OrchestratorClient | None = None
+
+    @property
+    def lease(self) -> float:
         """A crash mid-push makes the row due again after this."""
-        self.pushes = pushes
-        self.failures = failures
-        self.on_answer = on_answer
-        """Called with None after a 2xx answer, with the error after a failed attempt."""
-        self.clock = clock
-        self.client: OrchestratorClient | None = None
+        return self.timeout + 5.0
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a random factor in [0.5, 1]."""
@@ -94,19 +97,15 @@ class Outbox:
         self.on_answer(None)
         self.pushes.labels(kind).inc()
         now = self.clock()
+        detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": row.attempts}
 
-        async def record(tx: st.Tx) -> None:
+        async def record(tx: st.Tx) -> str:
             await st.outbox_done(tx, row.id, now)
-            detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": row.attempts}
-            if kind != "plan":
-                await st.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
-                return
-            try:
-                await st.transition(tx, plan_id, "pushed", cause="orchestrator", detail=detail, now=now)
-            except IllegalTransition as exc:
-                log.warning("plan pushed but its status moved on", extra={"plan_id": plan_id, "error": str(exc)})
+            return await _settle(tx, row, "pushed", detail, now=now)
 
-        await self.store.run(record)
+        moved_on = await self.store.run(record)
+        if moved_on:
+            log.warning("plan pushed but its status moved on", extra={"plan_id": plan_id, "error": moved_on})
         log.info("pushed to the orchestrator", extra={"kind": kind, "plan_id": plan_id, "attempt": row.attempts})
 
     async def _failed(self, row: st.OutboxRow, error: str) -> None:
@@ -122,17 +121,24 @@ class Outbox:
 
         async def give_up(tx: st.Tx) -> str:
             await st.outbox_fail(tx, row.id, error, now)
-            if kind != "plan":
-                await st.note(tx, plan_id, cause="orchestrator", detail=detail, now=now)
-                return ""
-            try:
-                await st.transition(tx, plan_id, "failed", cause="orchestrator", detail=detail, now=now, error=error)
-            except IllegalTransition as exc:
-                return str(exc)
-            return ""
+            return await _settle(tx, row, "failed", detail, now=now, error=error)
 
         moved_on = await self.store.run(give_up)
         if moved_on:
             log.warning("push gave up but the plan moved on", extra={"error": moved_on})
         log.error("push gave up after bounded attempts", extra={"kind": kind, "plan_id": plan_id,
                                                                   "attempts": attempts, "error": error})
+
+
+async def _settle(tx: st.Tx, row: st.OutboxRow, status: PlanStatus, detail: dict[str, Any], *, now: float,
+                  error: str | None = None) -> str:
+    """A push's outcome in the audit: a note for a rollback, the plan's move to ``status`` for a plan. Returns
+    why that move was illegal (the plan moved on meanwhile), or ""."""
+    if row.kind != "plan":
+        await st.note(tx, row.plan_id, cause="orchestrator", detail=detail, now=now)
+        return ""
+    try:
+        await st.transition(tx, row.plan_id, status, cause="orchestrator", detail=detail, now=now, error=error)
+    except IllegalTransition as exc:
+        return str(exc)
+    return ""

@@ -7,20 +7,17 @@ from collections.abc import Mapping
 
 import aiohttp
 
+from optiinfra.config import promql_string
 from optiinfra.metrics import ENGINE_INFO_LABELS
 from optiinfra.secrets import redact_url
 
 log = logging.getLogger(__name__)
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 async def current_config(session: aiohttp.ClientSession, prometheus_url: str,
                          labels: Mapping[str, str]) -> dict[str, str] | None:
     """The target's ``llm_engine_info`` labels, or None (logged) when Prometheus cannot say."""
-    matchers = [f'{k}="{_escape(labels[k])}"' for k in ("namespace", "pod", "model") if labels.get(k)]
+    matchers = [f"{k}={promql_string(labels[k])}" for k in ("namespace", "pod", "model") if labels.get(k)]
     query = "llm_engine_info{" + ",".join(matchers) + "}"
     url = prometheus_url.rstrip("/") + "/api/v1/query"
     try:

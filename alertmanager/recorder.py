@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import partial
 
 from . import store as st
@@ -22,14 +23,13 @@ BATCH = 256
 _Item = tuple[Notification, str, "asyncio.Future[st.IntakeResult]"]
 
 
+@dataclass
 class Recorder:
-    def __init__(self, store: st.Store, *, on_new_episodes: Callable[[], None],
-                 clock: Callable[[], float]) -> None:
-        self.store = store
-        self.on_new_episodes = on_new_episodes
-        self.clock = clock
-        self._queue: list[_Item] = []
-        self._flusher: asyncio.Task[None] | None = None
+    store: st.Store
+    on_new_episodes: Callable[[], None]
+    clock: Callable[[], float]
+    _queue: list[_Item] = field(default_factory=list)
+    _flusher: asyncio.Task[None] | None = None
 
     async def record(self, note: Notification, text: str) -> st.IntakeResult:
         """Persist one notification; returns once its transaction committed, raises StoreError otherwise."""

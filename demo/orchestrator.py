@@ -18,7 +18,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -36,9 +36,6 @@ class Recorded:
     authorization: bool
     body: Any
 
-    def document(self) -> dict[str, Any]:
-        return {"at": self.at, "method": self.method, "path": self.path, "idempotency_key": self.idempotency_key,
-                "authorization": self.authorization, "body": self.body}
 
 
 @dataclass
@@ -142,7 +139,7 @@ async def list_requests(request: web.Request) -> web.Response:
         since = max(0, int(request.query.get("since", "0")))
     except ValueError:
         return web.json_response({"error": "since must be an integer"}, status=400)
-    return web.json_response({"requests": [r.document() for r in requests[since:]], "next": len(requests)})
+    return web.json_response({"requests": [asdict(r) for r in requests[since:]], "next": len(requests)})
 
 
 async def list_agents(request: web.Request) -> web.Response:

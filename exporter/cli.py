@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from optiinfra.cliutil import UsageError, parse_listen
+from optiinfra.cliutil import UsageError, key_value, parse_listen
 from optiinfra.metrics import BASE_LABELS, ENGINE_INFO_LABELS, ENGINES, GPU_LABELS, RANK_LABELS
 
 if TYPE_CHECKING:
@@ -28,13 +28,6 @@ RESERVED_LABELS = frozenset(
      "collector", "source", "signature", "xid"}
 )
 LOG_SOURCES = ("engine", "kernel")
-
-
-def _pair(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"{text!r}: write it as key=value")
-    return key.strip(), value.strip()
 
 
 def _log_file(text: str) -> tuple[str, str]:
@@ -67,10 +60,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--kmsg", action="store_true", help="read kernel messages from /dev/kmsg")
     p.add_argument("--passthrough", action="store_true",
                    help="also re-export the engine's own families unchanged")
-    p.add_argument("--engine-config", action="append", type=_pair, default=[], metavar="K=V",
+    p.add_argument("--engine-config", action="append", type=key_value, default=[], metavar="K=V",
                    help="engine config for llm_engine_info, overriding what the engine reports; keys: "
                         "model, " + ", ".join(ENGINE_INFO_LABELS) + " (repeatable)")
-    p.add_argument("--label", action="append", type=_pair, default=[], metavar="K=V",
+    p.add_argument("--label", action="append", type=key_value, default=[], metavar="K=V",
                    help="static label added to every llm_* series, e.g. cluster=eu-1 (repeatable)")
     p.add_argument("--model", default=None,
                    help="model name for engines whose metrics carry none (TGI; default: from the engine)")

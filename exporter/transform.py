@@ -557,7 +557,7 @@ class EngineTransform:
             for key, value in merged.items():
                 text = cache_get(value)
                 if text is None:
-                    text = _fmt(value)
+                    text = format_value(value)
                     if len(cache) < 4096:
                         cache[value] = text
                 parts.append(f"{key} {text}\n")
@@ -594,10 +594,4 @@ def _value_with_timestamp(rest: str) -> float | None:
         return float(parts[0])
     except ValueError:
         return None
-
-
-def _fmt(value: float) -> str:
-    if value.is_integer() and -1e15 < value < 1e15:
-        return str(int(value))
-    return format_value(value)
 

@@ -5,6 +5,7 @@ from files.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from collections.abc import Sequence
@@ -77,7 +78,15 @@ def parse_seconds(text: str) -> float:
         raise ValueError(f"{text!r} is not a duration (e.g. 90s, 30m, 1h)") from None
 
 
-# ------------------------------------------------------------------------------------- addresses, secrets
+# ------------------------------------------------------------------------------- pairs, addresses, secrets
+
+def key_value(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of a command-line option (an argparse ``type``), both sides stripped."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: write it as key=value")
+    return key.strip(), value.strip()
+
 
 def parse_listen(flag: str, text: str, default_host: str | None = None) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9400`` for IPv6; ``:PORT`` when ``default_host`` is given)."""

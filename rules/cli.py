@@ -6,16 +6,10 @@ import argparse
 import logging
 from pathlib import Path
 
+from optiinfra.cliutil import key_value
 from optiinfra.rules.promql import PROFILES
 
 log = logging.getLogger(__name__)
-
-
-def _label(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"{text!r}: write a label as key=value")
-    return key.strip(), value.strip()
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="demo divides every `for` and range window by 60 (default: production)")
     gen.add_argument("--out", type=Path, required=True, help="output directory")
     gen.add_argument("--namespace", default=None, help="namespace of the PrometheusRule (default from config)")
-    gen.add_argument("--rule-labels", type=_label, nargs="*", default=None, metavar="K=V",
+    gen.add_argument("--rule-labels", type=key_value, nargs="*", default=None, metavar="K=V",
                      help="labels of the PrometheusRule (e.g. release=kube-prometheus-stack)")
     gen.set_defaults(func=run_generate)
 
