@@ -64,78 +64,55 @@ def prose(b: tx.Bottleneck) -> tuple[str, str]:
     return sg.runbook_text(b.runbook, {name: config.threshold(b, name) for name in b.thresholds})
 
 
+def _page(title: str, *, facts: str, summary: str, meaning: list[str], confirm: str, plan: list[str],
+          manual: str) -> str:
+    """One runbook: every page has the same sections in the same order."""
+    return "\n".join([
+        f"# {title}", "",
+        "<!-- generated from optiinfra/taxonomy.py and rules/runbooks.py by `optiinfra generate`; do not edit -->", "",
+        facts, "",
+        f"> {summary}", "",
+        "## What it means", "", *meaning, "",
+        "## How to confirm it", "", confirm, "",
+        "## What the plan will do", "", *plan, "",
+        "## What to do by hand", "", manual, "",
+    ])
+
+
 def render(b: tx.Bottleneck) -> str:
     config = load_config(None)
-    values = {name: config.threshold(b, name) for name in b.thresholds}
     meaning, confirm = prose(b)
-    lines = [
-        f"# {b.alert} (`{b.id}`)",
-        "",
-        "<!-- generated from optiinfra/taxonomy.py and rules/runbooks.py by "
-        "`optiinfra generate`; do not edit -->",
-        "",
-        f"**Severity** {b.severity} · **component** {b.component} · **signal** {b.signal} · "
-        f"**for** {b.for_}",
-        "",
-        f"> {b.summary}",
-        "",
-        "## What it means",
-        "",
-        meaning,
-        "",
-        f"Fires when: {b.fires_when}.",
-    ]
+    about = [meaning, "", f"Fires when: {b.fires_when}."]
     if b.thresholds:
-        lines += ["", f"Thresholds (override them in the rules config under `bottlenecks.{b.id}`):", "",
-                  *(f"- `{name}` = {values[name]:g} {t.unit}: {t.description}" for name, t in b.thresholds.items())]
+        about += ["", f"Thresholds (override them in the rules config under `bottlenecks.{b.id}`):", "",
+                  *(f"- `{name}` = {config.threshold(b, name):g} {t.unit}: {t.description}"
+                    for name, t in b.thresholds.items())]
     if b.log_signatures:
-        lines += ["", "Log signatures (`llm_log_events_total{signature}`): "
+        about += ["", "Log signatures (`llm_log_events_total{signature}`): "
                   + ", ".join(f"`{s}`" for s in b.log_signatures) + "."]
-    lines += ["", "## How to confirm it", "", confirm, ""]
-    lines += ["## What the plan will do", ""]
     if b.actions:
-        lines += ["The receiver proposes the first of these that applies to the engine, in this order:", ""]
-        lines += [f"{i}. `{a}`: {action_text(a)}." for i, a in enumerate(b.actions, 1)]
+        plan = ["The receiver proposes the first of these that applies to the engine, in this order:", "",
+                *(f"{i}. `{a}`: {action_text(a)}." for i, a in enumerate(b.actions, 1))]
     else:
-        lines += ["Nothing: this alert is a diagnosis record; no automatic plan is proposed."]
+        plan = ["Nothing: this alert is a diagnosis record; no automatic plan is proposed."]
     if b.inhibits:
-        lines += ["", "While it fires it silences on the same pod: " + ", ".join(f"`{i}`" for i in b.inhibits) + "."]
-    lines += ["", "## What to do by hand", "",
-              b.manual or "If the plan does not help, or you run without the receiver, apply the first action "
-              "above by hand and watch the panels named above.", ""]
-    return "\n".join(lines)
+        plan += ["", "While it fires it silences on the same pod: " + ", ".join(f"`{i}`" for i in b.inhibits) + "."]
+    return _page(f"{b.alert} (`{b.id}`)",
+                 facts=f"**Severity** {b.severity} · **component** {b.component} · **signal** {b.signal} · "
+                       f"**for** {b.for_}",
+                 summary=b.summary, meaning=about, confirm=confirm, plan=plan,
+                 manual=b.manual or "If the plan does not help, or you run without the receiver, apply the first "
+                 "action above by hand and watch the panels named above.")
 
 
 def render_slo_burn() -> str:
     meaning, confirm = sg.runbook_text(SLO_BURN_TEXT, {})
-    return "\n".join([
-        f"# {' / '.join(tx.SLO_ALERTS)} (`{tx.SLO_BURN}`)",
-        "",
-        "<!-- generated from optiinfra/taxonomy.py and rules/runbooks.py by "
-        "`optiinfra generate`; do not edit -->",
-        "",
-        "**Severity** critical (fast) / warning (slow) · **component** slo",
-        "",
-        "> An SLO's error budget is burning too fast.",
-        "",
-        "## What it means",
-        "",
-        meaning,
-        "",
-        "## How to confirm it",
-        "",
-        confirm,
-        "",
-        "## What the plan will do",
-        "",
-        "No new plan. A plan in flight for the same pod/model is rolled back.",
-        "",
-        "## What to do by hand",
-        "",
-        "Find what changed in the scope (deploys, traffic shape, a plan just applied); look at the bottleneck "
-        "alerts firing for the same pod on the OptiInfra / Bottlenecks dashboard.",
-        "",
-    ])
+    return _page(f"{' / '.join(tx.SLO_ALERTS)} (`{tx.SLO_BURN}`)",
+                 facts="**Severity** critical (fast) / warning (slow) · **component** slo",
+                 summary="An SLO's error budget is burning too fast.", meaning=[meaning], confirm=confirm,
+                 plan=["No new plan. A plan in flight for the same pod/model is rolled back."],
+                 manual="Find what changed in the scope (deploys, traffic shape, a plan just applied); look at the "
+                 "bottleneck alerts firing for the same pod on the OptiInfra / Bottlenecks dashboard.")
 
 
 def runbooks(catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> dict[str, str]:
