@@ -59,6 +59,11 @@ class Child:
     process: asyncio.subprocess.Process
     log_path: Path
 
+    def check_alive(self) -> None:
+        """Raise a StackError with the end of its log once the process has exited."""
+        if self.process.returncode is not None:
+            raise StackError(f"{self.name} exited with status {self.process.returncode}:\n{self.tail()}")
+
     def tail(self, lines: int = 15) -> str:
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -95,10 +100,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while time.monotonic() < deadline:
-                if child.process.returncode is not None:
-                    raise StackError(
-                        f"{child.name} exited with status {child.process.returncode}:\n{child.tail()}"
-                    )
+                child.check_alive()
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(url) as response:
                         if response.status < 300:
@@ -108,8 +110,7 @@ class Stack:
 
     def check_alive(self) -> None:
         for child in self.children:
-            if child.process.returncode is not None:
-                raise StackError(f"{child.name} exited with status {child.process.returncode}:\n{child.tail()}")
+            child.check_alive()
 
     async def close(self) -> None:
         """Stop every child: SIGTERM to its process group, SIGKILL after a grace period."""
