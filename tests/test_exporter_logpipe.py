@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from test_exporter_logs_collector import NORMAL, OOM, _until
+from test_exporter_logs import NORMAL, OOM, _until
 
 from optiinfra.cli import main
 from optiinfra.exporter.collectors.logs import LogCollector

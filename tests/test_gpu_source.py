@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import require_binary
-from test_rules_generated import run_promtool_tests
+from test_rules_generate import run_promtool_tests
 
 from optiinfra.config import Config, parse_config
 from optiinfra.rules import generate as rules

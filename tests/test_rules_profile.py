@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import yaml
-from test_rules_generated import run_promtool_tests
+from test_rules_generate import run_promtool_tests
 
 from optiinfra import metrics as m
 from optiinfra.config import format_duration_ms, load_config, parse_config, parse_duration_ms
