@@ -329,7 +329,7 @@ GpuSource = Literal["sidecar", "dcgm-exporter"]
 #: Grafana uids of the generated dashboards (grafana/dashboards.py builds them under these; alerts link to them).
 DASHBOARD_UIDS: Mapping[str, str] = {
     "fleet": "optiinfra-fleet", "instance": "optiinfra-instance", "bottlenecks": "optiinfra-bottlenecks",
-    "slos": "optiinfra-slos", "gpus": "optiinfra-gpus",
+    "slos": "optiinfra-slos", "gpus": "optiinfra-gpus", "efficiency": "optiinfra-efficiency",
 }
 #: The dashboard that explains an alert, by the alert's ``component`` label, and the dashboard variables its
 #: link fills from the alert's labels (variable -> alert label template).

@@ -175,6 +175,19 @@ EFFICIENCY_RULES: Mapping[str, RecordingRule] = MappingProxyType({r.name: r for 
 )})
 
 
+def fleet_cost_per_million(ctx: Ctx, window: str | None, namespace: str = "") -> str:
+    """Fleet cost per million tokens in PromQL: every priced pod's GPU cost / every token, x 1e6. Over
+    ``window`` (raw counters: the report's period) or, with None, now (the recorded 5m token rates: dashboards).
+    ``namespace`` is an optional matcher (``namespace=~"$namespace"``)."""
+    sel = f"{{{namespace}}}" if namespace else ""
+    if window is None:
+        tokens = " + ".join(f"sum(pod_model:{m}:rate5m{sel})" for m in ("llm_prompt_tokens", "llm_generation_tokens"))
+        return f"1e6 * sum({PRICE}{sel}) / (3600 * ({tokens}))"
+    tokens = " + ".join(f"sum(rate({ctx.sel(m, namespace) if namespace else ctx.sel(m)}[{window}]))"
+                        for m in ("llm_prompt_tokens_total", "llm_generation_tokens_total"))
+    return f"1e6 * sum(avg_over_time({PRICE}{sel}[{window}])) / (3600 * ({tokens}))"
+
+
 def efficiency_group(ctx: Ctx) -> Group:
     return Group(GROUP, tuple(Rule(record=r.name, expr=r.expr(ctx)) for r in EFFICIENCY_RULES.values()))
 
