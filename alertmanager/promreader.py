@@ -1,4 +1,5 @@
-"""Reading a target's current engine config (its ``llm_engine_info`` labels) from Prometheus."""
+"""Reading from Prometheus what planning needs: a target's current engine config (its ``llm_engine_info``
+labels) and its pod's GPUs and GPU price (the efficiency rules' ``pod:`` series)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import aiohttp
 
 from optiinfra.metrics import ENGINE_INFO_LABELS
 from optiinfra.secrets import redact_url
+
+from .planner import PodCost, cost_query, pod_cost
 
 log = logging.getLogger(__name__)
 
@@ -38,3 +41,18 @@ async def current_config(session: aiohttp.ClientSession, prometheus_url: str,
     metric: dict[str, str] = results[0]["metric"]
     wanted = {"engine", "model", *ENGINE_INFO_LABELS}
     return {k: v for k, v in metric.items() if k in wanted}
+
+
+async def current_cost(session: aiohttp.ClientSession, prometheus_url: str,
+                       labels: Mapping[str, str]) -> PodCost | None:
+    """The target pod's GPUs and GPU price per hour, or None (logged) when Prometheus cannot say."""
+    query = cost_query(",".join(f'{k}="{_escape(labels[k])}"' for k in ("namespace", "pod") if labels.get(k)))
+    url = prometheus_url.rstrip("/") + "/api/v1/query"
+    try:
+        async with session.get(url, params={"query": query}, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            payload = await resp.json(content_type=None)
+        return pod_cost(payload["data"]["result"] if payload.get("status") == "success" else [])
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read the pod's GPUs and price from Prometheus; planning without a cost",
+                    extra={"error": str(exc), "prometheus": redact_url(prometheus_url), "query": query})
+        return None

@@ -44,7 +44,8 @@ def efficiency(config: Config) -> Dashboard:
     items: list[Item] = [
         Row("Fleet"),
         Panel("Cost per million tokens", "What the GPUs of the selected namespaces cost per hour / prompt + "
-              f"generated tokens per hour (5m rate), x 1e6. {price_note}", (Target(fleet_cost),), money, type="stat", width=6,
+              f"generated tokens per hour (5m rate), x 1e6. {price_note}", (Target(fleet_cost),), money,
+              type="stat", width=6,
               height=5, needs="price", decimals=3),
         Panel("Generated tokens per GPU-second", "Per selected model: generated tokens/s / GPUs of its pods "
               "(model:llm_generation_tokens_per_gpu_second:rate5m).", (Target(model_gen_gpu, "{{model}}"),),
@@ -100,7 +101,8 @@ def efficiency(config: Config) -> Dashboard:
         Panel("Prefill tokens saved/s", "Prompt tokens per second loaded from the external KV cache instead of "
               "computed.", (Target(saved, POD_MODEL_LEGEND),), TOKENS_PER_S, width=8),
         Panel("Share of prompt tokens saved", "Saved prompt tokens / all prompt tokens of the pods with a "
-              "connector.", (Target(f"sum({saved}) / sum({prompt} and on ({by_pod}) {saved})"),), "percentunit", type="stat", width=8, min=0, max=1),
+              "connector.", (Target(f"sum({saved}) / sum({prompt} and on ({by_pod}) {saved})"),), "percentunit",
+              type="stat", width=8, min=0, max=1),
     ]
     return Dashboard(UID, "OptiInfra / Efficiency & cost",
                      "What a token costs and how well each pod and model uses its GPUs: cost per million tokens, "

@@ -150,8 +150,8 @@ def _rule(name: str, help_: str, unit: str, level: str, build: Callable[[Ctx], s
 #: Every efficiency, cost and health rule, by name, in evaluation order.
 EFFICIENCY_RULES: Mapping[str, RecordingRule] = MappingProxyType({r.name: r for r in (
     _rule(GPUS, "GPUs attributed to the pod: its GPU series, counted once each.", "short", "pod", _gpus),
-    _rule(PRICE, "What the pod's GPUs cost per hour (sum of each GPU's `cost` price by its modelName); absent "
-                 "without a price.", "currency/h", "pod", _price),
+    _rule(PRICE, "What the pod's GPUs cost per hour (sum of each GPU's `cost` price by its modelName), label "
+                 "`currency`; absent without a price.", "currency/h", "pod", _price),
     _rule(GEN_PER_GPU, "Generated tokens per second per GPU attributed to the pod.", "tokens/s", "pod_model",
           _gen_per_gpu),
     _rule(MODEL_GEN_PER_GPU, "Generated tokens per second per GPU across the model's pods (fleet).", "tokens/s",
@@ -189,7 +189,10 @@ def fleet_cost_per_million(ctx: Ctx, window: str | None, namespace: str = "") ->
 
 
 def efficiency_group(ctx: Ctx) -> Group:
-    return Group(GROUP, tuple(Rule(record=r.name, expr=r.expr(ctx)) for r in EFFICIENCY_RULES.values()))
+    """The group; the price series carries the config's currency (``currency`` label) for the planner and report."""
+    currency = {"currency": ctx.config.cost.currency}
+    return Group(GROUP, tuple(Rule(record=r.name, expr=r.expr(ctx), labels=currency if r.name == PRICE else {})
+                              for r in EFFICIENCY_RULES.values()))
 
 
 def efficiency_reference(config: Config, level_labels: Mapping[str, str]) -> list[str]:
@@ -220,7 +223,8 @@ def efficiency_reference(config: Config, level_labels: Mapping[str, str]) -> lis
         f"pod), minus {h.slo_burn:g} per SLO whose `LLMSLOBurnRateFast` or `Slow` fires on the pod; at least 0. "
         "Pods are those whose sidecar target exists (`up`). The weights are the config's `health` section. "
         "Example: one warning bottleneck, one critical and one SLO burning: "
-        f"100 - {h.warning:g} - {h.critical:g} - {h.slo_burn:g} = {max(100 - h.warning - h.critical - h.slo_burn, 0):g}.",
+        f"100 - {h.warning:g} - {h.critical:g} - {h.slo_burn:g} = "
+        f"{max(100 - h.warning - h.critical - h.slo_burn, 0):g}.",
         f"- **Efficiency score**: 50 x min(mean GPU utilization / {e.gpu_utilization_target:g}, 1) + 50 x "
         f"min(KV-cache usage / {e.kv_usage_target:g}, 1) (the config's `efficiency` targets): a pod using its "
         "GPUs and its KV cache at the targets scores 100; an idle or over-provisioned one scores near 0. Absent "

@@ -103,7 +103,7 @@ def efficiency_tests(ctx: Ctx) -> list[dict[str, Any]]:
         exp(ef.GEN_PER_GPU, pm, [GENERATED / gpus]),
         exp(ef.MODEL_GEN_PER_GPU, model, [GENERATED / gpus]),
         exp(ef.TOKENS_PER_JOULE, pod, [tokens_per_s / (gpus * WATTS)]),
-        exp(ef.PRICE, pod, [] if price is None else [price + price]),
+        exp(ef.PRICE, {**pod, "currency": config.cost.currency}, [] if price is None else [price + price]),
         exp(ef.COST, pm, cost),
         exp(ef.MODEL_COST, model, cost),
         exp(ef.EXTERNAL_HIT_RATIO, pm, [HIT / QUERIED]),
