@@ -14,8 +14,8 @@ import yaml
 from conftest import free_port, require_binary
 from receiver_kit import alert, eventually, notification, start_pair
 
-from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, PodCost, plan_for
 from optiinfra.alertmanager.plan import Plan
+from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, PodCost, plan_for
 from optiinfra.config import Config, ConfigError, parse_config
 from optiinfra.demo.simulator.engines import render
 from optiinfra.demo.simulator.scenarios import SCENARIOS, Simulation
