@@ -19,7 +19,7 @@ from types import MappingProxyType
 from optiinfra import taxonomy as tx
 from optiinfra.config import Config, promql_string
 from optiinfra.rules.promql import Ctx, Group, Rule, num
-from optiinfra.rules.recording import WINDOW, RecordingRule, gpu_fold
+from optiinfra.rules.recording import WINDOW, RecordingRule, _ratio, gpu_fold
 
 GROUP = "optiinfra.recording.efficiency"
 COST_WINDOW = "1h"
@@ -104,12 +104,6 @@ def _tokens_per_joule(ctx: Ctx) -> str:
             f"/\n(sum by ({ctx.on_pod}) ({watts}) > 0)")
 
 
-def _external_ratio(ctx: Ctx) -> str:
-    w = ctx.w(WINDOW)
-    return (f"sum by ({ctx.by_pod}) (rate({ctx.sel('llm_external_kv_hit_tokens_total')}[{w}]))\n"
-            f"/\n(sum by ({ctx.by_pod}) (rate({ctx.sel('llm_external_kv_queried_tokens_total')}[{w}])) > 0)")
-
-
 def _prefill_saved(ctx: Ctx) -> str:
     w = ctx.w(WINDOW)
     return (f"sum by ({ctx.by_pod}) (rate({ctx.sel('llm_external_kv_hit_tokens_total')}[{w}]))\n"
@@ -164,7 +158,7 @@ EFFICIENCY_RULES: Mapping[str, RecordingRule] = MappingProxyType({r.name: r for 
                       "absent without a price.", "currency", "model", _model_cost),
     _rule(EXTERNAL_HIT_RATIO, "Share of the tokens looked up in an external KV cache (LMCache, any KV connector) "
                               "that it held; absent without a connector.", "percentunit", "pod_model",
-          _external_ratio),
+          _ratio("llm_external_kv_hit_tokens_total", "llm_external_kv_queried_tokens_total")),
     _rule(PREFILL_SAVED, "Prompt tokens per second served from an external KV cache instead of prefill; absent "
                          "without a connector.", "tokens/s", "pod_model", _prefill_saved),
     _rule(HEALTH, "100 minus the `health` weights of the pod's firing bottlenecks (by severity) and burning "
