@@ -277,8 +277,9 @@ letter-spacing:.04em}
 .panel{background:#fff;border-radius:10px;padding:12px 16px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 .panel h3{font-size:14px;margin:0 0 8px}
 table{width:100%;border-collapse:collapse;font-size:13px}th{text-align:left;color:#6b7280;font-weight:600;
-border-bottom:1px solid #e5e7eb;padding:6px 6px}td{padding:6px;border-bottom:1px solid #f0f1f3}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+border-bottom:1px solid #e5e7eb;padding:5px 6px;white-space:nowrap}td{padding:4px 6px;border-bottom:1px solid #f0f1f3}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.model{font-size:11px}
 .bar{display:inline-block;height:8px;border-radius:4px;background:#2563eb;vertical-align:middle;margin-right:6px}
 .sev{display:inline-block;border-radius:4px;padding:1px 6px;font-size:11px;font-weight:600;color:#fff}
 .critical{background:#dc2626}.warning{background:#ea580c}.info{background:#2563eb}
@@ -299,7 +300,7 @@ def _nice(value: float) -> float:
     return float(next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= value))
 
 
-def svg_chart(lines: Sequence[tuple[str, Sequence[tuple[float, float]]]], *, width: int = 520, height: int = 190,
+def svg_chart(lines: Sequence[tuple[str, Sequence[tuple[float, float]]]], *, width: int = 520, height: int = 160,
               y_max: float | None = None, unit: str = "") -> str:
     """An inline SVG line chart with axes, gridlines and a legend; a note when there is nothing to draw."""
     points = [p for _, pts in lines for p in pts]
@@ -342,8 +343,8 @@ def _pod_table(rows: Sequence[PodRow], currency: str) -> str:
     if not rows:
         return '<p class="muted">No pod has an efficiency score (no GPU series).</p>'
     body = "".join(
-        f'<tr><td>{_e(p.namespace)}/{_e(p.pod)}<br><span class="muted">{_e(p.model)}</span></td>'
-        f'<td class="n"><span class="bar" style="width:{max(p.efficiency, 0) * 0.6:.0f}px"></span>'
+        f'<tr><td>{_e(p.namespace)}/{_e(p.pod)}<br><span class="muted model">{_e(p.model)}</span></td>'
+        f'<td class="n"><span class="bar" style="width:{max(p.efficiency, 0) * 0.5:.0f}px"></span>'
         f"{p.efficiency:.0f}</td><td class=\"n\">{_e(_num(p.cost))}</td>"
         f'<td class="n">{_e(_num(p.tokens_per_joule))}</td><td class="n">{_e(_num(p.health))}</td></tr>'
         for p in rows)
@@ -391,8 +392,8 @@ def render_html(r: Report) -> str:
 <h2>Pods</h2><div class="grid2">
 <div class="panel"><h3>Most efficient</h3>{_pod_table(r.most_efficient, r.currency)}</div>
 <div class="panel"><h3>Least efficient</h3>{_pod_table(r.least_efficient, r.currency)}</div></div>
-<h2>Bottlenecks firing now ({len(r.firing)})</h2><div class="panel">{firing_html}</div>
 <h2>Plans and outcomes</h2><div class="panel">{plans_html}</div>
+<h2>Bottlenecks firing now ({len(r.firing)})</h2><div class="panel">{firing_html}</div>
 </main></body></html>
 """
 

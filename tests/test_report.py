@@ -100,7 +100,7 @@ async def test_report_text_and_html_from_a_real_prometheus(prometheus: str, aioh
                      out), out
 
     page = html_file.read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 3 and "<path d=" in page
+    assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 4 and "No data" not in page
     for external in ("<script", "src=", "href=", "@import", "url("):
         assert external not in page, f"the page is not self-contained: {external}"
     assert "kv_cache_pressure" in page and saving in page and f"{NAMESPACE}/{POD}" in page
