@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from conftest import require_binary
 from receiver_kit import TOKEN, alert, eventually, fast_config, notification
@@ -70,8 +71,6 @@ async def test_report_text_and_html_from_a_real_prometheus(prometheus: str, aioh
     receiver = await aiohttp_server(create_app(fast_config(
         str(sink_server.make_url("")).rstrip("/"), f"sqlite:///{tmp_path}/r.db", token=TOKEN,
         prometheus_url=prometheus)))
-    import aiohttp  # noqa: PLC0415
-
     async with aiohttp.ClientSession() as session:
         body = notification(alert("fp-report", bottleneck="gpu_underutilized", alertname="LLMGPUUnderutilized",
                                   namespace=NAMESPACE, pod=POD, model="demo-model"))
