@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
@@ -20,19 +21,28 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+async def _query(session: aiohttp.ClientSession, prometheus_url: str, query: str,
+                 unavailable: str) -> list[dict[str, Any]] | None:
+    """An instant query's result, or None (logged with ``unavailable``) when Prometheus cannot answer."""
+    url = prometheus_url.rstrip("/") + "/api/v1/query"
+    try:
+        async with session.get(url, params={"query": query}, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            payload = await resp.json(content_type=None)
+        results: list[dict[str, Any]] = payload["data"]["result"] if payload.get("status") == "success" else []
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+        log.warning(unavailable, extra={"error": str(exc), "prometheus": redact_url(prometheus_url), "query": query})
+        return None
+    return results
+
+
 async def current_config(session: aiohttp.ClientSession, prometheus_url: str,
                          labels: Mapping[str, str]) -> dict[str, str] | None:
     """The target's ``llm_engine_info`` labels, or None (logged) when Prometheus cannot say."""
     matchers = [f'{k}="{_escape(labels[k])}"' for k in ("namespace", "pod", "model") if labels.get(k)]
     query = "llm_engine_info{" + ",".join(matchers) + "}"
-    url = prometheus_url.rstrip("/") + "/api/v1/query"
-    try:
-        async with session.get(url, params={"query": query}, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-            payload = await resp.json(content_type=None)
-        results = payload["data"]["result"] if payload.get("status") == "success" else []
-    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
-        log.warning("cannot read the current config from Prometheus; planning with it unknown",
-                    extra={"error": str(exc), "prometheus": redact_url(prometheus_url), "query": query})
+    results = await _query(session, prometheus_url, query,
+                           "cannot read the current config from Prometheus; planning with it unknown")
+    if results is None:
         return None
     if not results:
         log.info("no llm_engine_info series for the target; planning with the config unknown",
@@ -47,12 +57,6 @@ async def current_cost(session: aiohttp.ClientSession, prometheus_url: str,
                        labels: Mapping[str, str]) -> PodCost | None:
     """The target pod's GPUs and GPU price per hour, or None (logged) when Prometheus cannot say."""
     query = cost_query(",".join(f'{k}="{_escape(labels[k])}"' for k in ("namespace", "pod") if labels.get(k)))
-    url = prometheus_url.rstrip("/") + "/api/v1/query"
-    try:
-        async with session.get(url, params={"query": query}, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-            payload = await resp.json(content_type=None)
-        return pod_cost(payload["data"]["result"] if payload.get("status") == "success" else [])
-    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
-        log.warning("cannot read the pod's GPUs and price from Prometheus; planning without a cost",
-                    extra={"error": str(exc), "prometheus": redact_url(prometheus_url), "query": query})
-        return None
+    results = await _query(session, prometheus_url, query,
+                           "cannot read the pod's GPUs and price from Prometheus; planning without a cost")
+    return None if results is None else pod_cost(results)
