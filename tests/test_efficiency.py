@@ -21,8 +21,9 @@ from optiinfra.demo.simulator.engines import render
 from optiinfra.demo.simulator.scenarios import SCENARIOS, Simulation
 from optiinfra.demo.stack import Stack, prometheus_config, start_prometheus
 from optiinfra.rules import efficiency as ef
-from optiinfra.rules.generate import generate
+from optiinfra.rules.generate import RULES_FILE, generate
 from optiinfra.rules.promql import PROFILES
+from optiinfra.rules.testgen import TEST_FILES
 
 H100 = "NVIDIA H100 80GB HBM3"
 CONFIGS = {
@@ -41,8 +42,10 @@ def test_efficiency_promtool_cases_pass(tmp_path: Path, name: str, profile: str)
     config = parse_config(CONFIGS[name])
     files = generate(config, profile)  # type: ignore[arg-type]
     for file, text in files.items():
+        (tmp_path / file).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / file).write_text(text, encoding="utf-8")
-    tests = yaml.safe_load(files["optiinfra-rules-efficiency.test.yml"])["tests"]
+    test_file = next(name for name in TEST_FILES if name.endswith("efficiency.test.yml"))
+    tests = yaml.safe_load(files[test_file])["tests"]
     checked = {t["expr"] for case in tests for t in case["promql_expr_test"]}
     assert {f"round({rule}, {1 / 1024!r})" for rule in ef.EFFICIENCY_RULES} <= checked
     values = {t["expr"]: t["exp_samples"] for t in tests[0]["promql_expr_test"]}
@@ -51,13 +54,13 @@ def test_efficiency_promtool_cases_pass(tmp_path: Path, name: str, profile: str)
     health = values[f"round({ef.HEALTH}, {1 / 1024!r})"]
     assert sorted(s["value"] for s in health) == sorted([max(100 - config.health.warning - config.health.critical
                                                              - config.health.slo_burn, 0), 100])
-    proc = subprocess.run([promtool, "test", "rules", "optiinfra-rules-efficiency.test.yml"], cwd=tmp_path,
+    proc = subprocess.run([promtool, "test", "rules", test_file], cwd=tmp_path,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_without_a_price_the_price_rule_records_nothing() -> None:
-    rules = yaml.safe_load(generate(Config())["optiinfra-rules.yml"])
+    rules = yaml.safe_load(generate(Config())[RULES_FILE])
     group = next(g for g in rules["groups"] if g["name"] == ef.GROUP)
     price = next(r for r in group["rules"] if r["record"] == ef.PRICE)
     assert price["expr"] == "vector(0) < 0" and price["labels"] == {"currency": "USD"}
