@@ -2,7 +2,8 @@
 engine and GPU recording groups whose series it reads (``EFFICIENCY_RULES``, name -> spec).
 
 - GPUs of a pod are the GPU series the pod's own scrape carries (``pod:DCGM_FI_DEV_GPU_UTIL:count``): the sidecar
-  exports only the GPUs attributed to its pod, so a pod on an 8-GPU node that holds 2 counts 2.
+  exports only the GPUs attributed to its pod, so a pod on an 8-GPU node that holds 2 counts 2 (with
+  ``gpu_source: dcgm-exporter``, the GPUs dcgm-exporter maps to the pod; GPU joins then omit ``instance``).
 - Prices come from the config's ``cost`` section, per GPU model name (the ``modelName`` label) with a default;
   without any price the price rule records nothing and every cost rule is absent.
 - Health: 100 minus the configured weight of each firing bottleneck (by severity, counted once per bottleneck
@@ -41,7 +42,7 @@ EFFICIENCY = "pod_model:llm_efficiency_score"
 
 
 def _gpus(ctx: Ctx) -> str:
-    return f"count by ({ctx.on_pod}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"
+    return f"count by ({ctx.gpu_on}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"
 
 
 def price_terms(config: Config) -> list[str]:
@@ -64,7 +65,7 @@ def _price(ctx: Ctx) -> str:
     terms = price_terms(ctx.config)
     if not terms:
         return "vector(0) < 0"  # no price configured: records nothing, so every cost rule is absent
-    return f"sum by ({ctx.on_pod}) (\n  " + "\n  or\n  ".join(f"({t})" for t in terms) + "\n)"
+    return f"sum by ({ctx.gpu_on}) (\n  " + "\n  or\n  ".join(f"({t})" for t in terms) + "\n)"
 
 
 def _tokens_per_hour(ctx: Ctx) -> str:
@@ -76,32 +77,32 @@ def _tokens_per_hour(ctx: Ctx) -> str:
 
 def _cost(ctx: Ctx) -> str:
     return (f"1e6 * avg_over_time({PRICE}[{ctx.w(COST_WINDOW)}])\n"
-            f"/ on ({ctx.on_pod}) group_right()\n(({_tokens_per_hour(ctx)}) > 0)")
+            f"/ on ({ctx.gpu_on}) group_right()\n(({_tokens_per_hour(ctx)}) > 0)")
 
 
 def _model_cost(ctx: Ctx) -> str:
     tokens = _tokens_per_hour(ctx)
     per_pod = (f"avg_over_time({PRICE}[{ctx.w(COST_WINDOW)}])\n"
-               f"  * on ({ctx.on_pod}) group_right()\n  (0 * ({tokens}) + 1)")
+               f"  * on ({ctx.gpu_on}) group_right()\n  (0 * ({tokens}) + 1)")
     return f"1e6 * sum by (engine, model) (\n  {per_pod}\n)\n/\n(sum by (engine, model) ({tokens}) > 0)"
 
 
 def _gen_per_gpu(ctx: Ctx) -> str:
-    return f"pod_model:llm_generation_tokens:rate5m\n/ on ({ctx.on_pod}) group_left\n{GPUS}"
+    return f"pod_model:llm_generation_tokens:rate5m\n/ on ({ctx.gpu_on}) group_left\n{GPUS}"
 
 
 def _model_gen_per_gpu(ctx: Ctx) -> str:
     return ("sum by (engine, model) (pod_model:llm_generation_tokens:rate5m)\n/\n"
-            f"sum by (engine, model) (\n  {GPUS}\n  * on ({ctx.on_pod}) group_right()\n"
+            f"sum by (engine, model) (\n  {GPUS}\n  * on ({ctx.gpu_on}) group_right()\n"
             "  (0 * pod_model:llm_generation_tokens:rate5m + 1)\n)")
 
 
 def _tokens_per_joule(ctx: Ctx) -> str:
     w = ctx.w(WINDOW)
     watts = gpu_fold(ctx, f"rate({ctx.sel('DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION')}[{w}]) / 1000")
-    return (f"(\n  sum by ({ctx.on_pod}) (pod_model:llm_prompt_tokens:rate5m)\n"
-            f"  + sum by ({ctx.on_pod}) (pod_model:llm_generation_tokens:rate5m)\n)\n"
-            f"/\n(sum by ({ctx.on_pod}) ({watts}) > 0)")
+    return (f"(\n  sum by ({ctx.gpu_on}) (pod_model:llm_prompt_tokens:rate5m)\n"
+            f"  + sum by ({ctx.gpu_on}) (pod_model:llm_generation_tokens:rate5m)\n)\n"
+            f"/\n(sum by ({ctx.gpu_on}) ({watts}) > 0)")
 
 
 def _prefill_saved(ctx: Ctx) -> str:
@@ -133,7 +134,7 @@ def _model_health(ctx: Ctx) -> str:
 def _efficiency(ctx: Ctx) -> str:
     targets = ctx.config.efficiency
     return (f"100 * (\n  0.5 * clamp_max(pod_model:llm_kv_cache_usage_ratio:max / {num(targets.kv_usage_target)}, 1)\n"
-            f"  + on ({ctx.on_pod}) group_left\n"
+            f"  + on ({ctx.gpu_on}) group_left\n"
             f"  0.5 * clamp_max(pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio / {num(targets.gpu_utilization_target)}, 1)\n)")
 
 

@@ -78,6 +78,7 @@ def efficiency_tests(ctx: Ctx) -> list[dict[str, Any]]:
     s = Synth(ctx, eval_ms // step_ms + 5)
     at = _ms(eval_ms)
     pm, pod, model = s.pod_model, s.pod, {"engine": "vllm", "model": "m"}
+    gpu_pod = {k: v for k, v in pod.items() if k in ctx.gpu_on.split(", ")}  # GPU-derived pod series
     other_pod = {k: v for k, v in _other_pod(s).items() if k in ctx.identity}
 
     gpus, tokens_per_s = 2, PROMPT + GENERATED
@@ -99,11 +100,11 @@ def efficiency_tests(ctx: Ctx) -> list[dict[str, Any]]:
                 "exp_samples": [_sample("", labels, _round(v)) for labels, v in samples]}
 
     main = [
-        exp(ef.GPUS, pod, [gpus]),
+        exp(ef.GPUS, gpu_pod, [gpus]),
         exp(ef.GEN_PER_GPU, pm, [GENERATED / gpus]),
         exp(ef.MODEL_GEN_PER_GPU, model, [GENERATED / gpus]),
-        exp(ef.TOKENS_PER_JOULE, pod, [tokens_per_s / (gpus * WATTS)]),
-        exp(ef.PRICE, {**pod, "currency": config.cost.currency}, [] if price is None else [price + price]),
+        exp(ef.TOKENS_PER_JOULE, gpu_pod, [tokens_per_s / (gpus * WATTS)]),
+        exp(ef.PRICE, {**gpu_pod, "currency": config.cost.currency}, [] if price is None else [price + price]),
         exp(ef.COST, pm, cost),
         exp(ef.MODEL_COST, model, cost),
         exp(ef.EXTERNAL_HIT_RATIO, pm, [HIT / QUERIED]),
@@ -123,7 +124,7 @@ def efficiency_tests(ctx: Ctx) -> list[dict[str, Any]]:
     absent = [exp(ef.EXTERNAL_HIT_RATIO, pm, []), exp(ef.PREFILL_SAVED, pm, []),
               exp(ef.GEN_PER_GPU, pm, [GENERATED / gpus])]
     if config.cost.price_of(UNPRICED_GPU) is None:
-        absent += [exp(ef.PRICE, pod, []), exp(ef.COST, pm, []), exp(ef.MODEL_COST, model, [])]
+        absent += [exp(ef.PRICE, gpu_pod, []), exp(ef.COST, pm, []), exp(ef.MODEL_COST, model, [])]
     tests.append({
         "name": "efficiency: no KV connector and GPUs without a price: connector and cost rules absent",
         "interval": ctx.w(STEP),

@@ -28,6 +28,7 @@ from optiinfra.rules.testgen import TEST_FILES
 H100 = "NVIDIA H100 80GB HBM3"
 CONFIGS = {
     "no price": {},
+    "dcgm-exporter": {"gpu_source": "dcgm-exporter", "cost": {"default_gpu_hour_price": 1.5}},
     "per model": {"cost": {"gpu_hour_prices": {H100: 4.5}}},
     "default": {"cost": {"default_gpu_hour_price": 2.7, "currency": "EUR"}},
     "weights": {"health": {"critical": 70, "warning": 50}, "efficiency": {"kv_usage_target": 0.5},
