@@ -14,6 +14,7 @@ Public API (the receiver service codes against these names):
   ``min_value``/``max_value``; for a boolean flag ``true`` means pass it, ``false`` drop it),
   ``restart_required``.
 - ``Plan``: the plan document; ``Plan.document()`` is its JSON form (aliases, RFC3339 times).
+- ``CostImpact``: a scale plan's GPU-hours and cost per day (``Plan.cost``; negative is a saving).
 - ``Risk`` (plan statuses are the state machine's: ``states.PlanStatus``).
 - ``Diagnosis``: what the planner returns instead of a plan (no action for the bottleneck, or every action
   blocked, cooling or invalid): ``bottleneck``, ``target``, ``severity``, ``runbook_url``, ``summary``,
@@ -116,6 +117,18 @@ class ExpectedImpact(_Model):
     direction: Literal["up", "down"]
 
 
+class CostImpact(_Model):
+    """What a scale plan changes in GPU spend, per day (negative: a saving), from the target pod's recorded GPUs
+    (``pod:DCGM_FI_DEV_GPU_UTIL:count``) and GPU price (``pod:llm_gpu_hour_price:sum``) at planning time."""
+
+    replicas: int = Field(description="Replicas the plan adds (negative: removes).")
+    gpus_per_replica: float = Field(ge=0, description="GPUs attributed to the target pod.")
+    gpu_hours_per_day: float = Field(description="GPU-hours per day the plan adds (negative: saves).")
+    cost_per_day: float | None = Field(default=None, description="What those GPU-hours cost per day, in "
+                                                                 "`currency` (negative: saves); null without a price.")
+    currency: str | None = None
+
+
 class Rollout(_Model):
     strategy: Literal["canary", "recreate"] = "canary"
     steps: list[int] = Field(default_factory=lambda: [10, 50, 100], min_length=1)
@@ -150,6 +163,8 @@ class Plan(_Model):
     rollout: Rollout
     rollback: Rollback
     status: PlanStatus
+    cost: CostImpact | None = Field(default=None, description="Scale plans: the GPU-hours and money per day they "
+                                                              "add or save; null when the GPUs are unknown.")
 
     def document(self) -> dict[str, Any]:
         """The JSON document (published field names, ``from``, ``startsAt``, RFC3339 ``created_at``)."""

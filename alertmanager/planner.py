@@ -43,7 +43,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 from optiinfra import engines, signals, taxonomy
 from optiinfra.metrics import ENGINES
@@ -52,6 +52,7 @@ from optiinfra.taxonomy import ActionId, Bottleneck
 from . import knobs
 from .plan import (
     Action,
+    CostImpact,
     Diagnosis,
     Evidence,
     EvidenceAlert,
@@ -86,6 +87,57 @@ class AlertEpisode:
         return self.alertname or self.labels.get("alertname", "")
 
 
+@dataclass(frozen=True)
+class PodCost:
+    """The target pod's GPUs and what they cost per hour (None without a price), read from Prometheus."""
+
+    gpus: float
+    price_per_hour: float | None = None
+    currency: str | None = None
+
+
+#: The recorded series a pod's cost is read from (``optiinfra.rules.efficiency``).
+GPUS_SERIES = "pod:DCGM_FI_DEV_GPU_UTIL:count"
+PRICE_SERIES = "pod:llm_gpu_hour_price:sum"
+
+
+def cost_query(matchers: str) -> str:
+    """One instant query for a pod's GPU count and GPU price (``matchers``: its identity, ``pod="x",...``)."""
+    return (f'label_replace({GPUS_SERIES}{{{matchers}}}, "series", "gpus", "", "") or '
+            f'label_replace({PRICE_SERIES}{{{matchers}}}, "series", "price", "", "")')
+
+
+def pod_cost(results: Sequence[Mapping[str, Any]]) -> PodCost | None:
+    """``cost_query``'s result as a ``PodCost``; None when the pod's GPUs are unknown."""
+    found = {r["metric"].get("series"): (float(r["value"][1]), r["metric"].get("currency")) for r in results}
+    if "gpus" not in found:
+        return None
+    price, currency = found.get("price", (None, None))
+    return PodCost(gpus=found["gpus"][0], price_per_hour=price, currency=currency)
+
+
+def cost_impact(action: Action, cost: PodCost | None) -> CostImpact | None:
+    """What a scale action adds (``+1``) or saves (``-1``) per day on a pod like the target."""
+    if action.kind != "scale" or cost is None or not isinstance(action.to, str):
+        return None
+    replicas = int(float(action.to)) if action.relative else 0
+    if replicas == 0:
+        return None
+    per_day = None if cost.price_per_hour is None else round(replicas * cost.price_per_hour * 24, 2)
+    return CostImpact(replicas=replicas, gpus_per_replica=cost.gpus,
+                      gpu_hours_per_day=round(replicas * cost.gpus * 24, 2), cost_per_day=per_day,
+                      currency=cost.currency if per_day is not None else None)
+
+
+def _cost_text(cost: CostImpact) -> str:
+    verb = "saves" if cost.gpu_hours_per_day < 0 else "costs"
+    money = ""
+    if cost.cost_per_day is not None:
+        money = f" ({abs(cost.cost_per_day):g}{' ' + cost.currency if cost.currency else ''})"
+    return (f" It {verb} {abs(cost.gpu_hours_per_day):g} GPU-hours{money} a day "
+            f"({cost.gpus_per_replica:g} GPUs per replica).")
+
+
 @dataclass(frozen=True, kw_only=True)
 class PlanningContext:
     """Everything the planner needs beyond the alert; the receiver builds it per target."""
@@ -102,6 +154,8 @@ class PlanningContext:
     """SLO names for the target's model; empty: every SLO (``on_slos: ["*"]``)."""
     rollout_steps: tuple[int, ...] = (10, 50, 100)
     bake_seconds: int = 600
+    pod_cost: PodCost | None = None
+    """The target pod's GPUs and GPU price (``cost_query``); scale plans state what they add or save from it."""
 
     def __post_init__(self) -> None:
         steps = self.rollout_steps
@@ -292,6 +346,9 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
         change = "restart the pod"
     rationale = f"{entry.summary} Proposed: {change}" + (f" on {target.engine}" if target.engine else "")
     rationale += f": {effect}."
+    cost = cost_impact(action, ctx.pod_cost)
+    if cost is not None:
+        rationale += _cost_text(cost)
     if skipped:
         rationale += " Not proposed: " + "; ".join(skipped) + "."
     requires_approval = risk != "low" or not ctx.auto_approve_low_risk
@@ -315,4 +372,5 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
                         steps=[100] if restart else list(ctx.rollout_steps), bake_seconds=ctx.bake_seconds),
         rollback=Rollback(on_slos=list(ctx.slos) or ["*"], on_alerts=list(taxonomy.SLO_ALERTS)),
         status="pending_approval" if requires_approval else "approved",
+        cost=cost,
     )

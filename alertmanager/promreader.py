@@ -1,9 +1,11 @@
-"""Reading a target's current engine config (its ``llm_engine_info`` labels) from Prometheus."""
+"""Reading from Prometheus what planning needs: a target's current engine config (its ``llm_engine_info``
+labels) and its pod's GPUs and GPU price (the efficiency rules' ``pod:`` series)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
@@ -11,7 +13,23 @@ from optiinfra.config import promql_string
 from optiinfra.metrics import ENGINE_INFO_LABELS
 from optiinfra.secrets import redact_url
 
+from .planner import PodCost, cost_query, pod_cost
+
 log = logging.getLogger(__name__)
+
+
+async def _query(session: aiohttp.ClientSession, prometheus_url: str, query: str,
+                 unavailable: str) -> list[dict[str, Any]] | None:
+    """An instant query's result, or None (logged with ``unavailable``) when Prometheus cannot answer."""
+    url = prometheus_url.rstrip("/") + "/api/v1/query"
+    try:
+        async with session.get(url, params={"query": query}, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            payload = await resp.json(content_type=None)
+        results: list[dict[str, Any]] = payload["data"]["result"] if payload.get("status") == "success" else []
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+        log.warning(unavailable, extra={"error": str(exc), "prometheus": redact_url(prometheus_url), "query": query})
+        return None
+    return results
 
 
 async def current_config(session: aiohttp.ClientSession, prometheus_url: str,
@@ -19,14 +37,9 @@ async def current_config(session: aiohttp.ClientSession, prometheus_url: str,
     """The target's ``llm_engine_info`` labels, or None (logged) when Prometheus cannot say."""
     matchers = [f"{k}={promql_string(labels[k])}" for k in ("namespace", "pod", "model") if labels.get(k)]
     query = "llm_engine_info{" + ",".join(matchers) + "}"
-    url = prometheus_url.rstrip("/") + "/api/v1/query"
-    try:
-        async with session.get(url, params={"query": query}, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-            payload = await resp.json(content_type=None)
-        results = payload["data"]["result"] if payload.get("status") == "success" else []
-    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
-        log.warning("cannot read the current config from Prometheus; planning with it unknown",
-                    extra={"error": str(exc), "prometheus": redact_url(prometheus_url), "query": query})
+    results = await _query(session, prometheus_url, query,
+                           "cannot read the current config from Prometheus; planning with it unknown")
+    if results is None:
         return None
     if not results:
         log.info("no llm_engine_info series for the target; planning with the config unknown",
@@ -35,3 +48,12 @@ async def current_config(session: aiohttp.ClientSession, prometheus_url: str,
     metric: dict[str, str] = results[0]["metric"]
     wanted = {"engine", "model", *ENGINE_INFO_LABELS}
     return {k: v for k, v in metric.items() if k in wanted}
+
+
+async def current_cost(session: aiohttp.ClientSession, prometheus_url: str,
+                       labels: Mapping[str, str]) -> PodCost | None:
+    """The target pod's GPUs and GPU price per hour, or None (logged) when Prometheus cannot say."""
+    query = cost_query(",".join(f"{k}={promql_string(labels[k])}" for k in ("namespace", "pod") if labels.get(k)))
+    results = await _query(session, prometheus_url, query,
+                           "cannot read the pod's GPUs and price from Prometheus; planning without a cost")
+    return None if results is None else pod_cost(results)

@@ -26,7 +26,8 @@ from .agent import OrchestratorState, agent_loop
 from .metrics import ReceiverMetrics
 from .orchestrator import AgentInfo, OrchestratorClient
 from .outbox import Outbox, enqueue_push
-from .promreader import current_config
+from .planner import PodCost
+from .promreader import current_config, current_cost
 from .recorder import Recorder
 from .states import PlanNotFound, PlanStatus
 from .worker import PlanningOptions, PlanningWorker
@@ -86,7 +87,8 @@ class Service:
                                         auto_approve_low_risk=c.auto_approve_low_risk,
                                         claim_lease_seconds=c.claim_lease_seconds),
             decisions=self.metrics.decisions, read_config=self._read_config if c.prometheus_url else None,
-            wake_outbox=self.wake_outbox.set, clock=self.clock)
+            wake_outbox=self.wake_outbox.set, clock=self.clock,
+            read_cost=self._read_cost if c.prometheus_url else None)
         self.outbox = Outbox(self.store, max_attempts=c.max_attempts, backoff_base=c.backoff_base_seconds,
                              backoff_max=c.backoff_max_seconds, timeout=c.push_timeout_seconds,
                              pushes=self.metrics.pushes, failures=self.metrics.push_failures,
@@ -97,6 +99,11 @@ class Service:
         if self.session is None or not self.config.prometheus_url:
             return None
         return await current_config(self.session, self.config.prometheus_url, labels)
+
+    async def _read_cost(self, labels: Mapping[str, str]) -> PodCost | None:
+        if self.session is None or not self.config.prometheus_url:
+            return None
+        return await current_cost(self.session, self.config.prometheus_url, labels)
 
     # ------------------------------------------------------------------------------------------- lifecycle
 

@@ -19,12 +19,13 @@ from prometheus_client import Counter
 from . import store as st
 from .outbox import enqueue_push, enqueue_rollback
 from .plan import Diagnosis, Plan
-from .planner import AlertEpisode, PlanningContext, plan_for, target_of
+from .planner import AlertEpisode, PlanningContext, PodCost, plan_for, target_of
 from .states import SUPERSEDABLE, IllegalTransition
 
 log = logging.getLogger(__name__)
 
 ConfigReader = Callable[[Mapping[str, str]], Awaitable[dict[str, str] | None]]
+CostReader = Callable[[Mapping[str, str]], Awaitable[PodCost | None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,8 @@ class PlanningWorker:
     read_config: ConfigReader | None
     wake_outbox: Callable[[], None]
     clock: Callable[[], float]
+    read_cost: CostReader | None = None
+    """The target pod's GPUs and price (scale plans state what they add or save)."""
 
     async def plan_pending(self) -> int:
         """Claim and process up to a batch of new episodes; return how many were processed."""
@@ -96,9 +99,11 @@ class PlanningWorker:
             return await self._finish(episode, "skipped", "no target: the alert has no namespace/pod/deployment labels")
         key = target.key()
         engine_config = await self.read_config(episode.labels) if self.read_config else None
+        cost = await self.read_cost(episode.labels) if self.read_cost else None
         now = self.clock()
         try:
-            outcome = await self.store.run(lambda tx: self._plan_in_tx(tx, episode, key, engine_config, now))
+            outcome = await self.store.run(lambda tx: self._plan_in_tx(tx, episode, key, engine_config, now,
+                                                                       cost=cost))
         except st.Conflict:
             return await self._finish(episode, "skipped", f"in flight: another plan for {key}")
         if outcome == "planned":
@@ -106,7 +111,7 @@ class PlanningWorker:
         return outcome
 
     async def _plan_in_tx(self, tx: st.Tx, episode: st.Episode, key: str, engine_config: dict[str, str] | None,
-                          now: float) -> str:
+                          now: float, *, cost: PodCost | None = None) -> str:
         in_flight = await st.in_flight_plan(tx, key)
         if in_flight is not None and in_flight.status not in SUPERSEDABLE:
             return await _skip(tx, episode, f"in flight: plan {in_flight.plan_id} ({in_flight.status}) for {key}",
@@ -121,7 +126,8 @@ class PlanningWorker:
         blocked = frozenset(b.knob for b in await st.blocked_knobs(tx, key))
         ctx = PlanningContext(blocked_knobs=blocked, cooling_knobs=st.changed_knobs(recent),
                               auto_approve_low_risk=self.options.auto_approve_low_risk,
-                              engine_config=engine_config or {}, now=datetime.fromtimestamp(now, UTC))
+                              engine_config=engine_config or {}, now=datetime.fromtimestamp(now, UTC),
+                              pod_cost=cost)
         if self.options.bake_seconds is not None:
             ctx = dataclasses.replace(ctx, bake_seconds=int(self.options.bake_seconds))
         result = plan_for(planner_episode(episode), ctx)

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="simulated seconds per real second (default: 10)")
     parser.add_argument("--model", default="meta-llama/Llama-3.1-8B-Instruct", help="served model name")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--kv-connector", default="", metavar="NAME",
+                        help="vLLM: simulate a KV connector such as LMCacheConnectorV1 (external KV-cache counters); "
+                             "default: none")
     parser.set_defaults(func=run_simulate)
 
     demo = subparsers.add_parser(
@@ -62,7 +65,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     host, port = parse_listen("--listen", str(args.listen))
     _check_time_scale(args.time_scale)
     config = SimConfig(engine=args.engine, scenario=args.scenario, model=args.model,
-                       time_scale=args.time_scale, seed=args.seed)
+                       time_scale=args.time_scale, seed=args.seed, kv_connector=args.kv_connector)
     log.info("simulator listening on http://%s:%s", host, port, extra={
         "listen": f"{host}:{port}", "engine": args.engine, "scenario": args.scenario})
     web.run_app(create_app(config), host=host, port=port, print=None)

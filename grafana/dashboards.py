@@ -17,6 +17,7 @@ from optiinfra import signals as sg
 from optiinfra import taxonomy as tx
 from optiinfra.config import DASHBOARD_UIDS, FAST_TIERS, SLI_WINDOWS, SLOW_TIERS, Config, Slo
 from optiinfra.grafana.model import Annotation, Dashboard, Item, Link, Panel, Row, Target, Threshold, Variable
+from optiinfra.rules.efficiency import EFFICIENCY_RULES
 from optiinfra.rules.promql import GPU_PREFIX
 from optiinfra.rules.recording import RECORDING_RULES, quantile_name
 from optiinfra.rules.slo import error_ratio_name, requests_name
@@ -43,8 +44,8 @@ GPUS_UID = DASHBOARD_UIDS["gpus"]
 
 def rule(name: str) -> str:
     """A recording rule's name, checked against the rules' table (a typo fails at generation time)."""
-    if name not in RECORDING_RULES:
-        raise KeyError(f"{name} is not a recording rule of optiinfra.rules.recording")
+    if name not in RECORDING_RULES and name not in EFFICIENCY_RULES:
+        raise KeyError(f"{name} is not a recording rule of optiinfra.rules.recording or .efficiency")
     return name
 
 
@@ -599,4 +600,6 @@ def gpus(config: Config) -> Dashboard:
 
 
 def all_dashboards(config: Config) -> tuple[Dashboard, ...]:
-    return (fleet(config), instance(config), bottlenecks(config), slos(config), gpus(config))
+    from optiinfra.grafana.efficiency import efficiency  # noqa: PLC0415 (it builds on this module)
+
+    return (fleet(config), instance(config), bottlenecks(config), slos(config), gpus(config), efficiency(config))

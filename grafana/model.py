@@ -15,7 +15,7 @@ GRID_WIDTH = 24
 #: Every panel and target reads the dashboard's datasource variable; never a literal uid.
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
 
-Need = Literal["gpu", "log signature", "receiver", "cgroup limit"]
+Need = Literal["gpu", "log signature", "receiver", "cgroup limit", "price"]
 """What a panel or target needs beyond simulator -> exporter -> Prometheus with the rules to show data."""
 PanelType = Literal["timeseries", "stat", "table", "gauge"]
 
@@ -78,6 +78,9 @@ class Panel:
     decimals: int | None = None
     data_links: tuple[Link, ...] = ()
     """Per-series links (drill-down): URLs may use ``${__field.labels.x}``, ``${var}`` and ``${__url_time_range}``."""
+    columns: tuple[str, ...] = ()
+    """Tables: one column per target, named so, merged on the labels and sorted by the first column."""
+    sort_desc: bool = True
 
     def to_dict(self, panel_id: int, grid: dict[str, int]) -> dict[str, Any]:
         table = self.type == "table"
@@ -119,7 +122,14 @@ class Panel:
         }
         if self.links:
             out["links"] = [{"title": link.title, "url": link.url, "targetBlank": True} for link in self.links]
-        if table:
+        if table and self.columns:
+            names = {f"Value #{chr(ord('A') + i)}": c for i, c in enumerate(self.columns)}
+            out["transformations"] = [
+                {"id": "merge", "options": {}},
+                {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": names}},
+                {"id": "sortBy", "options": {"sort": [{"field": self.columns[0], "desc": self.sort_desc}]}},
+            ]
+        elif table:
             out["transformations"] = [{"id": "organize", "options": {"excludeByName": {"Time": True, "Value": True}}}]
         return out
 

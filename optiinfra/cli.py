@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "optiinfra.demo.cli",
     "optiinfra.generate",
     "optiinfra.orchestrator.cli",
+    "optiinfra.report",
 )
 
 ENV_PREFIX = "OPTIINFRA_"

@@ -329,7 +329,7 @@ GpuSource = Literal["sidecar", "dcgm-exporter"]
 #: Grafana uids of the generated dashboards (grafana/dashboards.py builds them under these; alerts link to them).
 DASHBOARD_UIDS: Mapping[str, str] = {
     "fleet": "optiinfra-fleet", "instance": "optiinfra-instance", "bottlenecks": "optiinfra-bottlenecks",
-    "slos": "optiinfra-slos", "gpus": "optiinfra-gpus",
+    "slos": "optiinfra-slos", "gpus": "optiinfra-gpus", "efficiency": "optiinfra-efficiency",
 }
 #: The dashboard that explains an alert, by the alert's ``component`` label, and the dashboard variables its
 #: link fills from the alert's labels (variable -> alert label template).
@@ -375,6 +375,57 @@ class DcgmExporterOptions(_Strict):
         return {"namespace": self.namespace_label, "pod": self.pod_label, "container": self.container_label}
 
 
+class Cost(_Strict):
+    """What a GPU-hour costs: the cost recording rules, the Efficiency & cost dashboard, plan savings, the report."""
+
+    currency: str = Field(default="USD", min_length=1, max_length=16,
+                          description="Currency the prices are in (shown next to every cost).")
+    default_gpu_hour_price: float | None = Field(
+        default=None, ge=0, description="Price of one GPU-hour for a GPU model not listed in gpu_hour_prices; "
+                                        "unset: such GPUs have no price (their pods have no cost series).")
+    gpu_hour_prices: dict[str, float] = Field(
+        default_factory=dict, description="GPU model name (the `modelName` label, e.g. 'NVIDIA H100 80GB HBM3') "
+                                          "-> price of one GPU-hour.")
+
+    @field_validator("gpu_hour_prices")
+    @classmethod
+    def _prices(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, price in value.items():
+            if not name.strip():
+                raise ValueError("a GPU model name is empty; use the modelName label's value")
+            if not 0 <= price < math.inf:
+                raise ValueError(f"price {price!r} of {name!r} must be a finite number at least 0")
+        return value
+
+    @property
+    def priced(self) -> bool:
+        """Whether any GPU has a price (the cost rules exist only then)."""
+        return self.default_gpu_hour_price is not None or bool(self.gpu_hour_prices)
+
+    def price_of(self, gpu_model: str) -> float | None:
+        """The price of one GPU-hour of ``gpu_model``; None when it has none."""
+        return self.gpu_hour_prices.get(gpu_model, self.default_gpu_hour_price)
+
+
+class Health(_Strict):
+    """Weights of ``pod:llm_health_score``: 100 minus these, floored at 0."""
+
+    critical: float = Field(default=40, ge=0, le=100, description="Points per firing critical bottleneck.")
+    warning: float = Field(default=15, ge=0, le=100, description="Points per firing warning bottleneck.")
+    info: float = Field(default=5, ge=0, le=100, description="Points per firing info bottleneck.")
+    slo_burn: float = Field(default=25, ge=0, le=100,
+                            description="Points per SLO whose burn-rate alert (fast or slow) fires on the pod.")
+
+
+class Efficiency(_Strict):
+    """Targets of ``pod_model:llm_efficiency_score``: each half scores 50 at or above its target."""
+
+    gpu_utilization_target: float = Field(default=0.8, gt=0, le=1,
+                                          description="Mean GPU utilization (0-1) that scores full marks.")
+    kv_usage_target: float = Field(default=0.8, gt=0, le=1,
+                                   description="KV-cache usage (0-1) that scores full marks.")
+
+
 class Config(_Strict):
     selectors: Selectors = Field(default_factory=Selectors)
     identity_labels: list[str] = Field(
@@ -411,6 +462,9 @@ class Config(_Strict):
                     "then). With dcgm-exporter the rules map its pod-mapping labels (dcgm_exporter) onto "
                     "namespace/pod and join GPU and engine series on the identity labels without `instance`.")
     dcgm_exporter: DcgmExporterOptions = Field(default_factory=DcgmExporterOptions)
+    cost: Cost = Field(default_factory=Cost, description="GPU-hour prices (optional): cost per token and plan savings.")
+    health: Health = Field(default_factory=Health)
+    efficiency: Efficiency = Field(default_factory=Efficiency)
 
     @field_validator("identity_labels")
     @classmethod

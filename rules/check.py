@@ -17,7 +17,7 @@ import yaml
 
 from optiinfra import metrics as m
 
-RECORD_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_]+$")
+RECORD_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z_][a-zA-Z0-9_]*(:[a-zA-Z0-9_]+)?$")  # level:metric[:operations]
 ALERT_RE = re.compile(r"^[A-Z][a-zA-Z0-9]*$")
 #: Series Prometheus itself provides.
 BUILTIN_SERIES = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})

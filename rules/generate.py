@@ -19,6 +19,7 @@ from optiinfra import taxonomy as tx
 from optiinfra.config import Config
 from optiinfra.files import write_files as write
 from optiinfra.rules.alerts import alert_groups
+from optiinfra.rules.efficiency import efficiency_group
 from optiinfra.rules.promql import Ctx, Group, Profile, Rule
 from optiinfra.rules.recording import recording_groups
 from optiinfra.rules.slo import slo_groups
@@ -60,8 +61,10 @@ def with_dashboard_links(ctx: Ctx, groups: tuple[Group, ...]) -> tuple[Group, ..
 
 
 def all_groups(ctx: Ctx, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> tuple[Group, ...]:
-    """Recording groups first (alerts read them), then alerts, then SLO groups; a stable order."""
-    return with_dashboard_links(ctx, (*recording_groups(ctx), *alert_groups(ctx, catalogue), *slo_groups(ctx)))
+    """Recording groups first (alerts read them), then alerts, then SLO groups, then the efficiency group (its
+    health score reads the alerts); a stable order."""
+    return with_dashboard_links(ctx, (*recording_groups(ctx), *alert_groups(ctx, catalogue), *slo_groups(ctx),
+                                      efficiency_group(ctx)))
 
 
 def rule_file(groups: tuple[Group, ...]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from optiinfra import signals as sg
 from optiinfra import taxonomy as tx
 from optiinfra.config import SLI_HISTOGRAMS, load_config
 from optiinfra.metrics import NATIVE_BUCKETS
+from optiinfra.rules.efficiency import efficiency_reference
 from optiinfra.rules.recording import RECORDING_RULES
 
 #: What each abstract plan action does; the runbook adds the flags it turns per engine (``optiinfra.engines``).
@@ -219,6 +220,7 @@ def rules_reference() -> str:
         "6h, 1d, 3d (bad events / all events), `slo:sli_requests:rate1h` and `rate1d` (the burn alerts' traffic "
         "guards), and `slo:objective:ratio`, `slo:error_budget:ratio` (label `slo` only).",
         "",
+        *efficiency_reference(config, level_labels),
         "## Alert contract",
         "",
         "Every alert carries `bottleneck` (taxonomy id, or `slo_burn`), `severity` (critical, warning, info), "

@@ -474,7 +474,8 @@ def _parse_counter(text: str) -> tuple[float, int]:
 #: them.
 TESTS_DIR = "tests"
 TEST_FILES: tuple[str, ...] = (f"{TESTS_DIR}/optiinfra-rules.test.yml", f"{TESTS_DIR}/optiinfra-rules-health.test.yml",
-                               f"{TESTS_DIR}/optiinfra-rules-slo.test.yml")
+                               f"{TESTS_DIR}/optiinfra-rules-slo.test.yml",
+                               f"{TESTS_DIR}/optiinfra-rules-efficiency.test.yml")
 
 
 def test_files(ctx: Ctx, groups: tuple[Group, ...], rules_file: str,
@@ -487,9 +488,12 @@ def test_files(ctx: Ctx, groups: tuple[Group, ...], rules_file: str,
             "group_eval_order": [g.name for g in groups],
             "tests": tests,
         }
-    performance, health, slo = TEST_FILES
+    from optiinfra.rules.efficiency_tests import efficiency_tests  # noqa: PLC0415 (it builds on this module)
+
+    performance, health, slo, efficiency = TEST_FILES
     return {
         performance: one([*recording_tests(ctx), *alert_tests(ctx, True, catalogue)]),
         health: one(alert_tests(ctx, False, catalogue)),
         slo: one(slo_tests(ctx, groups)),
+        efficiency: one(efficiency_tests(ctx)),
     }

@@ -3,6 +3,7 @@ collector uses, over a list of ``FakeGpu`` the test controls. Constants carry py
 
 from __future__ import annotations
 
+import time
 import types
 from collections import deque
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ class FakeGpu:
     memory_temp: int | None = 71
     power_mw: int = 412_345
     energy_mj: int = 123_456_789
+    integrate_power: bool = False
+    """The energy counter grows at ``power_mw`` from the first read on (mW x s = mJ), as a real GPU's does."""
     sm_clock: int = 1980
     mem_clock: int = 2619
     clock_reasons: int = 0x4
@@ -119,6 +122,7 @@ class FakeNvml(types.ModuleType):
         self.initialized = False
         self.shutdown_called = False
         self.calls: list[str] = []
+        self._energy_started: dict[int, float] = {}
         self.pending_events: deque[tuple[int, int, int]] = deque()
         """(gpu index, event type, data) delivered by nvmlEventSetWait to registered GPUs."""
         self.registered: set[int] = set()
@@ -213,7 +217,11 @@ class FakeNvml(types.ModuleType):
         return self._gpu("nvmlDeviceGetPowerUsage", handle).power_mw
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeHandle) -> int:
-        return self._gpu("nvmlDeviceGetTotalEnergyConsumption", handle).energy_mj
+        gpu = self._gpu("nvmlDeviceGetTotalEnergyConsumption", handle)
+        if not gpu.integrate_power:
+            return gpu.energy_mj
+        started = self._energy_started.setdefault(handle.index, time.monotonic())
+        return gpu.energy_mj + int(gpu.power_mw * (time.monotonic() - started))
 
     def nvmlDeviceGetClockInfo(self, handle: FakeHandle, clock: int) -> int:
         gpu = self._gpu("nvmlDeviceGetClockInfo", handle)

@@ -208,6 +208,7 @@ def test_a_model_regex_with_backslashes_reaches_promtool_intact(tmp_path: Path) 
     from conftest import require_binary
 
     from optiinfra.rules.generate import RULES_FILE, generate, write
+    from optiinfra.rules.testgen import TEST_FILES
 
     promtool = require_binary("promtool")
     regex = 'llama-3\\.1-.*|"quoted"'
@@ -217,7 +218,7 @@ def test_a_model_regex_with_backslashes_reaches_promtool_intact(tmp_path: Path) 
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"] if r.get("labels", {}).get("slo") == "a"]
     assert exprs and all('model=~"llama-3\\\\.1-.*|\\"quoted\\""' in e for e in exprs if "model=~" in e)
     tests = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.test.yml"))
-    assert len(tests) == 3
+    assert len(tests) == len(TEST_FILES)
     result = subprocess.run([promtool, "test", "rules", *tests], cwd=tmp_path, capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]

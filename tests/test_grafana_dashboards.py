@@ -20,7 +20,8 @@ from optiinfra.grafana.generate import DashboardError, generate, known_series, r
 from optiinfra.grafana.model import DATASOURCE, SCHEMA_VERSION, Panel, Row, Target, layout
 
 GENERATED = REPO / "grafana" / "generated"
-UIDS = ("optiinfra-fleet", "optiinfra-instance", "optiinfra-bottlenecks", "optiinfra-slos", "optiinfra-gpus")
+UIDS = ("optiinfra-fleet", "optiinfra-instance", "optiinfra-bottlenecks", "optiinfra-slos", "optiinfra-gpus",
+        "optiinfra-efficiency")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def boards() -> dict[str, dict[str, Any]]:
     return {b.uid: b.to_dict() for b in d.all_dashboards(Config())}
 
 
-def test_five_dashboards_with_stable_uids(boards: dict[str, dict[str, Any]]) -> None:
+def test_every_dashboard_has_its_stable_uid(boards: dict[str, dict[str, Any]]) -> None:
     assert tuple(boards) == UIDS
     for uid, board in boards.items():
         assert board["uid"] == uid and board["title"].startswith("OptiInfra / ")

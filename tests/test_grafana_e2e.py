@@ -28,6 +28,7 @@ from conftest import free_port, require_binary
 from optiinfra.config import Config
 from optiinfra.demo.stack import Stack, optiinfra_command, prometheus_config, start_prometheus
 from optiinfra.grafana import dashboards as d
+from optiinfra.grafana.efficiency import efficiency
 from optiinfra.grafana.lint import substitute
 from optiinfra.grafana.model import Dashboard, Variable
 from optiinfra.rules.generate import RULES_FILE
@@ -36,9 +37,11 @@ from optiinfra.rules.generate import generate as generate_rules
 DEADLINE_S = 75.0
 #: Grafana sets $__rate_interval to at least 4 scrape intervals; the test scrapes every second.
 RATE_INTERVAL = "10s"
-#: What this setup provides (GPUs through the fake NVML, log signatures from the logs below); not a cgroup memory
-#: limit, not the receiver.
-CHECKED_NEEDS = (None, "gpu", "log signature")
+#: What this setup provides (GPUs through the fake NVML, log signatures from the logs below, a GPU-hour price in
+#: the config); not a cgroup memory limit, not the receiver.
+CHECKED_NEEDS = (None, "gpu", "log signature", "price")
+#: The config of the rules and dashboards: the defaults plus a price for the fake GPUs' model.
+CONFIG = Config.model_validate({"cost": {"gpu_hour_prices": {"NVIDIA H100 80GB HBM3": 4.0}}})
 NAMESPACE, POD = "demo", "vllm-0"
 ENGINE_LOG = """\
 INFO 11-22 03:00:00 [core.py:93] Initializing a V1 LLM engine (v0.11.0) with config: model='demo-model'
@@ -64,7 +67,8 @@ import sys
 sys.path.insert(0, {str(TESTS)!r})
 from fake_nvml import FakeGpu, fake
 
-_nvml = fake([FakeGpu("GPU-e2e-0"), FakeGpu("GPU-e2e-1", minor=1, bus_id=b"00000000:3C:00.0", util_gpu=12)])
+_nvml = fake([FakeGpu("GPU-e2e-0", integrate_power=True),
+              FakeGpu("GPU-e2e-1", minor=1, bus_id=b"00000000:3C:00.0", util_gpu=12, integrate_power=True)])
 _nvml.raise_xid(1, 79)
 sys.modules[__name__] = _nvml
 """
@@ -80,7 +84,7 @@ async def _start(stack: Stack, tmp: Path) -> str:
     sim_port, exp_port, prom_port = free_port(), free_port(), free_port()
     sim = await stack.spawn("simulator", optiinfra_command(
         "simulate", "--engine", "vllm", "--scenario", "kv_cache_pressure", "--listen", f"127.0.0.1:{sim_port}",
-        "--time-scale", "10"))
+        "--time-scale", "10", "--kv-connector", "LMCacheConnectorV1"))
     shim = tmp / "fake-pynvml"
     shim.mkdir()
     (shim / "pynvml.py").write_text(FAKE_PYNVML, encoding="utf-8")
@@ -93,7 +97,7 @@ async def _start(stack: Stack, tmp: Path) -> str:
         "--log-file", f"{tmp / 'kern.log'}:kernel", "--log-from-start"), env={"PYTHONPATH": pythonpath})
     await stack.wait_ready(sim, f"http://127.0.0.1:{sim_port}/metrics")
     await stack.wait_ready(exporter, f"http://127.0.0.1:{exp_port}/metrics")
-    rules = generate_rules(Config(), "demo")
+    rules = generate_rules(CONFIG, "demo")
     (tmp / RULES_FILE).parent.mkdir(parents=True, exist_ok=True)
     (tmp / RULES_FILE).write_text(rules[RULES_FILE], encoding="utf-8")
     config = prometheus_config([(f"127.0.0.1:{exp_port}", {"namespace": NAMESPACE, "pod": POD})],
@@ -148,10 +152,11 @@ def _variable_values(base: str, variable: Variable) -> list[str]:
 
 
 def test_every_panel_query_returns_data(prometheus: str) -> None:
-    config = Config()
+    config = CONFIG
     # The SLO dashboard too, for the SLOs that apply to the simulated engine (the others have no traffic).
     vllm_slos = config.model_copy(update={"slos": [s for s in config.slos if "vllm" in s.applies_to()]})
-    boards = (d.fleet(config), d.instance(config), d.bottlenecks(config), d.slos(vllm_slos), d.gpus(config))
+    boards = (d.fleet(config), d.instance(config), d.bottlenecks(config), d.slos(vllm_slos), d.gpus(config),
+              efficiency(config))
     pending = [q for board in boards for q in _expected(board)]
     assert len(pending) > 60
     deadline = time.monotonic() + DEADLINE_S

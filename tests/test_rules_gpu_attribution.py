@@ -97,6 +97,10 @@ async def test_two_pods_on_one_node_promtool(tmp_path: Path) -> None:
                 {"expr": "count by (namespace, pod) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)", "eval_time": "10m",
                  "exp_samples": [{"labels": '{namespace="llm", pod="pod-a"}', "value": 2},
                                  {"labels": '{namespace="llm", pod="pod-b"}', "value": 2}]},
+                # the efficiency rules' GPU count (tokens per GPU, cost) is the pod's, not the node's
+                {"expr": "pod:DCGM_FI_DEV_GPU_UTIL:count", "eval_time": "10m", "exp_samples": [
+                    {"labels": f'pod:DCGM_FI_DEV_GPU_UTIL:count{{instance="{PODS[p][0]}", namespace="llm", '
+                               f'pod="{p}"}}', "value": 2} for p in PODS]},
                 {"expr": 'pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio{pod="pod-b"}', "eval_time": "10m",
                  "exp_samples": [{"labels": 'pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio{instance="10.0.0.2:9400", '
                                             'namespace="llm", pod="pod-b"}', "value": 0.05}]},

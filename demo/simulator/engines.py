@@ -229,7 +229,6 @@ class Writer:
 def render_vllm(model: LoadModel, model_name: str, created: float) -> str:
     s = model.stats
     base = {"engine": "0", "model_name": model_name}
-    one = [(base, 0.0)]
     w = Writer("python", created)
     w.gauge("vllm:num_requests_running", "Number of requests in model execution batches.",
             [(base, float(len(model.running)))])
@@ -247,10 +246,10 @@ def render_vllm(model: LoadModel, model_name: str, created: float) -> str:
               [(base, float(s.prefix_hits))])
     w.counter("vllm:external_prefix_cache_queries_total",
               "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number "
-              "of queried tokens.", one)
+              "of queried tokens.", [(base, float(s.external_queries))])
     w.counter("vllm:external_prefix_cache_hits_total",
               "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of "
-              "cached tokens.", one)
+              "cached tokens.", [(base, float(s.external_hits))])
     w.counter("vllm:num_preemptions_total", "Cumulative number of preemption from the engine.",
               [(base, float(s.preemptions))])
     w.counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.", [(base, float(s.prompt_tokens))])
@@ -258,7 +257,7 @@ def render_vllm(model: LoadModel, model_name: str, created: float) -> str:
               "Number of prompt tokens by source: local_compute, local_cache_hit, external_kv_transfer.",
               [({**base, "source": "local_compute"}, float(s.prompt_tokens - s.prefix_hits)),
                ({**base, "source": "local_cache_hit"}, float(s.prefix_hits)),
-               ({**base, "source": "external_kv_transfer"}, 0.0)])
+               ({**base, "source": "external_kv_transfer"}, float(s.external_hits))])
     w.counter("vllm:prompt_tokens_cached_total", "Number of cached prompt tokens (local + external).",
               [(base, float(s.prefix_hits))])
     w.counter("vllm:generation_tokens_total", "Number of generation tokens processed.",

@@ -145,6 +145,9 @@ class Stats:
         self.retracted_output_tokens = 0
         self.prefix_queries = 0
         self.prefix_hits = 0
+        self.external_queries = 0
+        """Prompt tokens looked up in the external KV cache (only with a KV connector, e.g. LMCache)."""
+        self.external_hits = 0
         self.prefill_steps = 0
         self.decode_steps = 0
 
@@ -231,6 +234,9 @@ class LoadModel:
         self.running: list[Request] = []
         self.next_arrival = 0.0
         self.config = config
+        self.kv_connector = ""
+        """A KV connector (``LMCacheConnectorV1``): prompt tokens the local cache misses are looked up in a shared
+        external cache, which holds the workload's shared-prefix share of them (prefixes other replicas saw)."""
         self.total_blocks = 0
         self.free_blocks = 0
         self.prefix_blocks = 0
@@ -418,6 +424,10 @@ class LoadModel:
                 if self.config.enable_prefix_caching:
                     stats.prefix_queries += req.prompt
                     stats.prefix_hits += req.cached
+                if self.kv_connector:
+                    missed = req.prompt - req.cached
+                    stats.external_queries += missed
+                    stats.external_hits += int(missed * self.workload.prefix_share)
                 stats.observe("prefill", now - req.first_scheduled)
                 stats.observe("prefill_computed", req.prompt - req.cached)
                 if req.error:

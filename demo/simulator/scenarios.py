@@ -147,7 +147,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 class Simulation:
     """A scenario driving one engine's load model; advanced by real seconds at ``time_scale``."""
 
-    def __init__(self, engine: Engine, scenario: Scenario, time_scale: float = 10.0, seed: int = 0) -> None:
+    def __init__(self, engine: Engine, scenario: Scenario, time_scale: float = 10.0, seed: int = 0,
+                 kv_connector: str = "") -> None:
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         self.engine = engine
@@ -156,6 +157,7 @@ class Simulation:
         self.real_elapsed = 0.0
         self.restarted_at: float | None = None
         self.model = LoadModel(scenario.config, scenario.hardware, bucket_layouts(engine, scenario.config), seed)
+        self.model.kv_connector = kv_connector
         self.config_changes = 0
 
     @property

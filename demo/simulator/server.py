@@ -29,6 +29,8 @@ class SimConfig:
     model: str = "meta-llama/Llama-3.1-8B-Instruct"
     time_scale: float = 10.0
     seed: int = 0
+    kv_connector: str = ""
+    """vLLM only: a KV connector (LMCacheConnectorV1) whose external-cache counters the engine then exports."""
 
 
 SIM_KEY = web.AppKey("simulation", Simulation)
@@ -41,7 +43,8 @@ def create_app(config: SimConfig) -> web.Application:
         raise ValueError(f"unknown scenario {config.scenario!r}; known: {', '.join(SCENARIOS)}")
     app = web.Application()
     app[CONFIG_KEY] = config
-    app[SIM_KEY] = Simulation(config.engine, SCENARIOS[config.scenario], config.time_scale, config.seed)
+    app[SIM_KEY] = Simulation(config.engine, SCENARIOS[config.scenario], config.time_scale, config.seed,
+                                config.kv_connector)
     app[CREATED_KEY] = time.time()
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/health", _health)
