@@ -439,6 +439,19 @@ class Config(_Strict):
     slos: list[Slo] = Field(default_factory=_default_slos)
     slo_fast_for: Duration = Field(default="2m", description="`for` of LLMSLOBurnRateFast.")
     slo_slow_for: Duration = Field(default="15m", description="`for` of LLMSLOBurnRateSlow.")
+    slo_scope: list[str] = Field(
+        default_factory=lambda: ["namespace", "model"],
+        description="Labels an SLO is aggregated by (its service): burn alerts page once per value set. Must "
+                    "include `model` (the receiver matches a burn to the plans changing that model's replicas).")
+    slo_interval: Duration = Field(
+        default="1m", description="Evaluation interval of the SLO groups that record the short-window counts and "
+                          "the windows up to 6h (and hold LLMSLOBurnRateFast).")
+    slo_long_interval: Duration = Field(
+        default="3m", description="Evaluation interval of the 1d/3d SLO groups (and LLMSLOBurnRateSlow); below "
+                          "the rulers' 5m query lookback so their series never go stale between evaluations.")
+    max_rules_per_group: int = Field(
+        default=20, ge=2, description="Groups with more rules are split (Mimir's ruler refuses more than 20 "
+                              "rules per group by default).")
     prometheus_rule: PrometheusRuleOptions = Field(default_factory=PrometheusRuleOptions)
     runbook_url_pattern: str = Field(
         default=f"{tx.RUNBOOK_BASE_URL}/{{bottleneck}}.md",
@@ -476,7 +489,7 @@ class Config(_Strict):
             raise ValueError("identity_labels must include 'pod' (alerts and plans are per pod)")
         return value
 
-    @field_validator("slo_fast_for", "slo_slow_for")
+    @field_validator("slo_fast_for", "slo_slow_for", "slo_interval", "slo_long_interval")
     @classmethod
     def _slo_for(cls, value: str) -> str:
         return _check_duration(value, max_ms=MAX_FOR_MS)
@@ -497,6 +510,20 @@ class Config(_Strict):
         if urlsplit(value).fragment:
             raise ValueError(f"{value!r}: drop the fragment")
         return _url_pattern(value, "uid", "optiinfra-fleet", "https://grafana.example.com/d/{uid}")
+
+    @field_validator("slo_scope")
+    @classmethod
+    def _slo_scope(cls, value: list[str]) -> list[str]:
+        from optiinfra.rules.slo import check_scope  # noqa: PLC0415 (the rule module owns the SLO semantics)
+
+        return check_scope(value)
+
+    @model_validator(mode="after")
+    def _slo_intervals(self) -> Config:
+        from optiinfra.rules.slo import check_intervals  # noqa: PLC0415
+
+        check_intervals(self.slo_interval, self.slo_long_interval)
+        return self
 
     @field_validator("bottlenecks")
     @classmethod

@@ -105,6 +105,11 @@ _VLLM_OUTCOMES = MappingProxyType(
     {"stop": "stop", "length": "length", "abort": "abort", "error": "error"}
 )
 _SGLANG_EXTERNAL = frozenset({"host", "storage"})
+#: SGLang counts HTTP responses by endpoint and status (``sglang:http_responses_total``); a server error on an
+#: inference endpoint is the request-error outcome SGLang has no counter for. (A stream that fails after its
+#: 200 header is not seen.)
+_HTTP_5XX = frozenset({"500", "502", "503", "504"})
+_SGLANG_INFERENCE_ENDPOINTS = frozenset({"/generate", "/v1/completions", "/v1/chat/completions"})
 
 ENGINE_METRICS: tuple[Metric, ...] = (
     Metric(
@@ -209,6 +214,9 @@ ENGINE_METRICS: tuple[Metric, ...] = (
             "sglang": (
                 _src("sglang:num_requests_total", set_labels=_ro({"outcome": "other"})),
                 _src("sglang:num_aborted_requests_total", set_labels=_ro({"outcome": "abort"})),
+                _src("sglang:http_responses_total", set_labels=_ro({"outcome": "error"}),
+                     keep={"status_code": _HTTP_5XX, "endpoint": _SGLANG_INFERENCE_ENDPOINTS},
+                     note="5xx responses of the inference endpoints (no model label: the pod's model)"),
             ),
             "tgi": (
                 _src("tgi_request_success", set_labels=_ro({"outcome": "other"})),

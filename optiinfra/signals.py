@@ -466,4 +466,6 @@ def throttle_exprs(ctx: Ctx, b: Bottleneck) -> dict[str, list[str]]:
 
 def exporter_down_exprs(ctx: Ctx, b: Bottleneck) -> dict[str, list[str]]:
     up = ctx.sidecar_up()
-    return {b.severity: [f"{up} == 0", f"absent({up})"]}
+    # No `up` at all is a ruler that sees no scraped data yet (a cold start, a remote-write/ingestion delay as
+    # with vmalert over VictoriaMetrics), not a missing sidecar: the absent branch needs other targets' `up`.
+    return {b.severity: [f"{up} == 0", f"absent({up})\nunless on () absent({ctx.sel('up')})"]}

@@ -20,6 +20,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen = sub.add_parser("generate", help="write the rule file, the PrometheusRule and the promtool tests")
     gen.add_argument("--slo-config", type=Path, default=None,
                      help="YAML config (selectors, thresholds, SLOs); default: built-in defaults")
+    gen.add_argument("--slo-spec", type=Path, action="append", default=None, metavar="FILE",
+                     help="Sloth (prometheus/v1) or OpenSLO (openslo/v1) SLO file, repeatable; its SLOs replace "
+                          "the default SLOs (or join those the config lists)")
     gen.add_argument("--profile", choices=PROFILES, default="production",
                      help="demo divides every `for` and range window by 60 (default: production)")
     gen.add_argument("--out", type=Path, required=True, help="output directory")
@@ -38,8 +41,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from optiinfra.config import load_config  # noqa: PLC0415 (imported when the command runs)
     from optiinfra.files import write_files  # noqa: PLC0415
     from optiinfra.rules.generate import generate  # noqa: PLC0415
+    from optiinfra.rules.slo_import import with_specs  # noqa: PLC0415
 
-    config = load_config(args.slo_config)
+    config = with_specs(load_config(args.slo_config), args.slo_spec or [])  # errors: UsageError, one line
     raw = args.rule_labels
     if isinstance(raw, tuple):  # one pair from the OPTIINFRA_RULE_LABELS environment twin
         raw = [raw]
@@ -47,6 +51,7 @@ def run_generate(args: argparse.Namespace) -> int:
     shown = f" --profile {args.profile}" if args.profile != "production" else ""
     if args.slo_config is not None:
         shown = f" --slo-config {args.slo_config.name}" + shown
+    shown = "".join(f" --slo-spec {p.name}" for p in args.slo_spec or []) + shown
     files = generate(config, args.profile, args.namespace, labels, args=shown)
     for path in write_files(args.out, files):
         print(path)

@@ -20,7 +20,7 @@ from optiinfra.config import Config
 from optiinfra.files import write_files as write
 from optiinfra.rules.alerts import alert_groups
 from optiinfra.rules.efficiency import efficiency_group
-from optiinfra.rules.promql import Ctx, Group, Profile, Rule
+from optiinfra.rules.promql import Ctx, Group, Profile, Rule, split_groups
 from optiinfra.rules.recording import recording_groups
 from optiinfra.rules.slo import slo_groups
 
@@ -57,14 +57,14 @@ def with_dashboard_links(ctx: Ctx, groups: tuple[Group, ...]) -> tuple[Group, ..
             return rule
         url = ctx.config.dashboard_url(rule.labels["component"])
         return replace(rule, annotations={**rule.annotations, "dashboard_url": url})
-    return tuple(Group(g.name, tuple(linked(r) for r in g.rules)) for g in groups)
+    return tuple(replace(g, rules=tuple(linked(r) for r in g.rules)) for g in groups)
 
 
 def all_groups(ctx: Ctx, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> tuple[Group, ...]:
     """Recording groups first (alerts read them), then alerts, then SLO groups, then the efficiency group (its
-    health score reads the alerts); a stable order."""
-    return with_dashboard_links(ctx, (*recording_groups(ctx), *alert_groups(ctx, catalogue), *slo_groups(ctx),
-                                      efficiency_group(ctx)))
+    health score reads the alerts); a stable order. Groups are split to ``max_rules_per_group`` rules."""
+    groups = (*recording_groups(ctx), *alert_groups(ctx, catalogue), *slo_groups(ctx), efficiency_group(ctx))
+    return split_groups(with_dashboard_links(ctx, groups), ctx.config.max_rules_per_group)
 
 
 def rule_file(groups: tuple[Group, ...]) -> dict[str, Any]:

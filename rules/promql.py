@@ -63,9 +63,15 @@ class Rule:
 class Group:
     name: str
     rules: tuple[Rule, ...]
+    interval: str = ""
+    """The group's own evaluation interval; empty: the ruler's global one."""
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "rules": [r.to_dict() for r in self.rules]}
+        out: dict[str, object] = {"name": self.name}
+        if self.interval:
+            out["interval"] = self.interval
+        out["rules"] = [r.to_dict() for r in self.rules]
+        return out
 
 
 @dataclass(frozen=True)
@@ -137,3 +143,14 @@ class Ctx:
     def sidecar_up(self) -> str:
         parts = [p for p in (self.config.selectors.sidecar_job, self.config.selectors.series) if p]
         return f"up{{{', '.join(parts)}}}" if parts else "up"
+
+
+def split_groups(groups: tuple[Group, ...], limit: int) -> tuple[Group, ...]:
+    """Groups of at most ``limit`` rules (Mimir's ruler refuses more than 20 by default): a larger group becomes
+    ``<name>``, ``<name>.2``, ... in order, so a rule still comes after the rules it reads."""
+    out: list[Group] = []
+    for group in groups:
+        for i in range(0, len(group.rules), limit):
+            name = group.name if i == 0 else f"{group.name}.{i // limit + 1}"
+            out.append(Group(name, group.rules[i:i + limit], group.interval))
+    return tuple(out)

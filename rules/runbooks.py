@@ -53,8 +53,8 @@ SLO_BURN_TEXT = sg.Runbook(
         "An SLO's error budget burns faster than it can last: `LLMSLOBurnRateFast` (critical) when 2% of a "
         "30-day budget goes in an hour (14.4x over 1h and 5m, or 6x over 6h and 30m), `LLMSLOBurnRateSlow` "
         "(warning) when 10% goes in a day or more (3x over 1d and 2h, or 1x over 3d and 6h). The `slo` label "
-        "names the SLO; `namespace`, `pod`, `engine` and `model` the scope. When it fires for the scope of a "
-        "plan in flight, the receiver rolls that plan back.",
+        "names the SLO; the `slo_scope` labels (default `namespace`, `model`) the service: it fires once per "
+        "service. When it fires for the model of a plan in flight, the receiver rolls that plan back.",
         "{slos}: the SLO's error ratio over each window (`slo:sli_error:ratio_rate<window>{{slo=\"...\"}}`) "
         "against its budget (`slo:error_budget:ratio`).")
 
@@ -216,9 +216,11 @@ def rules_reference() -> str:
         "|---|---|---|---|",
         *(f"| `{r.name}` | {level_labels[r.level]} | {r.unit} | {r.help} |" for r in RECORDING_RULES.values()),
         "",
-        "Per SLO (label `slo`, plus the `pod_model` labels): `slo:sli_error:ratio_rate<w>` for w in 5m, 30m, 1h, 2h, "
-        "6h, 1d, 3d (bad events / all events), `slo:sli_requests:rate1h` and `rate1d` (the burn alerts' traffic "
-        "guards), and `slo:objective:ratio`, `slo:error_budget:ratio` (label `slo` only).",
+        "Per SLO (label `slo`, plus the `slo_scope` labels, default namespace, model): `slo:sli_requests:rate2m` and "
+        "`slo:sli_errors:rate2m` (recorded counts), `slo:sli_error:ratio_rate<w>` for w in 5m, "
+        "30m, 1h, 2h, 6h, 1d, 3d (bad / all events; 5m from raw series, the longer windows `sum_over_time` of the "
+        "recorded 2m counts, see [rulers.md](rulers.md)), `slo:sli_requests:rate1h` and `rate1d` (the burn "
+        "alerts' traffic guards), and `slo:objective:ratio`, `slo:error_budget:ratio` (label `slo` only).",
         "",
         *efficiency_reference(config, level_labels),
         "## Alert contract",
@@ -234,12 +236,13 @@ def rules_reference() -> str:
         "application ones " + ", ".join(sg.APPLICATION_XIDS) + ", which are warning);",
         "- log-signature alerts: the target labels + `source`, `signature` (and `xid`);",
         "- `LLMSLOBurnRateFast` (critical) / `LLMSLOBurnRateSlow` (warning): `slo`, `component=\"slo\"`, "
-        "`bottleneck=\"slo_burn\"`, `severity` and " + level_labels["pod_model"] + ".",
+        "`bottleneck=\"slo_burn\"`, `severity` and the `slo_scope` labels (default namespace, model; no pod).",
         "",
         "Rate-based alerts need `pod_model:llm_requests_finished:rate5m >= min_request_rate`; SLO burn alerts need "
         "`slo:sli_requests:rate1h` (fast) or `rate1d` (slow) `>= min_request_rate`. An absent instance never "
         "fires, except `OptiInfraExporterDown`, whose `absent(up{sidecar_job})` branch fires when no sidecar "
-        "target exists at all. `LLMEngineStartupHang` fires when `llm_upstream_up` was never 1 over the last "
+        "target exists while other targets' `up` does (a ruler seeing no data at all is cold or delayed, "
+        "[rulers.md](rulers.md)). `LLMEngineStartupHang` fires when `llm_upstream_up` was never 1 over the last "
         "`startup_seconds` while the sidecar target has been up over that window and was up `startup_seconds` ago "
         "(the sidecar exports no start time). GPU/engine joins (`LLMLowThroughput`, `LLMGPUUnderutilized`) match "
         "on the identity labels, so GPU series must come from the sidecar (or a dcgm-exporter whose pod labels "

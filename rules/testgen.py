@@ -2,8 +2,8 @@
 
 Every alerting rule gets three test groups: ``fires`` (series synthesized from its thresholds: the alert
 fires with the exact labels and rendered annotations), ``quiet`` (one signal short: no alert) and ``idle``
-(the instance exists but serves no traffic: no alert). OptiInfraExporterDown also gets ``absent`` (no
-series at all: its ``absent()`` branch fires); rules with a log signature get ``fires on its log
+(the instance exists but serves no traffic: no alert). OptiInfraExporterDown also gets ``absent`` (another
+target's ``up`` but no sidecar's: its ``absent()`` branch fires); rules with a log signature get ``fires on its log
 signature``. Key recording rules get ``promql_expr_test`` cases with hand-checkable values. Timings go
 through the profile, so the demo profile's tests are the production ones divided by 60. The tests are
 split into three files (performance alerts, health alerts, SLOs) so promtool runs can go in parallel.
@@ -18,7 +18,7 @@ from typing import Any
 
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
-from optiinfra.config import SLI_HISTOGRAMS, Slo, parse_duration_ms, promql_string
+from optiinfra.config import parse_duration_ms
 from optiinfra.rules.alerts import alert_rules
 from optiinfra.rules.check import selectors
 from optiinfra.rules.promql import Ctx, Group, Rule
@@ -313,70 +313,19 @@ def alert_tests(ctx: Ctx, performance: bool, catalogue: tuple[tx.Bottleneck, ...
             severity = rule.labels["severity"]
             probe = cases_for(Kit(ctx, 1, b, severity))
             eval_ms = parse_duration_ms(rule.for_) + parse_duration_ms(ctx.w(probe.hold))
-            cases = cases_for(Kit(ctx, eval_ms // step_ms + 5, b, severity))
+            kit = Kit(ctx, eval_ms // step_ms + 5, b, severity)
+            cases = cases_for(kit)
             tag = f"{rule.alert}[{rule.labels['severity']}]"
             runs = [("fires", cases.fires, _exp(ctx, rule, cases.fires.alerts))]
             if cases.fires_log is not None:
                 runs.append(("fires on its log signature", cases.fires_log, _exp(ctx, rule, cases.fires_log.alerts)))
             runs += [("quiet", cases.quiet, []), ("idle", cases.idle, [])]
             if cases.absent_alerts:
-                runs.append(("absent", Fixture(), _exp(ctx, rule, cases.absent_alerts)))
-            tests += [_case(ctx, f"{tag} {what}", rule, fixture, eval_ms=eval_ms, exp=exp)
-                      for what, fixture, exp in runs]
-    return tests
-
-
-def _slo_model(slo: Slo) -> str | None:
-    """A model name the SLO's ``model`` regex selects (None when the regex defeats the simple guesses)."""
-    if not slo.model:
-        return None
-    try:
-        return satisfying(f"model=~{promql_string(slo.model)}", {"model": "m"})["model"]
-    except ValueError:
-        return None
-
-
-def _slo_labels(s: Synth, slo: Slo) -> tuple[dict[str, str], m.Engine]:
-    engine = slo.applies_to()[0]
-    model = _slo_model(slo) or "m"
-    return {**s.raw, "engine": engine, "model": model}, engine
-
-
-def _slo_series(s: Synth, slo: Slo, bad: bool, traffic: float) -> Series:
-    labels, engine = _slo_labels(s, slo)
-    if slo.sli == "availability":
-        outcome = "error" if bad else "stop"
-        return {f"llm_requests_finished_total{_lbl({**labels, 'outcome': outcome})}": s.counter(traffic)}
-    assert slo.threshold is not None
-    metric = SLI_HISTOGRAMS[slo.sli]
-    bounds = m.NATIVE_BUCKETS[engine][metric]
-    at = bounds.index(slo.threshold)
-    return s.hist(metric, engine, at + 1 if bad else at, traffic, labels)
-
-
-def slo_tests(ctx: Ctx, groups: tuple[Group, ...]) -> list[dict[str, Any]]:
-    tests = []
-    step_ms = parse_duration_ms(ctx.w(STEP))
-    rules = {(r.alert, r.labels.get("slo")): r for g in groups for r in g.rules if r.alert}
-    for slo in ctx.config.slos:
-        if slo.model and _slo_model(slo) is None:
-            continue  # no model name satisfies the SLO's model regex: nothing to synthesize
-        for alert in ("LLMSLOBurnRateFast", "LLMSLOBurnRateSlow"):
-            rule = rules[(alert, slo.name)]
-            # A fresh series' ratios over every window are the ratio of what exists, so all-bad traffic
-            # trips both windows of a tier within minutes: the test need not hold a day of data.
-            eval_ms = parse_duration_ms(rule.for_) + parse_duration_ms(ctx.w("6m"))
-            s = Synth(ctx, eval_ms // step_ms + 5)
-            labels, _ = _slo_labels(s, slo)
-            pod_labels = {k: v for k, v in labels.items() if k != "job"}
-            fired = [({**pod_labels, "slo": slo.name}, 1.0)]
-            tag = f"{alert}[{slo.name}]"
-            trickle = ctx.config.min_request_rate / 2  # all bad, but below the traffic guard
-            # Traffic well above the guard: even the 1d guard window passes within seconds of a fresh series.
-            busy = ctx.config.min_request_rate * 10_000
-            runs = [("fires", Fixture(_slo_series(s, slo, True, busy)), _exp(ctx, rule, fired)),
-                    ("quiet", Fixture(_slo_series(s, slo, False, busy)), []),
-                    ("idle", Fixture(_slo_series(s, slo, True, trickle)), [])]
+                # another target's `up` exists (the ruler sees scraped data), the sidecar's does not
+                other = {**satisfying(ctx.config.selectors.series, {}), "job": "other-exporter"}
+                runs.append(("absent", Fixture({f"up{_lbl(other)}": kit.gauge(1)}),
+                             _exp(ctx, rule, cases.absent_alerts)))
+                runs.append(("cold start: no up at all", Fixture(), []))
             tests += [_case(ctx, f"{tag} {what}", rule, fixture, eval_ms=eval_ms, exp=exp)
                       for what, fixture, exp in runs]
     return tests
@@ -434,39 +383,7 @@ def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
         "input_series": [{"series": k, "values": v} for k, v in series.items()],
         "promql_expr_test": [{"expr": e, "eval_time": at, "exp_samples": samples} for e, samples in exprs],
     }]
-    # SLO error ratio: half the requests above the threshold bucket, half at it.
-    for slo in ctx.config.slos:
-        if slo.model and _slo_model(slo) is None:
-            continue
-        good, bad = _slo_series(s, slo, False, 1), _slo_series(s, slo, True, 1)
-        merged = {k: _add(good.get(k), bad.get(k)) for k in {**good, **bad}}
-        labels, _ = _slo_labels(s, slo)
-        out = {**{k: v for k, v in labels.items() if k != "job"}, "slo": slo.name}
-        tests.append({
-            "name": f"SLO {slo.name}: error ratio of half-bad traffic",
-            "interval": ctx.w(STEP),
-            "input_series": [{"series": k, "values": v} for k, v in sorted(merged.items())],
-            "promql_expr_test": [{"expr": f'slo:sli_error:ratio_rate5m{{slo="{slo.name}"}}', "eval_time": at,
-                                  "exp_samples": [_sample("slo:sli_error:ratio_rate5m", out, 0.5)]}],
-        })
     return tests
-
-
-def _add(a: str | None, b: str | None) -> str:
-    """Sum of two ``0+<inc>x<n>`` counters (either may be missing)."""
-    if a is None or b is None:
-        return a or b or ""
-    (ia, na), (ib, nb) = (_parse_counter(a), _parse_counter(b))
-    assert na == nb
-    total = ia + ib
-    return f"0+{int(total) if total.is_integer() else repr(total)}x{na}"
-
-
-def _parse_counter(text: str) -> tuple[float, int]:
-    start, _, rest = text.partition("+")
-    inc, _, n = rest.partition("x")
-    assert start == "0", text
-    return float(inc), int(n)
 
 
 #: Test files (paths under the output directory; split so promtool runs can go in parallel). They live in
@@ -480,6 +397,8 @@ TEST_FILES: tuple[str, ...] = (f"{TESTS_DIR}/optiinfra-rules.test.yml", f"{TESTS
 
 def test_files(ctx: Ctx, groups: tuple[Group, ...], rules_file: str,
                catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> dict[str, dict[str, Any]]:
+    from optiinfra.rules.slo_tests import slo_tests  # noqa: PLC0415 (it builds on this module's helpers)
+
     def one(tests: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             # promtool resolves rule files relative to the test file

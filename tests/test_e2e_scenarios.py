@@ -5,7 +5,8 @@ SLO burn alerts are symptoms, not bottlenecks: a prefill-bound engine rightly bu
 are left out of the precision check; the healthy scenario must raise no alert at all, SLO burn included.
 
 One Prometheus (demo profile rules, 1 s scrape and evaluation) scrapes one sidecar per scenario; each
-sidecar's target carries ``pod=<scenario>``, so the alerts of every scenario are told apart by pod.
+sidecar's target carries ``pod=<scenario>`` and its simulator serves model ``<scenario>``, so the alerts of every
+scenario are told apart by pod (SLO burn alerts, per service, by model).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ async def _start_pair(stack: Stack, scenario: str) -> str:
     sim_port, exp_port = free_port(), free_port()
     sim = await stack.spawn(f"sim-{scenario}", optiinfra_command(
         "simulate", "--engine", "vllm", "--scenario", scenario, "--listen", f"127.0.0.1:{sim_port}",
-        "--time-scale", "10"))
+        "--time-scale", "10", "--model", scenario))
     exporter = await stack.spawn(f"exporter-{scenario}", optiinfra_command(
         "exporter", "--upstream", f"http://127.0.0.1:{sim_port}", "--listen", f"127.0.0.1:{exp_port}",
         "--no-gpu", "--no-host"))
@@ -73,8 +74,10 @@ async def test_each_scenario_fires_its_alert_and_no_other(tmp_path: Path) -> Non
                 stack.check_alive()
                 for alert in await firing_alerts(session, base):
                     labels = alert["labels"]
-                    if labels.get("pod") in fired and labels.get("bottleneck"):
-                        fired[labels["pod"]].add(labels["bottleneck"])
+                    # SLO burn alerts are per service (namespace, model): each scenario serves its own model
+                    scenario = labels.get("pod") or labels.get("model")
+                    if scenario in fired and labels.get("bottleneck"):
+                        fired[scenario].add(labels["bottleneck"])
                 done = all(not want or want in fired[name] for name, want in expected.items())
                 if done and all_fired_at is None:
                     all_fired_at = time.monotonic()

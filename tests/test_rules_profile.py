@@ -36,6 +36,9 @@ def test_demo_profile_divides_every_duration_by_60_and_changes_nothing_else() ->
     assert len(prod["groups"]) == len(demo["groups"])
     for pg, dg in zip(prod["groups"], demo["groups"], strict=True):
         assert pg["name"] == dg["name"]
+        assert ("interval" in pg) == ("interval" in dg)
+        if "interval" in pg:
+            assert parse_duration_ms(dg["interval"]) * 60 == parse_duration_ms(pg["interval"]), pg["name"]
         assert len(pg["rules"]) == len(dg["rules"])
         for pr, dr in zip(pg["rules"], dg["rules"], strict=True):
             windows += len(_WINDOW.findall(dr["expr"]))

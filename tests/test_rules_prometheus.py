@@ -81,7 +81,8 @@ async def test_demo_rules_fire_in_real_prometheus(tmp_path: Path) -> None:
         assert "LLMSLOBurnRateFast" in firing, firing
         burn = firing["LLMSLOBurnRateFast"]
         assert burn["slo"] == "ttft-vllm" and burn["bottleneck"] == "slo_burn" and burn["component"] == "slo"
-        assert (burn["severity"], burn["pod"], burn["model"], burn["engine"]) == ("critical", "pod-0", "m", "vllm")
+        # per service (namespace, model), not per pod
+        assert (burn["severity"], burn["namespace"], burn["model"]) == ("critical", "llm", "m") and "pod" not in burn
         assert "OptiInfraExporterDown" not in firing and "LLMEngineDown" not in firing
     finally:
         await stack.close()
