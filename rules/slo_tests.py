@@ -38,7 +38,8 @@ from optiinfra.rules.slo import (
     raw_error_ratio,
     raw_requests,
 )
-from optiinfra.rules.testgen import STEP, Fixture, Series, Synth, _case, _exp, _lbl, _sample, satisfying
+from optiinfra.rules.testgen import STEP, Series, Synth, _case, _exp, _lbl, _sample, satisfying
+from optiinfra.signals import Fixture
 
 ALERTS: tuple[str, ...] = tuple(GUARD_WINDOWS)
 
