@@ -20,6 +20,8 @@ from optiinfra.rules.generate import RULES_FILE
 from optiinfra.rules.slo_import import SpecError, load_specs, with_specs
 from optiinfra.rules.testgen import TEST_FILES
 
+SLO_TESTS = next(f for f in TEST_FILES if f.endswith("-slo.test.yml"))
+
 SLOTH = """\
 version: "prometheus/v1"
 service: "chat"
@@ -95,7 +97,7 @@ def _generate(tmp_path: Path, name: str, text: str) -> Path:
 
 def _promtool_slo_tests(out: Path) -> str:
     promtool = require_binary("promtool")
-    proc = subprocess.run([promtool, "test", "rules", TEST_FILES[-1]], cwd=out,
+    proc = subprocess.run([promtool, "test", "rules", SLO_TESTS], cwd=out,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     return proc.stdout
@@ -131,7 +133,7 @@ def test_a_sloth_spec_generates_working_burn_alerts(tmp_path: Path) -> None:
     assert set(alerts) == {(a, s) for a in ("LLMSLOBurnRateFast", "LLMSLOBurnRateSlow")
                            for s in ("chat-ttft", "chat-availability")}
     assert "> 0.072" in alerts[("LLMSLOBurnRateFast", "chat-ttft")]["expr"]  # 14.4 x (1 - 0.995)
-    tests = yaml.safe_load((out / TEST_FILES[-1]).read_text(encoding="utf-8"))["tests"]
+    tests = yaml.safe_load((out / SLO_TESTS).read_text(encoding="utf-8"))["tests"]
     names = [t["name"] for t in tests]
     assert "LLMSLOBurnRateFast[chat-ttft] fires" in names
     assert any("chat-availability: recorded and raw windows decide alike" in n for n in names)
