@@ -36,40 +36,49 @@ COMMAND_MODULES: tuple[str, ...] = (
 ENV_PREFIX = "OPTIINFRA_"
 
 
-def env_name(dest: str) -> str:
-    return ENV_PREFIX + dest.upper()
+#: Flags that several commands have with different defaults or choices (``--max-body-bytes`` is 20 MiB for
+#: the exporter, 1 MiB for the receiver): their twins name the command, ``OPTIINFRA_RECEIVER_MAX_BODY_BYTES``,
+#: so one variable never sets two commands' flags. A test keeps this set equal to what the parser shows.
+SCOPED_DESTS = frozenset({"engine", "listen", "max_body_bytes", "model"})
 
 
-def _apply_env_defaults(parser: argparse.ArgumentParser) -> None:
+def env_name(dest: str, command: str | None = None) -> str:
+    """The environment twin of a flag (``command``: the top-level command the flag belongs to)."""
+    scope = f"{command.upper().replace('-', '_')}_" if command and dest in SCOPED_DESTS else ""
+    return ENV_PREFIX + scope + dest.upper()
+
+
+def _apply_env_defaults(parser: argparse.ArgumentParser, command: str | None = None) -> None:
     """Let ``OPTIINFRA_<FLAG>`` set any flag's default; the flag on the command line still wins."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                _apply_env_defaults(sub)
+            for name, sub in action.choices.items():
+                _apply_env_defaults(sub, command or name)
             continue
         if not action.option_strings or action.dest in ("help", "version"):
             continue
-        raw = os.environ.get(env_name(action.dest))
+        twin = env_name(action.dest, command)
+        raw = os.environ.get(twin)
         if raw is None:
             continue
         if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
             truthy = raw.strip().lower() in ("1", "true", "yes", "on")
             action.default = truthy if isinstance(action, argparse._StoreTrueAction) else not truthy
         elif isinstance(action, argparse._AppendAction):
-            action.default = [_convert(parser, action, part) for part in raw.split(",") if part.strip()]
+            action.default = [_convert(parser, action, twin, part) for part in raw.split(",") if part.strip()]
         else:
-            action.default = _convert(parser, action, raw)
+            action.default = _convert(parser, action, twin, raw)
 
 
-def _convert(parser: argparse.ArgumentParser, action: argparse.Action, raw: str) -> object:
+def _convert(parser: argparse.ArgumentParser, action: argparse.Action, twin: str, raw: str) -> object:
     convert: Callable[[str], object] = action.type if callable(action.type) else str
     try:
         value = convert(raw.strip())
     except (argparse.ArgumentTypeError, ValueError) as exc:
-        parser.error(f"environment variable {env_name(action.dest)}={raw!r}: {exc}")
+        parser.error(f"environment variable {twin}={raw!r}: {exc}")
     if action.choices is not None and value not in action.choices:
         choices = ", ".join(map(str, action.choices))
-        parser.error(f"environment variable {env_name(action.dest)}={raw!r}: choose from {choices}")
+        parser.error(f"environment variable {twin}={raw!r}: choose from {choices}")
     return value
 
 

@@ -127,12 +127,13 @@ def _flag_cell(action: argparse.Action) -> str:
     return flags
 
 
-def _options_table(parser: argparse.ArgumentParser, env_name: Callable[[str], str]) -> list[str]:
+def _options_table(parser: argparse.ArgumentParser, env_name: Callable[[str, str | None], str],
+                   command: str | None = None) -> list[str]:
     lines = ["| flag | environment | default | what it does |", "|---|---|---|---|"]
     for action in parser._actions:
         if not action.option_strings or action.dest in ("help", "version") or action.help == argparse.SUPPRESS:
             continue
-        lines.append(f"| {_flag_cell(action)} | `{env_name(action.dest)}` | {_default_text(action)} | "
+        lines.append(f"| {_flag_cell(action)} | `{env_name(action.dest, command)}` | {_default_text(action)} | "
                      f"{_help_text(action, parser.prog)} |")
     return lines
 
@@ -141,7 +142,8 @@ def _subparsers(parser: argparse.ArgumentParser) -> list[argparse._SubParsersAct
     return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
 
 
-def _command_sections(parser: argparse.ArgumentParser, env_name: Callable[[str], str]) -> list[str]:
+def _command_sections(parser: argparse.ArgumentParser, env_name: Callable[[str, str | None], str],
+                      command: str | None = None) -> list[str]:
     out: list[str] = []
     for group in _subparsers(parser):
         helps = {choice.dest: choice.help for choice in group._choices_actions}
@@ -157,8 +159,8 @@ def _command_sections(parser: argparse.ArgumentParser, env_name: Callable[[str],
             if positionals:
                 out.append("")
             if any(a.option_strings and a.dest != "help" and a.help != argparse.SUPPRESS for a in sub._actions):
-                out += _options_table(sub, env_name)
-            out += _command_sections(sub, env_name)
+                out += _options_table(sub, env_name, command or name)
+            out += _command_sections(sub, env_name, command or name)
     return out
 
 
@@ -235,7 +237,9 @@ def render_configuration_md() -> str:
         "do not edit -->",
         "",
         "One entry point, `optiinfra`. Every flag has an environment-variable twin: `OPTIINFRA_` plus the "
-        "flag's name in upper case with `-` as `_` (`--upstream` → `OPTIINFRA_UPSTREAM`). A flag on the command "
+        "flag's name in upper case with `-` as `_` (`--upstream` → `OPTIINFRA_UPSTREAM`); a flag that several "
+        "commands have with different defaults names its command (`OPTIINFRA_RECEIVER_LISTEN`, "
+        "`OPTIINFRA_EXPORTER_MAX_BODY_BYTES`), so one variable never sets two commands' flags. A flag on the command "
         "line wins over its variable. Switches (flags without a value) are on when the variable is one of "
         f"{_ENV_TRUE}; repeatable flags take a comma-separated list. A bad value in a variable is reported "
         "with the variable's name. Logs are JSON on stderr unless `--log-format text`.",

@@ -161,5 +161,5 @@ def test_environment_variables_are_real_flag_twins() -> None:
         if not env:
             continue
         assert command[:1] == ["optiinfra"], f"{name}: OPTIINFRA_* variables only work for optiinfra commands"
-        twins = top | {env_name(a.dest) for a in sub.choices[command[1]]._actions if a.option_strings}
+        twins = top | {env_name(a.dest, command[1]) for a in sub.choices[command[1]]._actions if a.option_strings}
         assert env <= twins, f"{name}: {sorted(env - twins)} are no flag's environment twin"

@@ -260,7 +260,7 @@ def test_receiver_deployment_uses_real_env_twins_and_its_secrets() -> None:
     receiver = _container(pod, "receiver")
     _hardened(receiver)
     assert receiver["args"] == ["receiver"]
-    twins = {env_name(dest) for dest in _flags_of("receiver").values()}
+    twins = {env_name(dest, "receiver") for dest in _flags_of("receiver").values()}
     env = {e["name"]: e for e in receiver["env"]}
     for name in env:
         assert name.startswith(ENV_PREFIX) and name in twins, f"{name} is no flag's environment twin"

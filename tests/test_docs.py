@@ -62,7 +62,7 @@ def test_every_command_and_flag_is_documented_with_its_twin_and_default() -> Non
             if not action.option_strings or action.dest in ("help", "version") or action.help == argparse.SUPPRESS:
                 continue  # SUPPRESS: --log-format/--log-level after a sub-command, documented at the top
             (row,) = [r for r in rows if r.startswith(f"| `{action.option_strings[0]}`")]
-            assert f"`{env_name(action.dest)}`" in row
+            assert f"`{env_name(action.dest, next(iter(command.prog.split()[1:]), None))}`" in row
             if isinstance(action.default, str) and action.default and action.dest != "agent_id":
                 assert f"`{action.default}`" in row, (command.prog, action.dest)
 
@@ -78,7 +78,7 @@ def test_every_config_key_is_documented() -> None:
 
 def test_documented_defaults_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPTIINFRA_LOG_FORMAT", "text")
-    monkeypatch.setenv("OPTIINFRA_LISTEN", "10.0.0.1:1")
+    monkeypatch.setenv("OPTIINFRA_RECEIVER_LISTEN", "10.0.0.1:1")
     text = docs.render_configuration_md()
     assert text == CONFIGURATION.read_text(encoding="utf-8")
     assert "10.0.0.1:1" not in text
