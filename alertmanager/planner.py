@@ -265,6 +265,9 @@ def _first_action(action_id: ActionId, vocab: engines.EngineVocabulary | None, c
         skipped.append(f"{action_id}: " + vocab.no_knob.get(action_id, f"{vocab.engine} has no flag for it"))
         return None
     for knob in candidates:
+        if (over := knob.lever.unless_set) and config.get(over) is not None:
+            skipped.append(f"{action_id} ({knob.setting.flag}): {over} = {config[over]} is set and overrides it")
+            continue
         if reason := _held(knob.setting.key, ctx) or vocab.too_old(knob, version):
             skipped.append(f"{action_id} ({knob.setting.flag}): {reason}")
             continue

@@ -380,10 +380,18 @@ async def list_plans(tx: Tx, *, status: str | None = None, target: str | None = 
 
 
 async def in_flight_plan(tx: Tx, target_key: str) -> PlanRow | None:
+    """The plan in flight for ``target_key`` (``namespace/workload/model``). A key without a model (``-``: an
+    alert about the pod or its engine process, e.g. LLMEngineDown during a restart a plan is doing) meets
+    every plan of the workload, and a plan without a model blocks every model of it."""
     lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
-    sql = f"SELECT * FROM plans WHERE target_key = ? AND status IN {sql_list(IN_FLIGHT)}{lock}"  # noqa: S608
-    row = await tx.fetchrow(sql, target_key)
-    return _plan(row) if row else None
+    workload = target_key.rsplit("/", 1)[0] + "/"
+    sql = (f"SELECT * FROM plans WHERE substr(target_key, 1, ?) = ? AND status IN {sql_list(IN_FLIGHT)} "  # noqa: S608
+           f"ORDER BY created_at{lock}")
+    for row in await tx.fetch(sql, len(workload), workload):
+        key = row["target_key"]
+        if key == target_key or key.endswith("/-") or target_key.endswith("/-"):
+            return _plan(row)
+    return None
 
 
 async def plans_since(tx: Tx, target_key: str, since: float) -> list[PlanRow]:

@@ -142,12 +142,14 @@ class LoadReport:
 
 
 async def drive_load(base_url: str, *, concurrency: int, prompt_words: int, max_tokens: int, seconds: float,
-                     max_requests: int = 2000, seed: int = 0) -> LoadReport:
+                     max_requests: int = 2000, seed: int = 0, prefix_words: int = 0) -> LoadReport:
     """Closed-loop completions against ``base_url`` (loopback) for at most ``seconds`` and ``max_requests``.
 
-    Short prompts with long generations make running requests grow until the tiny cache preempts them.
+    Short prompts with long generations make running requests grow until the tiny cache preempts them. The
+    first ``prefix_words`` words are the same in every prompt (a shared system prompt: prefix-cache hits).
     """
     rng = random.Random(seed)
+    prefix = [_WORDS[i % len(_WORDS)] for i in range(prefix_words)]
     report = LoadReport()
     deadline = time.monotonic() + seconds
     timeout = aiohttp.ClientTimeout(total=max(30.0, seconds + 30))
@@ -155,7 +157,7 @@ async def drive_load(base_url: str, *, concurrency: int, prompt_words: int, max_
     async def worker(session: aiohttp.ClientSession) -> None:
         while time.monotonic() < deadline and report.sent < max_requests:
             report.sent += 1
-            prompt = " ".join(rng.choice(_WORDS) for _ in range(prompt_words))
+            prompt = " ".join([*prefix, *(rng.choice(_WORDS) for _ in range(prompt_words - len(prefix)))])
             body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True}
             try:
                 async with session.post(f"{base_url}/v1/completions", json=body) as resp:

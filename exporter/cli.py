@@ -68,8 +68,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--model", default=None,
                    help="model name for engines whose metrics carry none (TGI; default: from the engine)")
     p.add_argument("--engine-pid", type=int, default=None, metavar="PID",
-                   help="the engine process: its CPU, memory and container memory (host collector) and the "
-                        "GPUs it was given (gpu collector)")
+                   help="the engine process: its CPU, memory and container memory (host collector), the "
+                        "GPUs it was given (gpu collector) and the flags it was started with (llm_engine_info "
+                        "labels no info endpoint reports, e.g. vLLM's --max-num-seqs)")
     p.add_argument("--engine-process", default=None, metavar="NAME",
                    help="find the engine process by name when no --engine-pid is given (process name, script "
                         "or -m module, e.g. vllm, sglang, text-generation-launcher); in Kubernetes the pod "

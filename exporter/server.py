@@ -104,7 +104,7 @@ def _engine(config: ExporterConfig, process: EngineProcess) -> Collector:
     return EngineCollector(
         config.upstream, engine=config.engine, timeout=config.scrape_timeout, budget=config.collector_timeout,
         max_bytes=config.max_body_bytes, max_series=config.max_series, passthrough=config.passthrough,
-        engine_config=config.engine_config, labels=config.labels, model=config.model,
+        engine_config=config.engine_config, labels=config.labels, model=config.model, process=process,
     )
 
 

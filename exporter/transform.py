@@ -104,15 +104,19 @@ def parse_labels(text: str) -> dict[str, str] | None:
 
 
 def capacity_from_cache_config(labels: Mapping[str, str]) -> float | None:
-    """vLLM KV capacity in tokens: ``kv_cache_size_tokens``, else ``num_gpu_blocks`` x ``block_size``."""
+    """vLLM KV capacity in tokens as its usage ratio counts it: ``(num_gpu_blocks - 1) x block_size``.
+
+    vLLM (V1) keeps one block back (the null block) and ``vllm:kv_cache_usage_perc`` divides by the others, so
+    ratio x capacity is the tokens in use. ``kv_cache_size_tokens`` counts every block (it stands in for
+    ``num_gpu_blocks`` when that label is missing).
+    """
     try:
-        return float(int(labels["kv_cache_size_tokens"]))
-    except (KeyError, ValueError):
-        pass
-    try:
-        return float(int(labels["num_gpu_blocks"]) * int(labels["block_size"]))
-    except (KeyError, ValueError):
+        block = int(labels["block_size"])
+        blocks = int(labels["num_gpu_blocks"]) if labels.get("num_gpu_blocks", "None") != "None" \
+            else int(labels["kv_cache_size_tokens"]) // block
+    except (KeyError, ValueError, ZeroDivisionError):
         return None
+    return float((blocks - 1) * block) if blocks > 1 else None
 
 
 @dataclass(slots=True)
@@ -505,7 +509,9 @@ class EngineTransform:
                 return None
         renamed = {self._renames.get(k, k): v for k, v in labels.items()}
         out: list[tuple[str, str]] = [("engine", self.engine), ("model", renamed.get("model") or self._default_model)]
-        out.extend((rank, renamed[rank]) for rank in RANK_LABELS if rank in renamed)
+        # A source whose family has no rank label (vLLM's API-server counters) may name the rank it stands for.
+        out.extend((rank, value) for rank in RANK_LABELS
+                   if (value := renamed.get(rank) or source.set_labels.get(rank)))
         for label in metric.labels:
             if label in source.set_labels:
                 value = source.set_labels[label]

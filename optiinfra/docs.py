@@ -69,6 +69,24 @@ def render_metrics_md() -> str:
         + ". Sources: vLLM `vllm:cache_config_info`, SGLang `/get_server_info`, TGI `/info`, and "
         "`--engine-config k=v`.",
         "",
+        "`llm_kv_cache_capacity_tokens` is the capacity the usage ratio divides by, so ratio x capacity is the "
+        "tokens in use: for vLLM `(num_gpu_blocks - 1) x block_size` (vLLM keeps one null block back; "
+        "`kv_cache_size_tokens` counts it too).",
+        "",
+        "`llm_requests_rejected_total` carries `dp_rank` and `reason`. vLLM refuses most requests in its API "
+        "server before a rank is chosen, and counts those refusals only in the server's "
+        "`http_requests_total{status=\"4xx\"}` (prompt longer than `--max-model-len`, bad parameters): the "
+        "sidecar counts the 4xx answers of the inference endpoints ("
+        + ", ".join(f"`{h}`" for h in sorted(m.VLLM_INFERENCE_HANDLERS)) + ") as `reason=\"http_4xx\"` and "
+        "vLLM's `vllm:admission_rejections_total` by its own reason, both under `dp_rank=\"0\"` (neither "
+        "family has a rank label: the API server is in front of every rank).",
+        "",
+        "### vLLM series deliberately not mapped",
+        "",
+        "| vLLM family | why it is dropped |",
+        "|---|---|",
+        *(f"| `{family}` | {why} |" for family, why in m.VLLM_DROPPED.items()),
+        "",
         "## Sidecar health",
         "",
         *_table(m.SIDECAR_METRICS, with_sources=False),

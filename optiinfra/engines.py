@@ -13,7 +13,7 @@ https://github.com/sgl-project/sglang (``python/sglang/srt/server_args.py``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -81,6 +81,7 @@ class Lever:
     done_prefixes: tuple[str, ...] = ()  # current values (lower-case prefixes) that make a set pointless
     only_when_unset: bool = False  # a set that applies only while the current value is empty / none / off
     preference: int = 0  # an action's candidates are tried by preference, then in vocabulary order
+    unless_set: str = ""  # skipped while this other setting has a value (it overrides this one in the engine)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,10 @@ class Setting:
         """An upstream value as this setting's ``llm_engine_info`` label text (negation applied)."""
         if self.negated and not isinstance(raw, bool):
             return None
-        return _text(self.flip(raw))
+        text = _text(self.flip(raw))
+        # vLLM spells an unset number "None" (kv_cache_memory_bytes): no value, no label
+        return None if text is not None and self.type in ("int", "float") and parse(text, self.type) is None \
+            else text
 
     def read(self, raw: str, lookup: str) -> Value | None:
         """A label value read through one of ``lookups`` as this setting's value (negation undone)."""
@@ -230,6 +234,8 @@ class EngineVocabulary:
         if any(not {r.lower, r.upper} <= numeric for r in self.relations) or \
                 {s.excludes for s in self.settings} - {None, *keys}:
             raise VocabularyError(f"{self.engine}: a relation or exclusion names a missing or non-numeric setting")
+        if unknown := sorted({lv.unless_set for s in self.settings for lv in s.levers} - {"", *keys}):
+            raise VocabularyError(f"{self.engine}: unless_set names a missing setting: {', '.join(unknown)}")
         if clash := [a for a in self.no_knob if self.candidates(a)]:
             raise VocabularyError(f"{self.engine}: {', '.join(clash)} has levers and a no-knob reason")
 
@@ -255,6 +261,31 @@ class EngineVocabulary:
                 text = _text(raw[key]) if setting is None else setting.label_value(raw[key])
                 if text is not None:
                     out[label] = text
+        return out
+
+    def from_argv(self, argv: Sequence[str]) -> dict[str, str]:
+        """``llm_engine_info`` labels from the engine's command line: the settings with a label whose flag it
+        was started with (``--flag value``, ``--flag=value``; a bool flag alone means true). Environment
+        settings and flags without a label are not read."""
+        wanted = {s.flag: s for s in self.settings if s.label is not None and not s.env}
+        out: dict[str, str] = {}
+        for i, arg in enumerate(argv):
+            flag, eq, inline = arg.partition("=")
+            setting = wanted.get(flag)
+            if setting is None:
+                continue
+            if eq:
+                raw: object = inline
+            elif setting.type == "bool" and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
+                raw = True
+            elif i + 1 < len(argv):
+                raw = argv[i + 1]
+            else:
+                continue
+            if setting.type == "bool" and isinstance(raw, str):
+                raw = parse(raw, "bool")
+            if (text := setting.label_value(raw)) is not None:
+                out[str(setting.label)] = text
         return out
 
     def current_config(self, *sources: Mapping[str, str]) -> dict[str, Value]:
@@ -320,9 +351,16 @@ VLLM = EngineVocabulary("vllm", "vLLM", "0.26.0", (("/version",), ("/v1/models",
     Setting("gpu_memory_utilization", "--gpu-memory-utilization", "float", "0.9 (0.92 newest)",
             "gpu_memory_utilization", source=_CCI, sim="gpu_memory_utilization", bounds=FRACTION, levers=(
                 Lever("kv_memory_up", "+0.05", "more GPU memory for the executor, so more KV cache; risks OOM if other "
-                      "processes need the headroom", minimum=0.5, maximum=0.95),
+                      "processes need the headroom", minimum=0.5, maximum=0.95, unless_set="kv_cache_memory_bytes"),
                 Lever("kv_memory_down", "-0.05", "leaves more headroom for activations and other processes; less KV "
-                      "cache", minimum=0.5, maximum=0.95))),
+                      "cache", minimum=0.5, maximum=0.95, unless_set="kv_cache_memory_bytes"))),
+    # When set, vLLM sizes the KV cache from it and ignores --gpu-memory-utilization: the KV levers turn it.
+    Setting("kv_cache_memory_bytes", "--kv-cache-memory-bytes", "int", "unset (sized by --gpu-memory-utilization)",
+            "kv_cache_memory_bytes", source=_CCI, bounds=COUNT, levers=(
+                Lever("kv_memory_up", "x2", "twice the KV cache bytes (vLLM ignores --gpu-memory-utilization while "
+                      "this is set); risks OOM if the GPU has no room for it", needs_current=True, preference=-1),
+                Lever("kv_memory_down", "x0.75", "a quarter less KV cache: more headroom for activations and other "
+                      "processes", needs_current=True, preference=-1))),
     Setting("cache_dtype", "--kv-cache-dtype", "str", "auto", "cache_dtype", source=_CCI, sim="kv_cache_dtype",
             levers=(Lever("kv_cache_dtype_fp8", "=fp8", "halves KV bytes; may cost accuracy without a proper scaling "
                           "factor; recompiles graphs", "medium", done_prefixes=_FP8),)),

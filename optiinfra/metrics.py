@@ -110,6 +110,9 @@ _SGLANG_EXTERNAL = frozenset({"host", "storage"})
 #: 200 header is not seen.)
 _HTTP_5XX = frozenset({"500", "502", "503", "504"})
 _SGLANG_INFERENCE_ENDPOINTS = frozenset({"/generate", "/v1/completions", "/v1/chat/completions"})
+#: vLLM's OpenAI endpoints that take inference requests (their HTTP 4xx answers are refusals).
+VLLM_INFERENCE_HANDLERS = frozenset({"/v1/completions", "/v1/chat/completions", "/v1/embeddings",
+                                     "/v1/responses", "/v1/messages", "/pooling", "/classify", "/score"})
 
 ENGINE_METRICS: tuple[Metric, ...] = (
     Metric(
@@ -129,6 +132,16 @@ ENGINE_METRICS: tuple[Metric, ...] = (
         },
     ),
     Metric(
+        "llm_requests_waiting_by_reason", "gauge", "requests",
+        "Requests waiting by reason: capacity (no room in the running batch or the KV cache: KV-bound "
+        "queueing) or other (deferred by LoRA budget, KV transfer, a blocked status). Sums to llm_requests_waiting.",
+        labels=("reason",),
+        sources={
+            "vllm": _one(_src("vllm:num_requests_waiting_by_reason", note="newer vLLM (0.26 has it)",
+                              value_labels={"reason": ("reason", MappingProxyType({"capacity": "capacity"}))})),
+        },
+    ),
+    Metric(
         "llm_kv_cache_usage_ratio", "gauge", "ratio",
         "Share of the GPU KV cache in use, 0 to 1 (1 means full).",
         aggregate="max",
@@ -142,7 +155,8 @@ ENGINE_METRICS: tuple[Metric, ...] = (
         "Capacity of the GPU KV cache in tokens.",
         aggregate="max",
         sources={
-            "vllm": _one(_src("vllm:cache_config_info", note="num_gpu_blocks x block_size labels")),
+            "vllm": _one(_src("vllm:cache_config_info", note="(num_gpu_blocks - 1) x block_size labels: the blocks "
+                              "vllm:kv_cache_usage_perc divides by (vLLM keeps one null block back)")),
             "sglang": _one(_src("sglang:max_total_num_tokens")),
             "tgi": _one(_src("tgi_batch_max_total_tokens")),
         },
@@ -230,10 +244,16 @@ ENGINE_METRICS: tuple[Metric, ...] = (
         "Requests refused before they started, by reason.",
         labels=("reason",),
         sources={
-            "vllm": _one(_src("vllm:admission_rejections_total",
-                              value_labels={"reason": ("reason", MappingProxyType({
-                                  "max_num_queued_reqs": "max_num_queued_reqs",
-                                  "max_num_queued_tokens": "max_num_queued_tokens"}))})),
+            "vllm": (
+                _src("vllm:admission_rejections_total", set_labels=_ro({"dp_rank": "0"}),
+                     value_labels={"reason": ("reason", MappingProxyType({
+                         "max_num_queued_reqs": "max_num_queued_reqs",
+                         "max_num_queued_tokens": "max_num_queued_tokens"}))}),
+                _src("http_requests_total", set_labels=_ro({"dp_rank": "0", "reason": "http_4xx"}),
+                     keep={"status": frozenset({"4xx"}), "handler": VLLM_INFERENCE_HANDLERS},
+                     note="the API server's HTTP 4xx answers on the inference endpoints (prompt too long, bad "
+                          "parameters): the only count of what vLLM refuses before the engine sees it"),
+            ),
             "tgi": _one(_src("tgi_request_failure",
                              keep={"err": frozenset({"overloaded", "validation"})},
                              value_labels={"reason": ("err", MappingProxyType({
@@ -336,6 +356,7 @@ ENGINE_INFO_LABELS: tuple[str, ...] = (
     "max_num_seqs",
     "max_num_batched_tokens",
     "max_model_len",
+    "kv_cache_memory_bytes",
     "tensor_parallel_size",
     "quantization",
     # TGI's own token budgets (no vLLM equivalent): per-request input limit, batch KV and prefill budgets.
@@ -343,6 +364,23 @@ ENGINE_INFO_LABELS: tuple[str, ...] = (
     "max_batch_total_tokens",
     "max_batch_prefill_tokens",
 )
+
+#: vLLM families we read the payload for but deliberately do not map (each with why), checked against a real
+#: vLLM 0.32 scrape by the tests so the list stays true.
+VLLM_DROPPED: Mapping[str, str] = MappingProxyType({
+    "vllm:engine_sleep_state": "sleep mode (awake / weights offloaded / discard all) is an operator action, "
+                               "not a bottleneck; a sleeping engine shows as no traffic",
+    "vllm:request_num_preemptions": "per-request preemption counts (histogram): llm_preemptions_total already "
+                                    "gives the rate the preemption-storm and KV-pressure alerts read",
+    "vllm:request_inference_time_seconds": "time in the RUNNING phase: prefill + decode time, which "
+                                           "llm_request_prefill_time_seconds and _decode_time_seconds give apart",
+    "vllm:prompt_tokens_by_source_total": "prompt tokens split local compute / local cache hit / external KV: "
+                                          "the prefix-cache and external-KV hit counters carry the same split",
+    "vllm:prompt_tokens_cached_total": "equals the prefix-cache hits (llm_prefix_cache_hit_tokens_total) plus "
+                                       "external hits",
+    "vllm:prompt_tokens_cached_by_source_total": "cached prompt tokens by tier (device, host, disk, p2p): no "
+                                                 "bottleneck reads the tier",
+})
 
 ENGINE_INFO = Metric(
     "llm_engine_info", "gauge", "info",
@@ -354,6 +392,9 @@ ENGINE_INFO = Metric(
 SIDECAR_METRICS: tuple[Metric, ...] = (
     Metric("llm_upstream_up", "gauge", "bool",
            "1 if the last scrape of the engine succeeded and parsed, else 0."),
+    Metric("llm_upstream_ever_up", "gauge", "bool",
+           "1 once a scrape of the engine succeeded since the sidecar started, else 0 (an engine that never came "
+           "up is 0; one stopped or restarted after it was up stays 1)."),
     Metric("llm_upstream_scrape_duration_seconds", "gauge", "seconds",
            "Duration of the last scrape of the engine."),
     Metric("llm_upstream_scrape_bytes", "gauge", "bytes", "Size of the last engine payload."),
@@ -414,9 +455,12 @@ HOST_METRICS: tuple[Metric, ...] = (
     Metric("llm_host_load1", "gauge", "load", "Host load average over 1 minute."),
     Metric("llm_host_cpus", "gauge", "cpus", "Logical CPUs on the host."),
     Metric("llm_host_process_cpu_seconds_total", "counter", "seconds",
-           "CPU time used by the engine process (user + system)."),
+           "CPU time used by the engine's process tree (the engine and its living descendants; user + system). "
+           "Drops when a child exits, which rate() reads as a counter reset."),
     Metric("llm_host_process_resident_memory_bytes", "gauge", "bytes",
-           "Resident memory of the engine process."),
+           "Resident memory of the engine's process tree (sum of RSS: shared pages count once per process)."),
+    Metric("llm_host_process_start_time_seconds", "gauge", "seconds",
+           "Start time of the engine process since the Unix epoch (a restart shows as a new value)."),
     Metric("llm_host_cgroup_memory_usage_bytes", "gauge", "bytes",
            "Memory in use by the engine's container (cgroup); absent when the engine's cgroup cannot be read."),
     Metric("llm_host_cgroup_memory_limit_bytes", "gauge", "bytes",

@@ -48,7 +48,9 @@ class Series:
     spliced in; ``increase``: ``increase(raw[window])`` (panels: ``$__rate_interval``), summed ``by`` the
     labels in ``sum_by`` (``pod_model``: the per-pod identity of engine series); ``ratio``: ``raw / other``,
     ``1 - ...`` when ``complement``; ``throttle``: the count of throttle bits set in a clock-event bitmask;
-    ``sidecar_up``: the sidecar target's ``up`` (panels).
+    ``sidecar_up``: the sidecar target's ``up`` (panels). With ``over`` (``max``, ``avg``, ...) a ``rule`` or
+    ``raw`` series is read as ``<over>_over_time(series[window])``: a window aggregate for gauges that jump
+    between samples (real KV usage), so one sample neither makes nor breaks a condition.
     """
 
     kind: SeriesKind
@@ -60,8 +62,11 @@ class Series:
     complement: bool = False
     sum_by: str = ""
     needs: Need | None = None
+    over: str = ""
 
     def __post_init__(self) -> None:
+        if self.over and (self.kind not in ("rule", "raw") or not self.window):
+            raise SpecError(f"{self.metric}: an over-time aggregate reads a rule or raw series over a window")
         if self.kind == "increase" and not self.window and not self.sum_by:
             raise SpecError(f"{self.metric}: an increase needs a window")
         if (self.kind == "ratio") != bool(self.other):
@@ -96,13 +101,14 @@ class Condition:
     traffic: bool = False
     """The per-pod minimum-traffic guard (``pod_model:llm_requests_finished:rate5m >= min_request_rate``)."""
     unless: tuple[Term, ...] = ()
-    either: tuple[Term, ...] = ()
+    either: tuple[Term | tuple[Term, ...], ...] = ()
+    """Alternatives to the whole condition; a tuple inside it: all of its terms (the first gives the value)."""
     gate: tuple[Term, ...] = ()
     join: Literal["pod_model", "pod"] = "pod_model"
 
     def terms(self) -> tuple[Term, ...]:
-        nested = (t for a in self.also for t in (a if isinstance(a, tuple) else (a,)))
-        return (self.main, *nested, *self.unless, *self.either, *self.gate)
+        nested = (t for a in (*self.also, *self.either) for t in (a if isinstance(a, tuple) else (a,)))
+        return (self.main, *nested, *self.unless, *self.gate)
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,9 @@ DASHBOARD_TITLES: Mapping[str, str] = {
 def render(s: Series, *, sel: Callable[[str], str], rule: Callable[[str], str], window: Callable[[str], str],
            by_pod: str, sidecar: str, sep: str = " / ") -> str:
     """A series as PromQL; alerts and panels pass their own selectors and windows."""
+    if s.over:
+        inner = rule(s.metric) if s.kind == "rule" else sel(s.metric)
+        return f"{s.over}_over_time({inner}[{window(s.window)}])"
     if s.kind == "rule":
         return rule(s.metric)
     if s.kind == "ratio":
@@ -222,6 +231,20 @@ def throttle_bits() -> tuple[int, ...]:
 
 KV = rule("pod_model:llm_kv_cache_usage_ratio:max", "KV usage {{pod}} {{model}}")
 WAITING = rule("pod_model:llm_requests_waiting:sum", "waiting {{pod}} {{model}}")
+#: Real KV usage and queue length jump from one scrape to the next under pressure (vLLM 0.32: 0.6..1.0 between
+#: 1 s scrapes while preempting): the conditions read their maximum over this window, not one sample.
+JUMPY_WINDOW = "2m"
+#: Requests waiting for scheduling capacity (vLLM's own reason; engines without it have no such series).
+WAITING_FOR_CAPACITY = rule("pod_model:llm_requests_waiting_for_capacity:sum", "waiting for capacity {{pod}} {{model}}")
+#: The preemption branch of KV pressure reads its series over the preemption rate's own window (5m): under a
+#: preemption storm usage and the queue swing between empty and full from one scrape to the next.
+WAITING_FOR_CAPACITY_MAX = Series("rule", WAITING_FOR_CAPACITY.metric,
+                                  "waiting for capacity (max over 5m) {{pod}} {{model}}", window="5m", over="max")
+KV_MAX_5M = Series("rule", "pod_model:llm_kv_cache_usage_ratio:max", "KV usage (max over 5m) {{pod}} {{model}}",
+                   window="5m", over="max")
+KV_MAX = Series("rule", KV.metric, "KV usage (max over 2m) {{pod}} {{model}}", window=JUMPY_WINDOW, over="max")
+WAITING_MAX = Series("rule", WAITING.metric, "waiting (max over 2m) {{pod}} {{model}}", window=JUMPY_WINDOW,
+                     over="max")
 RUNNING = rule("pod_model:llm_requests_running:sum", "running {{pod}} {{model}}")
 PREEMPTIONS = rule("pod_model:llm_preemptions:rate5m", "preemptions/s {{pod}}")
 TRAFFIC = rule("pod_model:llm_requests_finished:rate5m", "requests/s {{pod}} {{model}}")
@@ -255,12 +278,15 @@ def guarded(unit: str) -> Panel:
 # ---- fixtures (the series that make each alert fire, stay quiet one signal short, and idle) ---------------
 
 def kv_fixture(k: Kit) -> Cases:
-    full = (k.thr("kv_usage") + 1) / 2
-    kv = {f"llm_kv_cache_usage_ratio{k.lbl(k.rank('0'))}": k.gauge(full),
+    # Rank 0 as observed on a real vLLM 0.32 under pressure: usage jumps between full and ~0.63 and the queue
+    # between 7 and 0 from one sample to the next (the condition must hold through the jumps).
+    full, low = (k.thr("kv_usage") + 1) / 2, round(k.thr("kv_usage") * 0.7, 3)
+    kv = {f"llm_kv_cache_usage_ratio{k.lbl(k.rank('0'))}": k.alternating(full, low),
           f"llm_kv_cache_usage_ratio{k.lbl(k.rank('1'))}": k.gauge(0.25)}
     waiting = f"llm_requests_waiting{k.lbl(k.rank('0'))}"
     return Cases(
-        fires=Fixture({**kv, waiting: k.gauge(k.thr("min_waiting") + 3), **k.traffic}, [(k.pod_model, full)]),
+        fires=Fixture({**kv, waiting: k.alternating(k.thr("min_waiting") + 7, 0), **k.traffic},
+                      [(k.pod_model, full)]),
         quiet=Fixture({**kv, waiting: k.gauge(0), f"llm_preemptions_total{k.lbl(k.eng)}": k.counter(0),
                        **k.traffic}),
         idle=Fixture({f"llm_kv_cache_usage_ratio{k.lbl(k.rank('0'))}": k.gauge(0), waiting: k.gauge(0),
@@ -283,7 +309,8 @@ def queue_fixture(k: Kit) -> Cases:
     base = {**k.hist(queue, "vllm", slow, 1), f"llm_requests_waiting{k.lbl(k.eng)}": k.gauge(4), **k.traffic}
     return Cases(
         fires=Fixture({**base, kv: k.gauge(k.thr("kv_usage_below") / 2)}, [(k.pod_model, k.p_of(bounds, slow, 0.95))]),
-        quiet=Fixture({**base, kv: k.gauge((k.thr("kv_usage_below") + 1) / 2)}),
+        # Quiet: KV usage reaches the guard only every other sample (a KV-bound queue, sampled as it jumps).
+        quiet=Fixture({**base, kv: k.alternating((k.thr("kv_usage_below") + 1) / 2, k.thr("kv_usage_below") / 2)}),
         idle=Fixture({**k.hist(queue, "vllm", slow, 0), f"llm_requests_waiting{k.lbl(k.eng)}": k.gauge(0),
                       **k.no_traffic}))
 
@@ -359,6 +386,17 @@ def upstream_fixture(hold: str) -> Callable[[Kit], Cases]:
                      quiet=Fixture({upstream: f"0+0x3 1+0x{k.n - 4}", up: k.gauge(1)}),
                      idle=Fixture({upstream: k.gauge(1), up: k.gauge(1), **k.no_traffic}), hold=hold)
     return fixture
+
+
+def startup_fixture(k: Kit) -> Cases:
+    """Fires: the engine never answered since the sidecar started. Quiet: an engine that was up and is stopped
+    (a deliberate restart taking longer than the window): down the whole window, but it answered before."""
+    labels = {**k.raw, "engine": "vllm"}
+    upstream, up = f"llm_upstream_up{k.lbl(labels)}", f"up{k.lbl(k.raw)}"
+    ever = f"llm_upstream_ever_up{k.lbl(labels)}"
+    return Cases(fires=Fixture({upstream: k.gauge(0), up: k.gauge(1), ever: k.gauge(0)}, [(labels, 0)]),
+                 quiet=Fixture({upstream: k.gauge(0), up: k.gauge(1), ever: k.gauge(1)}),
+                 idle=Fixture({upstream: k.gauge(1), up: k.gauge(1), ever: k.gauge(1), **k.no_traffic}), hold="12m")
 
 
 def fb_free_fixture(k: Kit) -> Cases:
@@ -447,12 +485,19 @@ def xid_exprs(ctx: Ctx, b: Bottleneck) -> dict[str, list[str]]:
 
 
 def startup_hang_exprs(ctx: Ctx, b: Bottleneck) -> dict[str, list[str]]:
-    """``llm_upstream_up`` never 1 over ``startup_seconds`` while the sidecar was up all along (and before)."""
+    """``llm_upstream_up`` never 1 over ``startup_seconds`` while the sidecar was up all along (and before), and
+    the engine is *starting*, not stopped: it never answered since the sidecar started
+    (``llm_upstream_ever_up`` 0), or its process (host collector) is the one that was there ``startup_seconds``
+    ago (same start time). A deliberate stop or restart of an engine that was up is neither (its process is
+    gone or new): LLMEngineDown covers an engine that stays down."""
     window = ctx.w(f"{int(ctx.config.threshold(b, 'startup_seconds'))}s")
-    up = ctx.sel("up")
+    up, started = ctx.sel("up"), ctx.sel("llm_host_process_start_time_seconds")
     return {b.severity: [f"max_over_time({ctx.sel(UPSTREAM.metric)}[{window}]) == 0\n"
                          f"and on ({ctx.on_pod}) min_over_time({up}[{window}]) == 1\n"
-                         f"and on ({ctx.on_pod}) ({up} offset {window}) == 1"]}
+                         f"and on ({ctx.on_pod}) ({up} offset {window}) == 1\n"
+                         f"and on ({ctx.on_pod}) (\n"
+                         f"  {ctx.sel('llm_upstream_ever_up')} == 0\n"
+                         f"  or on ({ctx.on_pod}) {started} == ({started} offset {window})\n)"]}
 
 
 def throttle_count(reasons: str) -> str:

@@ -151,26 +151,36 @@ _GPU_ID = ("gpu", "UUID", "uuid", "Hostname", "hostname")
 BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "kv_cache_pressure", "LLMKVCachePressure", "warning", "engine", "metric",
-        "max KV-cache usage >= 0.90 and (requests waiting > 0 or preemptions > 0)", "5m",
+        "KV-cache usage (max over ranks and 2m) >= 0.90 and (requests waiting > 0 within 2m or preemptions > 0), "
+        "or preemptions > 0 while requests wait for capacity (vLLM's reason) within 5m",
+        "5m",
         _m(kv_usage=_t(0.9, "ratio", "KV-cache usage (max over ranks) at or above which the cache is full"),
            min_waiting=_t(0, "requests", "requests waiting above which the full cache is hurting")),
         "The KV cache is full and requests are queuing or being preempted.",
         "KV cache of {{ $labels.model }} on {{ $labels.pod }} is {{ $value | humanizePercentage }} full "
         "while requests wait or are preempted.",
-        inhibits=("queue_buildup",),
+        inhibits=("queue_buildup", "preemption_storm"),
         identity=_ENGINE_ID,
-        condition=sg.Condition(sg.Term(sg.KV, ">=", "kv_usage"),
-                               also=((sg.Term(sg.WAITING, ">", "min_waiting"), sg.Term(sg.PREEMPTIONS, ">", 0)),)),
-        panel=sg.Panel("percentunit", context=(sg.WAITING, sg.PREEMPTIONS),
-                       context_title="Waiting requests and preemptions/s", context_threshold="min_waiting"),
+        # Or: the engine preempts while requests wait for capacity (vLLM's reason), whatever usage a sample shows:
+        # preemption frees the blocks it needed, so usage under pressure reads 0.6..1.0 (0 only to give the value).
+        condition=sg.Condition(sg.Term(sg.KV_MAX, ">=", "kv_usage"),
+                               also=((sg.Term(sg.WAITING_MAX, ">", "min_waiting"), sg.Term(sg.PREEMPTIONS, ">", 0)),),
+                               either=((sg.Term(sg.KV_MAX_5M, ">", 0), sg.Term(sg.PREEMPTIONS, ">", 0),
+                                        sg.Term(sg.WAITING_FOR_CAPACITY_MAX, ">", "min_waiting")),)),
+        panel=sg.Panel("percentunit", context=(sg.WAITING, sg.WAITING_FOR_CAPACITY, sg.PREEMPTIONS),
+                       context_title="Waiting requests (all, for capacity) and preemptions/s",
+                       context_threshold="min_waiting"),
         fixture=sg.kv_fixture,
         runbook=sg.Runbook(
             "The engine's KV cache is full and that hurts: requests wait for cache space or running requests are "
             "preempted and recomputed. A full cache alone is normal for vLLM (it pre-allocates); the alert needs "
-            "waiting requests or preemptions too.",
-            "{instance}: KV-cache usage (`pod_model:llm_kv_cache_usage_ratio:max`, max over ranks) near 1, with "
-            "waiting requests (`pod_model:llm_requests_waiting:sum`) or preemptions "
-            "(`pod_model:llm_preemptions:rate5m`) above 0 at the same time. {bottlenecks} shows it for the fleet."),
+            "waiting requests or preemptions too. Real usage jumps between scrapes while the engine preempts and "
+            "readmits, so the alert reads the maximum over 2 minutes, not one sample; and where the engine tells "
+            "why requests wait (vLLM: `capacity`), preemptions while requests wait for capacity are the cache "
+            "running out whatever usage a sample shows.",
+            "{instance}: KV-cache usage (`pod_model:llm_kv_cache_usage_ratio:max`, max over ranks) reaching 1 "
+            "within the last 2 minutes, with waiting requests (`pod_model:llm_requests_waiting:sum`) or preemptions "
+            "(`pod_model:llm_preemptions:rate5m`) above 0 in the same minutes. {bottlenecks} shows it for the fleet."),
         plan=sg.Plan(("kv_memory_up", "kv_cache_dtype_fp8", "enable_prefix_caching", "max_num_seqs_down",
                       "weight_quantization_fp8", "scale_out"), "llm_preemptions_total", "down"),
     ),
@@ -194,7 +204,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "queue_buildup", "LLMQueueBuildup", "warning", "engine", "metric",
-        "requests waiting > 0 and queue-time p95 > 1s while KV usage < 0.8", "5m",
+        "requests waiting > 0 and queue-time p95 > 1s while KV usage (max over 2m) < 0.8", "5m",
         _m(queue_p95_seconds=_t(1, "s", "p95 queue time above which admission is the bottleneck"),
            kv_usage_below=_t(0.8, "ratio", "KV usage below which the queue is admission-limited")),
         "Requests are queuing although the KV cache has room: admission limits are too low.",
@@ -202,7 +212,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         "with KV headroom.",
         identity=_ENGINE_ID,
         condition=sg.Condition(sg.Term(sg.QUEUE_P95, ">", "queue_p95_seconds"), also=(sg.Term(sg.WAITING, ">", 0),),
-                               traffic=True, unless=(sg.Term(sg.KV, ">=", "kv_usage_below"),)),
+                               traffic=True, unless=(sg.Term(sg.KV_MAX, ">=", "kv_usage_below"),)),
         panel=sg.Panel("s", context=(sg.KV,), context_title="KV-cache usage (must stay below)",
                        context_unit="percentunit", context_threshold="kv_usage_below"),
         fixture=sg.queue_fixture,
@@ -210,7 +220,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
             "Requests queue for a long time although the KV cache has room: admission limits (max sequences, "
             "batched tokens) are lower than the hardware can take.",
             "{instance}: queue-time p95 (`pod_model:llm_request_queue_time_seconds:p95_rate5m`) above "
-            "{queue_p95_seconds:g}s, waiting requests above 0 and KV usage below {kv_usage_below:g}."),
+            "{queue_p95_seconds:g}s, waiting requests above 0 and KV usage below {kv_usage_below:g} throughout the "
+            "last 2 minutes."),
         plan=sg.Plan(("max_num_seqs_up", "batched_tokens_up", "scale_out"), "llm_request_queue_time_seconds",
                      "down"),
     ),
@@ -373,7 +384,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "engine_startup_hang", "LLMEngineStartupHang", "critical", "engine", "metric+log",
-        "upstream never up for 10m after the sidecar started, or the start-up hang log signature", "0s",
+        "upstream never up for 10m while starting (never up since the sidecar started, or the engine process is "
+        "10m old), or the start-up hang log signature", "0s",
         # The 10m is the window of the signal (startup_seconds); a `for` on top would make it 20m.
         _m(startup_seconds=_t(600, "s", "time after sidecar start by which the engine must be up")),
         "The inference engine has not finished starting.",
@@ -383,10 +395,13 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         condition=sg.Custom(sg.startup_hang_exprs),
         panel=sg.Panel("short", main=(sg.UPSTREAM,), context_title="Start-up hang log signatures",
                        up_is_healthy=True),
-        fixture=sg.upstream_fixture("12m"),
+        fixture=sg.startup_fixture,
         runbook=sg.Runbook(
-            "The engine has not come up within 10 minutes of the sidecar starting (or logged a known start-up hang "
-            "signature): model download or load stuck, shards waiting for each other, not enough GPU memory.",
+            "The engine has not come up within 10 minutes of starting (or logged a known start-up hang "
+            "signature): model download or load stuck, shards waiting for each other, not enough GPU memory. "
+            "Starting means: it never answered since the sidecar started (`llm_upstream_ever_up` 0), or its process "
+            "(host collector, `llm_host_process_start_time_seconds`) has run 10 minutes without answering. An "
+            "engine stopped or restarted after it was up is not hanging at start-up: LLMEngineDown covers it.",
             "{fleet}: `llm_upstream_up` has been 0 since the pod started; the engine log shows where start-up "
             "stopped."),
         plan=sg.Plan(("restart_pod",), "llm_upstream_up", "up"),

@@ -71,8 +71,8 @@ def _sum_rate(metric: str, *matchers: str) -> Callable[[Ctx], str]:
     return lambda ctx: f"sum by ({ctx.by_pod}) (rate({ctx.sel(metric, *matchers)}[{ctx.w(WINDOW)}]))"
 
 
-def _agg(op: str, metric: str) -> Callable[[Ctx], str]:
-    return lambda ctx: f"{op} by ({ctx.by_pod}) ({ctx.sel(metric)})"
+def _agg(op: str, metric: str, *matchers: str) -> Callable[[Ctx], str]:
+    return lambda ctx: f"{op} by ({ctx.by_pod}) ({ctx.sel(metric, *matchers)})"
 
 
 def _ratio(num_metric: str, den_metric: str) -> Callable[[Ctx], str]:
@@ -150,6 +150,10 @@ def _build_table() -> dict[str, RecordingRule]:
                       "percentunit", "pod_model", _agg("max", "llm_kv_cache_usage_ratio")),
         RecordingRule("pod_model:llm_requests_waiting:sum", "Requests waiting, summed over ranks.", "short",
                       "pod_model", _agg("sum", "llm_requests_waiting")),
+        RecordingRule("pod_model:llm_requests_waiting_for_capacity:sum",
+                      "Requests waiting for scheduling capacity (KV blocks or batch slots), summed over ranks; only "
+                      "engines that tell the reason (vLLM).", "short", "pod_model",
+                      _agg("sum", "llm_requests_waiting_by_reason", 'reason="capacity"')),
         RecordingRule("pod_model:llm_requests_running:sum", "Requests running, summed over ranks.", "short",
                       "pod_model", _agg("sum", "llm_requests_running")),
         RecordingRule("model:llm_requests_finished:rate5m", "Finished requests per second per model (fleet).",

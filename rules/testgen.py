@@ -150,6 +150,12 @@ class Synth:
     def gauge(self, value: float) -> str:
         return f"{value!r}+0x{self.n}" if not float(value).is_integer() else f"{int(value)}+0x{self.n}"
 
+    def alternating(self, high: float, low: float) -> str:
+        """A gauge jumping between ``high`` and ``low`` every sample (real KV usage and queue length under
+        pressure: vLLM 0.32 between 1 s scrapes), ending on ``low`` at the evaluation time."""
+        values = [low if (self.n - i) % 2 == 0 else high for i in range(self.n + 1)]
+        return " ".join(f"{v:g}" for v in values)
+
     def counter(self, per_second: float) -> str:
         inc = per_second * self.step_s
         text = repr(inc) if not float(inc).is_integer() else str(int(inc))

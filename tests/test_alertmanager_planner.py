@@ -27,7 +27,7 @@ VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Fo
 REAL_FLAGS = {
     "vllm": {"--gpu-memory-utilization", "--kv-cache-dtype", "--enable-prefix-caching", "--max-num-seqs",
              "--max-num-batched-tokens", "--quantization", "--tensor-parallel-size", "--speculative-config",
-             "--kv-offloading-size", "--max-model-len"},
+             "--kv-offloading-size", "--max-model-len", "--kv-cache-memory-bytes"},
     "sglang": {"--mem-fraction-static", "--kv-cache-dtype", "--disable-radix-cache", "--max-running-requests",
                "--schedule-conservativeness", "--chunked-prefill-size", "--max-prefill-tokens", "--quantization",
                "--tp-size", "--speculative-algorithm", "--enable-hierarchical-cache", "--schedule-policy",
@@ -94,6 +94,24 @@ def test_known_config_gives_current_to_new() -> None:
     assert document["evidence"]["alerts"][0]["startsAt"] == "2026-11-22T02:55:00Z"
     assert document["expected_impact"] == {"metric": "llm_preemptions_total", "direction": "down"}
     assert document["created_at"] == "2026-11-22T03:00:00Z"
+
+
+def test_kv_memory_up_raises_kv_cache_memory_bytes_when_that_flag_is_in_effect() -> None:
+    # vLLM ignores --gpu-memory-utilization while --kv-cache-memory-bytes is set (llm_engine_info labels as the
+    # sidecar exports them from a real vLLM 0.32: both present).
+    config = {"gpu_memory_utilization": "0.92", "kv_cache_memory_bytes": "2228224"}
+    plan = plan_for(episode("kv_cache_pressure"), ctx(engine_config=config))
+    assert isinstance(plan, Plan)
+    action = plan.actions[0]
+    assert (action.name, action.knob, action.from_, action.to) == (
+        "--kv-cache-memory-bytes", "kv_cache_memory_bytes", 2228224, 4456448)
+    # vLLM reports the unset flag as "None": then --gpu-memory-utilization is the one in effect
+    plan = plan_for(episode("kv_cache_pressure"), ctx(engine_config={**config, "kv_cache_memory_bytes": "None"}))
+    assert isinstance(plan, Plan) and plan.actions[0].name == "--gpu-memory-utilization"
+    # a cooling kv_cache_memory_bytes does not fall back to the flag vLLM ignores
+    plan = plan_for(episode("kv_cache_pressure"), ctx(engine_config=config,
+                                                       cooling_knobs=frozenset({"kv_cache_memory_bytes"})))
+    assert isinstance(plan, Plan) and plan.actions[0].name == "--kv-cache-dtype"
 
 
 def test_step_is_clamped_to_the_cap_and_at_the_cap_the_next_action_wins() -> None:

@@ -115,6 +115,32 @@ async def test_one_plan_in_flight_per_target_and_unique_outbox_keys(db_url):
         await store.close()
 
 
+async def test_an_alert_without_a_model_meets_the_plan_in_flight_on_its_workload(db_url):
+    """LLMEngineDown (identity: engine, no model) while a KV plan restarts that pod's engine: the same workload,
+    so the plan in flight is found and no second (restart) plan is made; another pod's plan is not."""
+    store = await _open(db_url)
+    try:
+        plan = dict(bottleneck="kv_cache_pressure", risk="low", document={"plan_id": "x"},
+                    knobs=["kv_cache_memory_bytes"], scope={"pod": "vllm-0"}, episode_id=None, bake_seconds=600.0)
+        async with store.transaction() as tx:
+            await st.insert_plan(tx, plan_id="kv", idempotency_key="k1", status="rolling_out", now=1.0,
+                                 target_key="real/vllm-0/tiny-llama", **plan)
+            await st.insert_plan(tx, plan_id="other", idempotency_key="k2", status="rolling_out", now=1.0,
+                                 target_key="real/vllm-1/tiny-llama", **plan)
+            assert (await st.in_flight_plan(tx, "real/vllm-0/-"))["plan_id"] == "kv"
+            assert (await st.in_flight_plan(tx, "real/vllm-0/tiny-llama"))["plan_id"] == "kv"
+            assert await st.in_flight_plan(tx, "real/vllm-0/other-model") is None
+            assert await st.in_flight_plan(tx, "real/vllm-00/-") is None
+            assert await st.in_flight_plan(tx, "real/vllm-2/-") is None
+            await st.set_plan_status(tx, "kv", "completed", 2.0)
+            assert await st.in_flight_plan(tx, "real/vllm-0/-") is None
+            await st.insert_plan(tx, plan_id="down", idempotency_key="k3", status="pushed", now=3.0,
+                                 target_key="real/vllm-0/-", **plan)
+            assert (await st.in_flight_plan(tx, "real/vllm-0/tiny-llama"))["plan_id"] == "down"
+    finally:
+        await store.close()
+
+
 async def test_two_replicas_share_postgres(aiohttp_client, aiohttp_server, postgres_server):
     """Both replicas get every delivery (an HA Alertmanager pair, each sending to a different replica)."""
     dsn = postgres_server.new_database()

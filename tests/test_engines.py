@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -20,6 +22,7 @@ from optiinfra.demo.simulator.model import EngineConfig
 from optiinfra.demo.simulator.server import SIM_KEY, SimConfig, create_app
 from optiinfra.engines import COUNT, VOCABULARY, Lever, Setting, VocabularyError
 from optiinfra.exporter.collectors.engine import EngineCollector, map_info
+from optiinfra.exporter.collectors.process import EngineProcess
 from optiinfra.exporter.exposition import encode
 from optiinfra.metrics import ENGINES
 from optiinfra.rules.runbooks import runbooks
@@ -156,3 +159,39 @@ def test_a_lever_for_an_action_the_engine_says_it_lacks_is_refused() -> None:
     row = Setting("throwaway", "--throwaway", "int", "1", levers=(Lever("lpm_schedule_policy", "x2", "e"),))
     with pytest.raises(VocabularyError, match="has levers and a no-knob reason"):
         dataclasses.replace(tgi, settings=(*tgi.settings, row))
+
+
+def test_flags_from_the_engine_command_line_become_info_labels() -> None:
+    argv = ["/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server", "--model", "/m", "--max-num-seqs", "16",
+            "--kv-cache-memory-bytes=2228224", "--enable-prefix-caching", "--block-size", "32", "--port", "8000"]
+    assert VOCABULARY["vllm"].from_argv(argv) == {
+        "max_num_seqs": "16", "kv_cache_memory_bytes": "2228224", "enable_prefix_caching": "True", "block_size": "32"}
+    # a negated bool flag alone (SGLang's radix cache) gives the label's opposite
+    assert VOCABULARY["sglang"].from_argv(["--disable-radix-cache", "--max-running-requests", "8"]) == {
+        "enable_prefix_caching": "False", "max_num_seqs": "8"}
+    # a number flag with no number is no label
+    assert VOCABULARY["vllm"].from_argv(["--max-num-seqs", "many"]) == {}
+
+
+async def test_engine_info_carries_the_flags_the_engine_process_was_started_with(aiohttp_client: Any) -> None:
+    """vLLM reports --max-num-seqs nowhere: the sidecar reads it from the engine's command line (the process
+    it was told about), so the planner knows the current value; the engine's own reports take precedence."""
+    app = create_app(SimConfig(engine="vllm", scenario="healthy", seed=1))
+    client = await aiohttp_client(app)
+    app[SIM_KEY].advance(5.0)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--max-num-seqs", "24",
+                             "--block-size", "999"])
+    try:
+        collector = EngineCollector(str(client.make_url("/metrics")), engine="vllm",
+                                    process=EngineProcess(proc.pid))
+        await collector.start()
+        try:
+            text = encode(await collector.collect())
+        finally:
+            await collector.close()
+    finally:
+        proc.kill()
+        proc.wait()
+    info = next(line for line in text.splitlines() if line.startswith("llm_engine_info{"))
+    assert 'max_num_seqs="24"' in info
+    assert 'block_size="16"' in info  # the engine's vllm:cache_config_info wins over the command line

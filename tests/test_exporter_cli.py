@@ -144,7 +144,7 @@ def test_sidecar_process(tmp_path: Path) -> None:
         assert status == 200
         samples = parse_samples(text)
         assert samples[("llm_kv_cache_capacity_tokens", frozenset(
-            {("engine", "vllm"), ("model", "Qwen/Qwen3-0.6B"), ("dp_rank", "0")}))] == 1188352
+            {("engine", "vllm"), ("model", "Qwen/Qwen3-0.6B"), ("dp_rank", "0")}))] == (74272 - 1) * 16
         assert samples[("optiinfra_collector_success", frozenset({("collector", "engine")}))] == 1
     finally:
         sidecar.send_signal(signal.SIGTERM)

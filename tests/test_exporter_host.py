@@ -13,6 +13,7 @@ import psutil
 import pytest
 from conftest import promtool_check_metrics
 
+from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.host import HostCollector
 from optiinfra.exporter.collectors.process import EngineProcess
 from optiinfra.exporter.exposition import encode
@@ -78,9 +79,19 @@ def engine(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         proc.wait()
 
 
-async def collect(collector: HostCollector) -> tuple[dict[str, float], str]:
+async def collect(collector: HostCollector, *, engine_lost: bool = False) -> tuple[dict[str, float], str]:
+    """One collection; ``engine_lost``: the engine it was told about is not there, which fails the collector
+    (optiinfra_collector_success 0) while the host series still come (the error's partial)."""
     await collector.start()
-    text = encode(await collector.collect())
+    try:
+        parts = await collector.collect()
+    except CollectorError as exc:
+        assert engine_lost, exc
+        assert "engine process" in str(exc)
+        parts = list(exc.partial)
+    else:
+        assert not engine_lost, "the engine is gone but the host collector reports success"
+    text = encode(parts)
     return parse(text), text
 
 
@@ -148,7 +159,8 @@ async def test_no_engine_process_no_container_memory(tmp_path: Path) -> None:
     values, _ = await collect(host(cgroup_root=root, proc_root=proc_root))
     assert "llm_host_cgroup_memory_usage_bytes" not in values
     assert "llm_host_cgroup_memory_limit_bytes" not in values
-    values, _ = await collect(host(name="no-such-engine-oi", cgroup_root=root, proc_root=proc_root))
+    values, _ = await collect(host(name="no-such-engine-oi", cgroup_root=root, proc_root=proc_root),
+                              engine_lost=True)
     assert "llm_host_cgroup_memory_usage_bytes" not in values
 
 
@@ -175,7 +187,7 @@ async def test_engine_found_by_pid_with_its_own_cgroup(
 
     engine.kill()
     engine.wait()
-    values, _ = await collect(collector)  # the engine died: its series disappear, no error
+    values, _ = await collect(collector, engine_lost=True)  # the engine died: its series disappear, failure
     assert "llm_host_process_resident_memory_bytes" not in values
     assert "llm_host_cgroup_memory_usage_bytes" not in values  # never the sidecar's cgroup (7)
     assert collector.health()["engine_pid"] is None
@@ -205,6 +217,80 @@ async def test_engine_found_by_name(empty_proc: Path, tmp_path: Path, engine: su
         replacement.wait()
 
 
+@pytest.fixture
+def engine_tree(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A stand-in vLLM: ``python -m oitestvllm.serve`` (the API server) with two busy child processes (engine
+    core and worker), each burning CPU and holding memory of its own."""
+    pkg = tmp_path / "oitestvllm"
+    write(pkg / "__init__.py", "")
+    write(pkg / "serve.py", (
+        "import subprocess, sys, time\n"
+        "busy = 'import time\\nb = bytearray(40 << 20)\\n"
+        "while time.process_time() < 0.5: pass\\nprint(1, flush=True)\\ntime.sleep(60)\\n'\n"
+        "kids = [subprocess.Popen([sys.executable, '-c', busy], stdout=subprocess.PIPE) for _ in range(2)]\n"
+        "for k in kids: k.stdout.readline()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"))
+    proc = subprocess.Popen([sys.executable, "-m", "oitestvllm.serve"], cwd=tmp_path, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    try:
+        yield proc
+    finally:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+        proc.wait()
+
+
+async def test_engine_metrics_cover_the_whole_process_tree(
+        tmp_path: Path, empty_proc: Path, engine_tree: subprocess.Popen[bytes]) -> None:
+    """vLLM's API server, engine core and worker are separate processes: CPU and memory are the tree's."""
+    collector = host(name="oitestvllm", cgroup_root=tmp_path, proc_root=empty_proc)
+    values, _ = await collect(collector)
+    assert collector.health()["engine_pid"] == engine_tree.pid
+    top = psutil.Process(engine_tree.pid)
+    kids = top.children(recursive=True)
+    assert len(kids) == 2
+    own = top.cpu_times()
+    # the children burnt 0.5 s of CPU each; the API server itself almost nothing
+    assert values["llm_host_process_cpu_seconds_total"] >= own.user + own.system + 0.9
+    assert values["llm_host_process_resident_memory_bytes"] >= top.memory_info().rss + 2 * (40 << 20)
+    assert values["llm_host_process_start_time_seconds"] == pytest.approx(top.create_time())
+
+
+async def test_engine_given_by_pid_is_followed_after_a_restart(tmp_path: Path, empty_proc: Path) -> None:
+    """--engine-pid names the first engine; after a restart (new pid) the engine is found again by the name the
+    first one had (its -m module), not lost while the collector says success."""
+    pkg = tmp_path / "oitestengine2"
+    write(pkg / "__init__.py", "")
+    write(pkg / "serve.py", "import time\nprint('ready', flush=True)\ntime.sleep(30)\n")
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "oitestengine2.serve", "--port", "1"], cwd=tmp_path,
+                                stdout=subprocess.PIPE)
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        return proc
+
+    first = start()
+    collector = host(first.pid, cgroup_root=tmp_path, proc_root=empty_proc)
+    values, _ = await collect(collector)
+    assert collector.health()["engine_pid"] == first.pid
+    first.kill()
+    first.wait()
+    values, _ = await collect(collector, engine_lost=True)
+    assert "llm_host_process_cpu_seconds_total" not in values
+    second = start()
+    try:
+        values, _ = await collect(collector)
+        assert collector.health()["engine_pid"] == second.pid
+        assert values["llm_host_process_start_time_seconds"] == pytest.approx(psutil.Process(second.pid).create_time())
+    finally:
+        second.kill()
+        second.wait()
+
+
 async def test_engine_by_module_name(tmp_path: Path, empty_proc: Path) -> None:
     pkg = tmp_path / "oitestengine"
     write(pkg / "__init__.py", "")
@@ -226,7 +312,7 @@ async def test_engine_not_found_is_absent(tmp_path: Path, empty_proc: Path) -> N
         host(gone.pid, cgroup_root=tmp_path, proc_root=empty_proc),
         host(name="no-such-engine-oi", cgroup_root=tmp_path, proc_root=empty_proc),
     ):
-        values, _ = await collect(collector)
+        values, _ = await collect(collector, engine_lost=True)
         assert "llm_host_process_cpu_seconds_total" not in values
         assert "llm_host_process_resident_memory_bytes" not in values
         assert values["llm_host_memory_total_bytes"] > 0
@@ -238,7 +324,7 @@ async def test_sidecar_whose_argv_mentions_the_engine_is_not_the_engine(tmp_path
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--engine", "oi-test-engine"])
     try:
         collector = host(name="oi-test-engine", cgroup_root=tmp_path, proc_root=empty_proc)
-        values, _ = await collect(collector)
+        values, _ = await collect(collector, engine_lost=True)
         assert "llm_host_process_resident_memory_bytes" not in values
     finally:
         proc.kill()

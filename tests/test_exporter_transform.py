@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from optiinfra.exporter.transform import EngineTransform, TransformResult, detect_engine, parse_labels
-from optiinfra.metrics import by_name
+from optiinfra.metrics import ALL_METRICS, VLLM_DROPPED, by_name
 
 
 def normalize(text: str, engine: str = "auto", *, model: str | None = None,
@@ -63,8 +63,9 @@ def test_vllm_026(name: str) -> None:
     base = {"engine": "vllm", "model": QWEN, "dp_rank": "0"}  # vLLM's engine="0" is its DP rank
     assert value(out, "llm_kv_cache_usage_ratio", **base) == 0.0
     assert value(out, "llm_requests_waiting", **base) == 0.0
-    # capacity from cache_config_info: kv_cache_size_tokens="1188352" (num_gpu_blocks 74272 x block_size 16)
-    assert value(out, "llm_kv_cache_capacity_tokens", **base) == 1188352
+    # capacity from cache_config_info: num_gpu_blocks 74272 x block_size 16, less the null block the usage
+    # ratio does not count
+    assert value(out, "llm_kv_cache_capacity_tokens", **base) == (74272 - 1) * 16
     assert value(out, "llm_external_kv_queried_tokens_total", **base) == 0.0
     assert value(out, "llm_external_kv_hit_tokens_total", **base) == 0.0
     # the engine's config reaches llm_engine_info through engine_config
@@ -73,15 +74,73 @@ def test_vllm_026(name: str) -> None:
     # concepts absent from this (filtered) scrape are absent, never 0; _created and offload families dropped
     assert names(out) == {
         "llm_kv_cache_usage_ratio", "llm_requests_waiting", "llm_kv_cache_capacity_tokens",
-        "llm_external_kv_queried_tokens_total", "llm_external_kv_hit_tokens_total",
+        "llm_external_kv_queried_tokens_total", "llm_external_kv_hit_tokens_total", "llm_requests_waiting_by_reason",
     }
     assert types(out)["llm_kv_cache_capacity_tokens"] == "gauge"
 
 
-def test_vllm_capacity_from_blocks_when_no_size_tokens() -> None:
-    text = payload("vllm-0.26.0-llm-d-router-testdata-vllm-none.prom").replace('kv_cache_size_tokens="1188352",', "")
+def test_vllm_capacity_from_size_tokens_when_no_block_count() -> None:
+    text = payload("vllm-0.26.0-llm-d-router-testdata-vllm-none.prom").replace('num_gpu_blocks="74272",', "")
     out = normalize(text).text
-    assert value(out, "llm_kv_cache_capacity_tokens", engine="vllm", model=QWEN, dp_rank="0") == 74272 * 16
+    assert value(out, "llm_kv_cache_capacity_tokens", engine="vllm", model=QWEN, dp_rank="0") == (74272 - 1) * 16
+
+
+# -- vLLM 0.32 (our own scrape of a real vLLM under load, see PROVENANCE.md) ---------------------------------
+
+VLLM_032 = "vllm-0.32.0-cpu-tiny-llama-under-load.prom"
+TINY = {"engine": "vllm", "model": "tiny-llama", "dp_rank": "0"}
+
+
+def _sample(text: str, family: str, **labels: str) -> float:
+    """A value of the raw payload (the engine's own family, labels as vLLM spells them)."""
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == family and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    raise AssertionError(f"{family}{labels} not in the payload")
+
+
+def test_vllm_032_capacity_is_what_the_usage_ratio_divides_by() -> None:
+    text = payload(VLLM_032)
+    out = normalize(text).text
+    cache = next(s.labels for f in text_string_to_metric_families(text) if f.name == "vllm:cache_config_info"
+                 for s in f.samples)
+    # 17 blocks of 32 tokens; usage 0.625 = 10 of the 16 blocks vLLM counts (the 17th is its null block)
+    assert (cache["num_gpu_blocks"], cache["block_size"], cache["kv_cache_size_tokens"]) == ("17", "32", "544")
+    capacity = value(out, "llm_kv_cache_capacity_tokens", **TINY)
+    assert capacity == 16 * 32
+    used = value(out, "llm_kv_cache_usage_ratio", **TINY) * capacity
+    assert used == 10 * 32
+
+
+def test_vllm_032_http_refusals_are_rejections_per_rank() -> None:
+    text = payload(VLLM_032)
+    out = normalize(text).text
+    refused = _sample(text, "http_requests_total", handler="/v1/completions", status="4xx")
+    assert refused == 3  # the three prompts longer than --max-model-len
+    assert value(out, "llm_requests_rejected_total", **TINY, reason="http_4xx") == refused
+    assert value(out, "llm_requests_rejected_total", **TINY, reason="max_num_queued_reqs") == 0
+    # successes (2xx) are not refusals
+    rejected = [line for line in out.splitlines() if line.startswith("llm_requests_rejected_total{")]
+    assert len(rejected) == 3 and all('dp_rank="0"' in line for line in rejected)
+
+
+def test_vllm_032_waiting_by_reason_tells_capacity_from_other() -> None:
+    text = payload(VLLM_032)
+    out = normalize(text).text
+    assert value(out, "llm_requests_waiting", **TINY) == 7
+    assert value(out, "llm_requests_waiting_by_reason", **TINY, reason="capacity") == _sample(
+        text, "vllm:num_requests_waiting_by_reason", reason="capacity") == 7
+    assert value(out, "llm_requests_waiting_by_reason", **TINY, reason="other") == 0  # vLLM's "deferred"
+
+
+def test_vllm_032_dropped_families_are_real_and_unmapped() -> None:
+    families = {f.name for f in text_string_to_metric_families(payload(VLLM_032))}
+    mapped = {src.family for metric in ALL_METRICS for src in metric.sources.get("vllm", ())}
+    for family in VLLM_DROPPED:
+        base = family.removesuffix("_total")
+        assert base in families or family in families, family
+        assert family not in mapped, family
 
 
 def test_vllm_lmcache_external_tokens() -> None:
@@ -492,7 +551,7 @@ def test_captured_payloads_all_parse_without_errors() -> None:
         result = normalize(Path(path).read_text())
         assert result.parse_errors == 0, path.name
         samples(result.text)
-    assert checked == 10, "tests/data/engines holds ten engine payloads (and one dcgm-exporter excerpt)"
+    assert checked == 11, "tests/data/engines holds eleven engine payloads (and one dcgm-exporter excerpt)"
 
 
 @pytest.mark.parametrize("passthrough", [False, True])

@@ -131,3 +131,34 @@ def test_write_is_deterministic(tmp_path: Path) -> None:
     first = generate(load_config(None))
     write(tmp_path, first)
     assert generate(load_config(None)) == first
+
+
+def test_startup_hang_of_a_restarted_engine_needs_its_process_starting_for_the_whole_window(
+        tmp_path: Path) -> None:
+    """An engine that was up (llm_upstream_ever_up 1) and restarted: a start-up hang only once its new process
+    has run the whole window (10m) without answering; a process 2 minutes old is a restart still under way."""
+    promtool = require_binary("promtool")
+    pod = 'namespace="llm", pod="p", instance="10.0.0.1:9400", job="optiinfra"'
+    labels = {"alertname": "LLMEngineStartupHang", "bottleneck": "engine_startup_hang", "severity": "critical",
+              "component": "engine", "namespace": "llm", "pod": "p", "instance": "10.0.0.1:9400",
+              "job": "optiinfra", "engine": "vllm"}
+
+    rule = next(r for g in _load(RULES_FILE)["groups"] for r in g["rules"] if r.get("alert") == labels["alertname"])
+    annotations = {**rule["annotations"], "description": "The engine behind p has not come up."}
+
+    def case(started: str, fires: bool) -> dict[str, object]:
+        return {"interval": "1m", "input_series": [
+            {"series": f'llm_upstream_up{{{pod}, engine="vllm"}}', "values": "0+0x20"},
+            {"series": f'llm_upstream_ever_up{{{pod}, engine="vllm"}}', "values": "1+0x20"},
+            {"series": f"up{{{pod}}}", "values": "1+0x20"},
+            {"series": f"llm_host_process_start_time_seconds{{{pod}}}", "values": started}],
+            "alert_rule_test": [{"eval_time": "15m", "alertname": "LLMEngineStartupHang",
+                                 "exp_alerts": [{"exp_labels": labels, "exp_annotations": annotations}]
+                                 if fires else []}]}
+
+    test = {"rule_files": [str(GENERATED / RULES_FILE)], "evaluation_interval": "1m",
+            "tests": [case("60+0x20", True), case("60+0x12 780+0x8", False)]}
+    path = tmp_path / "startup.test.yml"
+    path.write_text(yaml.safe_dump(test), encoding="utf-8")
+    proc = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -69,7 +69,7 @@ def test_overrides_reach_the_rules_and_their_tests(tmp_path: Path) -> None:
     files = generate(config)
     rules = {r.get("alert") or r.get("record"): r for g in _rules(files)["groups"] for r in g["rules"]}
     assert rules["LLMKVCachePressure"]["for"] == "7m"
-    assert "pod_model:llm_kv_cache_usage_ratio:max >= 0.95" in rules["LLMKVCachePressure"]["expr"]
+    assert "max_over_time(pod_model:llm_kv_cache_usage_ratio:max[2m]) >= 0.95" in rules["LLMKVCachePressure"]["expr"]
     assert "p95_rate5m > 0.2" in rules["LLMHighInterTokenLatency"]["expr"]
     fast = rules["LLMSLOBurnRateFast"]["expr"]
     assert "> 0.0144" in fast and "> 0.006" in fast

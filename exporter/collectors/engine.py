@@ -28,10 +28,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Final, TypeVar
 
 import aiohttp
+import psutil
 from yarl import URL
 
 from optiinfra import engines
 from optiinfra.exporter.collectors.base import CollectorError
+from optiinfra.exporter.collectors.process import EngineProcess
 from optiinfra.exporter.exposition import Family, Part, Rendered
 from optiinfra.exporter.transform import EngineTransform, TransformResult, detect_engine
 from optiinfra.metrics import ENGINE_INFO, ENGINE_INFO_LABELS, ENGINES, SIDECAR_METRICS, Engine
@@ -86,6 +88,7 @@ class EngineCollector:
         labels: Mapping[str, str] | None = None,
         model: str | None = None,
         info_interval: float = DEFAULT_INFO_INTERVAL,
+        process: EngineProcess | None = None,
     ) -> None:
         if engine != "auto" and engine not in ENGINES:
             raise ValueError(f"unknown engine {engine!r}: choose from auto, {', '.join(ENGINES)}")
@@ -106,6 +109,10 @@ class EngineCollector:
         self.max_series = max_series
         self.passthrough = passthrough
         self.overrides = dict(engine_config or {})
+        self.process = process
+        """The engine process (``--engine-pid``/``--engine-process``): its command line fills the
+        ``llm_engine_info`` labels no info endpoint reports (vLLM's --max-num-seqs)."""
+        self._argv: tuple[int, dict[str, str]] | None = None
         self.labels = dict(labels or {})
         self.model = model or self.overrides.get("model")
         self.info_interval = info_interval
@@ -118,6 +125,8 @@ class EngineCollector:
         # health and last-scrape state
         self.parse_errors = 0
         self.up = False
+        self.ever_up = False
+        """The engine answered at least once since the sidecar started (llm_upstream_ever_up)."""
         self.last_error = ""
         self.last_success: float | None = None
         self.last_duration = 0.0
@@ -187,6 +196,7 @@ class EngineCollector:
         self.last_duration = loop.time() - started
         over = result is not None and result.over_limit
         self.up = result is not None
+        self.ever_up = self.ever_up or self.up
         if result is not None and not over:
             self.last_success = time.time()
             self.last_error = ""
@@ -266,6 +276,7 @@ class EngineCollector:
         base = {"engine": self.engine or "unknown"}
         parts: list[Part] = [
             Family.of(_SIDECAR["llm_upstream_up"]).add(base, 1.0 if self.up else 0.0),
+            Family.of(_SIDECAR["llm_upstream_ever_up"]).add(base, 1.0 if self.ever_up else 0.0),
             Family.of(_SIDECAR["llm_upstream_scrape_duration_seconds"]).add(base, self.last_duration),
             Family.of(_SIDECAR["llm_upstream_scrape_bytes"]).add(base, float(self.last_bytes)),
         ]
@@ -274,9 +285,24 @@ class EngineCollector:
         info = Family.of(ENGINE_INFO).add(self._engine_info_labels(), 1.0)
         return [Rendered(result.text), *parts, info, Rendered(result.passthrough)]
 
+    def _argv_labels(self, engine: Engine) -> dict[str, str]:
+        """Labels from the engine's command line, read once per engine process (a restart re-reads)."""
+        process = self.process.find() if self.process is not None and self.process.configured else None
+        if process is None:
+            return {}
+        if self._argv is None or self._argv[0] != process.pid:
+            try:
+                labels = engines.VOCABULARY[engine].from_argv(process.cmdline())
+            except (psutil.NoSuchProcess, psutil.AccessDenied) as exc:
+                log.info("engine command line unreadable", extra={"pid": process.pid, "error": str(exc)})
+                return {}
+            self._argv = (process.pid, labels)
+        return self._argv[1]
+
     def _engine_info_labels(self) -> dict[str, str]:
         assert self._transform is not None
-        merged = {**self._info, **{k: v for k, v in self.overrides.items() if k in ENGINE_INFO_LABELS}}
+        merged = {**self._argv_labels(self._transform.engine), **self._info,
+                  **{k: v for k, v in self.overrides.items() if k in ENGINE_INFO_LABELS}}
         labels = {"engine": self._transform.engine, "model": self._transform.default_model}
         labels.update((k, merged[k]) for k in ENGINE_INFO_LABELS if merged.get(k))
         return labels

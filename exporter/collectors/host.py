@@ -2,8 +2,11 @@
 
 - Host: CPU utilization ratio (psutil's busy share since the previous scrape, primed in ``start``), memory
   total/available, swap used, load1, logical CPUs.
-- Engine process: the shared ``EngineProcess`` (by ``--engine-pid`` or ``--engine-process``). Not found (or
-  not readable): its series are absent.
+- Engine process: the shared ``EngineProcess`` (by ``--engine-pid`` or ``--engine-process``), summed over its
+  process tree (vLLM's API server, engine core and workers are separate processes; resident memory is the sum
+  of RSS, so pages shared between them count more than once), plus the engine's start time. Not found (or not
+  readable): its series are absent and the collector reports failure (``optiinfra_collector_success 0``, the
+  host series still exported), so a lost engine never looks like a healthy one.
 - Container memory: the engine's container, or no series. The engine's cgroup is read from
   ``/proc/<pid>/cgroup``; its memory files are looked for (1) where that path lies under this container's
   ``/sys/fs/cgroup`` (bare metal, host cgroup namespace), else (2) at the root of the engine's own
@@ -26,6 +29,7 @@ import psutil
 from optiinfra.metrics import HOST_METRICS
 
 from ..exposition import Family, Part
+from .base import CollectorError
 from .process import EngineProcess
 
 log = logging.getLogger(__name__)
@@ -115,23 +119,37 @@ class HostCollector:
         self._process_note = ""
         if process is not None:
             try:
-                with process.oneshot():
-                    times = process.cpu_times()
-                    rss = process.memory_info().rss
+                values.update(self._tree_usage(process))
             except psutil.NoSuchProcess:
                 self.engine.forget("engine process exited")
                 process = None
             except psutil.AccessDenied as exc:
                 self._process_note = f"cannot read engine process {process.pid}: {exc}"
-            else:
-                values["llm_host_process_cpu_seconds_total"] = times.user + times.system
-                values["llm_host_process_resident_memory_bytes"] = rss
         usage, limit = self._cgroup_memory(process.pid if process is not None else None)
         if usage is not None:
             values["llm_host_cgroup_memory_usage_bytes"] = usage
         if limit is not None:
             values["llm_host_cgroup_memory_limit_bytes"] = limit
-        return [Family.of(m).add({}, values[m.name]) for m in HOST_METRICS if m.name in values]
+        parts: list[Part] = [Family.of(m).add({}, values[m.name]) for m in HOST_METRICS if m.name in values]
+        if self.engine.configured and "llm_host_process_cpu_seconds_total" not in values:
+            raise CollectorError(f"engine process: {self._process_note or self.engine.note}", partial=parts)
+        return parts
+
+    def _tree_usage(self, process: psutil.Process) -> dict[str, float]:
+        """CPU seconds and resident memory summed over the engine's process tree, and the engine's start time
+        (``NoSuchProcess`` when the engine itself is gone; a descendant that exits meanwhile is skipped)."""
+        with process.oneshot():
+            times = process.cpu_times()
+            cpu, rss, started = times.user + times.system, process.memory_info().rss, process.create_time()
+        for child in self.engine.tree(process)[1:]:
+            try:
+                with child.oneshot():
+                    times = child.cpu_times()
+                    cpu, rss = cpu + times.user + times.system, rss + child.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return {"llm_host_process_cpu_seconds_total": cpu, "llm_host_process_resident_memory_bytes": rss,
+                "llm_host_process_start_time_seconds": started}
 
     def _cgroup_memory(self, pid: int | None) -> tuple[int | None, int | None]:
         if pid is None:

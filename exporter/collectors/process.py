@@ -3,7 +3,10 @@ gpu: the GPUs the engine was given).
 
 Found by ``engine_pid``, else by ``process_name`` (the process name, the basename of the interpreter or script
 in its argv, or the ``-m`` module, e.g. ``vllm`` or ``sglang``); the oldest match wins, so an engine's worker
-children do not replace it. The ``psutil.Process`` is cached and looked up again when it exits. In Kubernetes
+children do not replace it. The ``psutil.Process`` is cached and looked up again when it exits: by name, and
+for an engine given by pid, by the name that process had (its ``-m`` module's top package or its script), so
+a restarted engine is followed. ``tree()`` is the engine with its descendants (vLLM runs its engine core and
+workers as child processes). In Kubernetes
 the sidecar sees the engine through the pod's shared PID namespace (``shareProcessNamespace: true``).
 
 Its ``/proc/<pid>/environ`` and ``/proc/<pid>/root`` are readable only by the same user (or with
@@ -37,6 +40,22 @@ def _matches(name: str, cmdline: list[str], wanted: str) -> bool:
     return False
 
 
+def _name_of(process: psutil.Process) -> str:
+    """The name ``_matches`` finds ``process`` by again: its ``-m`` module's top package, else its script's or
+    program's basename ('' when unreadable)."""
+    try:
+        cmdline = process.cmdline()
+        name = process.name()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return ""
+    for i, arg in enumerate(cmdline[:-1]):
+        if arg == "-m":
+            return cmdline[i + 1].split(".")[0]
+    if len(cmdline) > 1 and not cmdline[1].startswith("-") and os.path.basename(cmdline[0]).startswith("python"):
+        return os.path.basename(cmdline[1])
+    return name
+
+
 class EngineProcess:
     """Where the engine process is, for every collector that needs it (thread-safe: collectors run in
     worker threads)."""
@@ -49,6 +68,8 @@ class EngineProcess:
         self.note = ""
         """How the process was found, or why it was not."""
         self._process: psutil.Process | None = None
+        self._followed = ""
+        """The name a pid-given engine had: a restarted engine is found again by it."""
         self._lock = threading.Lock()
 
     @property
@@ -69,17 +90,26 @@ class EngineProcess:
             if cached is not None and cached.is_running():
                 return cached
             self._process = None
-            if self.engine_pid is not None:
+            if self.engine_pid is not None and not self._followed:
                 try:
                     self._process = psutil.Process(self.engine_pid)
                     self.note = f"pid {self.engine_pid}"
+                    self._followed = _name_of(self._process)
                 except psutil.NoSuchProcess:
                     self.note = f"no process with pid {self.engine_pid}"
-            if self._process is None and self.process_name:
-                self._process = self._find_by_name(self.process_name)
+            name = self.process_name or self._followed
+            if self._process is None and name:
+                self._process = self._find_by_name(name)
             if cached is not None and self._process is None:
                 log.warning("engine process %d is gone: %s", cached.pid, self.note)
             return self._process
+
+    def tree(self, process: psutil.Process) -> list[psutil.Process]:
+        """The engine process and its living descendants (children that exit meanwhile are left out)."""
+        try:
+            return [process, *process.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return [process]
 
     def forget(self, note: str) -> None:
         """The cached process turned out to be gone (a read raised ``NoSuchProcess``)."""
