@@ -101,14 +101,13 @@ class Condition:
     traffic: bool = False
     """The per-pod minimum-traffic guard (``pod_model:llm_requests_finished:rate5m >= min_request_rate``)."""
     unless: tuple[Term, ...] = ()
-    either: tuple[Term | tuple[Term, ...], ...] = ()
-    """Alternatives to the whole condition; a tuple inside it: all of its terms (the first gives the value)."""
+    either: tuple[Term, ...] = ()
     gate: tuple[Term, ...] = ()
     join: Literal["pod_model", "pod"] = "pod_model"
 
     def terms(self) -> tuple[Term, ...]:
-        nested = (t for a in (*self.also, *self.either) for t in (a if isinstance(a, tuple) else (a,)))
-        return (self.main, *nested, *self.unless, *self.gate)
+        nested = (t for a in self.also for t in (a if isinstance(a, tuple) else (a,)))
+        return (self.main, *nested, *self.unless, *self.either, *self.gate)
 
 
 @dataclass(frozen=True)
@@ -236,12 +235,6 @@ WAITING = rule("pod_model:llm_requests_waiting:sum", "waiting {{pod}} {{model}}"
 JUMPY_WINDOW = "2m"
 #: Requests waiting for scheduling capacity (vLLM's own reason; engines without it have no such series).
 WAITING_FOR_CAPACITY = rule("pod_model:llm_requests_waiting_for_capacity:sum", "waiting for capacity {{pod}} {{model}}")
-#: The preemption branch of KV pressure reads its series over the preemption rate's own window (5m): under a
-#: preemption storm usage and the queue swing between empty and full from one scrape to the next.
-WAITING_FOR_CAPACITY_MAX = Series("rule", WAITING_FOR_CAPACITY.metric,
-                                  "waiting for capacity (max over 5m) {{pod}} {{model}}", window="5m", over="max")
-KV_MAX_5M = Series("rule", "pod_model:llm_kv_cache_usage_ratio:max", "KV usage (max over 5m) {{pod}} {{model}}",
-                   window="5m", over="max")
 KV_MAX = Series("rule", KV.metric, "KV usage (max over 2m) {{pod}} {{model}}", window=JUMPY_WINDOW, over="max")
 WAITING_MAX = Series("rule", WAITING.metric, "waiting (max over 2m) {{pod}} {{model}}", window=JUMPY_WINDOW,
                      over="max")

@@ -151,8 +151,7 @@ _GPU_ID = ("gpu", "UUID", "uuid", "Hostname", "hostname")
 BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "kv_cache_pressure", "LLMKVCachePressure", "warning", "engine", "metric",
-        "KV-cache usage (max over ranks and 2m) >= 0.90 and (requests waiting > 0 within 2m or preemptions > 0), "
-        "or preemptions > 0 while requests wait for capacity (vLLM's reason) within 5m",
+        "KV-cache usage (max over ranks and 2m) >= 0.90 and (requests waiting > 0 within 2m or preemptions > 0)",
         "5m",
         _m(kv_usage=_t(0.9, "ratio", "KV-cache usage (max over ranks) at or above which the cache is full"),
            min_waiting=_t(0, "requests", "requests waiting above which the full cache is hurting")),
@@ -161,12 +160,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         "while requests wait or are preempted.",
         inhibits=("queue_buildup", "preemption_storm"),
         identity=_ENGINE_ID,
-        # Or: the engine preempts while requests wait for capacity (vLLM's reason), whatever usage a sample shows:
-        # preemption frees the blocks it needed, so usage under pressure reads 0.6..1.0 (0 only to give the value).
         condition=sg.Condition(sg.Term(sg.KV_MAX, ">=", "kv_usage"),
-                               also=((sg.Term(sg.WAITING_MAX, ">", "min_waiting"), sg.Term(sg.PREEMPTIONS, ">", 0)),),
-                               either=((sg.Term(sg.KV_MAX_5M, ">", 0), sg.Term(sg.PREEMPTIONS, ">", 0),
-                                        sg.Term(sg.WAITING_FOR_CAPACITY_MAX, ">", "min_waiting")),)),
+                               also=((sg.Term(sg.WAITING_MAX, ">", "min_waiting"), sg.Term(sg.PREEMPTIONS, ">", 0)),)),
         panel=sg.Panel("percentunit", context=(sg.WAITING, sg.WAITING_FOR_CAPACITY, sg.PREEMPTIONS),
                        context_title="Waiting requests (all, for capacity) and preemptions/s",
                        context_threshold="min_waiting"),
@@ -175,9 +170,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
             "The engine's KV cache is full and that hurts: requests wait for cache space or running requests are "
             "preempted and recomputed. A full cache alone is normal for vLLM (it pre-allocates); the alert needs "
             "waiting requests or preemptions too. Real usage jumps between scrapes while the engine preempts and "
-            "readmits, so the alert reads the maximum over 2 minutes, not one sample; and where the engine tells "
-            "why requests wait (vLLM: `capacity`), preemptions while requests wait for capacity are the cache "
-            "running out whatever usage a sample shows.",
+            "readmits, so the alert reads the maximum over 2 minutes, not one sample. Where the engine tells why "
+            "requests wait (vLLM: `capacity`), the panel shows the requests waiting for capacity next to all.",
             "{instance}: KV-cache usage (`pod_model:llm_kv_cache_usage_ratio:max`, max over ranks) reaching 1 "
             "within the last 2 minutes, with waiting requests (`pod_model:llm_requests_waiting:sum`) or preemptions "
             "(`pod_model:llm_preemptions:rate5m`) above 0 in the same minutes. {bottlenecks} shows it for the fleet."),

@@ -55,13 +55,7 @@ def condition(ctx: Ctx, b: tx.Bottleneck, c: sg.Condition) -> str:
     if c.traffic:
         text += f"\nand on ({ctx.by_pod}) {_traffic(ctx)}"
     text += "".join(f"\nunless on ({on}) {_term(ctx, b, t)}" for t in c.unless)
-    for alt in c.either:
-        if isinstance(alt, tuple):
-            joined = f"\n  and on ({on}) ".join(_term(ctx, b, t) for t in alt)
-            text += f"\nor (\n  {joined}\n)"
-        else:
-            text += f"\nor {_term(ctx, b, alt)}"
-    return text
+    return text + "".join(f"\nor {_term(ctx, b, t)}" for t in c.either)
 
 
 def _labels(b: tx.Bottleneck, severity: str) -> dict[str, str]:

@@ -122,21 +122,27 @@ async def test_an_alert_without_a_model_meets_the_plan_in_flight_on_its_workload
     try:
         plan = dict(bottleneck="kv_cache_pressure", risk="low", document={"plan_id": "x"},
                     knobs=["kv_cache_memory_bytes"], scope={"pod": "vllm-0"}, episode_id=None, bake_seconds=600.0)
-        async with store.transaction() as tx:
-            await st.insert_plan(tx, plan_id="kv", idempotency_key="k1", status="rolling_out", now=1.0,
-                                 target_key="real/vllm-0/tiny-llama", **plan)
-            await st.insert_plan(tx, plan_id="other", idempotency_key="k2", status="rolling_out", now=1.0,
-                                 target_key="real/vllm-1/tiny-llama", **plan)
-            assert (await st.in_flight_plan(tx, "real/vllm-0/-"))["plan_id"] == "kv"
-            assert (await st.in_flight_plan(tx, "real/vllm-0/tiny-llama"))["plan_id"] == "kv"
-            assert await st.in_flight_plan(tx, "real/vllm-0/other-model") is None
-            assert await st.in_flight_plan(tx, "real/vllm-00/-") is None
-            assert await st.in_flight_plan(tx, "real/vllm-2/-") is None
-            await st.set_plan_status(tx, "kv", "completed", 2.0)
-            assert await st.in_flight_plan(tx, "real/vllm-0/-") is None
-            await st.insert_plan(tx, plan_id="down", idempotency_key="k3", status="pushed", now=3.0,
+
+        async def in_flight(tx: st.Tx, key: str) -> str | None:
+            row = await st.in_flight_plan(tx, key)
+            return row.plan_id if row is not None else None
+
+        async def rolling(tx: st.Tx) -> None:
+            for plan_id, key in (("kv", "real/vllm-0/tiny-llama"), ("other", "real/vllm-1/tiny-llama")):
+                await st.insert_plan(tx, plan_id=plan_id, idempotency_key=plan_id, status="approved", now=1.0,
+                                     target_key=key, **plan)
+            assert await in_flight(tx, "real/vllm-0/-") == "kv"
+            assert await in_flight(tx, "real/vllm-0/tiny-llama") == "kv"
+            assert await in_flight(tx, "real/vllm-0/other-model") is None
+            assert await in_flight(tx, "real/vllm-00/-") is None
+            assert await in_flight(tx, "real/vllm-2/-") is None
+            for status in ("pushed", "completed"):
+                await st.transition(tx, "kv", status, cause="orchestrator", detail={}, now=2.0)
+            assert await in_flight(tx, "real/vllm-0/-") is None
+            await st.insert_plan(tx, plan_id="down", idempotency_key="down", status="approved", now=3.0,
                                  target_key="real/vllm-0/-", **plan)
-            assert (await st.in_flight_plan(tx, "real/vllm-0/tiny-llama"))["plan_id"] == "down"
+            assert await in_flight(tx, "real/vllm-0/tiny-llama") == "down"
+        await store.run(rolling)
     finally:
         await store.close()
 

@@ -144,7 +144,8 @@ def test_startup_hang_of_a_restarted_engine_needs_its_process_starting_for_the_w
               "job": "optiinfra", "engine": "vllm"}
 
     rule = next(r for g in _load(RULES_FILE)["groups"] for r in g["rules"] if r.get("alert") == labels["alertname"])
-    annotations = {**rule["annotations"], "description": "The engine behind p has not come up."}
+    annotations = {k: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels.get(m.group(1), ""), v)
+                   for k, v in rule["annotations"].items()}
 
     def case(started: str, fires: bool) -> dict[str, object]:
         return {"interval": "1m", "input_series": [
