@@ -57,8 +57,10 @@ SCRAPE_EVERY = 1.5
 #: 16 usable blocks), so several share the cache as in a real one. (With sequences of 14 blocks one fills the
 #: cache alone and usage can only reach 0.9 in passing: the granularity of a 16-block cache, not pressure.)
 LOAD = {"concurrency": 8, "prompt_words": 80, "max_tokens": 120}
-#: After the restart: --max-num-seqs this low, with 4x the KV cache, queues requests with KV headroom.
+#: After the restart: --max-num-seqs this low, with 4x the KV cache, queues requests with KV headroom; long
+#: generations keep each slot busy for seconds, so queue time exceeds LLMQueueBuildup's 1 s.
 ADMISSION_LIMIT = 2
+QUEUE_LOAD = {"concurrency": 8, "prompt_words": 80, "max_tokens": 350}
 QUEUE_SECONDS = 60.0
 
 #: vLLM family -> our family, for every series the sidecar maps (label renames below). Written out here,
@@ -456,7 +458,7 @@ async def test_queue_build_up_fires_when_the_admission_limit_binds(real: Real, r
     waiting: list[float] = []
     key = frozenset({("engine", "vllm"), ("model", vllm.MODEL_NAME), ("dp_rank", "0")})
     p95: list[str] = []
-    load = asyncio.create_task(vllm.drive_load(real.engine, seconds=QUEUE_SECONDS, **LOAD))
+    load = asyncio.create_task(vllm.drive_load(real.engine, seconds=QUEUE_SECONDS, **QUEUE_LOAD))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
         while not load.done() and "LLMQueueBuildup" not in fired:
             real.stack.check_alive()
