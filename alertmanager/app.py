@@ -214,14 +214,18 @@ async def list_plans(request: web.Request) -> web.Response:
 async def get_plan(request: web.Request) -> web.Response:
     plan_id = _plan_id(request)
 
-    async def read(tx: st.Tx) -> tuple[st.PlanRow | None, list[st.AuditEntry], list[st.OutboxRow]]:
-        return await st.get_plan(tx, plan_id), await st.audit_log(tx, plan_id), await st.outbox_rows(tx, plan_id)
+    async def read(tx: st.Tx) -> tuple[st.PlanRow | None, list[st.AuditEntry], list[st.OutboxRow],
+                                       list[st.AnalysisRow]]:
+        return (await st.get_plan(tx, plan_id), await st.audit_log(tx, plan_id), await st.outbox_rows(tx, plan_id),
+                await st.plan_analyses(tx, plan_id))
 
-    plan, audit, outbox = await request.app[SERVICE].store.run(read)
+    plan, audit, outbox, analyses = await request.app[SERVICE].store.run(read)
     if plan is None:
         return _error(404, f"no plan {plan_id}")
     view = _plan_view(plan)
     view["audit"] = audit
+    view["analyses"] = [{"phase": a.phase, "state": a.state, "due_at": a.due_at, "done_at": a.done_at,
+                         "verdict": a.verdict, "detail": a.detail} for a in analyses]
     view["pushes"] = [{"kind": r.kind, "key": r.key, "state": r.state, "attempts": r.attempts,
                        "last_error": r.last_error} for r in outbox]
     return _json(view)
@@ -278,6 +282,15 @@ async def blocked_knobs(request: web.Request) -> web.Response:
         return _error(400, "query parameter 'target' (a target key, namespace/workload/model) is required")
     rows = await request.app[SERVICE].store.run(partial(st.blocked_knobs, target_key=target))
     return _json({"target": target, "blocked": rows})
+
+
+async def learned(request: web.Request) -> web.Response:
+    target = request.query.get("target")
+    if not target:
+        return _error(400, "query parameter 'target' (a target key, namespace/workload/model) is required")
+    rows = await request.app[SERVICE].store.run(partial(st.learned, target_key=target,
+                                                        bottleneck=request.query.get("bottleneck")))
+    return _json({"target": target, "learned": rows})
 
 
 async def clear_target(request: web.Request) -> web.Response:
@@ -368,6 +381,7 @@ def create_app(config: ReceiverConfig, *, store: st.Store | None = None) -> web.
     r.add_get("/api/v1/diagnoses", list_diagnoses)
     r.add_get("/api/v1/episodes", list_episodes)
     r.add_get("/api/v1/targets/blocked", blocked_knobs)
+    r.add_get("/api/v1/targets/learned", learned)
     r.add_post("/api/v1/targets/clear", clear_target)
     r.add_get("/health", health)
     r.add_get("/health/detailed", health_detailed)

@@ -114,7 +114,13 @@ def _register_receiver(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--db", default="sqlite:///optiinfra-receiver.db",
                    help="sqlite:///relative/path.db or sqlite:////absolute/path.db (default "
                         "sqlite:///optiinfra-receiver.db), or postgresql://USER[:PASSWORD]@HOST:PORT/DB")
-    p.add_argument("--prometheus-url", help="Prometheus base URL to read llm_engine_info (current config) from")
+    p.add_argument("--prometheus-url", help="Prometheus base URL to read llm_engine_info (current config) from and "
+                                            "to analyse every plan's effect against (at each rollout step and "
+                                            "after the bake time)")
+    p.add_argument("--analysis-window", type=parse_seconds, default=300.0,
+                   help="length of the before and after windows a plan's analysis compares (default 5m)")
+    p.add_argument("--min-request-rate", type=float, default=0.01,
+                   help="requests/s below which an analysis is inconclusive (default 0.01)")
     p.add_argument("--token-file", help="file holding the bearer token required on POST endpoints")
     p.add_argument("--orchestrator-token-file", help="file holding the bearer token sent to the orchestrator")
     p.add_argument("--auto-approve-low-risk", action="store_true", help="push low-risk plans without approval")
@@ -147,7 +153,8 @@ def _config(args: argparse.Namespace) -> tuple[ReceiverConfig, str, int]:
             auto_approve_low_risk=args.auto_approve_low_risk, cooldown_seconds=args.cooldown,
             bake_seconds=args.bake_seconds, max_body_bytes=args.max_body_bytes, max_attempts=args.max_attempts,
             heartbeat_seconds=args.heartbeat_seconds, shutdown_timeout_seconds=args.shutdown_timeout,
-            advertise_url=advertise, agent_id=args.agent_id)
+            advertise_url=advertise, agent_id=args.agent_id,
+            analysis_window_seconds=max(1, round(args.analysis_window)), min_request_rate=args.min_request_rate)
     except ValidationError as exc:
         first = exc.errors()[0]
         flag = str(first["loc"][0]).replace("_", "-").removesuffix("-seconds")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -16,6 +17,8 @@ from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
+
+from optiinfra.taxonomy import SLO_BURN
 
 SCHEMA_FILE = "webhook.schema.json"
 
@@ -51,7 +54,13 @@ class AlertRecord:
 
     @property
     def is_slo(self) -> bool:
-        return self.component == "slo"
+        return is_slo_burn(self.labels)
+
+
+def is_slo_burn(labels: Mapping[str, str]) -> bool:
+    """The alert contract of an SLO burn alert (it rolls back plans for its scope, it is never planned):
+    ``bottleneck="slo_burn"``, or ``component="slo"`` from rules written before that label existed."""
+    return labels.get("bottleneck") == SLO_BURN or labels.get("component") == "slo"
 
 
 @dataclass(frozen=True)

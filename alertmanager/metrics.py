@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from optiinfra.buildinfo import register as register_build_info
 
 from . import store as st
 from .states import PLAN_STATUSES
+
+
+class _Outcomes(Collector):
+    """``optiinfra_receiver_plan_outcomes_total{verdict,bottleneck}``: finished plan analyses, counted in the
+    store (so every replica reports the same totals, and a restart loses none)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("optiinfra_receiver_plan_outcomes", "Plan analyses by verdict and bottleneck.",
+                                     labels=["verdict", "bottleneck"])
+        for (verdict, bottleneck), n in sorted(self.counts.items()):
+            family.add_metric([verdict, bottleneck], n)
+        yield family
 
 
 class ReceiverMetrics:
@@ -28,6 +47,8 @@ class ReceiverMetrics:
         self.push_failures = Counter("optiinfra_receiver_push_failures", "Failed push attempts.", ["kind"],
                                      registry=r)
         self.outbox_depth = Gauge("optiinfra_receiver_outbox_depth", "Pushes waiting in the outbox.", registry=r)
+        self.outcomes = _Outcomes()
+        r.register(self.outcomes)
         self.intake_latency = Histogram(
             "optiinfra_receiver_intake_duration_seconds", "Time to validate, persist and answer a notification.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r)
@@ -45,6 +66,7 @@ class ReceiverMetrics:
         """Read the gauges that live in the store (plans by status, outbox depth); raises StoreError."""
         counts = await store.run(st.plan_counts)
         depth = await store.run(st.outbox_depth)
+        self.outcomes.counts = await store.run(st.verdict_counts)
         for status in PLAN_STATUSES:
             self.plans.labels(status).set(counts.get(status, 0))
         self.outbox_depth.set(depth)

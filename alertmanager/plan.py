@@ -15,6 +15,7 @@ Public API (the receiver service codes against these names):
   ``restart_required``.
 - ``Plan``: the plan document; ``Plan.document()`` is its JSON form (aliases, RFC3339 times).
 - ``CostImpact``: a scale plan's GPU-hours and cost per day (``Plan.cost``; negative is a saving).
+- ``ExpectedImpact`` and its ``Signal``s: the measurable claim the analysis checks (``alertmanager/analysis.py``).
 - ``Risk`` (plan statuses are the state machine's: ``states.PlanStatus``).
 - ``Diagnosis``: what the planner returns instead of a plan (no action for the bottleneck, or every action
   blocked, cooling or invalid): ``bottleneck``, ``target``, ``severity``, ``runbook_url``, ``summary``,
@@ -112,9 +113,33 @@ class Evidence(_Model):
     values: dict[str, Value] = Field(default_factory=dict, description="Current config the plan was built on.")
 
 
+class Signal(_Model):
+    """One series the analysis reads: for the changed target and, where the model has other replicas, for them."""
+
+    name: str = Field(description="Short name (the recording rule's middle part, e.g. llm_kv_cache_usage_ratio).")
+    query: str = Field(description="PromQL of the series for the changed target.")
+    baseline_query: str | None = Field(
+        default=None, description="The same series averaged over the model's other (unchanged) replicas; null when "
+                                  "the target names no pod and model.")
+    better: Literal["up", "down"] = Field(description="Which way this series moves when things get better.")
+    floor: float = Field(default=0.0, ge=0, description="Absolute change below which a move is noise.")
+
+
 class ExpectedImpact(_Model):
     metric: str
     direction: Literal["up", "down"]
+    signal: Signal | None = Field(
+        default=None, description="The bottleneck's own signal series (its alert's main term), expected to move in "
+                                  "its 'better' direction by at least min_effect; null for signals without one.")
+    min_effect: float = Field(default=0.1, gt=0, lt=1, description="Minimum relative improvement of the signal "
+                                                                   "(net of the baseline replicas' own change).")
+    guards: list[Signal] = Field(default_factory=list, description="Series that must not get worse by more than "
+                                                                   "guard_tolerance (relative) and their floor.")
+    guard_tolerance: float = Field(default=0.2, gt=0)
+    traffic_query: str | None = Field(default=None, description="Requests/s of the target; below min_traffic the "
+                                                                "verdict is inconclusive.")
+    min_traffic: float = Field(default=0.01, ge=0)
+    window_seconds: int = Field(default=300, gt=0, description="Length of the before and after windows compared.")
 
 
 class CostImpact(_Model):

@@ -45,18 +45,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, cast, get_args
 
-from optiinfra import engines, signals, taxonomy
+from optiinfra import engines, taxonomy
 from optiinfra.metrics import ENGINES
 from optiinfra.taxonomy import ActionId, Bottleneck
 
 from . import knobs
+from .impact import expected_impact
 from .plan import (
     Action,
     CostImpact,
     Diagnosis,
     Evidence,
     EvidenceAlert,
-    ExpectedImpact,
     Plan,
     Risk,
     Rollback,
@@ -156,6 +156,10 @@ class PlanningContext:
     bake_seconds: int = 600
     pod_cost: PodCost | None = None
     """The target pod's GPUs and GPU price (``cost_query``); scale plans state what they add or save from it."""
+    analysis_window_seconds: int = 300
+    """Length of the before and after windows a plan's analysis compares."""
+    min_request_rate: float = 0.01
+    """Requests/s below which an analysis is inconclusive (too little traffic)."""
 
     def __post_init__(self) -> None:
         steps = self.rollout_steps
@@ -227,7 +231,7 @@ def plan_for(episode: AlertEpisode, ctx: PlanningContext,
             continue
         action, risk, effect = found
         return _plan(episode, ctx, entry=entry, target=target, evidence=evidence, action=action, risk=risk,
-                     effect=effect, skipped=skipped, impact=plan)
+                     effect=effect, skipped=skipped)
     return diagnosis("no action is available: " + "; ".join(skipped))
 
 
@@ -342,7 +346,7 @@ def _propose(knob: engines.Knob, current: Value | None, limits: tuple[float | No
 
 
 def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, target: Target, evidence: Evidence,
-          action: Action, risk: Risk, effect: str, skipped: Sequence[str], impact: signals.Plan) -> Plan:
+          action: Action, risk: Risk, effect: str, skipped: Sequence[str]) -> Plan:
     change = (f"{action.name} {action.to} relative to the running value" if action.relative
               else f"{action.name} {action.from_ if action.from_ is not None else '(unknown)'} -> {action.to}")
     if action.kind == "restart":
@@ -355,7 +359,7 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
     if skipped:
         rationale += " Not proposed: " + "; ".join(skipped) + "."
     requires_approval = risk != "low" or not ctx.auto_approve_low_risk
-    restart = action.kind == "restart"
+    restart = action.kind in ("restart", "scale")  # a whole-pod or replica-count change has no traffic split
     now = ctx.now if ctx.now.tzinfo is not None else ctx.now.replace(tzinfo=UTC)
     return Plan(
         plan_id=str(uuid.uuid4()),
@@ -368,7 +372,8 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
         evidence=evidence,
         actions=[action],
         rationale=rationale,
-        expected_impact=ExpectedImpact(metric=impact.metric, direction=impact.direction),
+        expected_impact=expected_impact(entry, target, min_traffic=ctx.min_request_rate,
+                                        window_seconds=ctx.analysis_window_seconds),
         risk=risk,
         requires_approval=requires_approval,
         rollout=Rollout(strategy="recreate" if restart else "canary",

@@ -23,6 +23,8 @@ from optiinfra import __version__, taxonomy
 
 from . import store as st
 from .agent import OrchestratorState, agent_loop
+from .analysis import prometheus_reader
+from .analyzer import BAKE, Analyzer, step_phase
 from .metrics import ReceiverMetrics
 from .orchestrator import AgentInfo, OrchestratorClient
 from .outbox import Outbox, enqueue_push
@@ -58,6 +60,9 @@ class ReceiverConfig(BaseModel):
     push_timeout_seconds: float = Field(default=10.0, gt=0)
     shutdown_timeout_seconds: float = Field(default=3.0, ge=0, le=20,
                                             description="wait for in-flight requests on SIGTERM, then close")
+    analysis_window_seconds: int = Field(default=300, gt=0, description="before/after windows of a plan's analysis")
+    min_request_rate: float = Field(default=0.01, ge=0, description="requests/s below which an analysis is "
+                                                                    "inconclusive")
     agent_id: str = "optiinfra-receiver"
     advertise_url: str = "http://127.0.0.1:9095"
     run_worker: bool = True
@@ -75,9 +80,11 @@ class Service:
     session: aiohttp.ClientSession | None = None
     wake_planner: asyncio.Event = field(default_factory=asyncio.Event)
     wake_outbox: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_analyzer: asyncio.Event = field(default_factory=asyncio.Event)
     recorder: Recorder = field(init=False)
     worker: PlanningWorker = field(init=False)
     outbox: Outbox = field(init=False)
+    analyzer: Analyzer | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         c = self.config
@@ -85,7 +92,9 @@ class Service:
         self.worker = PlanningWorker(
             self.store, PlanningOptions(cooldown_seconds=c.cooldown_seconds, bake_seconds=c.bake_seconds,
                                         auto_approve_low_risk=c.auto_approve_low_risk,
-                                        claim_lease_seconds=c.claim_lease_seconds),
+                                        claim_lease_seconds=c.claim_lease_seconds,
+                                        analysis_window_seconds=c.analysis_window_seconds,
+                                        min_request_rate=c.min_request_rate),
             decisions=self.metrics.decisions, read_config=self._read_config if c.prometheus_url else None,
             wake_outbox=self.wake_outbox.set, clock=self.clock,
             read_cost=self._read_cost if c.prometheus_url else None)
@@ -117,13 +126,19 @@ class Service:
         client = OrchestratorClient(self.session, self.config.orchestrator_url,
                                     token=self.config.orchestrator_token, timeout=self.config.push_timeout_seconds)
         self.outbox.client = client
+        if self.config.prometheus_url:
+            self.analyzer = Analyzer(self.store, prometheus_reader(self.session, self.config.prometheus_url),
+                                     clock=self.clock, wake_outbox=self.wake_outbox.set,
+                                     wake_planner=self.wake_planner.set, lease_seconds=self.config.claim_lease_seconds)
         if not self.config.run_worker:
             return []
         agent = agent_loop(client, self.agent(), self.orchestrator, outbox_depth=self.outbox_depth,
                            period=self.config.heartbeat_seconds, clock=self.clock)
         return [asyncio.create_task(self._loop("planner", self.wake_planner, self.worker.plan_pending)),
                 asyncio.create_task(self._loop("outbox", self.wake_outbox, self.outbox.deliver_due)),
-                asyncio.create_task(agent)]
+                asyncio.create_task(agent)] + (
+            [asyncio.create_task(self._loop("analyzer", self.wake_analyzer, self.analyzer.analyse_due))]
+            if self.analyzer is not None else [])
 
     async def stop(self, tasks: list[asyncio.Task[None]]) -> None:
         for task in tasks:
@@ -182,11 +197,22 @@ class Service:
         now, error = self.clock(), detail.get("message") if status == "failed" else None
 
         async def body(tx: st.Tx) -> st.PlanRow:
-            await st.transition(tx, plan_id, status, cause="orchestrator", detail={"event": "status", **detail},
-                                now=now, error=error)
+            before = await st.transition(tx, plan_id, status, cause="orchestrator",
+                                         detail={"event": "status", **detail}, now=now, error=error)
+            if self.analyzer is not None:  # analyses need Prometheus (--prometheus-url)
+                await self._schedule_analyses(tx, before, status, detail.get("step"), now)
             return await _plan(tx, plan_id)
 
         return await self.store.run(body)
+
+    async def _schedule_analyses(self, tx: st.Tx, plan: st.PlanRow, status: PlanStatus, step: Any,
+                                 now: float) -> None:
+        """A rollout step is analysed one window after it is reported; completion once the bake time is over."""
+        window = float(plan.document.get("expected_impact", {}).get("window_seconds", 0) or 0)
+        if status == "rolling_out" and isinstance(step, int):
+            await st.schedule_analysis(tx, plan.plan_id, step_phase(step), now + window, now)
+        elif status == "completed":
+            await st.schedule_analysis(tx, plan.plan_id, BAKE, now + max(plan.bake_seconds, window), now)
 
     async def clear_target(self, target_key: str, knob: str | None, who: str) -> int:
         return await self.store.run(partial(st.clear_knobs, target_key=target_key, knob=knob, who=who,

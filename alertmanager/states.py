@@ -11,7 +11,7 @@ from typing import Literal, get_args
 
 PlanStatus = Literal[
     "pending_approval", "approved", "pushed", "rolling_out", "completed", "rolled_back", "rejected",
-    "superseded", "failed",
+    "superseded", "failed", "verified", "no_effect",
 ]
 PLAN_STATUSES: tuple[PlanStatus, ...] = get_args(PlanStatus)
 
@@ -23,15 +23,20 @@ TRANSITIONS: Mapping[PlanStatus | None, frozenset[PlanStatus]] = {
     "approved": frozenset({"pushed", "rejected", "failed"}),
     "pushed": frozenset({"rolling_out", "completed", "failed", "rolled_back"}),
     "rolling_out": frozenset({"rolling_out", "completed", "failed", "rolled_back"}),
-    "completed": frozenset({"rolled_back"}),
+    "completed": frozenset({"rolled_back", "verified", "no_effect"}),
 }
+#: ``verified``: the analysis after the bake time found the expected effect and no guard worse (final).
+#: ``no_effect``: it found no effect; the change is rolled back and the bottleneck's next action is tried (final).
 #: Statuses the orchestrator may report on ``POST /api/v1/plans/{id}/status``.
 OrchestratorStatus = Literal["rolling_out", "completed", "failed"]
 ORCHESTRATOR_STATUSES: tuple[OrchestratorStatus, ...] = get_args(OrchestratorStatus)
 #: The target is busy: at most one plan per target in these (a partial unique index in the store).
 IN_FLIGHT: tuple[PlanStatus, ...] = ("pending_approval", "approved", "pushed", "rolling_out")
 #: The plan's knobs were (or are being) changed: they count for the cooldown.
-CHANGED: tuple[PlanStatus, ...] = ("approved", "pushed", "rolling_out", "completed", "rolled_back")
+CHANGED: tuple[PlanStatus, ...] = ("approved", "pushed", "rolling_out", "completed", "rolled_back", "verified",
+                                   "no_effect")
+#: Analysed (at each rollout step and after the bake time): the orchestrator holds or has finished the change.
+ANALYSED: tuple[PlanStatus, ...] = ("pushed", "rolling_out", "completed")
 #: The orchestrator holds the plan: an SLO alert may roll it back (``completed`` only within its bake time).
 ROLLBACKABLE: tuple[PlanStatus, ...] = ("pushed", "rolling_out")
 #: Replaceable by a newer plan for the same target and knob: nothing was pushed yet.

@@ -183,6 +183,34 @@ class BlockedKnob:
 
 
 @dataclass(frozen=True, slots=True)
+class AnalysisRow:
+    """One analysis of a plan: a rollout step (``step-10``) or the end of the bake time (``bake``)."""
+
+    id: int
+    plan_id: str
+    phase: str
+    due_at: float
+    state: str
+    verdict: str | None
+    detail: dict[str, Any]
+    created_at: float
+    claimed_until: float | None
+    done_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    """A knob that did not help a bottleneck on a target: not proposed again for it there until cleared."""
+
+    bottleneck: str
+    knob: str
+    plan_id: str
+    verdict: str
+    reason: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxRow:
     """One queued push; ``key`` is also its ``Idempotency-Key``."""
 
@@ -239,6 +267,15 @@ CREATE TABLE IF NOT EXISTS blocked_knobs (
     id {autoid}, target_key TEXT NOT NULL, knob TEXT NOT NULL, plan_id TEXT NOT NULL, reason TEXT NOT NULL,
     created_at {real} NOT NULL, cleared_at {real}, cleared_by TEXT);
 CREATE INDEX IF NOT EXISTS blocked_target ON blocked_knobs (target_key, cleared_at);
+CREATE TABLE IF NOT EXISTS analyses (
+    id {autoid}, plan_id TEXT NOT NULL, phase TEXT NOT NULL, due_at {real} NOT NULL, state TEXT NOT NULL,
+    verdict TEXT, detail TEXT NOT NULL DEFAULT '{}', created_at {real} NOT NULL, claimed_until {real},
+    done_at {real}, UNIQUE (plan_id, phase));
+CREATE INDEX IF NOT EXISTS analyses_due ON analyses (state, due_at);
+CREATE TABLE IF NOT EXISTS learned (
+    id {autoid}, target_key TEXT NOT NULL, bottleneck TEXT NOT NULL, knob TEXT NOT NULL, plan_id TEXT NOT NULL,
+    verdict TEXT NOT NULL, reason TEXT NOT NULL, created_at {real} NOT NULL, cleared_at {real}, cleared_by TEXT);
+CREATE INDEX IF NOT EXISTS learned_target ON learned (target_key, bottleneck, cleared_at);
 """
 
 
@@ -333,6 +370,12 @@ async def claim_episodes(tx: Tx, now: float, lease: float, limit: int) -> list[E
 async def finish_episode(tx: Tx, episode_id: int, state: str, reason: str, plan_id: str | None = None) -> None:
     await tx.execute("UPDATE episodes SET state = ?, state_reason = ?, plan_id = ?, claimed_until = NULL WHERE id = ?",
                      state, reason, plan_id, episode_id)
+
+
+async def replan_episode(tx: Tx, episode_id: int, reason: str) -> None:
+    """Queue an episode for planning again (its plan had no effect: the bottleneck's next action is tried)."""
+    await tx.execute("UPDATE episodes SET state = 'new', state_reason = ?, claimed_until = NULL WHERE id = ?",
+                     reason, episode_id)
 
 
 async def list_episodes(tx: Tx, state: str | None = None, limit: int = 200) -> list[Episode]:
@@ -491,11 +534,73 @@ async def block_knob(tx: Tx, target_key: str, *, knob: str, plan_id: str, reason
 
 
 async def clear_knobs(tx: Tx, target_key: str, knob: str | None, who: str, now: float) -> int:
-    if knob:
-        return await tx.execute("UPDATE blocked_knobs SET cleared_at = ?, cleared_by = ? "
-                                "WHERE target_key = ? AND knob = ? AND cleared_at IS NULL", now, who, target_key, knob)
-    return await tx.execute("UPDATE blocked_knobs SET cleared_at = ?, cleared_by = ? "
-                            "WHERE target_key = ? AND cleared_at IS NULL", now, who, target_key)
+    """Clear blocked and learned knobs of a target (one knob, or all); returns how many rows were cleared."""
+    cleared = 0
+    for table in ("blocked_knobs", "learned"):
+        sql = f"UPDATE {table} SET cleared_at = ?, cleared_by = ? WHERE target_key = ? AND cleared_at IS NULL"  # noqa: S608
+        cleared += (await tx.execute(sql + " AND knob = ?", now, who, target_key, knob) if knob
+                    else await tx.execute(sql, now, who, target_key))
+    return cleared
+
+
+async def learn(tx: Tx, target_key: str, *, bottleneck: str, knob: str, plan_id: str, verdict: str, reason: str,
+                now: float) -> None:
+    await tx.execute("INSERT INTO learned (target_key, bottleneck, knob, plan_id, verdict, reason, created_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", target_key, bottleneck, knob, plan_id, verdict, reason, now)
+
+
+async def learned(tx: Tx, target_key: str, bottleneck: str | None = None) -> list[Learned]:
+    """What was learned on a target (for one bottleneck, or all), not yet cleared."""
+    sql = ("SELECT bottleneck, knob, plan_id, verdict, reason, created_at FROM learned "
+           "WHERE target_key = ? AND cleared_at IS NULL")
+    rows = (await tx.fetch(sql + " AND bottleneck = ? ORDER BY id", target_key, bottleneck) if bottleneck
+            else await tx.fetch(sql + " ORDER BY id", target_key))
+    return [_row(Learned, r) for r in rows]
+
+
+# ------------------------------------------------------------------------------------------------------ analyses
+
+def _analysis(row: dict[str, Any]) -> AnalysisRow:
+    return _row(AnalysisRow, row, detail=json.loads(row["detail"]))
+
+
+async def schedule_analysis(tx: Tx, plan_id: str, phase: str, due_at: float, now: float) -> bool:
+    """Queue one analysis of a plan; a phase already queued (a repeated status report) is not queued twice."""
+    rows = await tx.fetch("INSERT INTO analyses (plan_id, phase, due_at, state, created_at) "
+                          "VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (plan_id, phase) DO NOTHING RETURNING id",
+                          plan_id, phase, due_at, now)
+    return bool(rows)
+
+
+async def claim_analyses(tx: Tx, now: float, lease: float, limit: int) -> list[AnalysisRow]:
+    """Due analyses (or ones whose claim lease expired after a crash), leased to this replica."""
+    rows = await tx.fetch("SELECT * FROM analyses WHERE (state = 'pending' AND due_at <= ?) "
+                          "OR (state = 'claimed' AND claimed_until < ?) ORDER BY due_at, id LIMIT ? {lock}",
+                          now, now, limit)
+    for row in rows:
+        await tx.execute("UPDATE analyses SET state = 'claimed', claimed_until = ? WHERE id = ?", now + lease,
+                         row["id"])
+    return [_analysis(r) for r in rows]
+
+
+async def finish_analysis(tx: Tx, analysis_id: int, verdict: str, detail: dict[str, Any], now: float) -> bool:
+    """Record an analysis' verdict once: False when it was already recorded (another replica, a retry)."""
+    return bool(await tx.execute(
+        "UPDATE analyses SET state = 'done', verdict = ?, detail = ?, done_at = ?, claimed_until = NULL "
+        "WHERE id = ? AND state <> 'done'", verdict, _j(detail), now, analysis_id))
+
+
+async def plan_analyses(tx: Tx, plan_id: str) -> list[AnalysisRow]:
+    return [_analysis(r) for r in await tx.fetch("SELECT * FROM analyses WHERE plan_id = ? ORDER BY due_at, id",
+                                                 plan_id)]
+
+
+async def verdict_counts(tx: Tx) -> dict[tuple[str, str], int]:
+    """Finished analyses by (verdict, bottleneck)."""
+    rows = await tx.fetch("SELECT a.verdict AS verdict, p.bottleneck AS bottleneck, COUNT(*) AS n FROM analyses a "
+                          "JOIN plans p ON p.plan_id = a.plan_id WHERE a.state = 'done' AND a.verdict <> 'skipped' "
+                          "GROUP BY a.verdict, p.bottleneck")
+    return {(r["verdict"], r["bottleneck"]): int(r["n"]) for r in rows}
 
 
 # ------------------------------------------------------------------------------------------------------ diagnoses

@@ -17,10 +17,11 @@ from typing import Any
 from prometheus_client import Counter
 
 from . import store as st
+from .intake import is_slo_burn
 from .outbox import enqueue_push, enqueue_rollback
 from .plan import Diagnosis, Plan
 from .planner import AlertEpisode, PlanningContext, PodCost, plan_for, target_of
-from .states import SUPERSEDABLE, IllegalTransition
+from .states import SUPERSEDABLE, IllegalTransition, PlanStatus
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class PlanningOptions:
     auto_approve_low_risk: bool
     bake_seconds: float | None
     claim_lease_seconds: float
+    analysis_window_seconds: int = 300
+    min_request_rate: float = 0.01
 
 
 def planner_episode(episode: st.Episode) -> AlertEpisode:
@@ -90,7 +93,7 @@ class PlanningWorker:
         return len(episodes)
 
     async def process_episode(self, episode: st.Episode) -> str:
-        if episode.component == "slo":
+        if is_slo_burn(episode.labels):
             return await self._rollback_for(episode)
         if episode.status == "resolved":
             return await self._finish(episode, "skipped", "resolved before it was planned")
@@ -119,15 +122,18 @@ class PlanningWorker:
         cooldown = self.options.cooldown_seconds
         recent = await st.plans_since(tx, key, now - cooldown)
         for plan in recent:
-            if plan.bottleneck == episode.bottleneck:
+            if plan.bottleneck == episode.bottleneck and plan.status != "no_effect":  # no effect: try the next
                 return await _skip(tx, episode, f"cooldown: plan {plan.plan_id} for {episode.bottleneck} on {key} "
                                    f"was created {now - plan.created_at:.0f}s ago (cooldown {cooldown:.0f}s)",
                                    plan.plan_id)
-        blocked = frozenset(b.knob for b in await st.blocked_knobs(tx, key))
+        blocked = frozenset(b.knob for b in await st.blocked_knobs(tx, key)) | frozenset(
+            k.knob for k in await st.learned(tx, key, episode.bottleneck or ""))
         ctx = PlanningContext(blocked_knobs=blocked, cooling_knobs=st.changed_knobs(recent),
                               auto_approve_low_risk=self.options.auto_approve_low_risk,
                               engine_config=engine_config or {}, now=datetime.fromtimestamp(now, UTC),
-                              pod_cost=cost)
+                              pod_cost=cost,
+                              analysis_window_seconds=self.options.analysis_window_seconds,
+                              min_request_rate=self.options.min_request_rate)
         if self.options.bake_seconds is not None:
             ctx = dataclasses.replace(ctx, bake_seconds=int(self.options.bake_seconds))
         result = plan_for(planner_episode(episode), ctx)
@@ -176,17 +182,10 @@ class PlanningWorker:
             for plan in await st.rollback_candidates(tx, now):
                 if not (scope_matches(plan.scope, labels) and rollback_wanted(plan, labels)):
                     continue
-                try:
-                    await st.transition(tx, plan.plan_id, "rolled_back", cause="alert",
-                                        detail={"event": "slo_alert", "alert": alert}, now=now)
-                except IllegalTransition:
-                    continue
-                await enqueue_rollback(tx, plan, {"kind": "slo_alert", **alert}, now)
-                for knob in plan.knobs:
-                    await st.block_knob(tx, plan.target_key, knob=knob, plan_id=plan.plan_id,
-                                        reason=f"rolled back by {episode.alertname} ({labels.get('slo', '')})",
-                                        now=now)
-                rolled.append(plan.plan_id)
+                if await roll_back(tx, plan, cause="alert", detail={"event": "slo_alert", "alert": alert},
+                                   reason={"kind": "slo_alert", **alert},
+                                   block=f"rolled back by {episode.alertname} ({labels.get('slo', '')})", now=now):
+                    rolled.append(plan.plan_id)
             if not rolled:
                 await st.finish_episode(tx, episode.id, "no_rollback",
                                         "no plan in flight (or within its bake time) for this SLO alert's scope")
@@ -200,6 +199,25 @@ class PlanningWorker:
         self.wake_outbox()
         log.info("rollback decided", extra={"plans": rolled, "alert": episode.alertname})
         return "rolled_back"
+
+
+async def roll_back(tx: st.Tx, plan: st.PlanRow, *, cause: str, detail: dict[str, Any], reason: dict[str, Any],
+                    block: str, now: float, to: PlanStatus = "rolled_back") -> bool:
+    """The one rollback path (SLO alerts, analyses): move the plan to ``to`` (``rolled_back`` or ``no_effect``),
+    queue its rollback push once and block its knobs on the target. False when the state machine refuses (the
+    plan was already rolled back, by another replica or a repeated alert)."""
+    try:
+        await st.transition(tx, plan.plan_id, to, cause=cause, detail=detail, now=now)
+    except IllegalTransition:
+        return False
+    await enqueue_rollback(tx, plan, reason, now)
+    for knob in plan.knobs:
+        if to == "rolled_back":
+            await st.block_knob(tx, plan.target_key, knob=knob, plan_id=plan.plan_id, reason=block, now=now)
+        else:
+            await st.learn(tx, plan.target_key, bottleneck=plan.bottleneck, knob=knob, plan_id=plan.plan_id,
+                           verdict=to, reason=block, now=now)
+    return True
 
 
 async def _skip(tx: st.Tx, episode: st.Episode, reason: str, plan_id: str) -> str:

@@ -1,0 +1,77 @@
+"""A plan's expected impact as a measurable claim, derived from the bottleneck spec; pure, no I/O.
+
+The claim names the bottleneck's own signal (the main term of its alert condition, a per-pod recording rule)
+and which way it must move, the minimum effect, and the guard series that must not get worse: time to first
+token and inter-token latency (the latency SLIs), the error ratio and the throughput of the target. Every
+series is written as PromQL for the changed target and, when the target names a pod and a model, for the
+model's other replicas (the unchanged baseline over the same window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from optiinfra import signals as sg
+from optiinfra.taxonomy import Bottleneck
+
+from .plan import ExpectedImpact, Signal, Target
+
+#: Guards: (recording rule, which way is better, absolute change that is noise).
+GUARDS: tuple[tuple[str, str, float], ...] = (
+    (sg.TTFT_P95.metric, "down", 0.05),
+    (sg.ITL_P95.metric, "down", 0.005),
+    ("pod_model:llm_requests_errored_per_finished:ratio_rate5m", "down", 0.01),
+    (sg.TRAFFIC.metric, "up", 0.05),
+)
+_BETTER = {">": "down", ">=": "down", "==": "down", "<": "up"}
+#: The noise floor of a bottleneck signal by its unit-free size (ratios and seconds both stay small).
+SIGNAL_FLOOR = 0.01
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _selector(matchers: Mapping[str, tuple[str, str]]) -> str:
+    return "{" + ",".join(f'{k}{op}"{_escape(v)}"' for k, (op, v) in matchers.items()) + "}"
+
+
+def selectors(target: Target) -> tuple[str, str | None]:
+    """The target's selector and, when it names a pod and a model, its unchanged replicas' selector."""
+    own: dict[str, tuple[str, str]] = {}
+    if target.namespace:
+        own["namespace"] = ("=", target.namespace)
+    if target.pod:
+        own["pod"] = ("=", target.pod)
+    elif target.instance and not target.deployment:
+        own["instance"] = ("=", target.instance)
+    if target.model:
+        own["model"] = ("=", target.model)
+    baseline = None
+    if target.pod and target.model:
+        baseline = _selector({**own, "pod": ("!=", target.pod)})
+    return _selector(own), baseline
+
+
+def _signal(rule: str, better: str, floor: float, own: str, baseline: str | None) -> Signal:
+    name = rule.split(":")[1] if rule.count(":") == 2 else rule
+    return Signal.model_validate({
+        "name": name, "query": f"max({rule}{own})", "better": better, "floor": floor,
+        "baseline_query": f"avg({rule}{baseline})" if baseline else None})
+
+
+def expected_impact(entry: Bottleneck, target: Target, *, min_traffic: float = 0.01,
+                    window_seconds: int = 300) -> ExpectedImpact:
+    """The claim a plan for ``entry`` on ``target`` makes (``entry.plan`` must exist)."""
+    assert entry.plan is not None
+    own, baseline = selectors(target)
+    signal = None
+    condition = entry.condition
+    if isinstance(condition, sg.Condition) and condition.main.series.kind == "rule":
+        signal = _signal(condition.main.series.metric, _BETTER[condition.main.op], SIGNAL_FLOOR, own, baseline)
+    guards = [_signal(rule, better, floor, own, baseline) for rule, better, floor in GUARDS
+              if signal is None or f"({rule}{{" not in signal.query]
+    return ExpectedImpact.model_validate({
+        "metric": entry.plan.metric, "direction": entry.plan.direction, "signal": signal, "guards": guards,
+        "traffic_query": f"sum({sg.TRAFFIC.metric}{own})", "min_traffic": min_traffic,
+        "window_seconds": window_seconds})

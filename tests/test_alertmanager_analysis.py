@@ -1,0 +1,254 @@
+"""Every plan proves its effect: the expected-impact claim, analyses at each step and after the bake time, and
+what the receiver does with each verdict (verified, no_effect and the next action, rollback on a guard,
+inconclusive without traffic), exactly once, on SQLite and PostgreSQL.
+
+Prometheus is a small HTTP server speaking its ``/api/v1/query_range`` answer format, whose series take one value
+before the plan was pushed and another after it; the receiver reads it through its real HTTP reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+from receiver_kit import alert, eventually, notification, start_pair
+
+from optiinfra.alertmanager.analysis import Windows, judge, measure
+from optiinfra.alertmanager.plan import ExpectedImpact
+from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for
+from optiinfra.taxonomy import by_id
+
+pytest_plugins = ("pg",)
+
+KV, TTFT, TRAFFIC = "llm_kv_cache_usage_ratio", "llm_time_to_first_token_seconds", "llm_requests_finished"
+
+
+class FakePrometheus:
+    """Series by a name fragment of the query: (value before the change, value after), per target or baseline."""
+
+    def __init__(self, series: dict[str, tuple[float, float]], baseline: dict[str, tuple[float, float]] | None = None):
+        self.series, self.baseline = series, baseline or {}
+        self.changed_at = float("inf")
+        self.queries: list[str] = []
+
+    async def no_config(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": []}})
+
+    async def query_range(self, request: web.Request) -> web.Response:
+        q = request.query
+        query, start, end, step = q["query"], float(q["start"]), float(q["end"]), float(q["step"])
+        self.queries.append(query)
+        table = self.baseline if "pod!=" in query else self.series
+        pair = next((v for k, v in table.items() if k in query), None)
+        values = []
+        t = start
+        while pair is not None and t <= end:
+            values.append([t, str(pair[0] if t <= self.changed_at + 0.001 else pair[1])])
+            t += step
+        result = [{"metric": {}, "values": values}] if values else []
+        return web.json_response({"status": "success", "data": {"resultType": "matrix", "result": result}})
+
+
+async def _prometheus(aiohttp_server: Any, fake: FakePrometheus) -> str:
+    app = web.Application()
+    app.router.add_get("/api/v1/query_range", fake.query_range)
+    app.router.add_get("/api/v1/query", fake.no_config)
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+HELPS = {KV: (0.97, 0.6), TTFT: (0.8, 0.7), TRAFFIC: (5.0, 5.0)}
+NOTHING = {KV: (0.97, 0.96), TTFT: (0.8, 0.8), TRAFFIC: (5.0, 5.0)}
+HURTS = {KV: (0.97, 0.6), TTFT: (0.8, 3.5), TRAFFIC: (5.0, 5.0)}
+IDLE = {KV: (0.97, 0.6), TTFT: (0.8, 0.7), TRAFFIC: (0.001, 0.001)}
+
+
+async def _pair(aiohttp_client: Any, aiohttp_server: Any, db: str, fake: FakePrometheus) -> Any:
+    url = await _prometheus(aiohttp_server, fake)
+    return await start_pair(aiohttp_client, aiohttp_server, db, prometheus_url=url, analysis_window_seconds=2,
+                            bake_seconds=0, cooldown_seconds=0)
+
+
+async def _pushed(pair: Any, fake: FakePrometheus, n: int = 1) -> dict[str, Any]:
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == n)
+    await pair.idle()
+    plan = (await pair.plans())[0]
+    row = await pair.service.store.run(lambda tx: tx.fetchrow("SELECT pushed_at FROM plans WHERE plan_id = ?",
+                                                              plan["plan_id"]))
+    fake.changed_at = float(row["pushed_at"])
+    return dict(plan)
+
+
+async def _roll_out(pair: Any, plan_id: str, steps: tuple[int, ...] = (10, 50)) -> None:
+    for report in [*({"status": "rolling_out", "step": s} for s in steps), {"status": "completed", "step": 100}]:
+        status, _ = await pair.api("POST", f"/api/v1/plans/{plan_id}/status", report)
+        assert status == 200
+        await pair.api("POST", f"/api/v1/plans/{plan_id}/status", report)  # repeated reports change nothing
+
+
+async def _status(pair: Any, plan_id: str, want: str, timeout: float = 20.0) -> dict[str, Any]:
+    async def reached() -> bool:
+        return bool((await pair.api("GET", f"/api/v1/plans/{plan_id}"))[1]["status"] == want)
+    assert await eventually(reached, timeout), (await pair.api("GET", f"/api/v1/plans/{plan_id}"))[1]
+    return dict((await pair.api("GET", f"/api/v1/plans/{plan_id}"))[1])
+
+
+def test_the_claim_comes_from_the_bottleneck_spec() -> None:
+    ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "queue_buildup", "namespace": "ml", "pod": "p-0",
+                                                    "model": "m", "engine": "vllm"})
+    plan = plan_for(ep, PlanningContext(now=datetime.now(UTC), analysis_window_seconds=120))
+    impact = plan.expected_impact  # type: ignore[union-attr]
+    condition = by_id()["queue_buildup"].condition
+    assert impact.signal is not None and condition is not None
+    assert impact.signal.query == f'max({condition.main.series.metric}{{namespace="ml",pod="p-0",model="m"}})'
+    assert impact.signal.baseline_query == (
+        f'avg({condition.main.series.metric}{{namespace="ml",pod!="p-0",model="m"}})')
+    assert impact.signal.better == "down" and impact.window_seconds == 120
+    names = [g.name for g in impact.guards]
+    assert names == [TTFT, "llm_inter_token_latency_seconds", "llm_requests_errored_per_finished", TRAFFIC]
+    assert {g.better for g in impact.guards if g.name == TRAFFIC} == {"up"}
+
+
+def test_a_scale_action_gets_no_canary() -> None:
+    ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "queue_buildup", "namespace": "ml",
+                                                    "deployment": "d", "model": "m", "engine": "vllm"})
+    ctx = PlanningContext(now=datetime.now(UTC), blocked_knobs=frozenset({"max_num_seqs", "max_num_batched_tokens"}))
+    plan = plan_for(ep, ctx)
+    assert plan.actions[0].kind == "scale"  # type: ignore[union-attr]
+    assert plan.rollout.steps == [100] and plan.rollout.strategy == "recreate"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("series", "baseline", "verdict"), [
+    (HELPS, {}, "improved"), (NOTHING, {}, "no_effect"), (HURTS, {}, "worse"), (IDLE, {}, "inconclusive"),
+    # the unchanged replicas improved as much: the load fell, the change did nothing (canary vs baseline)
+    (HELPS, {KV: (0.97, 0.6)}, "no_effect"),
+    # the unchanged replicas got much worse while the canary held: the change helped
+    (NOTHING, {KV: (0.6, 0.97)}, "improved"),
+])
+async def test_judge_from_real_http_answers(aiohttp_server: Any, series: Any, baseline: Any, verdict: str) -> None:
+    import aiohttp
+
+    from optiinfra.alertmanager.analysis import prometheus_reader
+    fake = FakePrometheus(series, baseline)
+    fake.changed_at = 1000.0
+    ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "kv_cache_pressure", "namespace": "ml",
+                                                    "pod": "p-0", "model": "m", "engine": "vllm"})
+    impact: ExpectedImpact = plan_for(ep, PlanningContext(now=datetime.now(UTC))).expected_impact  # type: ignore
+    url = await _prometheus(aiohttp_server, fake)
+    async with aiohttp.ClientSession() as session:
+        numbers = await measure(prometheus_reader(session, url), impact, Windows.around(1000.0, 1400.0, 300))
+    got, reason, effects = judge(impact, numbers)
+    assert got == verdict, reason
+    assert numbers["signal"]["target"]["query"] == impact.signal.query  # type: ignore[union-attr]
+    assert numbers["windows"] == {"before": [700.0, 1000.0], "after": [1100.0, 1400.0]}
+    if verdict != "inconclusive":
+        assert effects[KV]["relative"] == pytest.approx((series[KV][0] - series[KV][1]) / series[KV][0], abs=1e-3)
+
+
+async def test_helpful_plan_is_verified_with_its_numbers(aiohttp_client, aiohttp_server, db_url):
+    fake = FakePrometheus(HELPS)
+    pair = await _pair(aiohttp_client, aiohttp_server, db_url, fake)
+    for _ in range(3):  # Alertmanager duplicates
+        await pair.post(notification(alert("fp-help")))
+    plan = await _pushed(pair, fake)
+    await _roll_out(pair, plan["plan_id"])
+    detail = await _status(pair, plan["plan_id"], "verified")
+    await asyncio.sleep(0.3)
+    phases = {a["phase"]: a for a in detail["analyses"]}
+    assert set(phases) >= {"step-10", "step-50", "bake"}
+    bake = phases["bake"]
+    assert bake["verdict"] == "improved"
+    assert bake["detail"]["signal"]["target"]["before"] == pytest.approx(0.97)
+    assert bake["detail"]["signal"]["target"]["after"] == pytest.approx(0.6)
+    assert "pod_model:llm_kv_cache_usage_ratio:max" in bake["detail"]["signal"]["target"]["query"]
+    verified = [a for a in detail["audit"] if a["to_status"] == "verified"]
+    assert len(verified) == 1 and verified[0]["cause"] == "analysis"
+    assert pair.sink.rollbacks == {}
+    assert len(pair.sink.plans) == 1
+    text = await (await pair.client.get("/metrics")).text()
+    assert 'optiinfra_receiver_plan_outcomes_total{bottleneck="kv_cache_pressure",verdict="improved"}' in text
+
+
+async def test_no_effect_rolls_back_and_tries_the_next_action(aiohttp_client, aiohttp_server, db_url):
+    fake = FakePrometheus(NOTHING)
+    pair = await _pair(aiohttp_client, aiohttp_server, db_url, fake)
+    await pair.post(notification(alert("fp-none")))
+    plan = await _pushed(pair, fake)
+    assert plan["knobs"] == ["gpu_memory_utilization"]
+    await _roll_out(pair, plan["plan_id"], steps=())
+    detail = await _status(pair, plan["plan_id"], "no_effect")
+    assert [a["verdict"] for a in detail["analyses"] if a["phase"] == "bake"] == ["no_effect"]
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+
+    async def replanned() -> bool:
+        return len(await pair.plans()) == 2
+    assert await eventually(replanned)
+    await pair.post(notification(alert("fp-none")))  # a duplicate after the fact changes nothing
+    await pair.idle()
+    assert len(pair.sink.rollbacks) == 1 and len(await pair.plans()) == 2
+    nxt = next(p for p in await pair.plans() if p["plan_id"] != plan["plan_id"])
+    # the next action of kv_cache_pressure (an fp8 KV cache: medium risk, so it waits for approval)
+    assert nxt["knobs"] == ["cache_dtype"] and nxt["bottleneck"] == "kv_cache_pressure"
+    assert nxt["status"] == "pending_approval"
+    status, learned = await pair.api("GET", f"/api/v1/targets/learned?target={plan['target_key']}")
+    assert [(k["knob"], k["verdict"]) for k in learned["learned"]] == [("gpu_memory_utilization", "no_effect")]
+    # the harmful list is untouched: the knob is only learned as not helping this bottleneck
+    status, blocked = await pair.api("GET", f"/api/v1/targets/blocked?target={plan['target_key']}")
+    assert blocked["blocked"] == []
+
+
+async def test_harmful_plan_is_rolled_back_on_its_guard_at_the_first_step(aiohttp_client, aiohttp_server, db_url):
+    fake = FakePrometheus(HURTS)
+    pair = await _pair(aiohttp_client, aiohttp_server, db_url, fake)
+    await pair.post(notification(alert("fp-hurt")))
+    plan = await _pushed(pair, fake)
+    status, _ = await pair.api("POST", f"/api/v1/plans/{plan['plan_id']}/status", {"status": "rolling_out",
+                                                                                   "step": 10})
+    detail = await _status(pair, plan["plan_id"], "rolled_back")
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+    step = next(a for a in detail["analyses"] if a["phase"] == "step-10")
+    assert step["verdict"] == "worse" and TTFT in step["detail"]["reason"]
+    rollback = next(iter(pair.sink.rollbacks.values()))
+    assert rollback["reason"]["kind"] == "analysis" and rollback["reason"]["verdict"] == "worse"
+    # the orchestrator's later reports are refused; the rollback stays the only one
+    status, _ = await pair.api("POST", f"/api/v1/plans/{plan['plan_id']}/status", {"status": "completed"})
+    assert status == 409
+    await pair.idle()
+    assert len([r for r in pair.sink.requests if r.path.endswith("/rollback")]) == 1
+    status, blocked = await pair.api("GET", f"/api/v1/targets/blocked?target={plan['target_key']}")
+    assert [b["knob"] for b in blocked["blocked"]] == ["gpu_memory_utilization"]
+
+
+async def test_low_traffic_is_inconclusive_and_changes_nothing(aiohttp_client, aiohttp_server, tmp_path):
+    fake = FakePrometheus(IDLE)
+    pair = await _pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", fake)
+    await pair.post(notification(alert("fp-idle")))
+    plan = await _pushed(pair, fake)
+    await _roll_out(pair, plan["plan_id"], steps=())
+
+    async def analysed() -> bool:
+        detail = (await pair.api("GET", f"/api/v1/plans/{plan['plan_id']}"))[1]
+        return any(a["verdict"] for a in detail["analyses"])
+    assert await eventually(analysed, 20)
+    detail = (await pair.api("GET", f"/api/v1/plans/{plan['plan_id']}"))[1]
+    assert detail["status"] == "completed"
+    bake = next(a for a in detail["analyses"] if a["phase"] == "bake")
+    assert bake["verdict"] == "inconclusive" and "too little traffic" in bake["detail"]["reason"]
+    assert pair.sink.rollbacks == {} and len(pair.sink.plans) == 1
+
+
+async def test_slo_burn_without_component_rolls_back(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
+    await pair.post(notification(alert("fp-kv-slo")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    burn = alert("fp-burn", "2026-11-22T03:30:00.000Z", bottleneck="slo_burn", alertname="LLMSLOBurnRateFast",
+                 slo="ttft")
+    burn["labels"]["component"] = "engine"  # only the contract label says it is an SLO burn
+    await pair.post(notification(burn))
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+    assert (await pair.plans())[0]["status"] == "rolled_back"
+
