@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from . import store as st
@@ -56,36 +57,35 @@ class Analyzer:
 
     async def analyse_due(self) -> int:
         """Claim, measure, judge and act on the due analyses; return how many were finished."""
-        rows = await self.store.run(lambda tx: st.claim_analyses(tx, self.clock(), self.lease_seconds, 8))
-        done = 0
-        for row in rows:
-            plan = await self.store.run(lambda tx, pid=row.plan_id: st.get_plan(tx, pid))
-            if plan is None or plan.status not in ANALYSED:
-                status = plan.status if plan else "gone"
-                await self.store.run(lambda tx, r=row, s=status: self._record(tx, r, "skipped", {
-                    "reason": f"the plan is {s}: nothing left to analyse"}))
-                continue
-            impact = impact_of(plan)
-            now = self.clock()
-            windows = Windows.around(changed_at(plan), now, impact.window_seconds)
-            try:
-                numbers = await measure(self.read, impact, windows)
-            except PrometheusUnavailable as exc:
-                log.warning("analysis postponed: Prometheus unavailable", extra={"plan": plan.plan_id,
-                                                                                 "error": str(exc)})
-                continue  # the lease ends and the analysis is claimed again
-            verdict, reason, effects = judge(impact, numbers)
-            detail = {"phase": row.phase, "verdict": verdict, "reason": reason, "effects": effects, **numbers}
-            acted = await self.store.run(lambda tx, r=row, d=detail: self._act(tx, r, d, now))
-            done += 1
-            log.info("plan analysed", extra={"plan": plan.plan_id, "phase": row.phase, "verdict": verdict,
-                                             "reason": reason, "action": acted})
-        return done
+        rows = await self.store.run(partial(st.claim_analyses, now=self.clock(), lease=self.lease_seconds, limit=8))
+        return sum([await self._analyse(row) for row in rows])
 
-    async def _record(self, tx: st.Tx, row: st.AnalysisRow, verdict: str, detail: dict[str, Any]) -> bool:
-        return await st.finish_analysis(tx, row.id, verdict, detail, self.clock())
+    async def _analyse(self, row: st.AnalysisRow) -> bool:
+        plan = await self.store.run(partial(st.get_plan, plan_id=row.plan_id))
+        if plan is None or plan.status not in ANALYSED:
+            reason = f"the plan is {plan.status if plan else 'gone'}: nothing left to analyse"
+            await self.store.run(partial(st.finish_analysis, analysis_id=row.id, verdict="skipped",
+                                         detail={"reason": reason}, now=self.clock()))
+            return False
+        impact = impact_of(plan)
+        now = self.clock()
+        try:
+            numbers = await measure(self.read, impact, Windows.around(changed_at(plan), now, impact.window_seconds))
+        except PrometheusUnavailable as exc:
+            log.warning("analysis postponed: Prometheus unavailable", extra={"plan": plan.plan_id, "error": str(exc)})
+            return False  # the lease ends and the analysis is claimed again
+        verdict, reason, effects = judge(impact, numbers)
+        detail = {"phase": row.phase, "verdict": verdict, "reason": reason, "effects": effects, **numbers}
+        acted = await self.store.run(partial(self._act, row=row, detail=detail, now=now))
+        if acted in ("rolled_back", "no_effect"):  # woken here, on the event loop (never inside a transaction)
+            self.wake_outbox()
+            self.wake_planner()
+        log.info("plan analysed", extra={"plan": plan.plan_id, "phase": row.phase, "verdict": verdict,
+                                         "reason": reason, "action": acted})
+        return True
 
     async def _act(self, tx: st.Tx, row: st.AnalysisRow, detail: dict[str, Any], now: float) -> str:
+        """Record the verdict and act on it, in the caller's transaction (awaits only the store)."""
         verdict: str = detail["verdict"]
         if not await st.finish_analysis(tx, row.id, verdict, detail, now):
             return "already recorded"
@@ -97,18 +97,14 @@ class Analyzer:
         reason = {"kind": "analysis", "phase": row.phase, "verdict": verdict, "reason": detail["reason"]}
         if verdict == "worse":
             if await roll_back(tx, plan, cause="analysis", detail=summary, reason=reason, block=block, now=now):
-                self.wake_outbox()
                 return "rolled_back"
         elif row.phase == BAKE and verdict == "improved" and plan.status == "completed":
             await st.transition(tx, plan.plan_id, "verified", cause="analysis", detail=summary, now=now)
             return "verified"
-        elif row.phase == BAKE and verdict == "no_effect" and plan.status == "completed":
-            if await roll_back(tx, plan, cause="analysis", detail=summary, reason=reason, block=block, now=now,
-                               to="no_effect"):
-                if plan.episode_id is not None:
-                    await st.replan_episode(tx, plan.episode_id, f"plan {plan.plan_id} had no effect: next action")
-                    self.wake_planner()
-                self.wake_outbox()
-                return "no_effect"
+        elif row.phase == BAKE and verdict == "no_effect" and plan.status == "completed" and await roll_back(
+                tx, plan, cause="analysis", detail=summary, reason=reason, block=block, now=now, to="no_effect"):
+            if plan.episode_id is not None:
+                await st.replan_episode(tx, plan.episode_id, f"plan {plan.plan_id} had no effect: next action")
+            return "no_effect"
         await st.note(tx, plan.plan_id, cause="analysis", detail=summary, now=now)
         return "recorded"

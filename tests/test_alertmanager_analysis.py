@@ -19,6 +19,7 @@ from receiver_kit import alert, eventually, notification, start_pair
 from optiinfra.alertmanager.analysis import Windows, judge, measure
 from optiinfra.alertmanager.plan import ExpectedImpact
 from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for
+from optiinfra.alertmanager.show import fetch, render
 from optiinfra.taxonomy import by_id
 
 pytest_plugins = ("pg",)
@@ -170,6 +171,15 @@ async def test_helpful_plan_is_verified_with_its_numbers(aiohttp_client, aiohttp
     assert len(pair.sink.plans) == 1
     text = await (await pair.client.get("/metrics")).text()
     assert 'optiinfra_receiver_plan_outcomes_total{bottleneck="kv_cache_pressure",verdict="improved"}' in text
+    # optiinfra plans show, through the real API
+    url = str(pair.client.make_url("")).rstrip("/")
+    shown = render(await asyncio.to_thread(fetch, url, plan["plan_id"]))
+    assert f"plan {plan['plan_id']}  kv_cache_pressure on ml/vllm-0/llama: verified" in shown
+    assert "--gpu-memory-utilization" in shown
+    bake_row = next(line for line in shown.splitlines() if line.startswith("bake "))
+    assert "improved" in bake_row and "0.97" in bake_row and "0.6" in bake_row and "+38%" in bake_row
+    spark = next(line for line in shown.splitlines() if line.strip().startswith(KV))
+    assert "│" in spark and spark.split("│")[0].strip().endswith("█") and "0.97 -> 0.6" in spark
 
 
 async def test_no_effect_rolls_back_and_tries_the_next_action(aiohttp_client, aiohttp_server, db_url):
@@ -193,10 +203,10 @@ async def test_no_effect_rolls_back_and_tries_the_next_action(aiohttp_client, ai
     # the next action of kv_cache_pressure (an fp8 KV cache: medium risk, so it waits for approval)
     assert nxt["knobs"] == ["cache_dtype"] and nxt["bottleneck"] == "kv_cache_pressure"
     assert nxt["status"] == "pending_approval"
-    status, learned = await pair.api("GET", f"/api/v1/targets/learned?target={plan['target_key']}")
+    _, learned = await pair.api("GET", f"/api/v1/targets/learned?target={plan['target_key']}")
     assert [(k["knob"], k["verdict"]) for k in learned["learned"]] == [("gpu_memory_utilization", "no_effect")]
     # the harmful list is untouched: the knob is only learned as not helping this bottleneck
-    status, blocked = await pair.api("GET", f"/api/v1/targets/blocked?target={plan['target_key']}")
+    _, blocked = await pair.api("GET", f"/api/v1/targets/blocked?target={plan['target_key']}")
     assert blocked["blocked"] == []
 
 
