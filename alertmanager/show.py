@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -89,8 +90,10 @@ def render(view: Mapping[str, Any]) -> str:
 
 
 def fetch(receiver_url: str, plan_id: str, token: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
-    url = f"{receiver_url.rstrip('/')}/api/v1/plans/{urllib.request.quote(plan_id, safe='')}"
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    if not receiver_url.startswith(("http://", "https://")):
+        raise UsageError(f"--receiver-url {redact_url(receiver_url)!r}: give an http:// or https:// URL")
+    url = f"{receiver_url.rstrip('/')}/api/v1/plans/{urllib.parse.quote(plan_id, safe='')}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - the user's receiver URL
             body: dict[str, Any] = json.loads(resp.read())

@@ -94,7 +94,8 @@ def test_known_config_gives_current_to_new() -> None:
     assert document["evidence"]["alerts"][0]["startsAt"] == "2026-11-22T02:55:00Z"
     impact = document["expected_impact"]
     assert (impact["metric"], impact["direction"]) == ("llm_preemptions_total", "down")
-    assert impact["signal"]["query"] == 'max(pod_model:llm_kv_cache_usage_ratio:max{namespace="llm",pod="vllm-0",model="llama"})'
+    assert impact["signal"]["query"] == (
+        'max(pod_model:llm_kv_cache_usage_ratio:max{namespace="llm",pod="vllm-0",model="llama"})')
     assert impact["signal"]["better"] == "down"
     assert document["created_at"] == "2026-11-22T03:00:00Z"
 
