@@ -210,39 +210,26 @@ def test_engine_stalled_and_restart() -> None:
     assert p.samples[-1].generated > stalled[-1].generated
 
 
-def test_slo_regression_degrades_on_change_and_recovers_on_rollback() -> None:
+def test_slo_regression_harm_emerges_from_the_load_model() -> None:
+    """No config-differs rule: the planned bigger prefill chunk really costs inter-token latency in the model."""
     p = Probe("slo_regression").run(25)
-    assert p.kv_alert_run() >= 5
-    assert max(p.series("ttft")) < 2.5
-    e2e_before = max(p.series("e2e"))
+    ttft_before = [v for v in p.series("ttft", 10)[10:] if not math.isnan(v)]
+    itl_before = [v for v in p.series("itl", 10)[10:] if not math.isnan(v)]
+    assert min(ttft_before) > TTFT_P95  # prefill_bound fires first
+    assert max(itl_before) < 0.2  # inside the inter-token SLO
     initial = p.sim.model.config
-    p.sim.apply_config(parse_changes("vllm", {"gpu_memory_utilization": 0.95}))  # the plan
-    changed_at = len(p.samples)
-    p.run(40)
-    degraded_ttft = [p.p95(a, b, "ttft") for a, b in zip(p.samples[-15:-5], p.samples[-10:], strict=True)]
-    degraded_e2e = [p.p95(a, b, "e2e") for a, b in zip(p.samples[-15:-5], p.samples[-10:], strict=True)]
-    assert min(degraded_ttft) > 1.5 * 2.5
-    assert min(degraded_e2e) > 4 * e2e_before
-    assert max(p.series("itl")[-10:]) < ITL_P95  # only the time to first token regresses
-    assert p.kv_alert_run() < 40  # the plan did fix the KV pressure
-    # the default TTFT SLO (2.5 s, 99%) burns 14.4x its budget over both demo windows (1 min and 5 s)
-    burn = 14.4 * (1 - 0.99)
-    bounds = p.sim.model.stats.hist["ttft"].bounds
-    good_at = bounds.index(2.5)
-
-    def bad_share(a: Sample, b: Sample) -> float:
-        total = b.hist["ttft"][-1] - a.hist["ttft"][-1]
-        return (total - (b.hist["ttft"][good_at] - a.hist["ttft"][good_at])) / total
-
-    fires = [t for t in range(changed_at, len(p.samples))
-             if bad_share(p.samples[t - 60 if t >= 60 else 0], p.samples[t]) > burn
-             and bad_share(p.samples[t - 5], p.samples[t]) > burn]
-    assert fires and fires[0] - changed_at <= 35
-    p.sim.apply_config(parse_changes("vllm", {"gpu_memory_utilization": 0.90}))  # the rollback
-    assert p.sim.model.config == initial and not p.sim.degraded
-    p.run(15)
-    recovered = [p.p95(a, b, "ttft") for a, b in zip(p.samples[-10:-5], p.samples[-5:], strict=True)]
-    assert max(recovered) < 2.5
+    p.sim.apply_config(parse_changes("vllm", {"max_num_batched_tokens": 2048}))  # the plan: prefill_chunk_up x2
+    n = len(p.samples)
+    p.run(30)
+    itl_after = [v for v in p.series("itl", 10)[n + 10:] if not math.isnan(v)]
+    ttft_after = [v for v in p.series("ttft", 10)[n + 10:] if not math.isnan(v)]
+    assert min(itl_after) > 0.2 and min(itl_after) > 1.4 * max(itl_before)  # harm: twice the guard's 20%
+    assert sum(ttft_after) / len(ttft_after) < sum(ttft_before) / len(ttft_before)  # the help it was for
+    p.sim.apply_config(parse_changes("vllm", {"max_num_batched_tokens": 1024}))  # the rollback
+    assert p.sim.model.config == initial
+    n = len(p.samples)
+    p.run(25)
+    assert max(v for v in p.series("itl", 10)[n + 12:] if not math.isnan(v)) < 0.2
 
 
 def test_same_seed_same_run_other_seed_other_run() -> None:

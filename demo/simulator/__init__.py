@@ -21,8 +21,10 @@ Timing contract
   preemption_storm's rate only equals its 0.1/s threshold.
 * ``POST /admin/config`` applies engine-native keys like a restart that keeps its clients: running
   requests go back to the front of the queue (KV freed, recomputed), the KV cache is resized; counters
-  continue (no reset). ``engine_stalled`` recovers on any config change; ``slo_regression`` degrades
-  while the config differs from its initial one and recovers when it is changed back (the rollback).
+  continue (no reset). ``engine_stalled`` recovers on any config change. No scenario reacts to "a
+  config differs": help and harm come from the load model (a larger KV budget means fewer preemptions and
+  lower KV usage; a too-small ``max_num_seqs`` builds a queue and raises TTFT; a bigger prefill chunk lowers
+  TTFT and raises inter-token latency).
 
 Deterministic for a given ``--seed`` and sequence of advances.
 
@@ -31,8 +33,8 @@ between, vLLM format, time-scale 10): healthy - nothing; kv_cache_pressure - LLM
 preemption_storm - LLMPreemptionStorm (KV pressure and queue build-up only reach *pending*: KV usage is a
 sawtooth that dips below 0.9 and the rule's ``for`` resets); queue_buildup - LLMQueueBuildup; prefill_bound -
 LLMHighTimeToFirstToken; decode_bound - LLMHighInterTokenLatency; request_errors - LLMHighErrorRate;
-engine_stalled - LLMEngineStalled; slo_regression - LLMKVCachePressure, then after the change
-LLMSLOBurnRateFast (~11 s later) and LLMHighTimeToFirstToken (inherent: TTFT rises with no queue).
+engine_stalled - LLMEngineStalled; slo_regression - LLMHighTimeToFirstToken, then after the planned bigger
+prefill chunk inter-token latency above its SLO (the receiver's analysis rolls it back on that guard first).
 SLO burn alerts also fire wherever latency is far out (queue_buildup, prefill_bound, preemption_storm,
 request_errors' availability SLO). Every scenario keeps the prefix-cache hit ratio near 0.3, so
 cache_inefficiency never fires. SGLang has no error outcome on the wire (request_errors shows only as

@@ -54,10 +54,6 @@ class Hardware:
     attention_s_per_kv_token: float = 2e-8
     admission_watermark: float = 0.01
     """Share of KV blocks kept free when admitting (vLLM's watermark idea)."""
-    slow_factor: float = 1.0
-    """Multiplies every step's duration (set by scenarios that degrade on a config change)."""
-    first_token_delay_s: float = 0.0
-    """A request's prefill starts this long after admission (a synthetic stall for degraded configs)."""
 
 
 @dataclass(frozen=True)
@@ -354,7 +350,7 @@ class LoadModel:
             req.blocks = need
             req.tokens = req.prompt - req.cached + req.generated
             req.pending = req.prefill_len
-            req.ready = self.clock + self.hw.first_token_delay_s
+            req.ready = self.clock
             if req.first_scheduled < 0:
                 req.first_scheduled = self.clock
                 self.stats.observe("queue", self.clock - req.arrival)
@@ -399,7 +395,7 @@ class LoadModel:
         kv_tokens = sum(r.tokens for r in self.running)
         n_decode = len(decoding)
         duration = (hw.step_base_s + hw.prefill_s_per_token * prefill_tokens + hw.decode_s_per_seq * n_decode
-                    + hw.attention_s_per_kv_token * kv_tokens) * hw.slow_factor
+                    + hw.attention_s_per_kv_token * kv_tokens)
         self.clock += duration
         now = self.clock
         stats.observe("iteration_tokens", prefill_tokens + n_decode)

@@ -113,7 +113,7 @@ async def _post_config(request: web.Request) -> web.Response:
     except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
         kind = "rejected" if isinstance(exc, ConfigError) else "bad request"
         raise web.HTTPBadRequest(text=f"{kind}: {exc}") from None
-    log.info("config applied", extra={"changes": body, "degraded": sim.degraded})
+    log.info("config applied", extra={"changes": body})
     return web.json_response({"applied": body, "config": native_config(engine, new)})
 
 
