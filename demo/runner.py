@@ -3,11 +3,12 @@
 ``--engine vllm`` (``run_real_loop``) runs it on a real vLLM instead (CPU build, tiny model, tiny KV cache under
 bounded load), started and restarted by the process orchestrator (``optiinfra orchestrator``).
 
-simulator (vLLM, ``slo_regression``: KV pressure first) -> exporter -> real Prometheus with the generated
-rules (demo profile, 1 s evaluation) -> real Alertmanager with the generated config -> receiver -> a local
-orchestrator that applies plans to the simulator. The run succeeds when a KV-pressure plan reached the
-orchestrator and was applied, the change made the SLO burn, and exactly one rollback came back and was
-applied. ``run_loop`` is shared with the end-to-end tests, which use other scenarios and expectations.
+simulator (vLLM) -> exporter -> real Prometheus with the generated rules (demo profile, 1 s evaluation) -> real
+Alertmanager with the generated config -> receiver (analysing every plan against Prometheus) -> a local
+orchestrator that applies plans to the simulator. Two runs: ``kv_cache_pressure``, whose plan (more KV memory)
+lowers KV usage and ends ``verified``; and ``slo_regression``, whose plan (a bigger prefill chunk) really costs
+inter-token latency in the load model and is rolled back on that guard. Each prints the numbers that decided.
+``run_loop`` is shared with the end-to-end tests, which use other scenarios and expectations.
 """
 
 from __future__ import annotations
@@ -64,6 +65,10 @@ class Expectation:
     settle_seconds: float = 0.0
     """After success, keep watching this long: a second plan or rollback then still fails the run."""
     timeout: float = 170.0
+    status: str | None = None
+    """The receiver status the (first) plan must reach, e.g. ``verified`` (None: any)."""
+    verdict: str | None = None
+    """A verdict one of its analyses must record, e.g. ``inconclusive`` (None: any)."""
 
 
 @dataclass
@@ -77,6 +82,10 @@ class Outcome:
     applied: list[dict[str, Any]] = field(default_factory=list)
     diagnoses: list[dict[str, Any]] = field(default_factory=list)
     receiver_plans: list[dict[str, Any]] = field(default_factory=list)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """``GET /api/v1/plans/{id}`` of every plan: status, audit and analyses with their numbers."""
+    alerts_before_rollback: list[dict[str, str]] | None = None
+    """Labels of the alerts seen firing until the first rollback arrived."""
     elapsed: float = 0.0
 
 
@@ -158,12 +167,16 @@ async def _start_monitoring(stack: Stack, ports: dict[str, int], base: dict[str,
     say("up", f"Alertmanager (real, generated config): {base['am']}")
 
 
+#: The receiver's analysis at demo speed: 6 s windows (the demo profile's rate windows are 5 s), 8 s bake.
+DEMO_ANALYSIS = ("--analysis-window", "6", "--bake-seconds", "8")
+
+
 async def _start_receiver(stack: Stack, ports: dict[str, int], base: dict[str, str], token_file: Path, *,
-                          say: Callable[[str, str], None]) -> None:
+                          say: Callable[[str, str], None], extra: tuple[str, ...] = DEMO_ANALYSIS) -> None:
     receiver = await stack.spawn("receiver", optiinfra_command(
         "receiver", "--orchestrator-url", base["orch"], "--listen", f"127.0.0.1:{ports['receiver']}",
         "--db", f"sqlite:///{stack.workdir / 'receiver.db'}", "--prometheus-url", base["prom"],
-        "--token-file", str(token_file), "--auto-approve-low-risk"))
+        "--token-file", str(token_file), "--auto-approve-low-risk", *extra))
     await stack.wait_ready(receiver, f"{base['receiver']}/health")
     say("up", f"receiver: {base['receiver']}/api/v1/plans")
 
@@ -177,6 +190,7 @@ async def run_loop(
     quiet: bool = False,
     keep: bool = False,
     host: bool = True,
+    receiver_args: tuple[str, ...] = DEMO_ANALYSIS,
 ) -> Outcome:
     """Start the whole stack for ``scenario``, watch it until ``expect`` holds (or fails), stop it.
 
@@ -211,7 +225,7 @@ async def run_loop(
         await web.TCPSite(sink_runner, "127.0.0.1", ports["orch"]).start()
         say("up", f"orchestrator (local; applies plans to the simulator): {base['orch']}")
 
-        await _start_receiver(stack, ports, base, token_file, say=say)
+        await _start_receiver(stack, ports, base, token_file, say=say, extra=receiver_args)
         say("look", f"Prometheus alerts {base['prom']}/alerts · Alertmanager {base['am']}/#/alerts · "
                     f"plans {base['receiver']}/api/v1/plans")
 
@@ -286,7 +300,14 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
                 say("PUSHED", f"orchestrator received plan {plan.get('plan_id', '?')[:8]} "
                               f"({plan.get('bottleneck')}, Idempotency-Key {plan.get('idempotency_key', '?')[:12]}…)")
             n_plans = len(received)
+            for row in outcome.receiver_plans:
+                record = await _json(session, f"{base['receiver']}/api/v1/plans/{row['plan_id']}")
+                if record:
+                    _say_analyses(record, outcome.records.get(row["plan_id"]), say)
+                    outcome.records[row["plan_id"]] = record
             rollbacks = list(sink.rollbacks.values())
+            if rollbacks and outcome.alerts_before_rollback is None:
+                outcome.alerts_before_rollback = [dict(a.get("labels", {})) for a in outcome.alerts]
             for rb in rollbacks[n_rollbacks:]:
                 say("ROLLBACK", f"orchestrator received rollback of plan {str(rb.get('plan_id', '?'))[:8]}, "
                                 f"cause: {_cause(rb)}")
@@ -310,6 +331,26 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
             await asyncio.sleep(0.5)
 
 
+def _say_analyses(record: dict[str, Any], before: dict[str, Any] | None, say: Callable[[str, str], None]) -> None:
+    """Print each analysis verdict once, with the numbers that decided it."""
+    done = {a["phase"] for a in (before or {}).get("analyses", []) if a.get("verdict")}
+    for a in record.get("analyses", []):
+        if a.get("verdict") and a["phase"] not in done:
+            say("ANALYSIS", f"plan {record['plan_id'][:8]} {a['phase']}: {a['verdict']} — "
+                            f"{a.get('detail', {}).get('reason', '')}")
+
+
+def _plan_reached(o: Outcome, expect: Expectation) -> bool:
+    """The first plan reached the expected receiver status and analysis verdict."""
+    if not o.plans:
+        return False
+    record = o.records.get(str(o.plans[0].get("plan_id")), {})
+    if expect.status and record.get("status") != expect.status:
+        return False
+    verdicts = {a.get("verdict") for a in record.get("analyses", [])}
+    return not expect.verdict or expect.verdict in verdicts
+
+
 def _verdict(o: Outcome, expect: Expectation, elapsed: float) -> tuple[bool, str] | None:
     """(ok, reason) once the run is decided, None while it is still open."""
     if expect.bottleneck is None:
@@ -328,13 +369,14 @@ def _verdict(o: Outcome, expect: Expectation, elapsed: float) -> tuple[bool, str
         return False, f"{len(o.plans)} plans arrived, expected one"
     if len(o.rollbacks) > 1:
         return False, f"{len(o.rollbacks)} rollbacks arrived, expected one"
-    done = bool(o.plans) and (not expect.rollback or (o.rollbacks and _restored(o)))
+    done = bool(o.plans) and (not expect.rollback or (o.rollbacks and _restored(o))) and _plan_reached(o, expect)
     if done and elapsed >= expect.min_seconds:
         return True, "loop completed"
     if elapsed >= expect.timeout:
         missing = ("no plan reached the orchestrator" if not o.plans else
                    "the plan was not applied" if not o.applied else
-                   "no SLO burn alert fired" if not any(a["labels"].get("component") == "slo" for a in o.alerts) else
+                   f"the plan did not reach {expect.status or 'its status'} / {expect.verdict or 'its verdict'}"
+                   if not _plan_reached(o, expect) else
                    "no rollback reached the orchestrator" if not o.rollbacks else "the rollback was not applied")
         return False, f"timed out after {elapsed:.0f}s: {missing}"
     return None
@@ -342,6 +384,8 @@ def _verdict(o: Outcome, expect: Expectation, elapsed: float) -> tuple[bool, str
 
 def _cause(rollback: dict[str, Any]) -> str:
     reason = rollback.get("reason")
+    if isinstance(reason, dict) and reason.get("kind") == "analysis":
+        return f"analysis at {reason.get('phase')}: {reason.get('verdict')} — {reason.get('reason')}"
     if isinstance(reason, dict):
         labels = reason.get("labels", {})
         return f"{labels.get('alertname', reason.get('alertname', '?'))} (slo={labels.get('slo', '?')})"
@@ -466,10 +510,22 @@ def summary(outcome: Outcome, out: TextIO) -> None:
     for plan in outcome.plans:
         actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
         print(f"  plan:      {plan.get('plan_id')} {plan.get('bottleneck')} — {actions}", file=out)
+    for plan_id, record in outcome.records.items():
+        print(f"  status:    plan {plan_id[:8]} {record.get('status')}", file=out)
+        for a in record.get("analyses", []):
+            if a.get("verdict"):
+                print(f"  analysis:  {a['phase']}: {a['verdict']} — {a.get('detail', {}).get('reason', '')}", file=out)
     for rb in outcome.rollbacks:
         print(f"  rollback:  plan {rb.get('plan_id')}, cause: {_cause(rb)}", file=out)
     for change in outcome.applied:
         print(f"  engine:    {change['what']} {change['config']}", file=out)
+
+
+#: The demo's two runs: a change that helps (verified) and one that hurts (rolled back on its guard).
+DEMO_RUNS: tuple[tuple[str, Expectation], ...] = (
+    ("kv_cache_pressure", Expectation("kv_cache_pressure", rollback=False, status="verified", timeout=150)),
+    ("slo_regression", Expectation("prefill_bound", rollback=True, status="rolled_back", timeout=150)),
+)
 
 
 def run_demo(time_scale: float, keep: bool, engine: str = "simulator") -> int:
@@ -479,11 +535,17 @@ def run_demo(time_scale: float, keep: bool, engine: str = "simulator") -> int:
           file=out, flush=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the children on SIGTERM as on Ctrl-C
     try:
-        outcome = asyncio.run(run_real_loop(out=out, keep=keep) if engine == "vllm" else
-                              run_loop("slo_regression", Expectation(), time_scale=time_scale, out=out, keep=keep))
+        if engine == "vllm":
+            outcome = asyncio.run(run_real_loop(out=out, keep=keep))
+            summary(outcome, out)
+            return 0 if outcome.ok else 1
+        ok = True
+        for scenario, expect in DEMO_RUNS:
+            print(f"\n== scenario {scenario}: a plan for {expect.bottleneck} should end {expect.status}", file=out)
+            outcome = asyncio.run(run_loop(scenario, expect, time_scale=time_scale, out=out, keep=keep))
+            summary(outcome, out)
+            ok = ok and outcome.ok
     except KeyboardInterrupt:
         print("interrupted: every child process was stopped", file=out)
         return 130
-    summary(outcome, out)
-    return 0 if outcome.ok else 1
-
+    return 0 if ok else 1

@@ -27,7 +27,8 @@ TOKENS_PER_S = "suffix: tok/s"
 
 #: Receiver series the dashboards read (plan annotations); the receiver's /metrics must be scraped.
 RECEIVER_PUSHES = "optiinfra_receiver_pushes_total"
-RECEIVER_SERIES: frozenset[str] = frozenset({RECEIVER_PUSHES})
+RECEIVER_OUTCOMES = "optiinfra_receiver_plan_outcomes_total"
+RECEIVER_SERIES: frozenset[str] = frozenset({RECEIVER_PUSHES, RECEIVER_OUTCOMES})
 
 TTFT = "llm_time_to_first_token_seconds"
 ITL = "llm_inter_token_latency_seconds"
@@ -366,6 +367,9 @@ def instance(config: Config) -> Dashboard:
         Annotation("Plans pushed", f"sum by (kind) (increase({receiver.raw(RECEIVER_PUSHES)}[{RI}])) > 0",
                    "{{kind}} pushed", "The receiver pushed a {{kind}} to the orchestrator (fleet-wide; needs "
                    "the receiver's /metrics scraped).", "blue", needs="receiver"),
+        Annotation("Plan outcomes", f"sum by (verdict, bottleneck) (increase({RECEIVER_OUTCOMES}[{RI}])) > 0",
+                   "plan {{verdict}}", "A plan for {{bottleneck}} was analysed against Prometheus: {{verdict}} "
+                   "(fleet-wide; needs the receiver's /metrics scraped).", "purple", needs="receiver"),
     )
     return Dashboard(INSTANCE_UID, "OptiInfra / Instance",
                      "One inference pod in depth: latency phases, batch and KV cache, GPUs, host, sidecar health, "

@@ -167,8 +167,9 @@ review (sorted keys, stable uids, ids in reading order) and lets the layout guar
 
 The *Instance* dashboard marks firing bottleneck alerts (`ALERTS{bottleneck!=""}` for the pod) and the
 plans and rollbacks the receiver pushed (`increase(optiinfra_receiver_pushes_total[$__rate_interval]) > 0`,
-by kind). The second needs the receiver's `/metrics` scraped by the same Prometheus; the receiver's counters
-carry no pod label, so these marks are fleet-wide.
+by kind), and each plan analysis' verdict (`increase(optiinfra_receiver_plan_outcomes_total[$__rate_interval]) > 0`,
+by verdict and bottleneck: improved, no_effect, worse, inconclusive). Those two need the receiver's `/metrics`
+scraped by the same Prometheus; the receiver's counters carry no pod label, so these marks are fleet-wide.
 """
 
 

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 from conftest import REPO, require_binary
 
-from optiinfra.demo.runner import Expectation, run_loop
+from optiinfra.demo.runner import DEMO_ANALYSIS, Expectation, run_loop
 
 pytestmark = pytest.mark.slow
 
@@ -32,10 +32,10 @@ def _schema() -> dict[str, object]:
     return schema
 
 
-async def test_kv_cache_pressure_plan_reaches_the_orchestrator() -> None:
+async def test_helpful_plan_is_verified_with_its_numbers() -> None:
     out = io.StringIO()
-    outcome = await run_loop("kv_cache_pressure", Expectation("kv_cache_pressure", rollback=False, timeout=90),
-                             out=out, host=False)
+    outcome = await run_loop("kv_cache_pressure", Expectation("kv_cache_pressure", rollback=False, status="verified",
+                                                              settle_seconds=4, timeout=120), out=out, host=False)
     assert outcome.ok, f"{outcome.reason}\n{out.getvalue()}"
     assert len(outcome.plans) == 1
     plan = outcome.plans[0]
@@ -49,6 +49,46 @@ async def test_kv_cache_pressure_plan_reaches_the_orchestrator() -> None:
     assert action["to"] > action["from"]
     assert outcome.applied and outcome.applied[0]["config"] == {"gpu_memory_utilization": action["to"]}
     assert outcome.rollbacks == []
+    record = outcome.records[plan["plan_id"]]
+    bake = next(a for a in record["analyses"] if a["phase"] == "bake")
+    assert bake["verdict"] == "improved"
+    signal = bake["detail"]["signal"]["target"]
+    assert "pod_model:llm_kv_cache_usage_ratio:max" in signal["query"]
+    assert signal["before"] >= 0.9 > signal["after"]  # KV usage fell below the alert's threshold
+    assert [a["to_status"] for a in record["audit"]].count("verified") == 1
+
+
+async def test_no_effect_plan_is_rolled_back_and_the_next_action_is_tried() -> None:
+    out = io.StringIO()
+    outcome = await run_loop("kv_saturated", Expectation("kv_cache_pressure", rollback=True, status="no_effect",
+                                                         settle_seconds=6, timeout=120), out=out, host=False)
+    assert outcome.ok, f"{outcome.reason}\n{out.getvalue()}"
+    assert len(outcome.plans) == 1 and len(outcome.rollbacks) == 1
+    plan = outcome.plans[0]
+    assert outcome.rollbacks[0]["reason"]["verdict"] == "no_effect"
+    assert [c["what"] for c in outcome.applied] == ["applied", "restored"]
+    assert outcome.applied[1]["config"] == {"gpu_memory_utilization": pytest.approx(0.9)}
+    bake = next(a for a in outcome.records[plan["plan_id"]]["analyses"] if a["phase"] == "bake")
+    assert bake["verdict"] == "no_effect"
+    signal = bake["detail"]["signal"]["target"]
+    assert signal["before"] >= 0.9 and signal["after"] >= 0.9
+    # the next action of kv_cache_pressure was planned (an fp8 KV cache: medium risk, it waits for approval)
+    others = [p for p in outcome.receiver_plans if p["plan_id"] != plan["plan_id"]]
+    assert [(p["knobs"], p["status"]) for p in others] == [(["cache_dtype"], "pending_approval")]
+
+
+async def test_low_traffic_is_inconclusive_and_nothing_is_done() -> None:
+    out = io.StringIO()
+    # the receiver is told 10^6 requests/s is the least it judges: this scenario's ~1500/s is "too little"
+    outcome = await run_loop("kv_cache_pressure", Expectation("kv_cache_pressure", rollback=False,
+                                                              status="completed", verdict="inconclusive",
+                                                              settle_seconds=4, timeout=120),
+                             out=out, host=False, receiver_args=(*DEMO_ANALYSIS, "--min-request-rate", "1000000"))
+    assert outcome.ok, f"{outcome.reason}\n{out.getvalue()}"
+    record = outcome.records[outcome.plans[0]["plan_id"]]
+    assert record["status"] == "completed" and outcome.rollbacks == []
+    assert all(a["verdict"] == "inconclusive" for a in record["analyses"] if a["verdict"])
+    assert "too little traffic" in record["analyses"][-1]["detail"]["reason"]
 
 
 async def test_healthy_yields_no_alert_and_no_plan() -> None:
@@ -60,17 +100,26 @@ async def test_healthy_yields_no_alert_and_no_plan() -> None:
     assert [a for a in outcome.alerts if a["labels"].get("bottleneck")] == []
 
 
-async def test_slo_regression_rolls_back_the_plan_in_flight_exactly_once() -> None:
+async def test_harmful_plan_is_rolled_back_on_its_guard_before_any_slo_alert() -> None:
     out = io.StringIO()
-    outcome = await run_loop("slo_regression", Expectation("kv_cache_pressure", rollback=True, settle_seconds=8,
-                                                           timeout=120), out=out, host=False)
+    outcome = await run_loop("slo_regression", Expectation("prefill_bound", rollback=True, status="rolled_back",
+                                                           settle_seconds=6, timeout=150), out=out, host=False)
     assert outcome.ok, f"{outcome.reason}\n{out.getvalue()}"
     assert len(outcome.plans) == 1 and len(outcome.rollbacks) == 1
-    plan_id = outcome.plans[0]["plan_id"]
-    assert outcome.rollbacks[0]["plan_id"] == plan_id
-    slo_alerts = [a for a in outcome.alerts if a["labels"].get("component") == "slo"]
-    assert slo_alerts and slo_alerts[0]["labels"]["bottleneck"] == "slo_burn"
+    plan = outcome.plans[0]
+    assert plan["actions"][0]["name"] == "--max-num-batched-tokens"
+    assert outcome.rollbacks[0]["plan_id"] == plan["plan_id"]
+    assert outcome.rollbacks[0]["reason"]["kind"] == "analysis"
+    assert outcome.rollbacks[0]["reason"]["verdict"] == "worse"
+    assert "llm_inter_token_latency_seconds" in outcome.rollbacks[0]["reason"]["reason"]
+    # rolled back on its guard, before the inter-token SLO it harms burned (the TTFT SLO may burn from the start:
+    # that is the prefill_bound problem the plan was for)
+    assert outcome.alerts_before_rollback is not None
+    assert [a for a in outcome.alerts_before_rollback if a.get("slo") == "inter-token"] == []
     assert [c["what"] for c in outcome.applied] == ["applied", "restored"]
-    assert outcome.applied[1]["config"] == {"gpu_memory_utilization": pytest.approx(0.9)}
-    statuses = {p["plan_id"]: p["status"] for p in outcome.receiver_plans}
-    assert statuses[plan_id] == "rolled_back"
+    assert outcome.applied[1]["config"] == {"max_num_batched_tokens": 1024}
+    record = outcome.records[plan["plan_id"]]
+    worse = [a for a in record["analyses"] if a["verdict"] == "worse"]
+    assert len(worse) == 1 and worse[0]["phase"].startswith("step-")
+    itl = next(g for g in worse[0]["detail"]["guards"] if g["name"] == "llm_inter_token_latency_seconds")
+    assert itl["target"]["after"] > 1.2 * itl["target"]["before"]

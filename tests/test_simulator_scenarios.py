@@ -232,6 +232,19 @@ def test_slo_regression_harm_emerges_from_the_load_model() -> None:
     assert max(v for v in p.series("itl", 10)[n + 12:] if not math.isnan(v)) < 0.2
 
 
+def test_kv_saturated_more_kv_memory_has_no_effect_on_usage() -> None:
+    """The no-effect case of the plan analysis: the bigger budget is filled at once by the queue."""
+    p = Probe("kv_saturated").run(25)
+    assert p.kv_alert_run() >= 5
+    before = [s.kv for s in p.samples[10:]]
+    p.sim.apply_config(parse_changes("vllm", {"gpu_memory_utilization": 0.95}))
+    n = len(p.samples)
+    p.run(25)
+    after = [s.kv for s in p.samples[n + 5:]]
+    assert min(after) >= KV
+    assert abs(sum(after) / len(after) - sum(before) / len(before)) < 0.05 * KV  # well under the 10% expected
+
+
 def test_same_seed_same_run_other_seed_other_run() -> None:
     def fingerprint(seed: int) -> tuple[int, int, int]:
         sim = Simulation("vllm", SCENARIOS["healthy"], SCALE, seed)

@@ -29,7 +29,8 @@ Timing contract
 Deterministic for a given ``--seed`` and sequence of advances.
 
 What each scenario fires (real Prometheus, the generated rules with ``--profile demo``, the sidecar in
-between, vLLM format, time-scale 10): healthy - nothing; kv_cache_pressure - LLMKVCachePressure (~11 s);
+between, vLLM format, time-scale 10): healthy - nothing; kv_cache_pressure and kv_saturated - LLMKVCachePressure
+(~11 s; in kv_saturated more KV memory has no effect on usage);
 preemption_storm - LLMPreemptionStorm (KV pressure and queue build-up only reach *pending*: KV usage is a
 sawtooth that dips below 0.9 and the rule's ``for`` resets); queue_buildup - LLMQueueBuildup; prefill_bound -
 LLMHighTimeToFirstToken; decode_bound - LLMHighInterTokenLatency; request_errors - LLMHighErrorRate;

@@ -78,6 +78,15 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
             "usage < 0.9",
     ),
     Scenario(
+        "kv_saturated", "kv_cache_pressure",
+        "kv_cache_pressure's small cache under more clients (90 in flight): usage >= 0.9 with a queue, and a "
+        "bigger KV budget is filled at once by requests that were waiting, so usage stays where it was",
+        config=_KV_CONFIG,
+        hardware=_SMALL_KV,
+        phases=((0.0, replace(_KV_LOAD, max_inflight=90)),),
+        fix="none by KV memory (gpu_memory_utilization 0.95 leaves usage ~0.97: no effect); fewer clients",
+    ),
+    Scenario(
         "preemption_storm", "preemption_storm",
         "long generations (1000-2000 tokens) on a small KV cache: running requests outgrow it and the newest "
         "is preempted about once per simulated 10 s; a 20% admission watermark makes KV usage a sawtooth that "
