@@ -60,6 +60,36 @@ def _signal(rule: str, better: str, floor: float, own: str, baseline: str | None
         "baseline_query": f"avg({rule}{baseline})" if baseline else None})
 
 
+#: How far past its threshold (relative) the signal must be for a plan's step to double (the most it grows).
+DOUBLE_AT = 0.1
+
+
+def signal_query(entry: Bottleneck, target: Target) -> str | None:
+    """The PromQL of the bottleneck's own signal for the target (None for signals without a series)."""
+    condition = entry.condition
+    if not (isinstance(condition, sg.Condition) and condition.main.series.kind == "rule"):
+        return None
+    return f"max({condition.main.series.metric}{selectors(target)[0]})"
+
+
+def step_scale(entry: Bottleneck, value: float | None, thresholds: Mapping[str, float] | None = None) -> float:
+    """How much bigger than the lever's own step a change should be, from the signal's current value: 1 at the
+    threshold, growing linearly with how far past it the value is, 2 at ``DOUBLE_AT`` (relative) and beyond.
+    KV usage 0.99 against 0.9 doubles the step; 0.91 grows it by a tenth."""
+    condition = entry.condition
+    if value is None or not isinstance(condition, sg.Condition):
+        return 1.0
+    name = condition.main.threshold
+    threshold = (thresholds or {}).get(name) if isinstance(name, str) else float(name)
+    if threshold is None and isinstance(name, str) and name in entry.thresholds:
+        threshold = entry.thresholds[name].value
+    if not threshold:
+        return 1.0
+    past = (value - threshold) / abs(threshold) if _BETTER[condition.main.op] == "down" else \
+        (threshold - value) / abs(threshold)
+    return 1.0 + min(1.0, max(0.0, past / DOUBLE_AT))
+
+
 def expected_impact(entry: Bottleneck, target: Target, *, min_traffic: float = 0.01,
                     window_seconds: int = 300) -> ExpectedImpact:
     """The claim a plan for ``entry`` on ``target`` makes (``entry.plan`` must exist)."""

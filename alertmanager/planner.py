@@ -31,6 +31,9 @@ Decisions:
   only when the current value is known.
 - Validity: the new value must move in the knob's direction within its bounds, and the config after the change
   (every known value) must satisfy the engine's constraints; a knob newer than the running ``version`` is skipped.
+- Sized from the evidence: a change to a known value takes the lever's step (``+0.05``, ``x0.75``) scaled by
+  how far the bottleneck's signal (``ctx.signal_value``, read at planning time) is past its threshold, up to
+  twice the step (``impact.step_scale``), then clamped to the knob's bounds as always.
 - ``requires_approval = risk != "low" or not ctx.auto_approve_low_risk``; the initial status follows from it.
 - ``idempotency_key`` is a hash of (fingerprint, startsAt, actions): a re-plan of the same episode yields the same
   key. ``plan_id`` is a fresh uuid4: unique even when a cleared knob is proposed again for the same episode.
@@ -50,7 +53,7 @@ from optiinfra.metrics import ENGINES
 from optiinfra.taxonomy import ActionId, Bottleneck
 
 from . import knobs
-from .impact import expected_impact
+from .impact import expected_impact, step_scale
 from .plan import (
     Action,
     CostImpact,
@@ -160,6 +163,8 @@ class PlanningContext:
     """Length of the before and after windows a plan's analysis compares."""
     min_request_rate: float = 0.01
     """Requests/s below which an analysis is inconclusive (too little traffic)."""
+    signal_value: float | None = None
+    """The bottleneck signal's current value for the target (read at planning time): sizes the step."""
 
     def __post_init__(self) -> None:
         steps = self.rollout_steps
@@ -225,8 +230,11 @@ def plan_for(episode: AlertEpisode, ctx: PlanningContext,
     evidence.values.update(config)
     version = ctx.engine_config.get("version") or labels.get("version", "")
     skipped: list[str] = []
+    scale = step_scale(entry, ctx.signal_value)
+    if ctx.signal_value is not None:
+        evidence.values["signal"] = round(ctx.signal_value, 6)
     for action_id in plan.actions:
-        found = _first_action(action_id, vocab, config, ctx, skipped, version=version)
+        found = _first_action(action_id, vocab, config, ctx, skipped, version=version, scale=scale)
         if found is None:
             continue
         action, risk, effect = found
@@ -252,7 +260,8 @@ def _severity(labels: Mapping[str, str], entry: Bottleneck) -> Severity:
 
 
 def _first_action(action_id: ActionId, vocab: engines.EngineVocabulary | None, config: Mapping[str, Value],
-                  ctx: PlanningContext, skipped: list[str], *, version: str) -> tuple[Action, Risk, str] | None:
+                  ctx: PlanningContext, skipped: list[str], *, version: str,
+                  scale: float = 1.0) -> tuple[Action, Risk, str] | None:
     ops = knobs.OPS_ACTIONS.get(action_id)
     if ops is not None:
         if reason := _held(ops.knob, ctx):
@@ -275,7 +284,7 @@ def _first_action(action_id: ActionId, vocab: engines.EngineVocabulary | None, c
         if reason := _held(knob.setting.key, ctx) or vocab.too_old(knob, version):
             skipped.append(f"{action_id} ({knob.setting.flag}): {reason}")
             continue
-        proposed = _propose(knob, config.get(knob.setting.key), vocab.bounds(knob, config))
+        proposed = _propose(knob, config.get(knob.setting.key), vocab.bounds(knob, config), scale)
         if isinstance(proposed, str):
             skipped.append(f"{action_id} ({knob.setting.flag}): {proposed}")
             continue
@@ -296,7 +305,8 @@ def _held(knob: str, ctx: PlanningContext) -> str:
     return ""
 
 
-def _propose(knob: engines.Knob, current: Value | None, limits: tuple[float | None, float | None]) -> Action | str:
+def _propose(knob: engines.Knob, current: Value | None, limits: tuple[float | None, float | None],
+             scale: float = 1.0) -> Action | str:
     """The action for one knob given its current value, or why it does not apply.
 
     A relative change carries ``limits`` (the knob's bounds tightened by related known values) for the
@@ -324,6 +334,8 @@ def _propose(knob: engines.Knob, current: Value | None, limits: tuple[float | No
                                       "min_value": low, "max_value": high})
     step = float(change[1:])
     upward = change.startswith("+") or (change.startswith("x") and step > 1)
+    # sized from the evidence: a signal far past its threshold takes a bigger step (up to twice the lever's)
+    step = 1 + (step - 1) * scale if change.startswith("x") else step * scale
     raw = current * step if change.startswith("x") else current + (step if upward else -step)
     if lever.minimum is not None:
         raw = max(raw, lever.minimum)

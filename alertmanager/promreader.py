@@ -4,6 +4,7 @@ labels) and its pod's GPUs and GPU price (the efficiency rules' ``pod:`` series)
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,3 +58,14 @@ async def current_cost(session: aiohttp.ClientSession, prometheus_url: str,
     results = await _query(session, prometheus_url, query,
                            "cannot read the pod's GPUs and price from Prometheus; planning without a cost")
     return None if results is None else pod_cost(results)
+
+
+async def current_value(session: aiohttp.ClientSession, prometheus_url: str, query: str) -> float | None:
+    """The query's first sample value (the bottleneck signal's current value), or None (logged)."""
+    results = await _query(session, prometheus_url, query,
+                           "cannot read the signal's current value from Prometheus; planning with the lever's step")
+    try:
+        value = float(results[0]["value"][1]) if results else None
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return value if value is not None and math.isfinite(value) else None

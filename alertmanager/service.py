@@ -29,7 +29,7 @@ from .metrics import ReceiverMetrics
 from .orchestrator import AgentInfo, OrchestratorClient
 from .outbox import Outbox, enqueue_push
 from .planner import PodCost
-from .promreader import current_config, current_cost
+from .promreader import current_config, current_cost, current_value
 from .recorder import Recorder
 from .states import PlanNotFound, PlanStatus
 from .worker import PlanningOptions, PlanningWorker
@@ -97,7 +97,8 @@ class Service:
                                         min_request_rate=c.min_request_rate),
             decisions=self.metrics.decisions, read_config=self._read_config if c.prometheus_url else None,
             wake_outbox=self.wake_outbox.set, clock=self.clock,
-            read_cost=self._read_cost if c.prometheus_url else None)
+            read_cost=self._read_cost if c.prometheus_url else None,
+            read_value=self._read_value if c.prometheus_url else None)
         self.outbox = Outbox(self.store, max_attempts=c.max_attempts, backoff_base=c.backoff_base_seconds,
                              backoff_max=c.backoff_max_seconds, timeout=c.push_timeout_seconds,
                              pushes=self.metrics.pushes, failures=self.metrics.push_failures,
@@ -113,6 +114,11 @@ class Service:
         if self.session is None or not self.config.prometheus_url:
             return None
         return await current_cost(self.session, self.config.prometheus_url, labels)
+
+    async def _read_value(self, query: str) -> float | None:
+        if self.session is None or not self.config.prometheus_url:
+            return None
+        return await current_value(self.session, self.config.prometheus_url, query)
 
     # ------------------------------------------------------------------------------------------- lifecycle
 

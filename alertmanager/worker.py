@@ -16,7 +16,10 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from optiinfra import taxonomy
+
 from . import store as st
+from .impact import signal_query
 from .intake import is_slo_burn
 from .outbox import enqueue_push, enqueue_rollback
 from .plan import Diagnosis, Plan
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ConfigReader = Callable[[Mapping[str, str]], Awaitable[dict[str, str] | None]]
 CostReader = Callable[[Mapping[str, str]], Awaitable[PodCost | None]]
+ValueReader = Callable[[str], Awaitable[float | None]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +80,8 @@ class PlanningWorker:
     clock: Callable[[], float]
     read_cost: CostReader | None = None
     """The target pod's GPUs and price (scale plans state what they add or save)."""
+    read_value: ValueReader | None = None
+    """Reads the bottleneck signal's current value (sizes the plan's step); None without Prometheus."""
 
     async def plan_pending(self) -> int:
         """Claim and process up to a batch of new episodes; return how many were processed."""
@@ -103,10 +109,13 @@ class PlanningWorker:
         key = target.key()
         engine_config = await self.read_config(episode.labels) if self.read_config else None
         cost = await self.read_cost(episode.labels) if self.read_cost else None
+        entry = taxonomy.by_id().get(episode.bottleneck or "")
+        query = signal_query(entry, target) if entry is not None and entry.plan is not None else None
+        signal = await self.read_value(query) if self.read_value and query else None
         now = self.clock()
         try:
             outcome = await self.store.run(lambda tx: self._plan_in_tx(tx, episode, key, engine_config, now,
-                                                                       cost=cost))
+                                                                       cost=cost, signal=signal))
         except st.Conflict:
             return await self._finish(episode, "skipped", f"in flight: another plan for {key}")
         if outcome == "planned":
@@ -114,7 +123,7 @@ class PlanningWorker:
         return outcome
 
     async def _plan_in_tx(self, tx: st.Tx, episode: st.Episode, key: str, engine_config: dict[str, str] | None,
-                          now: float, *, cost: PodCost | None = None) -> str:
+                          now: float, *, cost: PodCost | None = None, signal: float | None = None) -> str:
         in_flight = await st.in_flight_plan(tx, key)
         if in_flight is not None and in_flight.status not in SUPERSEDABLE:
             return await _skip(tx, episode, f"in flight: plan {in_flight.plan_id} ({in_flight.status}) for {key}",
@@ -133,7 +142,7 @@ class PlanningWorker:
                               engine_config=engine_config or {}, now=datetime.fromtimestamp(now, UTC),
                               pod_cost=cost,
                               analysis_window_seconds=self.options.analysis_window_seconds,
-                              min_request_rate=self.options.min_request_rate)
+                              min_request_rate=self.options.min_request_rate, signal_value=signal)
         if self.options.bake_seconds is not None:
             ctx = dataclasses.replace(ctx, bake_seconds=int(self.options.bake_seconds))
         result = plan_for(planner_episode(episode), ctx)

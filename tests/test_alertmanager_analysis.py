@@ -262,3 +262,45 @@ async def test_slo_burn_without_component_rolls_back(aiohttp_client, aiohttp_ser
     assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
     assert (await pair.plans())[0]["status"] == "rolled_back"
 
+
+
+async def test_an_analysis_survives_a_receiver_restart_and_acts_once(aiohttp_client, aiohttp_server, db_url):
+    fake = FakePrometheus(HELPS)
+    url = await _prometheus(aiohttp_server, fake)
+    first = await start_pair(aiohttp_client, aiohttp_server, db_url, prometheus_url=url, analysis_window_seconds=2,
+                             bake_seconds=3, cooldown_seconds=0)
+    await first.post(notification(alert("fp-restart")))
+    plan = await _pushed(first, fake)
+    await _roll_out(first, plan["plan_id"], steps=())
+    await first.client.close()  # the receiver stops before the bake time is over
+    second = await start_pair(aiohttp_client, aiohttp_server, db_url, prometheus_url=url, analysis_window_seconds=2,
+                              bake_seconds=3, cooldown_seconds=0)
+    await second.post(notification(alert("fp-restart")))  # Alertmanager re-sends after the restart
+    detail = await _status(second, plan["plan_id"], "verified")
+    await asyncio.sleep(0.5)
+    assert [a["phase"] for a in detail["analyses"]] == ["bake"]
+    assert [a["to_status"] for a in detail["audit"]].count("verified") == 1
+    assert len(await second.plans()) == 1 and second.sink.plans == {} and second.sink.rollbacks == {}
+
+
+@pytest.mark.parametrize(("kv", "expected"), [(None, 0.9), (0.91, 0.9056), (0.99, 0.95)])
+def test_the_step_follows_the_evidence_within_the_bounds(kv: float | None, expected: float) -> None:
+    ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "kv_cache_pressure", "namespace": "ml",
+                                                    "pod": "p-0", "model": "m", "engine": "vllm"})
+    # gpu_memory_utilization 0.85 (lever +0.05, cap 0.95; alert at KV 0.9): 0.91 grows the step by a ninth, 0.99
+    # doubles it
+    ctx = PlanningContext(now=datetime.now(UTC), engine_config={"gpu_memory_utilization": "0.85"}, signal_value=kv)
+    plan = plan_for(ep, ctx)
+    assert plan.actions[0].to == pytest.approx(expected)  # type: ignore[union-attr]
+    # and within the bounds: from 0.9 the doubled step still stops at the cap
+    ctx = PlanningContext(now=datetime.now(UTC), engine_config={"gpu_memory_utilization": "0.9"}, signal_value=kv)
+    assert plan_for(ep, ctx).actions[0].to == pytest.approx(0.95)  # type: ignore[union-attr]
+
+
+def test_a_bigger_queue_takes_a_bigger_step() -> None:
+    ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "queue_buildup", "namespace": "ml",
+                                                    "pod": "p-0", "model": "m", "engine": "vllm"})
+    steps = [plan_for(ep, PlanningContext(now=datetime.now(UTC), engine_config={"max_num_seqs": "64"},
+                                          signal_value=v)).actions[0].to for v in (1.05, 3.0)]  # type: ignore
+    # lever x1.5 against a 1 s queue p95: 1.05 s (5% past) makes it x1.75, 3 s (far past) x2
+    assert steps == [112, 128]
