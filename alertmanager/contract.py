@@ -16,7 +16,7 @@ import copy
 import json
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,13 +63,25 @@ class Heartbeat(Agent):
     status: AgentStatus
 
 
-class RollbackReason(_Model):
+class SloAlertReason(_Model):
     kind: Literal["slo_alert"] = Field(description="What decided the rollback: an SLO burn-rate alert.")
     alertname: str
     fingerprint: str
     starts_at: str = Field(alias="startsAt")
     labels: dict[str, str]
     annotations: dict[str, str]
+
+
+class AnalysisReason(_Model):
+    kind: Literal["analysis"] = Field(description="What decided the rollback: the plan's own analysis against "
+                                                  "Prometheus (the receiver's GET /api/v1/plans/{id} has its numbers).")
+    phase: str = Field(description="`step-<percent>` (a rollout step) or `bake` (after the bake time).")
+    verdict: Literal["worse", "no_effect"] = Field(description="`worse`: a guard (or the signal) got worse; "
+                                                               "`no_effect`: the change did not help.")
+    reason: str
+
+
+RollbackReason = Annotated[SloAlertReason | AnalysisReason, Field(discriminator="kind")]
 
 
 class RollbackRequest(_Model):

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import aiohttp
 from aiohttp import web
 
+from optiinfra.alertmanager.show import render as render_plan
 from optiinfra.config import load_config
 from optiinfra.demo import orchestrator
 from optiinfra.demo import vllm as real_engine
@@ -510,11 +511,10 @@ def summary(outcome: Outcome, out: TextIO) -> None:
     for plan in outcome.plans:
         actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
         print(f"  plan:      {plan.get('plan_id')} {plan.get('bottleneck')} — {actions}", file=out)
-    for plan_id, record in outcome.records.items():
-        print(f"  status:    plan {plan_id[:8]} {record.get('status')}", file=out)
-        for a in record.get("analyses", []):
-            if a.get("verdict"):
-                print(f"  analysis:  {a['phase']}: {a['verdict']} — {a.get('detail', {}).get('reason', '')}", file=out)
+    for record in outcome.records.values():
+        print("", file=out)
+        print(f"$ optiinfra plans show {record['plan_id']}", file=out)
+        print(render_plan(record), file=out, end="")
     for rb in outcome.rollbacks:
         print(f"  rollback:  plan {rb.get('plan_id')}, cause: {_cause(rb)}", file=out)
     for change in outcome.applied:

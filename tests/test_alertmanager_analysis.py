@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from receiver_kit import alert, eventually, notification, start_pair
 
+from optiinfra.alertmanager.contract import RollbackRequest
 from optiinfra.alertmanager.analysis import Windows, judge, measure
 from optiinfra.alertmanager.plan import ExpectedImpact
 from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for
@@ -132,7 +133,8 @@ def test_a_scale_action_gets_no_canary() -> None:
 async def test_judge_from_real_http_answers(aiohttp_server: Any, series: Any, baseline: Any, verdict: str) -> None:
     import aiohttp
 
-    from optiinfra.alertmanager.analysis import prometheus_reader
+    from optiinfra.alertmanager.contract import RollbackRequest
+from optiinfra.alertmanager.analysis import prometheus_reader
     fake = FakePrometheus(series, baseline)
     fake.changed_at = 1000.0
     ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "kv_cache_pressure", "namespace": "ml",
@@ -223,6 +225,7 @@ async def test_harmful_plan_is_rolled_back_on_its_guard_at_the_first_step(aiohtt
     assert step["verdict"] == "worse" and TTFT in step["detail"]["reason"]
     rollback = next(iter(pair.sink.rollbacks.values()))
     assert rollback["reason"]["kind"] == "analysis" and rollback["reason"]["verdict"] == "worse"
+    RollbackRequest.model_validate(rollback)  # the published orchestrator contract
     # the orchestrator's later reports are refused; the rollback stays the only one
     status, _ = await pair.api("POST", f"/api/v1/plans/{plan['plan_id']}/status", {"status": "completed"})
     assert status == 409
