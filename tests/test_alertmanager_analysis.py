@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from receiver_kit import alert, eventually, notification, start_pair
 
-from optiinfra.alertmanager.contract import RollbackRequest
 from optiinfra.alertmanager.analysis import Windows, judge, measure
+from optiinfra.alertmanager.contract import RollbackRequest
 from optiinfra.alertmanager.plan import ExpectedImpact
 from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for
 from optiinfra.alertmanager.show import fetch, render
@@ -133,8 +133,7 @@ def test_a_scale_action_gets_no_canary() -> None:
 async def test_judge_from_real_http_answers(aiohttp_server: Any, series: Any, baseline: Any, verdict: str) -> None:
     import aiohttp
 
-    from optiinfra.alertmanager.contract import RollbackRequest
-from optiinfra.alertmanager.analysis import prometheus_reader
+    from optiinfra.alertmanager.analysis import prometheus_reader
     fake = FakePrometheus(series, baseline)
     fake.changed_at = 1000.0
     ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "kv_cache_pressure", "namespace": "ml",
