@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from optiinfra import signals as sg
+from optiinfra.config import promql_string
 from optiinfra.taxonomy import Bottleneck
 
 from .plan import ExpectedImpact, Signal, Target
@@ -28,12 +29,8 @@ _BETTER = {">": "down", ">=": "down", "==": "down", "<": "up"}
 SIGNAL_FLOOR = 0.01
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def _selector(matchers: Mapping[str, tuple[str, str]]) -> str:
-    return "{" + ",".join(f'{k}{op}"{_escape(v)}"' for k, (op, v) in matchers.items()) + "}"
+    return "{" + ",".join(f"{k}{op}{promql_string(v)}" for k, (op, v) in matchers.items()) + "}"
 
 
 def selectors(target: Target) -> tuple[str, str | None]:
