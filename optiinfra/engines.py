@@ -391,7 +391,7 @@ VLLM = EngineVocabulary("vllm", "vLLM", "0.26.0", (("/version",), ("/v1/models",
         Lever("speculative_decoding", '={"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4}',
               "n-gram speculative decoding improves inter-token latency in memory-bound decode; gains depend on the "
               "prompts; not with pipeline parallelism", "medium", only_when_unset=True),)),
-    Setting("kv_offloading_size", "--kv-offloading-size", "float", "off", levers=(
+    Setting("kv_offloading_size", "--kv-offloading-size", "float", "off", "kv_offloading_size", source=_CCI, levers=(
         Lever("cpu_kv_offload", "=8", "offloads KV cache to 8 GiB of CPU memory (native backend); newer vLLM versions "
               "only", "medium", only_when_unset=True),)),
     Setting("max_model_len", "--max-model-len", "int", "model config", "max_model_len", source="/v1/models",
@@ -423,8 +423,8 @@ SGLANG = EngineVocabulary("sglang", "SGLang", "0.5.16", ((_SGL, "/server_info"),
                       minimum=1),
                 Lever("max_num_seqs_up", "x1.5", "more concurrent requests", minimum=1, maximum=4096,
                       needs_current=True, preference=1))),
-    Setting("schedule_conservativeness", "--schedule-conservativeness", "float", "1.0",
-            bounds=Bounds(0.0, exclusive_minimum=True), levers=(
+    Setting("schedule_conservativeness", "--schedule-conservativeness", "float", "1.0", "schedule_conservativeness",
+            source=_SGL, bounds=Bounds(0.0, exclusive_minimum=True), levers=(
                 Lever("max_num_seqs_down", "+0.3", "admits fewer requests when 'KV cache pool is full. Retract "
                       "requests.' is frequent", minimum=0.1, maximum=2.0, preference=1),
                 Lever("max_num_seqs_up", "-0.3", "token usage < 0.9 with a queue means the server is too conservative "
@@ -442,12 +442,14 @@ SGLANG = EngineVocabulary("sglang", "SGLang", "0.5.16", ((_SGL, "/server_info"),
         Lever("weight_quantization_fp8", "=fp8", _Q, "high", only_when_unset=True),)),
     Setting("tp_size", "--tp-size", "int", "1", "tensor_parallel_size", source=_SGL, bounds=COUNT,
             levers=(_TP_UP, _TP_DOWN)),
-    Setting("speculative_algorithm", "--speculative-algorithm", "str", "none", levers=(
+    Setting("speculative_algorithm", "--speculative-algorithm", "str", "none", "speculative_algorithm", source=_SGL,
+            levers=(
         Lever("speculative_decoding", "=NGRAM", "n-gram speculative decoding; gains depend on the prompts", "medium",
               only_when_unset=True),)),
-    Setting("enable_hierarchical_cache", "--enable-hierarchical-cache", "bool", "false", since="0.5.10", levers=(
+    Setting("enable_hierarchical_cache", "--enable-hierarchical-cache", "bool", "false", "enable_hierarchical_cache",
+            source=_SGL, since="0.5.10", levers=(
         Lever("cpu_kv_offload", "=true", "host-memory KV tier (2x the device pool) keeps more prefixes", "medium"),)),
-    Setting("schedule_policy", "--schedule-policy", "str", "fcfs", levers=(
+    Setting("schedule_policy", "--schedule-policy", "str", "fcfs", "schedule_policy", source=_SGL, levers=(
         Lever("lpm_schedule_policy", "=lpm", "longest-prefix-match ordering encourages cache hits; more scheduling "
               "overhead", "medium", done_prefixes=("lpm",)),)),
     Setting("context_length", "--context-length", "int", "model config", "max_model_len", source=_SGL,

@@ -363,6 +363,12 @@ ENGINE_INFO_LABELS: tuple[str, ...] = (
     "max_input_tokens",
     "max_batch_total_tokens",
     "max_batch_prefill_tokens",
+    # settings the planner proposes "only when unset" or changes relative to the running value: read, never guessed
+    "kv_offloading_size",
+    "enable_hierarchical_cache",
+    "schedule_policy",
+    "schedule_conservativeness",
+    "speculative_algorithm",
 )
 
 #: vLLM families we read the payload for but deliberately do not map (each with why), checked against a real

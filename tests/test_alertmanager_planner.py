@@ -413,3 +413,22 @@ def test_every_plan_is_valid_for_any_known_config(inputs: tuple[AlertEpisode, Pl
         assert VOCABULARY[engine].violations({**known, action.knob: action.to}) == []
         assert action.to != action.from_
     assert result.requires_approval == (result.risk != "low" or not context.auto_approve_low_risk)
+
+
+def test_only_when_unset_knobs_are_read_not_proposed_blind() -> None:
+    """kv_offloading_size (vllm:cache_config_info) and SGLang's schedule settings (/get_server_info) reach
+    llm_engine_info, so a knob already set is not proposed again."""
+    from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for
+
+    def run(engine: str, config: dict[str, str]) -> Plan | Diagnosis:
+        ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "cache_inefficiency", "namespace": "ml",
+                                                        "pod": "p-0", "model": "m", "engine": engine})
+        return plan_for(ep, PlanningContext(now=datetime.now(UTC), engine_config=config))
+
+    fresh = run("vllm", {"kv_offloading_size": "None"})
+    assert isinstance(fresh, Plan) and fresh.actions[0].name == "--kv-offloading-size"
+    offloading = run("vllm", {"kv_offloading_size": "4.0"})
+    assert isinstance(offloading, Diagnosis) and "already set to 4.0" in offloading.reason
+    sglang = run("sglang", {"enable_hierarchical_cache": "True", "schedule_policy": "lpm", "version": "0.5.16"})
+    assert isinstance(sglang, Diagnosis)
+    assert "already True" in sglang.reason and "already lpm" in sglang.reason

@@ -90,6 +90,7 @@ async def test_vllm_upstream(aiohttp_server: ServerFactory, aiohttp_client: Clie
     assert info == [{
         "engine": "vllm", "model": "Qwen/Qwen3-0.6B", "version": "0.26.0", "gpu_memory_utilization": "0.92",
         "block_size": "16", "cache_dtype": "auto", "enable_prefix_caching": "True", "max_model_len": "40960",
+        "kv_offloading_size": "4.0",  # vllm:cache_config_info carries it: the planner no longer proposes it blind
         "cluster": "eu-1",
     }]
 
