@@ -429,6 +429,10 @@ def test_only_when_unset_knobs_are_read_not_proposed_blind() -> None:
     assert isinstance(fresh, Plan) and fresh.actions[0].name == "--kv-offloading-size"
     offloading = run("vllm", {"kv_offloading_size": "4.0"})
     assert isinstance(offloading, Diagnosis) and "already set to 4.0" in offloading.reason
-    sglang = run("sglang", {"enable_hierarchical_cache": "True", "schedule_policy": "lpm", "version": "0.5.16"})
+    from optiinfra.exporter.collectors.engine import map_info
+
+    labels = map_info("sglang", {"enable_hierarchical_cache": True, "schedule_policy": "lpm", "version": "0.5.16"})
+    assert labels == {"enable_hierarchical_cache": "True", "schedule_policy": "lpm", "version": "0.5.16"}
+    sglang = run("sglang", labels)
     assert isinstance(sglang, Diagnosis)
     assert "already True" in sglang.reason and "already lpm" in sglang.reason
