@@ -57,7 +57,7 @@ def test_no_server_error_and_every_response_documented(api: schemathesis.BaseSch
     headers = {"Authorization": f"Bearer {TOKEN}"}
     operations = [result.ok() for result in api.get_all_operations()]
     statuses: list[int] = []
-    assert len(operations) == 13  # every route (a test checks routes == documented paths)
+    assert len(operations) == 14  # every route (a test checks routes == documented paths)
     for operation, mode in itertools.product(operations, schemathesis.GenerationMode):
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(max_examples=15, deadline=None, derandomize=True, database=None,
