@@ -595,6 +595,15 @@ async def plan_analyses(tx: Tx, plan_id: str) -> list[AnalysisRow]:
                                                  plan_id)]
 
 
+async def baking_plan(tx: Tx, target_key: str) -> str | None:
+    """A completed plan for the target whose bake-time analysis has not finished: its effect is still being
+    measured, so no other change may land on the target (it could not be told apart)."""
+    row = await tx.fetchrow("SELECT p.plan_id AS plan_id FROM plans p JOIN analyses a ON a.plan_id = p.plan_id "
+                            "WHERE p.target_key = ? AND p.status = 'completed' AND a.phase = 'bake' "
+                            "AND a.state <> 'done'", target_key)
+    return str(row["plan_id"]) if row else None
+
+
 async def verdict_counts(tx: Tx) -> dict[tuple[str, str], int]:
     """Finished analyses by (verdict, bottleneck)."""
     rows = await tx.fetch("SELECT a.verdict AS verdict, p.bottleneck AS bottleneck, COUNT(*) AS n FROM analyses a "

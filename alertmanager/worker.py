@@ -128,6 +128,9 @@ class PlanningWorker:
         if in_flight is not None and in_flight.status not in SUPERSEDABLE:
             return await _skip(tx, episode, f"in flight: plan {in_flight.plan_id} ({in_flight.status}) for {key}",
                                in_flight.plan_id)
+        baking = await st.baking_plan(tx, key)
+        if baking is not None:
+            return await _skip(tx, episode, f"baking: plan {baking} for {key} is still being analysed", baking)
         cooldown = self.options.cooldown_seconds
         recent = await st.plans_since(tx, key, now - cooldown)
         for plan in recent:

@@ -306,3 +306,20 @@ def test_a_bigger_queue_takes_a_bigger_step() -> None:
                                           signal_value=v)).actions[0].to for v in (1.05, 3.0)]  # type: ignore
     # lever x1.5 against a 1 s queue p95: 1.05 s (5% past) makes it x1.75, 3 s (far past) x2
     assert steps == [112, 128]
+
+
+async def test_no_other_change_lands_while_a_plan_is_being_analysed(aiohttp_client, aiohttp_server, tmp_path):
+    fake = FakePrometheus(HELPS)
+    url = await _prometheus(aiohttp_server, fake)
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", prometheus_url=url,
+                            analysis_window_seconds=2, bake_seconds=4, cooldown_seconds=0)
+    await pair.post(notification(alert("fp-first")))
+    plan = await _pushed(pair, fake)
+    await _roll_out(pair, plan["plan_id"], steps=())
+    # another bottleneck on the same pod while the first change bakes: recorded, not planned
+    await pair.post(notification(alert("fp-other", bottleneck="decode_bound", alertname="LLMHighInterTokenLatency")))
+    await pair.idle()
+    other = next(e for e in await pair.episodes() if e["fingerprint"] == "fp-other")
+    assert other["state"] == "skipped" and other["state_reason"].startswith(f"baking: plan {plan['plan_id']}")
+    await _status(pair, plan["plan_id"], "verified")
+    assert len(await pair.plans()) == 1
