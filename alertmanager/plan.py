@@ -169,6 +169,10 @@ class Rollout(_Model):
 class Rollback(_Model):
     on_slos: list[str] = Field(description="SLO names whose burn-rate alerts roll the plan back; ['*'] = every SLO.")
     on_alerts: list[str]
+    except_slos: list[str] = Field(
+        default_factory=list, description="SLOs already burning for the target when the plan was made: the problem "
+                                          "the plan is for, not harm it caused, so their alerts do not roll it back "
+                                          "(the analysis' guards still do if the change makes them worse).")
 
 
 class Plan(_Model):

@@ -155,6 +155,8 @@ class PlanningContext:
     """The target's ``llm_engine_info`` labels (engine, model and config); precedes the alert's labels."""
     slos: tuple[str, ...] = ()
     """SLO names for the target's model; empty: every SLO (``on_slos: ["*"]``)."""
+    burning_slos: tuple[str, ...] = ()
+    """SLOs whose burn alerts already fire for the target (``rollback.except_slos``)."""
     rollout_steps: tuple[int, ...] = (10, 50, 100)
     bake_seconds: int = 600
     pod_cost: PodCost | None = None
@@ -390,7 +392,8 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
         requires_approval=requires_approval,
         rollout=Rollout(strategy="recreate" if restart else "canary",
                         steps=[100] if restart else list(ctx.rollout_steps), bake_seconds=ctx.bake_seconds),
-        rollback=Rollback(on_slos=list(ctx.slos) or ["*"], on_alerts=list(taxonomy.SLO_ALERTS)),
+        rollback=Rollback(on_slos=list(ctx.slos) or ["*"], on_alerts=list(taxonomy.SLO_ALERTS),
+                          except_slos=sorted(set(ctx.burning_slos))),
         status="pending_approval" if requires_approval else "approved",
         cost=cost,
     )

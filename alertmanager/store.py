@@ -372,6 +372,13 @@ async def finish_episode(tx: Tx, episode_id: int, state: str, reason: str, plan_
                      state, reason, plan_id, episode_id)
 
 
+async def firing_slo_episodes(tx: Tx) -> list[Episode]:
+    """SLO burn episodes still firing (their labels say which SLO and scope)."""
+    rows = await tx.fetch("SELECT * FROM episodes WHERE status = 'firing' AND (bottleneck = 'slo_burn' OR "
+                          "component = 'slo') ORDER BY id")
+    return [_episode(r) for r in rows]
+
+
 async def replan_episode(tx: Tx, episode_id: int, reason: str) -> None:
     """Queue an episode for planning again (its plan had no effect: the bottleneck's next action is tried)."""
     await tx.execute("UPDATE episodes SET state = 'new', state_reason = ?, claimed_until = NULL WHERE id = ?",

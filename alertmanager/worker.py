@@ -67,6 +67,8 @@ def rollback_wanted(plan: st.PlanRow, labels: Mapping[str, str]) -> bool:
     slos, alerts = rollback.get("on_slos") or ["*"], rollback.get("on_alerts") or []
     if "*" not in slos and labels.get("slo", "") not in slos:
         return False
+    if labels.get("slo", "") in (rollback.get("except_slos") or []):
+        return False  # burning before the plan was made: the problem it is for, not harm it caused
     return not alerts or labels.get("alertname", "") in alerts
 
 
@@ -145,7 +147,8 @@ class PlanningWorker:
                               engine_config=engine_config or {}, now=datetime.fromtimestamp(now, UTC),
                               pod_cost=cost,
                               analysis_window_seconds=self.options.analysis_window_seconds,
-                              min_request_rate=self.options.min_request_rate, signal_value=signal)
+                              min_request_rate=self.options.min_request_rate, signal_value=signal,
+                              burning_slos=await _burning_slos(tx, episode.labels))
         if self.options.bake_seconds is not None:
             ctx = dataclasses.replace(ctx, bake_seconds=int(self.options.bake_seconds))
         result = plan_for(planner_episode(episode), ctx)
@@ -211,6 +214,16 @@ class PlanningWorker:
         self.wake_outbox()
         log.info("rollback decided", extra={"plans": rolled, "alert": episode.alertname})
         return "rolled_back"
+
+
+async def _burning_slos(tx: st.Tx, labels: Mapping[str, str]) -> tuple[str, ...]:
+    """SLOs whose burn alerts fire for the alert's target right now (``scope_matches`` from the target's side)."""
+    target = target_of(labels)
+    if target is None:
+        return ()
+    scope = {k: v for k, v in target.model_dump().items() if v is not None}
+    return tuple(e.labels["slo"] for e in await st.firing_slo_episodes(tx)
+                 if e.labels.get("slo") and scope_matches(scope, e.labels))
 
 
 async def roll_back(tx: st.Tx, plan: st.PlanRow, *, cause: str, detail: dict[str, Any], reason: dict[str, Any],

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from receiver_kit import alert, eventually, notification, start_pair
+from receiver_kit import alert, eventually, notification, slo_alert, start_pair
 
 from optiinfra.alertmanager.analysis import Windows, judge, measure
 from optiinfra.alertmanager.contract import RollbackRequest
@@ -323,3 +323,22 @@ async def test_no_other_change_lands_while_a_plan_is_being_analysed(aiohttp_clie
     assert other["state"] == "skipped" and other["state_reason"].startswith(f"baking: plan {plan['plan_id']}")
     await _status(pair, plan["plan_id"], "verified")
     assert len(await pair.plans()) == 1
+
+
+async def test_an_slo_already_burning_before_the_plan_does_not_roll_it_back(aiohttp_client, aiohttp_server, tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
+    await pair.post(notification(slo_alert("fp-ttft-fast")))  # the TTFT SLO burns: the problem itself
+    await pair.idle()
+    await pair.post(notification(alert("fp-kv-burning")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    plan = (await pair.plans())[0]
+    assert plan["document"]["rollback"]["except_slos"] == ["ttft"]
+    await pair.post(notification(slo_alert("fp-ttft-slow", alertname="LLMSLOBurnRateSlow")))  # same SLO, later
+    await pair.idle()
+    assert pair.sink.rollbacks == {} and (await pair.plans())[0]["status"] == "pushed"
+    other = slo_alert("fp-itl-fast", starts_at="2026-11-22T03:40:00.000Z")
+    other["labels"]["slo"] = "inter-token"  # an SLO that was fine before the change
+    await pair.post(notification(other))
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+    assert (await pair.plans())[0]["status"] == "rolled_back"
