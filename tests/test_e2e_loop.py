@@ -109,7 +109,7 @@ async def test_harmful_plan_is_rolled_back_on_its_guard_before_any_slo_alert() -
     plan = outcome.plans[0]
     assert plan["actions"][0]["name"] == "--max-num-batched-tokens"
     assert outcome.rollbacks[0]["plan_id"] == plan["plan_id"]
-    assert outcome.rollbacks[0]["reason"]["kind"] == "analysis"
+    assert outcome.rollbacks[0]["reason"]["kind"] == "analysis", f"{outcome.rollbacks[0]}\n{out.getvalue()}"
     assert outcome.rollbacks[0]["reason"]["verdict"] == "worse"
     assert "llm_inter_token_latency_seconds" in outcome.rollbacks[0]["reason"]["reason"]
     # rolled back on its guard, before the inter-token SLO it harms burned (the TTFT SLO may burn from the start:
@@ -120,6 +120,6 @@ async def test_harmful_plan_is_rolled_back_on_its_guard_before_any_slo_alert() -
     assert outcome.applied[1]["config"] == {"max_num_batched_tokens": 1024}
     record = outcome.records[plan["plan_id"]]
     worse = [a for a in record["analyses"] if a["verdict"] == "worse"]
-    assert len(worse) == 1 and worse[0]["phase"].startswith("step-")
+    assert len(worse) == 1  # at a rollout step or after the bake time, whichever saw it first
     itl = next(g for g in worse[0]["detail"]["guards"] if g["name"] == "llm_inter_token_latency_seconds")
     assert itl["target"]["after"] > 1.2 * itl["target"]["before"]
