@@ -36,7 +36,8 @@ def test_sources_only_produce_declared_labels() -> None:
     for metric in metrics.ENGINE_METRICS:
         for sources in metric.sources.values():
             for src in sources:
-                assert set(src.set_labels) | set(src.value_labels) <= {*metric.labels, *metrics.RANK_LABELS}, metric.name
+                declared = {*metric.labels, *metrics.RANK_LABELS}
+                assert set(src.set_labels) | set(src.value_labels) <= declared, metric.name
 
 
 def test_taxonomy_ids_alerts_unique_and_inhibitions_resolve() -> None:
