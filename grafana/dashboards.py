@@ -367,7 +367,8 @@ def instance(config: Config) -> Dashboard:
         Annotation("Plans pushed", f"sum by (kind) (increase({receiver.raw(RECEIVER_PUSHES)}[{RI}])) > 0",
                    "{{kind}} pushed", "The receiver pushed a {{kind}} to the orchestrator (fleet-wide; needs "
                    "the receiver's /metrics scraped).", "blue", needs="receiver"),
-        Annotation("Plan outcomes", f"sum by (verdict, bottleneck) (increase({receiver.raw(RECEIVER_OUTCOMES)}[{RI}])) > 0",
+        Annotation("Plan outcomes",
+                   f"sum by (verdict, bottleneck) (increase({receiver.raw(RECEIVER_OUTCOMES)}[{RI}])) > 0",
                    "plan {{verdict}}", "A plan for {{bottleneck}} was analysed against Prometheus: {{verdict}} "
                    "(fleet-wide; needs the receiver's /metrics scraped).", "purple", needs="receiver"),
     )
