@@ -17,18 +17,20 @@ demo-real: setup real-engine
 
 setup: system-deps venv
 
-# Prometheus, Alertmanager and PostgreSQL from Debian packages, where the machine allows it.
+# Prometheus, Alertmanager, PostgreSQL and VictoriaMetrics (with vmalert) from Debian packages, where the machine
+# allows it.
+SYSTEM_PACKAGES := prometheus prometheus-alertmanager postgresql victoria-metrics
 system-deps:
 	@if command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
-	    && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  echo "system packages present: prometheus, prometheus-alertmanager, postgresql"; \
+	    && command -v vmalert >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "system packages present: $(SYSTEM_PACKAGES)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing prometheus, prometheus-alertmanager, postgresql (apt-get)"; \
+	  echo "installing $(SYSTEM_PACKAGES) (apt-get)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-	    prometheus prometheus-alertmanager postgresql; \
+	    $(SYSTEM_PACKAGES); \
 	else \
-	  echo "WARNING: install prometheus, prometheus-alertmanager and postgresql (Debian packages) to run"; \
-	  echo "         the demo and the tests that need them: sudo apt-get install prometheus prometheus-alertmanager postgresql"; \
+	  echo "WARNING: install the Debian packages $(SYSTEM_PACKAGES) to run the demo and the tests"; \
+	  echo "         that need them: sudo apt-get install $(SYSTEM_PACKAGES)"; \
 	fi
 
 $(PY):
