@@ -490,25 +490,15 @@ class StreamMatcher:
         return xid
 
     def _oom_new(self, m: re.Match[str], n: int) -> bool:
-        """True when this OOM line starts a new report (counted), False when it continues the open one."""
+        """True when this OOM line starts a new report (counted), False when it continues the open one: a
+        report is open for 1000 lines after its first line until its ``Killed process`` line."""
         text = m.group(0)
-        open_report = n <= self._oom_open_until
-        if text.startswith("invoked"):
-            self._oom_open_until = n + 1000
-            self._oom_killed = False
-            return True
-        if text.startswith("oom-kill"):
-            if open_report and not self._oom_killed:
-                return False
-            self._oom_open_until = n + 1000
-            self._oom_killed = False
-            return True
-        # Killed process / Kill process ... sacrifice child
-        if open_report and not self._oom_killed:
-            self._oom_killed = text.startswith("Killed")
+        killed = text.startswith("Killed")
+        if not text.startswith("invoked") and n <= self._oom_open_until and not self._oom_killed:
+            self._oom_killed = killed
             return False
         self._oom_open_until = n + 1000
-        self._oom_killed = text.startswith("Killed")
+        self._oom_killed = killed
         return True
 
 

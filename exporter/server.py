@@ -1,14 +1,14 @@
 """The sidecar's HTTP server: ``/metrics`` from every enabled collector, ``/health``, ``/health/detailed``.
 
-Collectors are registered node_exporter style (``REGISTRY``: a name, on/off by default, how the config
-switches it, how to build it). On each scrape every enabled collector runs concurrently under its own time
-limit; one that raises or times out costs its own ``optiinfra_collector_success{collector} 0`` (its
-``CollectorError.partial`` output is still exported), never the scrape. Collectors yield typed families and
-one encoder (``exposition.encode``) writes them, the static ``--label`` pairs included; the server never edits
-exposition text. Collectors report malformed input lines through ``health()["parse_errors"]`` (a running
-count), which the server exports as ``optiinfra_exporter_parse_errors_total{collector}``.
+Collectors are switched node_exporter style (``build_collectors``). On each scrape every enabled collector runs
+concurrently under its own time limit; one that raises or times out costs its own
+``optiinfra_collector_success{collector} 0`` (its ``CollectorError.partial`` output is still exported), never the
+scrape. Collectors yield typed families and one encoder (``exposition.encode``) writes them, the static
+``--label`` pairs included; the server never edits exposition text. Collectors report malformed input lines
+through ``health()["parse_errors"]`` (a running count), which the server exports as
+``optiinfra_exporter_parse_errors_total{collector}``.
 
-``optiinfra_collector_enabled{collector}`` has one series per collector of the registry: 0 for one switched
+``optiinfra_collector_enabled{collector}`` has one series per collector (``COLLECTORS``): 0 for one switched
 off and for one that disabled itself (``collector.disabled``, e.g. gpu without NVML: its success is 0 too, the
 reason in ``/health/detailed``). ``optiinfra_build_info`` says which build serves. ``/metrics`` is gzip- or
 deflate-compressed when the scraper accepts it (Prometheus sends ``Accept-Encoding: gzip``).
@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -87,57 +87,37 @@ class ExporterConfig(BaseModel):
     """Most engine series one scrape may normalize; above it the engine collector fails alone."""
 
 
-@dataclass(frozen=True)
-class CollectorSpec:
-    name: str
-    default: bool
-    """On unless switched off (gpu, host) or off unless switched on (engine: --upstream, logs: --log-file)."""
-    enabled: Callable[[ExporterConfig], bool]
-    build: Callable[[ExporterConfig, EngineProcess], Collector]
-    """Builds the collector; the ``EngineProcess`` is shared by every collector that reads the engine process."""
-
-
-def _engine(config: ExporterConfig, process: EngineProcess) -> Collector:
-    from optiinfra.exporter.collectors.engine import EngineCollector  # noqa: PLC0415
-
-    assert config.upstream is not None
-    return EngineCollector(
-        config.upstream, engine=config.engine, timeout=config.scrape_timeout, budget=config.collector_timeout,
-        max_bytes=config.max_body_bytes, max_series=config.max_series, passthrough=config.passthrough,
-        engine_config=config.engine_config, labels=config.labels, model=config.model, process=process,
-    )
-
-
-def _gpu(config: ExporterConfig, process: EngineProcess) -> Collector:
-    from optiinfra.exporter.collectors.gpu import GpuCollector  # noqa: PLC0415
-
-    return GpuCollector(hostname=config.node_name, engine=process, gpu_uuids=config.gpu_uuids)
-
-
-def _host(config: ExporterConfig, process: EngineProcess) -> Collector:
-    from optiinfra.exporter.collectors.host import HostCollector  # noqa: PLC0415
-
-    return HostCollector(process)
-
-
-def _logs(config: ExporterConfig, process: EngineProcess) -> Collector:
-    from optiinfra.exporter.collectors.logs import LogCollector  # noqa: PLC0415
-
-    files = [(Path(path), source) for path, source in config.log_files]
-    return LogCollector(files, from_start=config.log_from_start, kmsg=config.kmsg)
-
-
-REGISTRY: tuple[CollectorSpec, ...] = (
-    CollectorSpec("engine", False, lambda c: c.upstream is not None, _engine),
-    CollectorSpec("gpu", True, lambda c: c.gpu, _gpu),
-    CollectorSpec("host", True, lambda c: c.host, _host),
-    CollectorSpec("logs", False, lambda c: bool(c.log_files) or c.kmsg, _logs),
-)
+#: Every collector the sidecar has, on or off: ``engine`` with an upstream, ``gpu`` and ``host`` unless switched
+#: off, ``logs`` with log files or kmsg.
+COLLECTORS = ("engine", "gpu", "host", "logs")
 
 
 def build_collectors(config: ExporterConfig) -> list[Collector]:
+    """The enabled collectors; one ``EngineProcess`` is shared by every collector that reads the engine process."""
     process = EngineProcess(config.engine_pid, config.engine_process)
-    return [spec.build(config, process) for spec in REGISTRY if spec.enabled(config)]
+    collectors: list[Collector] = []
+    if config.upstream is not None:
+        from optiinfra.exporter.collectors.engine import EngineCollector  # noqa: PLC0415
+
+        collectors.append(EngineCollector(
+            config.upstream, engine=config.engine, timeout=config.scrape_timeout, budget=config.collector_timeout,
+            max_bytes=config.max_body_bytes, max_series=config.max_series, passthrough=config.passthrough,
+            engine_config=config.engine_config, labels=config.labels, model=config.model, process=process,
+        ))
+    if config.gpu:
+        from optiinfra.exporter.collectors.gpu import GpuCollector  # noqa: PLC0415
+
+        collectors.append(GpuCollector(hostname=config.node_name, engine=process, gpu_uuids=config.gpu_uuids))
+    if config.host:
+        from optiinfra.exporter.collectors.host import HostCollector  # noqa: PLC0415
+
+        collectors.append(HostCollector(process))
+    if config.log_files or config.kmsg:
+        from optiinfra.exporter.collectors.logs import LogCollector  # noqa: PLC0415
+
+        files = [(Path(path), source) for path, source in config.log_files]
+        collectors.append(LogCollector(files, from_start=config.log_from_start, kmsg=config.kmsg))
+    return collectors
 
 
 @dataclass
@@ -236,7 +216,7 @@ async def render_metrics(sidecar: Sidecar) -> str:
     duration, errors = Family.of(_DURATION), Family.of(_ERRORS)
     parts: list[Part] = []
     running = {c.name: c for c in sidecar.collectors}
-    for name in sorted({spec.name for spec in REGISTRY} - set(running)):
+    for name in sorted(set(COLLECTORS) - set(running)):
         enabled.add({"collector": name}, 0.0)
     for collector, output in zip(sidecar.collectors, outputs, strict=True):
         parts.extend(output)

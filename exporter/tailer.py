@@ -59,7 +59,29 @@ class LineReader(Protocol):
     def close(self) -> None: ...
 
 
-class FileTailer:
+class _Reader:
+    """What both readers share: the path, the state, and an error logged once until it changes."""
+
+    def __init__(self, path: Path, from_start: bool) -> None:
+        self.path = path
+        self.from_start = from_start
+        self.state = "waiting"
+        self.truncated_lines = 0
+        self._fresh = False
+        self._error_logged = ""
+
+    def _set_error(self, message: str, effect: str = "retrying") -> None:
+        self.state = f"error: {message}"
+        if self._error_logged != message:
+            log.warning("%s: %s (%s)", self.path, message, effect)
+            self._error_logged = message
+
+    def take_fresh(self) -> bool:
+        fresh, self._fresh = self._fresh, False
+        return fresh
+
+
+class FileTailer(_Reader):
     def __init__(
         self,
         path: Path,
@@ -68,12 +90,9 @@ class FileTailer:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ) -> None:
-        self.path = path
-        self.from_start = from_start
+        super().__init__(path, from_start)
         self.max_line_bytes = max_line_bytes
         self.chunk_bytes = chunk_bytes
-        self.state = "waiting"
-        self.truncated_lines = 0
         self.rotations = 0
         self.truncations = 0
         self.bytes_read = 0
@@ -86,9 +105,7 @@ class FileTailer:
         self.target = ""
         """Where the path's symlink points ("" when it is none)."""
         self._first_poll = True
-        self._fresh = False
         self._ever_opened = False
-        self._error_logged = ""
 
     @property
     def turnovers(self) -> int:
@@ -137,16 +154,6 @@ class FileTailer:
         self.state = "following"
         self._error_logged = ""
         return True
-
-    def _set_error(self, message: str) -> None:
-        self.state = f"error: {message}"
-        if self._error_logged != message:
-            log.warning("log file %s: %s (retrying)", self.path, message)
-            self._error_logged = message
-
-    def take_fresh(self) -> bool:
-        fresh, self._fresh = self._fresh, False
-        return fresh
 
     # -- reading ------------------------------------------------------------------------------------------
     def poll(self, max_bytes: int) -> tuple[list[str], bool]:
@@ -287,33 +294,22 @@ def parse_kmsg_record(record: bytes) -> str | None:
     return f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {message}"
 
 
-class KmsgReader:
+class KmsgReader(_Reader):
     """Records of the kernel ring buffer (/dev/kmsg); starts after the newest record unless ``from_start``."""
 
     def __init__(self, path: Path = Path("/dev/kmsg"), *, from_start: bool = False) -> None:
-        self.path = path
-        self.from_start = from_start
-        self.state = "waiting"
-        self.truncated_lines = 0
+        super().__init__(path, from_start)
         self.turnovers = 0
         self.malformed = 0
         self.lost = 0
         """Times the kernel overwrote records before we read them (EPIPE)."""
         self._fd: int | None = None
-        self._error_logged = ""
-
-    def take_fresh(self) -> bool:
-        return False
 
     def _open(self) -> bool:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
-            message = f"cannot open: {exc.strerror or exc}"
-            self.state = f"error: {message}"
-            if self._error_logged != message:
-                log.warning("%s: %s (kernel signatures from it are off; retrying)", self.path, message)
-                self._error_logged = message
+            self._set_error(f"cannot open: {exc.strerror or exc}", "kernel signatures from it are off; retrying")
             return False
         if not self.from_start:
             with contextlib.suppress(OSError):

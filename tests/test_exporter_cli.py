@@ -18,7 +18,7 @@ from conftest import DATA, REPO, free_port, parse_samples
 
 from optiinfra.cli import UsageError, build_parser, main
 from optiinfra.exporter.cli import build_config
-from optiinfra.exporter.server import REGISTRY, build_collectors
+from optiinfra.exporter.server import COLLECTORS, build_collectors
 
 OPTIINFRA = Path(sys.executable).parent / "optiinfra"
 
@@ -86,8 +86,8 @@ def test_gpu_attribution_settings_and_env_twins(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_registry_switches() -> None:
-    assert [(s.name, s.default) for s in REGISTRY] == [
-        ("engine", False), ("gpu", True), ("host", True), ("logs", False)]
+    assert COLLECTORS == ("engine", "gpu", "host", "logs")
+    assert [c.name for c in build_collectors(config_for())] == ["gpu", "host"]  # type: ignore[arg-type]  # on by default
     no_upstream = config_for("--no-gpu")
     assert [c.name for c in build_collectors(no_upstream)] == ["host"]  # type: ignore[arg-type]
     with_upstream = config_for("--upstream", "http://127.0.0.1:1", "--no-gpu", "--no-host")

@@ -222,14 +222,10 @@ class EngineCollector:
                     raise UpstreamError(f"HTTP {resp.status}")
                 if resp.content_length is not None and resp.content_length > self.max_bytes:
                     raise UpstreamError(f"body of {resp.content_length} bytes exceeds the {self.max_bytes} byte limit")
-                chunks: list[bytes] = []
-                total = 0
-                async for chunk in resp.content.iter_chunked(_CHUNK):
-                    total += len(chunk)
-                    if total > self.max_bytes:
-                        raise UpstreamError(f"body exceeds the {self.max_bytes} byte limit")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                body = await _read_body(resp, self.max_bytes)
+                if body is None:
+                    raise UpstreamError(f"body exceeds the {self.max_bytes} byte limit")
+                return body
         except TimeoutError as exc:
             raise UpstreamError(f"timed out after {self.timeout:g}s") from exc
         except aiohttp.ClientPayloadError as exc:
@@ -349,16 +345,26 @@ class EngineCollector:
             async with self._session.get(url, allow_redirects=False) as resp:
                 if resp.status != 200:
                     return None
-                body = b""
-                async for chunk in resp.content.iter_chunked(_CHUNK):  # read() may return only the first chunk
-                    body += chunk
-                    if len(body) > MAX_INFO_BYTES:
-                        raise ValueError(f"larger than {MAX_INFO_BYTES} bytes")
+                body = await _read_body(resp, MAX_INFO_BYTES)
+                if body is None:
+                    raise ValueError(f"larger than {MAX_INFO_BYTES} bytes")
             data = await asyncio.to_thread(json.loads, body)
         except (aiohttp.ClientError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             log.debug("engine info endpoint unavailable", extra={"url": str(url), "error": str(exc)[:200]})
             return None
         return data if isinstance(data, dict) else None
+
+
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    """The whole body (streamed: ``read()`` may return only the first chunk); None once it passes ``limit``."""
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _decode(body: bytes) -> str:

@@ -492,6 +492,8 @@ def check_device_list(text: str) -> str | None:
 
 # -- field readers: (nvml, handle) -> {metric name: value or None} --------------------------------
 
+_Reader = Callable[[Any, Any], dict[str, float | None]]
+
 
 def _call(nvml: Any, names: tuple[str, ...], *args: Any) -> Any:
     """Call the first NVML function of ``names`` the binding has; map "not supported" to ``_Unsupported``."""
@@ -517,6 +519,18 @@ def _num(raw: Any) -> float | None:
     return None if abs(value) >= BLANK_THRESHOLD else value
 
 
+def _scalar(metric: str, names: tuple[str, ...], *constants: str, divisor: int = 1) -> _Reader:
+    """The reader of one NVML number: the first of ``names`` the binding has, called with the handle and the
+    NVML ``constants``; divided by ``divisor`` (the unit conversion)."""
+
+    def read(nvml: Any, handle: Any) -> dict[str, float | None]:
+        value = _num(_call(nvml, names, handle, *(getattr(nvml, c) for c in constants)))
+        return {metric: None if value is None else value / divisor}
+
+    read.__name__ = metric.removeprefix("DCGM_FI_DEV_").lower()  # in error messages: "pcie_replay_counter: ..."
+    return read
+
+
 def _utilization(nvml: Any, handle: Any) -> dict[str, float | None]:
     util = _call(nvml, ("nvmlDeviceGetUtilizationRates",), handle)
     return {"DCGM_FI_DEV_GPU_UTIL": _num(util.gpu), "DCGM_FI_DEV_MEM_COPY_UTIL": _num(util.memory)}
@@ -527,11 +541,6 @@ def _memory(nvml: Any, handle: Any) -> dict[str, float | None]:
     used, free = _num(mem.used), _num(mem.free)
     return {"DCGM_FI_DEV_FB_USED": None if used is None else int(mem.used) // _MIB,
             "DCGM_FI_DEV_FB_FREE": None if free is None else int(mem.free) // _MIB}
-
-
-def _gpu_temp(nvml: Any, handle: Any) -> dict[str, float | None]:
-    return {"DCGM_FI_DEV_GPU_TEMP": _num(_call(nvml, ("nvmlDeviceGetTemperature",), handle,
-                                               nvml.NVML_TEMPERATURE_GPU))}
 
 
 def _memory_temp(nvml: Any, handle: Any) -> dict[str, float | None]:
@@ -547,51 +556,26 @@ def _memory_temp(nvml: Any, handle: Any) -> dict[str, float | None]:
     return {"DCGM_FI_DEV_MEMORY_TEMP": _num(getattr(value.value, member))}
 
 
-def _power(nvml: Any, handle: Any) -> dict[str, float | None]:
-    milliwatts = _num(_call(nvml, ("nvmlDeviceGetPowerUsage",), handle))
-    return {"DCGM_FI_DEV_POWER_USAGE": None if milliwatts is None else milliwatts / 1000}
-
-
-def _energy(nvml: Any, handle: Any) -> dict[str, float | None]:
-    return {"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": _num(_call(nvml, ("nvmlDeviceGetTotalEnergyConsumption",),
-                                                               handle))}
-
-
-def _sm_clock(nvml: Any, handle: Any) -> dict[str, float | None]:
-    return {"DCGM_FI_DEV_SM_CLOCK": _num(_call(nvml, ("nvmlDeviceGetClockInfo",), handle, nvml.NVML_CLOCK_SM))}
-
-
-def _mem_clock(nvml: Any, handle: Any) -> dict[str, float | None]:
-    return {"DCGM_FI_DEV_MEM_CLOCK": _num(_call(nvml, ("nvmlDeviceGetClockInfo",), handle, nvml.NVML_CLOCK_MEM))}
-
-
-def _clock_event_reasons(nvml: Any, handle: Any) -> dict[str, float | None]:
-    names = ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
-    return {"DCGM_FI_DEV_CLOCKS_EVENT_REASONS": _num(_call(nvml, names, handle))}
-
-
-def _ecc_sbe(nvml: Any, handle: Any) -> dict[str, float | None]:
-    value = _call(nvml, ("nvmlDeviceGetTotalEccErrors",), handle,
-                  nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, nvml.NVML_VOLATILE_ECC)
-    return {"DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": _num(value)}
-
-
-def _ecc_dbe(nvml: Any, handle: Any) -> dict[str, float | None]:
-    value = _call(nvml, ("nvmlDeviceGetTotalEccErrors",), handle,
-                  nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC)
-    return {"DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": _num(value)}
-
-
-def _pcie_replay(nvml: Any, handle: Any) -> dict[str, float | None]:
-    return {"DCGM_FI_DEV_PCIE_REPLAY_COUNTER": _num(_call(nvml, ("nvmlDeviceGetPcieReplayCounter",), handle))}
-
-
 def _remapped_rows(nvml: Any, handle: Any) -> dict[str, float | None]:
     _corrected, uncorrected, *_rest = _call(nvml, ("nvmlDeviceGetRemappedRows",), handle)
     return {"DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS": _num(uncorrected)}
 
 
-_READERS: tuple[Callable[[Any, Any], dict[str, float | None]], ...] = (
-    _utilization, _memory, _gpu_temp, _memory_temp, _power, _energy, _sm_clock, _mem_clock,
-    _clock_event_reasons, _ecc_sbe, _ecc_dbe, _pcie_replay, _remapped_rows,
+_READERS: tuple[_Reader, ...] = (
+    _utilization,
+    _memory,
+    _scalar("DCGM_FI_DEV_GPU_TEMP", ("nvmlDeviceGetTemperature",), "NVML_TEMPERATURE_GPU"),
+    _memory_temp,
+    _scalar("DCGM_FI_DEV_POWER_USAGE", ("nvmlDeviceGetPowerUsage",), divisor=1000),  # milliwatts
+    _scalar("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", ("nvmlDeviceGetTotalEnergyConsumption",)),
+    _scalar("DCGM_FI_DEV_SM_CLOCK", ("nvmlDeviceGetClockInfo",), "NVML_CLOCK_SM"),
+    _scalar("DCGM_FI_DEV_MEM_CLOCK", ("nvmlDeviceGetClockInfo",), "NVML_CLOCK_MEM"),
+    _scalar("DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+            ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")),
+    _scalar("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", ("nvmlDeviceGetTotalEccErrors",),
+            "NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_VOLATILE_ECC"),
+    _scalar("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", ("nvmlDeviceGetTotalEccErrors",),
+            "NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_VOLATILE_ECC"),
+    _scalar("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", ("nvmlDeviceGetPcieReplayCounter",)),
+    _remapped_rows,
 )
