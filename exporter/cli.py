@@ -27,15 +27,14 @@ RESERVED_LABELS = frozenset(
     {*BASE_LABELS, *RANK_LABELS, *ENGINE_INFO_LABELS, *GPU_LABELS, "le", "quantile", "outcome", "reason",
      "collector", "source", "signature", "xid"}
 )
-LOG_SOURCES = ("engine", "kernel")
 
 
 def _log_file(text: str) -> tuple[str, str]:
+    from optiinfra.exporter.logsig import SOURCES  # noqa: PLC0415 (compiles the signatures: only when used)
+
     path, sep, source = text.rpartition(":")
-    if not sep or not path or source not in LOG_SOURCES:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: write it as PATH:SOURCE with SOURCE one of {', '.join(LOG_SOURCES)}"
-        )
+    if not sep or not path or source not in SOURCES:
+        raise argparse.ArgumentTypeError(f"{text!r}: write it as PATH:SOURCE with SOURCE one of {', '.join(SOURCES)}")
     return path, source
 
 
@@ -97,7 +96,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _check_upstream(url: str) -> str:
     from yarl import URL  # noqa: PLC0415
 
-
     try:
         parsed = URL(url)
     except ValueError as exc:
@@ -109,7 +107,6 @@ def _check_upstream(url: str) -> str:
 
 def _check_pairs(flag: str, pairs: Iterable[tuple[str, str]], allowed: frozenset[str] | None,
                  forbidden: frozenset[str]) -> dict[str, str]:
-
     out: dict[str, str] = {}
     for key, value in pairs:
         if _LABEL_NAME.fullmatch(key) is None:
@@ -133,15 +130,11 @@ def build_config(args: argparse.Namespace) -> ExporterConfig:
     engine_config = _check_pairs("--engine-config", args.engine_config,
                                  frozenset({"model", *ENGINE_INFO_LABELS}), frozenset())
     labels = _check_pairs("--label", args.label, None, RESERVED_LABELS)
-    if args.scrape_timeout <= 0:
-        raise UsageError(f"--scrape-timeout {args.scrape_timeout}: must be > 0 seconds")
     collector_timeout = args.collector_timeout if args.collector_timeout is not None else args.scrape_timeout + 1
-    if collector_timeout <= 0:
-        raise UsageError(f"--collector-timeout {collector_timeout}: must be > 0 seconds")
-    if args.max_body_bytes <= 0:
-        raise UsageError(f"--max-body-bytes {args.max_body_bytes}: must be > 0")
-    if args.max_series <= 0:
-        raise UsageError(f"--max-series {args.max_series}: must be > 0")
+    for flag, number in (("--scrape-timeout", args.scrape_timeout), ("--collector-timeout", collector_timeout),
+                         ("--max-body-bytes", args.max_body_bytes), ("--max-series", args.max_series)):
+        if number <= 0:
+            raise UsageError(f"{flag} {number}: must be > 0")
     if args.engine_pid is not None and args.engine_pid <= 0:
         raise UsageError(f"--engine-pid {args.engine_pid}: give the engine's process id")
     gpu_uuids = (args.gpu_uuids or "").strip() or None

@@ -122,11 +122,8 @@ class RotatingFile:
             self._last_error = ""
 
     def _write_all(self, fd: int, data: bytes, start: int, stop: int) -> None:
-        view = memoryview(data)[start:stop]
-        while view:
-            written = os.write(fd, view)
-            self._size += written
-            view = view[written:]
+        _write_fd(fd, memoryview(data)[start:stop])
+        self._size += stop - start
 
 
 def pipe(source: int, target: RotatingFile, tee: int | None = None) -> int:
@@ -151,7 +148,7 @@ def pipe(source: int, target: RotatingFile, tee: int | None = None) -> int:
                 tee = None
 
 
-def _write_fd(fd: int, data: bytes) -> None:
+def _write_fd(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]

@@ -198,7 +198,8 @@ class EngineTransform:
         self._prefix_safe: dict[str, str] = {}
         #: source label that becomes ``model`` (vLLM/SGLang ``model_name``); TGI has none
         self._model_source = next((k for k, v in self._renames.items() if v == "model"), None)
-        self._default_model = "unknown"
+        self.default_model = "unknown"
+        """Model label for series that carry none."""
         self._learn_model = False
         self.set_default_model(model)
         self._compile()
@@ -207,6 +208,7 @@ class EngineTransform:
 
     def _compile(self) -> None:
         specs: dict[str, list[_Spec]] = {}
+        families: set[str] = set()  # the TYPE names of mapped families (a counter's without ``_total``)
         self._metrics: list[Metric] = []
         self._headers: list[str] = []
         #: per metric: groups of slots; the first slot with samples in each group is used
@@ -225,6 +227,7 @@ class EngineTransform:
             for source in sources:
                 slots: list[int] = []
                 for wire in source.wire_names:
+                    families.update((wire, wire.removesuffix("_total")))
                     self._add_specs(specs, _Spec(slot, metric, source, "", False, False), wire)
                     slots.append(slot)
                     slot += 1
@@ -237,13 +240,6 @@ class EngineTransform:
             self._groups.append(groups)
         self._nslots = slot
         self._specs: dict[str, tuple[_Spec, ...]] = {k: tuple(v) for k, v in specs.items()}
-        families: set[str] = set()
-        for metric in self._metrics:
-            for source in metric.sources[self.engine]:
-                for wire in source.wire_names:
-                    families.add(wire)
-                    if wire.endswith("_total"):
-                        families.add(wire[: -len("_total")])
         self._mapped_families = frozenset(families)
 
     @staticmethod
@@ -274,8 +270,8 @@ class EngineTransform:
         """
         self._learn_model = model is None and self._model_source is not None
         model = model or "unknown"
-        if model != self._default_model:
-            self._default_model = model
+        if model != self.default_model:
+            self.default_model = model
             self._memo.clear()
 
     def _learn_model_from(self, text: str) -> None:
@@ -283,15 +279,8 @@ class EngineTransform:
         if pos < 0:
             return
         match = _LABEL_RE.match(text, pos)
-        value = _unescape(match.group(2)) if match else ""
-        if value:
-            self._learn_model = False
-            self._default_model = value
-            self._memo.clear()
-
-    @property
-    def default_model(self) -> str:
-        return self._default_model
+        if match and match.group(2):
+            self.set_default_model(_unescape(match.group(2)))
 
     # -- per scrape -------------------------------------------------------------------------------
 
@@ -445,7 +434,8 @@ class EngineTransform:
                 mapped += 1
             elif entry[3]:
                 mapped += 1
-                _accumulate(slots, entry[3], value)
+                for target_slot, target_key, const, is_max in entry[3]:
+                    _merge(slots[target_slot], target_key, value if const is None else const, is_max)
             if entry[5] is not None and not scan.result.engine_config:
                 scan.result.engine_config = dict(entry[5])
             if lines is not None and families is not None:
@@ -508,7 +498,7 @@ class EngineTransform:
             if const is None:
                 return None
         renamed = {self._renames.get(k, k): v for k, v in labels.items()}
-        out: list[tuple[str, str]] = [("engine", self.engine), ("model", renamed.get("model") or self._default_model)]
+        out: list[tuple[str, str]] = [("engine", self.engine), ("model", renamed.get("model") or self.default_model)]
         # A source whose family has no rank label (vLLM's API-server counters) may name the rank it stands for.
         out.extend((rank, value) for rank in RANK_LABELS
                    if (value := renamed.get(rank) or source.set_labels.get(rank)))
@@ -548,13 +538,7 @@ class EngineTransform:
                     merged = chosen  # the per-scrape dicts are ours to extend
                     continue
                 for key, value in chosen.items():
-                    old = merged.get(key)
-                    if old is None:
-                        merged[key] = value
-                    elif is_max:
-                        merged[key] = max(old, value)
-                    else:
-                        merged[key] = old + value
+                    _merge(merged, key, value, is_max)
             if not merged:
                 continue
             parts.append(self._headers[mi])
@@ -570,18 +554,10 @@ class EngineTransform:
         return "".join(parts)
 
 
-def _accumulate(slots: list[dict[str, float]], targets: tuple[_Target, ...], value: float) -> None:
-    for slot, key, const, is_max in targets:
-        acc = slots[slot]
-        val = value if const is None else const
-        old = acc.get(key)
-        if old is None:
-            acc[key] = val
-        elif is_max:
-            if val > old:
-                acc[key] = val
-        else:
-            acc[key] = old + val
+def _merge(acc: dict[str, float], key: str, value: float, is_max: bool) -> None:
+    """Add ``value`` to the series ``key`` of ``acc`` by the metric's aggregation (sum, or max)."""
+    old = acc.get(key)
+    acc[key] = value if old is None else max(old, value) if is_max else old + value
 
 
 def _sample_lines(body: str) -> int:

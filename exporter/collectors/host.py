@@ -41,12 +41,8 @@ UNLIMITED_THRESHOLD = 1 << 62
 def _read_int(path: Path) -> int | None:
     """An integer cgroup file, or None when it is missing, unreadable or not a number (v2 ``max``)."""
     try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    try:
-        return int(text)
-    except ValueError:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
         return None
 
 

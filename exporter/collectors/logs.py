@@ -84,7 +84,6 @@ class LogCollector:
         xid_window: float = 1.0,
         batch_bytes: int = 4 << 20,
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-        kmsg_path: Path = Path("/dev/kmsg"),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.poll_interval = poll_interval
@@ -111,8 +110,9 @@ class LogCollector:
                 StreamMatcher(src, startup=self.startup, xid_window=xid_window),
             ))
         if kmsg:
+            reader = KmsgReader(from_start=from_start)
             self._streams.append(_Stream(
-                str(kmsg_path), "kernel", KmsgReader(kmsg_path, from_start=from_start),
+                str(reader.path), "kernel", reader,
                 StreamMatcher("kernel", xid_window=xid_window),
             ))
         self._lock = threading.Lock()
@@ -208,17 +208,10 @@ class LogCollector:
         return out
 
     async def collect(self) -> list[Part]:
-        counted = self.counts()
-        values: dict[tuple[str, str, str], int] = {}
-        for source in sorted({s.source for s in self._streams}):
-            for signature in COUNTED[source]:
-                if signature == "nvidia_xid":
-                    for number in KNOWN_XIDS:
-                        values[(source, signature, str(number))] = 0
-                else:
-                    values[(source, signature, "")] = 0
-        for key, count in counted.items():
-            values[key] = count
+        values = {(source, signature, xid): 0 for source in {s.source for s in self._streams}
+                  for signature in COUNTED[source]
+                  for xid in (map(str, KNOWN_XIDS) if signature == "nvidia_xid" else ("",))}
+        values.update(self.counts())
         events = Family.of(EVENTS)
         for (src, sig, xid), n in sorted(values.items(), key=_sort_key):
             labels = {"source": src, "signature": sig}
