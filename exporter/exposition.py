@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from optiinfra.metrics import Metric
 
@@ -38,16 +38,14 @@ def escape_help(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n")
 
 
+@dataclass(slots=True, eq=False)
 class Family:
     """One typed metric family: name, type, HELP and its samples ``(suffix, labels, value)`` in order."""
 
-    __slots__ = ("help", "name", "samples", "type")
-
-    def __init__(self, name: str, type_: str, help_: str) -> None:
-        self.name = name
-        self.type = type_
-        self.help = help_
-        self.samples: list[tuple[str, Mapping[str, str], float]] = []
+    name: str
+    type: str
+    help: str
+    samples: list[tuple[str, Mapping[str, str], float]] = field(default_factory=list)
 
     @classmethod
     def of(cls, metric: Metric) -> Family:
@@ -82,8 +80,7 @@ def encode(parts: Iterable[Part], static: Mapping[str, str] | None = None) -> st
         elif (first := merged.get(part.name)) is not None:
             first.samples.extend(part.samples)
         else:
-            merged[part.name] = copy = Family(part.name, part.type, part.help)
-            copy.samples.extend(part.samples)
+            merged[part.name] = copy = Family(part.name, part.type, part.help, list(part.samples))
             order.append(copy)
     out: list[str] = []
     for item in order:

@@ -26,13 +26,14 @@ dmesg-style line ``[secs.usec] message``.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import logging
 import os
 import stat
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -41,26 +42,8 @@ DEFAULT_CHUNK_BYTES = 1 << 20
 _TAIL_BYTES = 32
 
 
-class LineReader(Protocol):
-    state: str
-    truncated_lines: int
-
-    @property
-    def turnovers(self) -> int:
-        """Rotations and truncations seen so far (a storm of them makes the collector poll faster)."""
-
-    def poll(self, max_bytes: int) -> tuple[list[str], bool]:
-        """Complete lines read now (about ``max_bytes`` at most), as blocks of lines joined by newlines (no
-        trailing newline), and whether more input is waiting."""
-
-    def take_fresh(self) -> bool:
-        """True once after the reader opened a file that was missing or empty when following began."""
-
-    def close(self) -> None: ...
-
-
-class _Reader:
-    """What both readers share: the path, the state, and an error logged once until it changes."""
+class LineReader(abc.ABC):
+    """A followed stream of lines (a file, /dev/kmsg): its path, state, and an error logged once until it changes."""
 
     def __init__(self, path: Path, from_start: bool) -> None:
         self.path = path
@@ -70,18 +53,32 @@ class _Reader:
         self._fresh = False
         self._error_logged = ""
 
+    @property
+    def turnovers(self) -> int:
+        """Rotations and truncations seen so far (a storm of them makes the collector poll faster)."""
+        return 0
+
+    @abc.abstractmethod
+    def poll(self, max_bytes: int) -> tuple[list[str], bool]:
+        """Complete lines read now (about ``max_bytes`` at most), as blocks of lines joined by newlines (no
+        trailing newline), and whether more input is waiting."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def take_fresh(self) -> bool:
+        """True once after the reader opened a file that was missing or empty when following began."""
+        fresh, self._fresh = self._fresh, False
+        return fresh
+
     def _set_error(self, message: str, effect: str = "retrying") -> None:
         self.state = f"error: {message}"
         if self._error_logged != message:
             log.warning("%s: %s (%s)", self.path, message, effect)
             self._error_logged = message
 
-    def take_fresh(self) -> bool:
-        fresh, self._fresh = self._fresh, False
-        return fresh
 
-
-class FileTailer(_Reader):
+class FileTailer(LineReader):
     def __init__(
         self,
         path: Path,
@@ -294,12 +291,11 @@ def parse_kmsg_record(record: bytes) -> str | None:
     return f"[{usec // 1_000_000:5d}.{usec % 1_000_000:06d}] {message}"
 
 
-class KmsgReader(_Reader):
+class KmsgReader(LineReader):
     """Records of the kernel ring buffer (/dev/kmsg); starts after the newest record unless ``from_start``."""
 
     def __init__(self, path: Path = Path("/dev/kmsg"), *, from_start: bool = False) -> None:
         super().__init__(path, from_start)
-        self.turnovers = 0
         self.malformed = 0
         self.lost = 0
         """Times the kernel overwrote records before we read them (EPIPE)."""
