@@ -99,139 +99,96 @@ def _watchdog_key(m: re.Match[str]) -> str:
 
 SIGNATURES: tuple[Signature, ...] = (
     # ---- engine start-up -------------------------------------------------------------------------------
-    Signature(
-        "startup_waiting", "engine", ("Waiting for ",),
-        _c(r"Waiting for \d+ local, \d+ remote core engine proc\(s\) to (?:start|connect)\."
-           r"|Waiting for shard to be ready\.\.\."),
-        "Engine start-up heartbeat (vLLM DEBUG wait for core engines; TGI wait for shards): not a failure "
-        "(every TGI start prints it); it arms the start-up timer unless this start already hung.", kind="heartbeat",
-    ),
-    Signature(
-        "engine_init_failed", "engine", ("failed",),
-        _c(r"Engine core initialization failed|EngineCore failed to start"),
-        "vLLM V1 engine core failed to initialise (the APIServer's RuntimeError, the EngineCore's log line).",
-        window_lines=200, ends_startup=True,
-    ),
-    Signature(
-        "engine_core_error", "engine", (" hit an exception", "encountered a fatal"),
-        _c(r"EngineCore hit an exception|EngineCore encountered a fatal error"),
-        "vLLM V1 engine core crashed (during start-up or serving).",
-        window_lines=200, ends_startup=True,
-    ),
-    Signature(
-        "tgi_shard_failed", "engine", ("failed",),
-        _c(r"text_generation_launcher: Shard (?P<rank>\d+) failed to start"),
-        "TGI launcher: a model shard failed to start.", window_lines=50, ends_startup=True,
-    ),
+    Signature("startup_waiting", "engine", ("Waiting for ",),
+              _c(r"Waiting for \d+ local, \d+ remote core engine proc\(s\) to (?:start|connect)\."
+                 r"|Waiting for shard to be ready\.\.\."),
+              "Engine start-up heartbeat (vLLM DEBUG wait for core engines; TGI wait for shards): not a failure "
+              "(every TGI start prints it); it arms the start-up timer unless this start already hung.",
+              kind="heartbeat"),
+    Signature("engine_init_failed", "engine", ("failed",),
+              _c(r"Engine core initialization failed|EngineCore failed to start"),
+              "vLLM V1 engine core failed to initialise (the APIServer's RuntimeError, the EngineCore's log line).",
+              window_lines=200, ends_startup=True),
+    Signature("engine_core_error", "engine", (" hit an exception", "encountered a fatal"),
+              _c(r"EngineCore hit an exception|EngineCore encountered a fatal error"),
+              "vLLM V1 engine core crashed (during start-up or serving).",
+              window_lines=200, ends_startup=True),
+    Signature("tgi_shard_failed", "engine", ("failed",),
+              _c(r"text_generation_launcher: Shard (?P<rank>\d+) failed to start"),
+              "TGI launcher: a model shard failed to start.", window_lines=50, ends_startup=True),
     # ---- memory ------------------------------------------------------------------------------------------
-    Signature(
-        "cuda_oom", "engine", ("out of memory",),
-        _c(r"CUDA out of memory\. Tried to allocate|CUDA error: out of memory"),
-        "CUDA out of memory: PyTorch's caching allocator (both wordings) or the CUDA runtime.",
-        window_lines=50, ends_startup=True,
-    ),
-    Signature(
-        "kv_cache_insufficient", "engine", ("max seq len",),
-        _c(r"The model's max seq len \(\d+\) is larger than the maximum number of tokens that can be stored"
-           r"|To serve at least one request with the models?'s max seq len \(\d+\)"),
-        "vLLM: max_model_len does not fit in the KV cache (V0 and V1 wordings).",
-        window_lines=50, ends_startup=True,
-    ),
-    Signature(
-        "no_cache_blocks", "engine", ("blocks",),
-        _c(r"No available memory for the cache blocks|# GPU blocks: 0,"),
-        "vLLM: no GPU memory left for any KV-cache block (the error, its source line, or `# GPU blocks: 0`).",
-        window_lines=200, ends_startup=True,
-    ),
-    Signature(
-        "kv_preemption", "engine", ("PreemptionMode.",),
-        _c(r"is preempted by PreemptionMode\.(?:RECOMPUTE|SWAP) mode because there is not enough KV cache"),
-        "vLLM V0: a sequence group was preempted for lack of KV-cache space. Informational.",
-    ),
-    Signature(
-        "ecc_uncorrectable", "engine", ("uncorrectable ECC",),
-        _c(r"(?:CUDA error|CUDA_ERROR_ECC_UNCORRECTABLE|Cuda Error): uncorrectable ECC error encountered"),
-        "CUDA reported an uncorrectable ECC error (runtime API, driver API, glog wrapper).",
-        window_lines=50,
-    ),
+    Signature("cuda_oom", "engine", ("out of memory",),
+              _c(r"CUDA out of memory\. Tried to allocate|CUDA error: out of memory"),
+              "CUDA out of memory: PyTorch's caching allocator (both wordings) or the CUDA runtime.",
+              window_lines=50, ends_startup=True),
+    Signature("kv_cache_insufficient", "engine", ("max seq len",),
+              _c(r"The model's max seq len \(\d+\) is larger than the maximum number of tokens that can be stored"
+                 r"|To serve at least one request with the models?'s max seq len \(\d+\)"),
+              "vLLM: max_model_len does not fit in the KV cache (V0 and V1 wordings).",
+              window_lines=50, ends_startup=True),
+    Signature("no_cache_blocks", "engine", ("blocks",),
+              _c(r"No available memory for the cache blocks|# GPU blocks: 0,"),
+              "vLLM: no GPU memory left for any KV-cache block (the error, its source line, or `# GPU blocks: 0`).",
+              window_lines=200, ends_startup=True),
+    Signature("kv_preemption", "engine", ("PreemptionMode.",),
+              _c(r"is preempted by PreemptionMode\.(?:RECOMPUTE|SWAP) mode because there is not enough KV cache"),
+              "vLLM V0: a sequence group was preempted for lack of KV-cache space. Informational."),
+    Signature("ecc_uncorrectable", "engine", ("uncorrectable ECC",),
+              _c(r"(?:CUDA error|CUDA_ERROR_ECC_UNCORRECTABLE|Cuda Error): uncorrectable ECC error encountered"),
+              "CUDA reported an uncorrectable ECC error (runtime API, driver API, glog wrapper).",
+              window_lines=50),
     # ---- NCCL / c10d -------------------------------------------------------------------------------------
-    Signature(
-        "nccl_socket_error", "engine", ("NCCL WARN",),
-        _c(r"NCCL WARN (?:NET/Socket : (?:peer \S{1,128} )?message truncated"
-           r"|Net : (?:Call to \w{1,16} (?:from|to) \S{1,128} failed|Connection closed by remote peer)"
-           r"|socketProgress(?:Opt)?: (?:Call to \w{1,16} (?:from|to) \S{1,128} failed"
-           r"|Connection closed by remote peer))"),
-        "NCCL socket transport: truncated message, failed send/recv, connection closed by the peer.",
-    ),
-    Signature(
-        "nccl_ib_error", "engine", ("NCCL WARN",),
-        _c(r"NCCL WARN NET/IB : Got completion from peer \S{1,128} with (?:error |status=)\d+"),
-        "NCCL InfiniBand/RoCE work completion with an error status.",
-    ),
-    Signature(
-        "nccl_remote_error", "engine", ("ncclRemoteError",),
-        _c(r"ncclRemoteError: A call failed possibly due to a network error or a remote process exiting"),
-        "NCCL (through PyTorch c10d): remote process exited or network error.",
-    ),
-    Signature(
-        "nccl_watchdog_timeout", "engine", ("Watchdog ",),
-        _c(r"(?:\[Rank (?P<rank>\d+)\] )?Watchdog caught collective operation timeout: "
-           r"WorkNCCL\(SeqNum=(?P<seq>\d+), OpType=\w+"),
-        "PyTorch c10d watchdog: a NCCL collective timed out (one event per rank and sequence number).",
-        window_lines=1000, key=_watchdog_key,
-    ),
+    Signature("nccl_socket_error", "engine", ("NCCL WARN",),
+              _c(r"NCCL WARN (?:NET/Socket : (?:peer \S{1,128} )?message truncated"
+                 r"|Net : (?:Call to \w{1,16} (?:from|to) \S{1,128} failed|Connection closed by remote peer)"
+                 r"|socketProgress(?:Opt)?: (?:Call to \w{1,16} (?:from|to) \S{1,128} failed"
+                 r"|Connection closed by remote peer))"),
+              "NCCL socket transport: truncated message, failed send/recv, connection closed by the peer."),
+    Signature("nccl_ib_error", "engine", ("NCCL WARN",),
+              _c(r"NCCL WARN NET/IB : Got completion from peer \S{1,128} with (?:error |status=)\d+"),
+              "NCCL InfiniBand/RoCE work completion with an error status."),
+    Signature("nccl_remote_error", "engine", ("ncclRemoteError",),
+              _c(r"ncclRemoteError: A call failed possibly due to a network error or a remote process exiting"),
+              "NCCL (through PyTorch c10d): remote process exited or network error."),
+    Signature("nccl_watchdog_timeout", "engine", ("Watchdog ",),
+              _c(r"(?:\[Rank (?P<rank>\d+)\] )?Watchdog caught collective operation timeout: "
+                 r"WorkNCCL\(SeqNum=(?P<seq>\d+), OpType=\w+"),
+              "PyTorch c10d watchdog: a NCCL collective timed out (one event per rank and sequence number).",
+              window_lines=1000, key=_watchdog_key),
     # ---- SGLang ------------------------------------------------------------------------------------------
-    Signature(
-        "sglang_scheduler_exception", "engine", (" hit an exception",),
-        _c(r"\] Scheduler hit an exception"),
-        "SGLang: a scheduler (TP worker) process crashed.", window_lines=50, ends_startup=True,
-    ),
-    Signature(
-        "sglang_watchdog_timeout", "engine", ("Watchdog ",),
-        _c(r"Watchdog timeout \(self\.watchdog_timeout=\d+"),
-        "SGLang: the scheduler watchdog found a forward pass stuck.", window_lines=50,
-    ),
+    Signature("sglang_scheduler_exception", "engine", (" hit an exception",),
+              _c(r"\] Scheduler hit an exception"),
+              "SGLang: a scheduler (TP worker) process crashed.", window_lines=50, ends_startup=True),
+    Signature("sglang_watchdog_timeout", "engine", ("Watchdog ",),
+              _c(r"Watchdog timeout \(self\.watchdog_timeout=\d+"),
+              "SGLang: the scheduler watchdog found a forward pass stuck.", window_lines=50),
     # ---- start-up markers (not counted) --------------------------------------------------------------
-    Signature(
-        "engine_starting", "engine",
-        ("LLM engine", "Args {", "server_args=ServerArgs("),
-        _c(r"Initializing a V1 LLM engine|Initializing an LLM engine"
-           r"|text_generation_launcher: Args \{|server_args=ServerArgs\("),
-        "An engine process is starting (vLLM, TGI, SGLang).", kind="start",
-    ),
-    Signature(
-        "engine_ready", "engine",
-        ("startup complete", "ready to roll", ": Connected"),
-        _c(r"Application startup complete|The server is fired up and ready to roll"
-           r"|text_generation_router[\w:]{0,40}: [^ ]{0,200}: Connected$"),
-        "The engine serves requests (uvicorn for vLLM and SGLang, TGI's router).", kind="ready",
-    ),
+    Signature("engine_starting", "engine",
+              ("LLM engine", "Args {", "server_args=ServerArgs("),
+              _c(r"Initializing a V1 LLM engine|Initializing an LLM engine"
+                 r"|text_generation_launcher: Args \{|server_args=ServerArgs\("),
+              "An engine process is starting (vLLM, TGI, SGLang).", kind="start"),
+    Signature("engine_ready", "engine",
+              ("startup complete", "ready to roll", ": Connected"),
+              _c(r"Application startup complete|The server is fired up and ready to roll"
+                 r"|text_generation_router[\w:]{0,40}: [^ ]{0,200}: Connected$"),
+              "The engine serves requests (uvicorn for vLLM and SGLang, TGI's router).", kind="ready"),
     # ---- kernel ------------------------------------------------------------------------------------------
-    Signature(
-        "nvidia_xid", "kernel", ("NVRM: Xid", "fallen off the bus", "NVRM: The NVIDIA GPU"),
-        XID_RE,
-        "NVIDIA driver Xid error (label xid); 'fallen off the bus' without an Xid counts as 79.",
-    ),
-    Signature(
-        "oom_kill", "kernel", ("oom-kill", "Kill"),
-        _c(_OOM),
-        "Kernel OOM killer (global and memory-cgroup): one report is one event.",
-    ),
-    Signature(
-        "soft_lockup", "kernel", ("BUG: soft lockup",),
-        _c(r"BUG: soft lockup - CPU#\d+ stuck for \d+s!"),
-        "Kernel watchdog: a CPU was stuck in kernel mode (soft lockup).",
-    ),
-    Signature(
-        "hard_lockup", "kernel", ("Watchdog ",),
-        _c(r"Watchdog detected hard LOCKUP on cpu \d+"),
-        "Kernel NMI watchdog: hard lockup.",
-    ),
-    Signature(
-        "hung_task", "kernel", ("blocked for more than",),
-        _c(r"INFO: task .{1,80}?:\d+ blocked for more than \d+ seconds\."),
-        "Kernel hung-task detector: a task in D state for longer than hung_task_timeout_secs.",
-    ),
+    Signature("nvidia_xid", "kernel", ("NVRM: Xid", "fallen off the bus", "NVRM: The NVIDIA GPU"),
+              XID_RE,
+              "NVIDIA driver Xid error (label xid); 'fallen off the bus' without an Xid counts as 79."),
+    Signature("oom_kill", "kernel", ("oom-kill", "Kill"),
+              _c(_OOM),
+              "Kernel OOM killer (global and memory-cgroup): one report is one event."),
+    Signature("soft_lockup", "kernel", ("BUG: soft lockup",),
+              _c(r"BUG: soft lockup - CPU#\d+ stuck for \d+s!"),
+              "Kernel watchdog: a CPU was stuck in kernel mode (soft lockup)."),
+    Signature("hard_lockup", "kernel", ("Watchdog ",),
+              _c(r"Watchdog detected hard LOCKUP on cpu \d+"),
+              "Kernel NMI watchdog: hard lockup."),
+    Signature("hung_task", "kernel", ("blocked for more than",),
+              _c(r"INFO: task .{1,80}?:\d+ blocked for more than \d+ seconds\."),
+              "Kernel hung-task detector: a task in D state for longer than hung_task_timeout_secs."),
 )
 
 #: Signature names that are counted (``llm_log_events_total{signature}``), per source.
