@@ -324,15 +324,8 @@ class StreamMatcher:
     # -- lines --
     def feed(self, lines: Sequence[str], now: float, counts: Counts) -> None:
         """Match lines (in order; none may contain a newline) and add their events to ``counts``."""
-        if not lines:
-            return
-        if self.prefilter:
+        if lines:
             self.feed_text("\n".join(lines), now, counts)
-            return
-        base = self.lines
-        self.lines = base + len(lines)
-        for i, line in enumerate(lines):
-            self._match_line(self._sigs, line, base + i + 1, now, counts)
 
     def feed_text(self, text: str, now: float, counts: Counts) -> None:
         """Match a block of complete lines joined by newlines (no trailing newline), as the tailer reads them.
@@ -340,10 +333,13 @@ class StreamMatcher:
         With the pre-filter, each literal is searched once in the whole block (``str.find``, a C loop), and
         only the lines holding a literal go through that literal's signatures' regexes, in line order.
         """
-        if not self.prefilter:
-            self.feed(text.split("\n"), now, counts)
-            return
         base = self.lines
+        if not self.prefilter:
+            lines = text.split("\n")
+            self.lines = base + len(lines)
+            for i, line in enumerate(lines):
+                self._match_line(self._sigs, line, base + i + 1, now, counts)
+            return
         self.lines = base + text.count("\n") + 1
         hits: dict[int, set[int]] = {}
         """start of a line holding a literal -> indexes (in ``self._sigs``) of the signatures to try."""

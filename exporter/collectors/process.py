@@ -28,16 +28,16 @@ log = logging.getLogger(__name__)
 MAX_ENVIRON_BYTES = 4 * 1024 * 1024
 
 
+def _module(cmdline: list[str]) -> str | None:
+    """The ``-m`` module of a Python command line."""
+    return next((cmdline[i + 1] for i, arg in enumerate(cmdline[:-1]) if arg == "-m"), None)
+
+
 def _matches(name: str, cmdline: list[str], wanted: str) -> bool:
-    if name == wanted:
+    if name == wanted or any(os.path.basename(arg) == wanted for arg in cmdline[:2]):
         return True
-    if any(os.path.basename(arg) == wanted for arg in cmdline[:2]):
-        return True
-    for i, arg in enumerate(cmdline[:-1]):
-        if arg == "-m":
-            module = cmdline[i + 1]
-            return module == wanted or module.startswith(wanted + ".")
-    return False
+    module = _module(cmdline)
+    return module is not None and (module == wanted or module.startswith(wanted + "."))
 
 
 def _name_of(process: psutil.Process) -> str:
@@ -48,9 +48,9 @@ def _name_of(process: psutil.Process) -> str:
         name = process.name()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return ""
-    for i, arg in enumerate(cmdline[:-1]):
-        if arg == "-m":
-            return cmdline[i + 1].split(".")[0]
+    module = _module(cmdline)
+    if module is not None:
+        return module.split(".")[0]
     if len(cmdline) > 1 and not cmdline[1].startswith("-") and os.path.basename(cmdline[0]).startswith("python"):
         return os.path.basename(cmdline[1])
     return name
