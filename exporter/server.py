@@ -41,10 +41,6 @@ from optiinfra.metrics import SIDECAR_METRICS
 log = logging.getLogger(__name__)
 
 _SIDECAR = {m.name: m for m in SIDECAR_METRICS}
-_ENABLED = _SIDECAR["optiinfra_collector_enabled"]
-_SUCCESS = _SIDECAR["optiinfra_collector_success"]
-_DURATION = _SIDECAR["optiinfra_collector_duration_seconds"]
-_ERRORS = _SIDECAR["optiinfra_exporter_parse_errors_total"]
 #: Seconds in-flight requests get on SIGTERM before they are cancelled (aiohttp's default is 60 s).
 SHUTDOWN_TIMEOUT = 1.0
 #: Seconds each collector's ``close`` gets on shutdown.
@@ -212,8 +208,9 @@ async def render_metrics(sidecar: Sidecar) -> str:
     """One scrape: every collector concurrently, then the sidecar's own families, through the one encoder."""
     limit = sidecar.config.collector_timeout
     outputs = await asyncio.gather(*(_run(c, sidecar.states[c.name], limit) for c in sidecar.collectors))
-    enabled, success = Family.of(_ENABLED), Family.of(_SUCCESS)
-    duration, errors = Family.of(_DURATION), Family.of(_ERRORS)
+    enabled, success, duration, errors = (Family.of(_SIDECAR[name]) for name in (
+        "optiinfra_collector_enabled", "optiinfra_collector_success", "optiinfra_collector_duration_seconds",
+        "optiinfra_exporter_parse_errors_total"))
     parts: list[Part] = []
     running = {c.name: c for c in sidecar.collectors}
     for name in sorted(set(COLLECTORS) - set(running)):
