@@ -122,11 +122,15 @@ class FileTailer(LineReader):
             return False
         try:
             st = os.fstat(fd)
+            regular = stat.S_ISREG(st.st_mode)
+            if regular and first and not self.from_start and st.st_size > 0:  # start at the end
+                os.lseek(fd, st.st_size - 1, os.SEEK_SET)
+                self._discarding = os.read(fd, 1) != b"\n"
         except OSError as exc:
             os.close(fd)
             self._set_error(f"cannot read: {exc.strerror or exc}")
             return False
-        if not stat.S_ISREG(st.st_mode):
+        if not regular:
             os.close(fd)
             self._set_error("not a regular file (a FIFO, socket or device is never read)")
             return False
@@ -134,19 +138,9 @@ class FileTailer(LineReader):
         if target and target != self.target:
             log.info("log file %s is a symlink to %s", self.path, target)
         self.target = target
-        f = os.fdopen(fd, "rb")
-        try:
-            size = st.st_size
-            if first and not self.from_start and size > 0:
-                f.seek(size - 1)
-                self._discarding = f.read(1) != b"\n"
-            # A log that is empty when following begins, or appears later, is a new log (an engine starting).
-            self._fresh = (first and size == 0) or (not first and not self._ever_opened)
-        except OSError as exc:
-            f.close()
-            self._set_error(f"cannot read: {exc.strerror or exc}")
-            return False
-        self._f = f
+        # A log that is empty when following begins, or appears later, is a new log (an engine starting).
+        self._fresh = (first and st.st_size == 0) or (not first and not self._ever_opened)
+        self._f = os.fdopen(fd, "rb")
         self._ever_opened = True
         self.state = "following"
         self._error_logged = ""
