@@ -138,7 +138,7 @@ SIDECAR = web.AppKey("sidecar", Sidecar)
 
 
 def create_app(config: ExporterConfig, collectors: Sequence[Collector] | None = None) -> web.Application:
-    """The sidecar app. ``collectors`` replaces the registry's (tests); they are started and closed here."""
+    """The sidecar app. ``collectors`` replaces those the config enables (tests); they are started and closed here."""
     chosen = list(collectors) if collectors is not None else build_collectors(config)
     app = web.Application()
     app[SIDECAR] = Sidecar(config, chosen, {c.name: CollectorState() for c in chosen})

@@ -199,7 +199,7 @@ class EngineTransform:
         #: source label that becomes ``model`` (vLLM/SGLang ``model_name``); TGI has none
         self._model_source = next((k for k, v in self._renames.items() if v == "model"), None)
         self.default_model = "unknown"
-        """Model label for series that carry none."""
+        """Model label for series that carry none (change it with ``set_default_model``: the memo holds it)."""
         self._learn_model = False
         self.set_default_model(model)
         self._compile()
