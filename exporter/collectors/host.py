@@ -34,8 +34,10 @@ from .process import EngineProcess
 
 log = logging.getLogger(__name__)
 
-#: cgroup v1 reports "no limit" as a huge page-rounded number (9223372036854771712 on x86-64).
+#: cgroup v1 reports "no limit" as a huge page-rounded number (9223372036854771712 on x86-64); v2 says ``max``.
 UNLIMITED_THRESHOLD = 1 << 62
+#: (usage, limit) files of the memory controller, per cgroup version.
+_MEMORY_FILES = {"v2": ("memory.current", "memory.max"), "v1": ("memory.usage_in_bytes", "memory.limit_in_bytes")}
 
 
 def _read_int(path: Path) -> int | None:
@@ -157,10 +159,7 @@ class HostCollector:
                 return None, None
             self._cgroup = (pid, *found)
         _, version, directory = self._cgroup
-        if version == "v2":
-            return _read_int(directory / "memory.current"), _read_int(directory / "memory.max")
-        usage = _read_int(directory / "memory.usage_in_bytes")
-        limit = _read_int(directory / "memory.limit_in_bytes")
+        usage, limit = (_read_int(directory / name) for name in _MEMORY_FILES[version])
         return usage, limit if limit is not None and limit < UNLIMITED_THRESHOLD else None
 
     def _find_cgroup(self, pid: int) -> tuple[str, Path] | None:
@@ -177,9 +176,8 @@ class HostCollector:
             if ".." not in path.split("/"):
                 candidates.append((version, here / path.lstrip("/"), False))
             candidates.append((version, there, True))
-        usage_file = {"v2": "memory.current", "v1": "memory.usage_in_bytes"}
         for version, directory, verify in candidates:
-            if _read_int(directory / usage_file[version]) is None:
+            if _read_int(directory / _MEMORY_FILES[version][0]) is None:
                 continue
             if verify and not _lists(directory / "cgroup.procs", pid):
                 continue
