@@ -222,10 +222,7 @@ class EngineCollector:
                     raise UpstreamError(f"HTTP {resp.status}")
                 if resp.content_length is not None and resp.content_length > self.max_bytes:
                     raise UpstreamError(f"body of {resp.content_length} bytes exceeds the {self.max_bytes} byte limit")
-                body = await _read_body(resp, self.max_bytes)
-                if body is None:
-                    raise UpstreamError(f"body exceeds the {self.max_bytes} byte limit")
-                return body
+                return await _read_body(resp, self.max_bytes)
         except TimeoutError as exc:
             raise UpstreamError(f"timed out after {self.timeout:g}s") from exc
         except aiohttp.ClientPayloadError as exc:
@@ -346,23 +343,21 @@ class EngineCollector:
                 if resp.status != 200:
                     return None
                 body = await _read_body(resp, MAX_INFO_BYTES)
-                if body is None:
-                    raise ValueError(f"larger than {MAX_INFO_BYTES} bytes")
             data = await asyncio.to_thread(json.loads, body)
-        except (aiohttp.ClientError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        except (aiohttp.ClientError, UpstreamError, ValueError, RecursionError) as exc:  # Recursion: nested too deep
             log.debug("engine info endpoint unavailable", extra={"url": str(url), "error": str(exc)[:200]})
             return None
         return data if isinstance(data, dict) else None
 
 
-async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
-    """The whole body (streamed: ``read()`` may return only the first chunk); None once it passes ``limit``."""
+async def _read_body(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The whole body (streamed: ``read()`` may return only the first chunk); ``UpstreamError`` past ``limit``."""
     chunks: list[bytes] = []
     total = 0
     async for chunk in resp.content.iter_chunked(_CHUNK):
         total += len(chunk)
         if total > limit:
-            return None
+            raise UpstreamError(f"body exceeds the {limit} byte limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
