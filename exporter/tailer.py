@@ -178,9 +178,7 @@ class FileTailer(LineReader):
         assert self._f is not None
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
-            return False  # renamed away, no new file yet: keep the old one open
-        except OSError:
+        except OSError:  # renamed away and no new file yet (keep the old one open), or unreadable
             return False
         fst = os.fstat(self._f.fileno())
         if (st.st_ino, st.st_dev) != (fst.st_ino, fst.st_dev):
