@@ -27,18 +27,14 @@ BASE_LABELS: tuple[str, ...] = ("engine", "model")
 RANK_LABELS: tuple[str, ...] = ("dp_rank", "tp_rank", "pp_rank")
 
 #: Per-engine label renames applied to every source of that engine.
-ENGINE_LABEL_RENAMES: Mapping[Engine, Mapping[str, str]] = MappingProxyType(
-    {
-        "vllm": MappingProxyType({"model_name": "model", "engine": "dp_rank"}),
-        "sglang": MappingProxyType({"model_name": "model"}),
-        "tgi": MappingProxyType({}),
-    }
-)
+ENGINE_LABEL_RENAMES: Mapping[Engine, Mapping[str, str]] = MappingProxyType({
+    "vllm": MappingProxyType({"model_name": "model", "engine": "dp_rank"}),
+    "sglang": MappingProxyType({"model_name": "model"}),
+    "tgi": MappingProxyType({}),
+})
 
 #: Wire-family prefixes that identify an engine in a payload (``--engine auto``).
-ENGINE_FINGERPRINTS: Mapping[Engine, str] = MappingProxyType(
-    {"vllm": "vllm:", "sglang": "sglang:", "tgi": "tgi_"}
-)
+ENGINE_FINGERPRINTS: Mapping[Engine, str] = MappingProxyType({"vllm": "vllm:", "sglang": "sglang:", "tgi": "tgi_"})
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -93,17 +89,20 @@ class Metric:
 
 
 def _src(family: str, *aliases: str, **kw: object) -> Source:
-    kw.setdefault("set_labels", _EMPTY)
     return Source(family, tuple(aliases), **kw)  # type: ignore[arg-type]
 
 
-def _one(src: Source) -> tuple[Source, ...]:
-    return (src,)
+_Sources = str | Source | tuple[Source, ...] | None
 
 
-_VLLM_OUTCOMES = MappingProxyType(
-    {"stop": "stop", "length": "length", "abort": "abort", "error": "error"}
-)
+def _engines(vllm: _Sources = None, sglang: _Sources = None, tgi: _Sources = None) -> dict[Engine, tuple[Source, ...]]:
+    """Per engine: a bare wire family, one ``Source`` or several; an engine without one lacks the concept."""
+    given: dict[Engine, _Sources] = {"vllm": vllm, "sglang": sglang, "tgi": tgi}
+    return {engine: (Source(s),) if isinstance(s, str) else (s,) if isinstance(s, Source) else s
+            for engine, s in given.items() if s is not None}
+
+
+_VLLM_OUTCOMES = MappingProxyType({"stop": "stop", "length": "length", "abort": "abort", "error": "error"})
 _SGLANG_EXTERNAL = frozenset({"host", "storage"})
 #: SGLang counts HTTP responses by endpoint and status (``sglang:http_responses_total``); a server error on an
 #: inference endpoint is the request-error outcome SGLang has no counter for. (A stream that fails after its
@@ -115,136 +114,79 @@ VLLM_INFERENCE_HANDLERS = frozenset({"/v1/completions", "/v1/chat/completions", 
                                      "/v1/responses", "/v1/messages", "/pooling", "/classify", "/score"})
 
 ENGINE_METRICS: tuple[Metric, ...] = (
-    Metric(
-        "llm_requests_running", "gauge", "requests", "Requests currently in the engine's running batch.",
-        sources={
-            "vllm": _one(_src("vllm:num_requests_running")),
-            "sglang": _one(_src("sglang:num_running_reqs")),
-            "tgi": _one(_src("tgi_batch_current_size")),
-        },
-    ),
-    Metric(
-        "llm_requests_waiting", "gauge", "requests", "Requests waiting in the engine's queue.",
-        sources={
-            "vllm": _one(_src("vllm:num_requests_waiting")),
-            "sglang": _one(_src("sglang:num_queue_reqs")),
-            "tgi": _one(_src("tgi_queue_size")),
-        },
-    ),
+    Metric("llm_requests_running", "gauge", "requests", "Requests currently in the engine's running batch.",
+           sources=_engines("vllm:num_requests_running", "sglang:num_running_reqs", "tgi_batch_current_size")),
+    Metric("llm_requests_waiting", "gauge", "requests", "Requests waiting in the engine's queue.",
+           sources=_engines("vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size")),
     Metric(
         "llm_requests_waiting_by_reason", "gauge", "requests",
         "Requests waiting by reason: capacity (no room in the running batch or the KV cache: KV-bound "
         "queueing) or other (deferred by LoRA budget, KV transfer, a blocked status). Sums to llm_requests_waiting.",
         labels=("reason",),
-        sources={
-            "vllm": _one(_src("vllm:num_requests_waiting_by_reason", note="newer vLLM (0.26 has it)",
+        sources=_engines(_src("vllm:num_requests_waiting_by_reason", note="newer vLLM (0.26 has it)",
                               value_labels={"reason": ("reason", MappingProxyType({"capacity": "capacity"}))})),
-        },
     ),
+    Metric("llm_kv_cache_usage_ratio", "gauge", "ratio", "Share of the GPU KV cache in use, 0 to 1 (1 means full).",
+           aggregate="max",
+           sources=_engines(_src("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"), "sglang:token_usage")),
     Metric(
-        "llm_kv_cache_usage_ratio", "gauge", "ratio",
-        "Share of the GPU KV cache in use, 0 to 1 (1 means full).",
-        aggregate="max",
-        sources={
-            "vllm": _one(_src("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")),
-            "sglang": _one(_src("sglang:token_usage")),
-        },
+        "llm_kv_cache_capacity_tokens", "gauge", "tokens", "Capacity of the GPU KV cache in tokens.", aggregate="max",
+        sources=_engines(_src("vllm:cache_config_info", note="(num_gpu_blocks - 1) x block_size labels: the blocks "
+                              "vllm:kv_cache_usage_perc divides by (vLLM keeps one null block back)"),
+                         "sglang:max_total_num_tokens", "tgi_batch_max_total_tokens"),
     ),
-    Metric(
-        "llm_kv_cache_capacity_tokens", "gauge", "tokens",
-        "Capacity of the GPU KV cache in tokens.",
-        aggregate="max",
-        sources={
-            "vllm": _one(_src("vllm:cache_config_info", note="(num_gpu_blocks - 1) x block_size labels: the blocks "
-                              "vllm:kv_cache_usage_perc divides by (vLLM keeps one null block back)")),
-            "sglang": _one(_src("sglang:max_total_num_tokens")),
-            "tgi": _one(_src("tgi_batch_max_total_tokens")),
-        },
-    ),
-    Metric(
-        "llm_prefix_cache_queried_tokens_total", "counter", "tokens",
-        "Prompt tokens looked up in the local prefix cache.",
-        sources={
-            "vllm": _one(_src("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total",
-                              note="before vLLM 0.9 the alias counted blocks, not tokens")),
-            "sglang": _one(_src("sglang:prompt_tokens_total")),
-        },
-    ),
-    Metric(
-        "llm_prefix_cache_hit_tokens_total", "counter", "tokens",
-        "Prompt tokens found in the local prefix cache.",
-        sources={
-            "vllm": _one(_src("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total")),
-            "sglang": _one(_src("sglang:cached_tokens_total")),
-        },
-    ),
-    Metric(
-        "llm_external_kv_queried_tokens_total", "counter", "tokens",
-        "Prompt tokens looked up in an external KV cache (KV connector, LMCache).",
-        sources={
-            "vllm": (
-                _src("vllm:external_prefix_cache_queries_total"),
-                _src("lmcache:num_requested_tokens_total", note="LMCache on a vLLM endpoint"),
-            ),
-            "sglang": _one(_src("sglang:prompt_tokens_total", note="paired with host/storage hits")),
-        },
-    ),
-    Metric(
-        "llm_external_kv_hit_tokens_total", "counter", "tokens",
-        "Prompt tokens found in an external KV cache (KV connector, LMCache).",
-        sources={
-            "vllm": (
-                _src("vllm:external_prefix_cache_hits_total"),
-                _src("lmcache:num_hit_tokens_total", note="LMCache on a vLLM endpoint"),
-            ),
-            "sglang": _one(_src("sglang:cached_tokens_total", keep={"cache_source": _SGLANG_EXTERNAL})),
-        },
-    ),
-    Metric(
-        "llm_prompt_tokens_total", "counter", "tokens", "Prompt tokens processed.",
-        sources={
-            "vllm": _one(_src("vllm:prompt_tokens_total")),
-            "sglang": _one(_src("sglang:prompt_tokens_total")),
-            "tgi": _one(_src("tgi_request_input_length", sample="_sum",
-                             note="histogram sum, counted at validation")),
-        },
-    ),
-    Metric(
-        "llm_generation_tokens_total", "counter", "tokens", "Tokens generated.",
-        sources={
-            "vllm": _one(_src("vllm:generation_tokens_total")),
-            "sglang": _one(_src("sglang:generation_tokens_total")),
-            "tgi": _one(_src("tgi_request_generated_tokens", sample="_sum",
-                             note="histogram sum, successful requests only")),
-        },
-    ),
+    Metric("llm_prefix_cache_queried_tokens_total", "counter", "tokens",
+           "Prompt tokens looked up in the local prefix cache.",
+           sources=_engines(_src("vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total",
+                                 note="before vLLM 0.9 the alias counted blocks, not tokens"),
+                            "sglang:prompt_tokens_total")),
+    Metric("llm_prefix_cache_hit_tokens_total", "counter", "tokens", "Prompt tokens found in the local prefix cache.",
+           sources=_engines(_src("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"),
+                            "sglang:cached_tokens_total")),
+    Metric("llm_external_kv_queried_tokens_total", "counter", "tokens",
+           "Prompt tokens looked up in an external KV cache (KV connector, LMCache).",
+           sources=_engines((_src("vllm:external_prefix_cache_queries_total"),
+                             _src("lmcache:num_requested_tokens_total", note="LMCache on a vLLM endpoint")),
+                            _src("sglang:prompt_tokens_total", note="paired with host/storage hits"))),
+    Metric("llm_external_kv_hit_tokens_total", "counter", "tokens",
+           "Prompt tokens found in an external KV cache (KV connector, LMCache).",
+           sources=_engines((_src("vllm:external_prefix_cache_hits_total"),
+                             _src("lmcache:num_hit_tokens_total", note="LMCache on a vLLM endpoint")),
+                            _src("sglang:cached_tokens_total", keep={"cache_source": _SGLANG_EXTERNAL}))),
+    Metric("llm_prompt_tokens_total", "counter", "tokens", "Prompt tokens processed.",
+           sources=_engines("vllm:prompt_tokens_total", "sglang:prompt_tokens_total",
+                            _src("tgi_request_input_length", sample="_sum",
+                                 note="histogram sum, counted at validation"))),
+    Metric("llm_generation_tokens_total", "counter", "tokens", "Tokens generated.",
+           sources=_engines("vllm:generation_tokens_total", "sglang:generation_tokens_total",
+                            _src("tgi_request_generated_tokens", sample="_sum",
+                                 note="histogram sum, successful requests only"))),
     Metric(
         "llm_requests_finished_total", "counter", "requests",
         "Finished requests by outcome (stop, length, abort, error, other).",
         labels=("outcome",),
-        sources={
-            "vllm": _one(_src("vllm:request_success_total",
-                              value_labels={"outcome": ("finished_reason", _VLLM_OUTCOMES)})),
-            "sglang": (
+        sources=_engines(
+            _src("vllm:request_success_total", value_labels={"outcome": ("finished_reason", _VLLM_OUTCOMES)}),
+            (
                 _src("sglang:num_requests_total", set_labels=_ro({"outcome": "other"})),
                 _src("sglang:num_aborted_requests_total", set_labels=_ro({"outcome": "abort"})),
                 _src("sglang:http_responses_total", set_labels=_ro({"outcome": "error"}),
                      keep={"status_code": _HTTP_5XX, "endpoint": _SGLANG_INFERENCE_ENDPOINTS},
                      note="5xx responses of the inference endpoints (no model label: the pod's model)"),
             ),
-            "tgi": (
+            (
                 _src("tgi_request_success", set_labels=_ro({"outcome": "other"})),
                 _src("tgi_request_failure", set_labels=_ro({"outcome": "error"}),
                      keep={"err": frozenset({"template", "incomplete", "dropped", "generation"})}),
             ),
-        },
+        ),
     ),
     Metric(
         "llm_requests_rejected_total", "counter", "requests",
         "Requests refused before they started, by reason.",
         labels=("reason",),
-        sources={
-            "vllm": (
+        sources=_engines(
+            vllm=(
                 _src("vllm:admission_rejections_total", set_labels=_ro({"dp_rank": "0"}),
                      value_labels={"reason": ("reason", MappingProxyType({
                          "max_num_queued_reqs": "max_num_queued_reqs",
@@ -254,120 +196,57 @@ ENGINE_METRICS: tuple[Metric, ...] = (
                      note="the API server's HTTP 4xx answers on the inference endpoints (prompt too long, bad "
                           "parameters): the only count of what vLLM refuses before the engine sees it"),
             ),
-            "tgi": _one(_src("tgi_request_failure",
-                             keep={"err": frozenset({"overloaded", "validation"})},
-                             value_labels={"reason": ("err", MappingProxyType({
-                                 "overloaded": "overloaded", "validation": "validation"}))})),
-        },
+            tgi=_src("tgi_request_failure", keep={"err": frozenset({"overloaded", "validation"})},
+                     value_labels={"reason": ("err", MappingProxyType({
+                         "overloaded": "overloaded", "validation": "validation"}))}),
+        ),
     ),
-    Metric(
-        "llm_preemptions_total", "counter", "preemptions",
-        "Requests preempted (SGLang: retracted) because the KV cache ran out.",
-        sources={
-            "vllm": _one(_src("vllm:num_preemptions_total")),
-            "sglang": _one(_src("sglang:num_retracted_requests_total")),
-        },
-    ),
-    Metric(
-        "llm_time_to_first_token_seconds", "histogram", "seconds",
-        "Time from request arrival to the first generated token.",
-        sources={
-            "vllm": _one(_src("vllm:time_to_first_token_seconds")),
-            "sglang": _one(_src("sglang:time_to_first_token_seconds")),
-        },
-    ),
-    Metric(
-        "llm_inter_token_latency_seconds", "histogram", "seconds",
-        "Time between two generated tokens of a request, one observation per decode step.",
-        sources={
-            "vllm": _one(_src("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")),
-            "sglang": _one(_src("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds")),
-        },
-    ),
-    Metric(
-        "llm_time_per_output_token_seconds", "histogram", "seconds",
-        "Mean time per output token of each finished request (TGI: includes prefill).",
-        sources={
-            "vllm": _one(_src("vllm:request_time_per_output_token_seconds")),
-            "sglang": _one(_src("sglang:request_time_per_output_token_seconds")),
-            "tgi": _one(_src("tgi_request_mean_time_per_token_duration")),
-        },
-    ),
-    Metric(
-        "llm_request_duration_seconds", "histogram", "seconds",
-        "End-to-end request latency, arrival to last token.",
-        sources={
-            "vllm": _one(_src("vllm:e2e_request_latency_seconds")),
-            "sglang": _one(_src("sglang:e2e_request_latency_seconds")),
-            "tgi": _one(_src("tgi_request_duration")),
-        },
-    ),
-    Metric(
-        "llm_request_queue_time_seconds", "histogram", "seconds",
-        "Time a request waited in the queue before it was scheduled.",
-        sources={
-            "vllm": _one(_src("vllm:request_queue_time_seconds")),
-            "sglang": _one(_src("sglang:queue_time_seconds")),
-            "tgi": _one(_src("tgi_request_queue_duration")),
-        },
-    ),
-    Metric(
-        "llm_request_prefill_time_seconds", "histogram", "seconds", "Time a request spent in prefill.",
-        sources={"vllm": _one(_src("vllm:request_prefill_time_seconds"))},
-    ),
-    Metric(
-        "llm_request_decode_time_seconds", "histogram", "seconds", "Time a request spent in decode.",
-        sources={"vllm": _one(_src("vllm:request_decode_time_seconds"))},
-    ),
-    Metric(
-        "llm_request_prompt_tokens", "histogram", "tokens", "Prompt length of each request.",
-        sources={
-            "vllm": _one(_src("vllm:request_prompt_tokens")),
-            "sglang": _one(_src("sglang:prompt_tokens_histogram")),
-            "tgi": _one(_src("tgi_request_input_length")),
-        },
-    ),
-    Metric(
-        "llm_request_generation_tokens", "histogram", "tokens", "Generated length of each request.",
-        sources={
-            "vllm": _one(_src("vllm:request_generation_tokens")),
-            "sglang": _one(_src("sglang:generation_tokens_histogram")),
-            "tgi": _one(_src("tgi_request_generated_tokens")),
-        },
-    ),
-    Metric(
-        "llm_spec_draft_tokens_total", "counter", "tokens", "Draft tokens proposed by speculative decoding.",
-        sources={"vllm": _one(_src("vllm:spec_decode_num_draft_tokens_total"))},
-    ),
-    Metric(
-        "llm_spec_accepted_tokens_total", "counter", "tokens",
-        "Draft tokens accepted by speculative decoding.",
-        sources={"vllm": _one(_src("vllm:spec_decode_num_accepted_tokens_total"))},
-    ),
+    Metric("llm_preemptions_total", "counter", "preemptions",
+           "Requests preempted (SGLang: retracted) because the KV cache ran out.",
+           sources=_engines("vllm:num_preemptions_total", "sglang:num_retracted_requests_total")),
+    Metric("llm_time_to_first_token_seconds", "histogram", "seconds",
+           "Time from request arrival to the first generated token.",
+           sources=_engines("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds")),
+    Metric("llm_inter_token_latency_seconds", "histogram", "seconds",
+           "Time between two generated tokens of a request, one observation per decode step.",
+           sources=_engines(_src("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+                            _src("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"))),
+    Metric("llm_time_per_output_token_seconds", "histogram", "seconds",
+           "Mean time per output token of each finished request (TGI: includes prefill).",
+           sources=_engines("vllm:request_time_per_output_token_seconds",
+                            "sglang:request_time_per_output_token_seconds",
+                            "tgi_request_mean_time_per_token_duration")),
+    Metric("llm_request_duration_seconds", "histogram", "seconds", "End-to-end request latency, arrival to last token.",
+           sources=_engines("vllm:e2e_request_latency_seconds", "sglang:e2e_request_latency_seconds",
+                            "tgi_request_duration")),
+    Metric("llm_request_queue_time_seconds", "histogram", "seconds",
+           "Time a request waited in the queue before it was scheduled.",
+           sources=_engines("vllm:request_queue_time_seconds", "sglang:queue_time_seconds",
+                            "tgi_request_queue_duration")),
+    Metric("llm_request_prefill_time_seconds", "histogram", "seconds", "Time a request spent in prefill.",
+           sources=_engines("vllm:request_prefill_time_seconds")),
+    Metric("llm_request_decode_time_seconds", "histogram", "seconds", "Time a request spent in decode.",
+           sources=_engines("vllm:request_decode_time_seconds")),
+    Metric("llm_request_prompt_tokens", "histogram", "tokens", "Prompt length of each request.",
+           sources=_engines("vllm:request_prompt_tokens", "sglang:prompt_tokens_histogram",
+                            "tgi_request_input_length")),
+    Metric("llm_request_generation_tokens", "histogram", "tokens", "Generated length of each request.",
+           sources=_engines("vllm:request_generation_tokens", "sglang:generation_tokens_histogram",
+                            "tgi_request_generated_tokens")),
+    Metric("llm_spec_draft_tokens_total", "counter", "tokens", "Draft tokens proposed by speculative decoding.",
+           sources=_engines("vllm:spec_decode_num_draft_tokens_total")),
+    Metric("llm_spec_accepted_tokens_total", "counter", "tokens", "Draft tokens accepted by speculative decoding.",
+           sources=_engines("vllm:spec_decode_num_accepted_tokens_total")),
 )
 
 #: Labels of ``llm_engine_info`` beyond engine and model: the current config that plans need.
 ENGINE_INFO_LABELS: tuple[str, ...] = (
-    "version",
-    "gpu_memory_utilization",
-    "block_size",
-    "cache_dtype",
-    "enable_prefix_caching",
-    "max_num_seqs",
-    "max_num_batched_tokens",
-    "max_model_len",
-    "kv_cache_memory_bytes",
-    "tensor_parallel_size",
-    "quantization",
+    "version", "gpu_memory_utilization", "block_size", "cache_dtype", "enable_prefix_caching", "max_num_seqs",
+    "max_num_batched_tokens", "max_model_len", "kv_cache_memory_bytes", "tensor_parallel_size", "quantization",
     # TGI's own token budgets (no vLLM equivalent): per-request input limit, batch KV and prefill budgets.
-    "max_input_tokens",
-    "max_batch_total_tokens",
-    "max_batch_prefill_tokens",
+    "max_input_tokens", "max_batch_total_tokens", "max_batch_prefill_tokens",
     # settings the planner proposes "only when unset" or changes relative to the running value: read, never guessed
-    "kv_offloading_size",
-    "enable_hierarchical_cache",
-    "schedule_policy",
-    "schedule_conservativeness",
+    "kv_offloading_size", "enable_hierarchical_cache", "schedule_policy", "schedule_conservativeness",
     "speculative_algorithm",
 )
 
