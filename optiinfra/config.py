@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 
 import promql_parser
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
@@ -132,6 +133,11 @@ def check_matchers(value: str) -> str:
 
 
 Duration = Annotated[str, Field(description="Prometheus duration, e.g. 30s, 5m, 1h")]
+#: A ``for`` or an evaluation interval: at most ``MAX_FOR_MS``.
+ForDuration = Annotated[Duration, AfterValidator(lambda value: _check_duration(value, max_ms=MAX_FOR_MS))]
+PositiveDuration = Annotated[Duration, AfterValidator(lambda value: _check_duration(value, positive=True))]
+LabelName = Annotated[str, AfterValidator(_label_name)]
+Matchers = Annotated[str, AfterValidator(check_matchers)]
 
 
 class _Strict(BaseModel):
@@ -139,30 +145,20 @@ class _Strict(BaseModel):
 
 
 class Selectors(_Strict):
-    series: str = Field(
+    series: Matchers = Field(
         default="", description="Label matchers spliced into every series selector of the rules, e.g. "
                         "'namespace=~\"llm-.*\"'. Empty: all series.")
-    sidecar_job: str = Field(
+    sidecar_job: Matchers = Field(
         default='job="optiinfra"', description="Matchers that select the sidecar's scrape target(s) in `up`, "
                                        "for OptiInfraExporterDown.")
 
-    @field_validator("series", "sidecar_job")
-    @classmethod
-    def _matchers(cls, value: str) -> str:
-        return check_matchers(value)
-
 
 class BottleneckOverride(_Strict):
-    for_: Duration | None = Field(default=None, alias="for", description="Override of the alert's `for` duration.")
+    for_: ForDuration | None = Field(default=None, alias="for", description="Override of the alert's `for` duration.")
     thresholds: dict[str, float] = Field(default_factory=dict,
                                          description="Threshold name -> value (names from the taxonomy).")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
-
-    @field_validator("for_")
-    @classmethod
-    def _for(cls, value: str | None) -> str | None:
-        return None if value is None else _check_duration(value, max_ms=MAX_FOR_MS)
 
 
 class Slo(_Strict):
@@ -282,10 +278,10 @@ class AlertmanagerOptions(_Strict):
         default_factory=lambda: ["namespace", "pod"],
         description="Labels an inhibiting alert must share with the alerts it silences (performance sources "
                     "also need the same `model`).")
-    group_wait: Duration = Field(default="10s", description="Wait before the first notification of a group.")
-    group_interval: Duration = Field(default="1m", description="Wait before notifying a group's changes.")
-    repeat_interval: Duration = Field(default="4h", description="Re-send a still-firing group after this.")
-    resolve_timeout: Duration = Field(default="5m", description="The global resolve_timeout.")
+    group_wait: PositiveDuration = Field(default="10s", description="Wait before the first notification of a group.")
+    group_interval: PositiveDuration = Field(default="1m", description="Wait before notifying a group's changes.")
+    repeat_interval: PositiveDuration = Field(default="4h", description="Re-send a still-firing group after this.")
+    resolve_timeout: PositiveDuration = Field(default="5m", description="The global resolve_timeout.")
 
     @field_validator("receiver_url")
     @classmethod
@@ -297,17 +293,11 @@ class AlertmanagerOptions(_Strict):
             raise ValueError(f"{value!r}: drop the query string or fragment")
         return value
 
-    @field_validator("group_wait", "group_interval", "repeat_interval", "resolve_timeout")
-    @classmethod
-    def _durations(cls, value: str) -> str:
-        return _check_duration(value, positive=True)
-
     @field_validator("group_by", "inhibit_equal")
     @classmethod
     def _label_names(cls, value: list[str]) -> list[str]:
         for label in value:
-            if not _LABEL_RE.match(label):
-                raise ValueError(f"{label!r} is not a Prometheus label name")
+            _label_name(label)
         if len(set(value)) != len(value):
             raise ValueError(f"{value}: a label is listed twice")
         return value
@@ -344,31 +334,21 @@ ALERT_DASHBOARDS: Mapping[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 class DcgmExporterOptions(_Strict):
     """How the rules and dashboards read NVIDIA dcgm-exporter's series (``gpu_source: dcgm-exporter``)."""
 
-    selector: str = Field(
+    selector: Matchers = Field(
         default="", description="Label matchers (without braces) that select dcgm-exporter's series, e.g. "
                                 "'job=\"nvidia-dcgm-exporter\", exported_namespace=~\"llm-.*\"'; used instead of "
                                 "selectors.series for GPU series (restrict the namespaces here, by the mapping "
                                 "label). Empty: every DCGM_* series of a GPU allocated to a pod.")
-    namespace_label: str = Field(
+    namespace_label: LabelName = Field(
         default="exported_namespace",
         description="Label holding the namespace of the pod a GPU is allocated to: exported_namespace when the "
                     "ServiceMonitor scrapes with honorLabels false (the dcgm-exporter chart's default), namespace "
                     "with honorLabels true.")
-    pod_label: str = Field(default="exported_pod",
+    pod_label: LabelName = Field(default="exported_pod",
                            description="Label holding the GPU's pod: exported_pod (honorLabels false) or pod.")
-    container_label: str = Field(
+    container_label: LabelName = Field(
         default="exported_container",
         description="Label holding the GPU's container: exported_container (honorLabels false) or container.")
-
-    @field_validator("selector")
-    @classmethod
-    def _selector(cls, value: str) -> str:
-        return check_matchers(value)
-
-    @field_validator("namespace_label", "pod_label", "container_label")
-    @classmethod
-    def _label(cls, value: str) -> str:
-        return _label_name(value)
 
     def mapping(self) -> dict[str, str]:
         """Our label name -> dcgm-exporter's pod-mapping label name."""
@@ -437,16 +417,16 @@ class Config(_Strict):
     bottlenecks: dict[str, BottleneckOverride] = Field(
         default_factory=dict, description="Per-bottleneck overrides, keyed by taxonomy id.")
     slos: list[Slo] = Field(default_factory=_default_slos)
-    slo_fast_for: Duration = Field(default="2m", description="`for` of LLMSLOBurnRateFast.")
-    slo_slow_for: Duration = Field(default="15m", description="`for` of LLMSLOBurnRateSlow.")
+    slo_fast_for: ForDuration = Field(default="2m", description="`for` of LLMSLOBurnRateFast.")
+    slo_slow_for: ForDuration = Field(default="15m", description="`for` of LLMSLOBurnRateSlow.")
     slo_scope: list[str] = Field(
         default_factory=lambda: ["namespace", "model"],
         description="Labels an SLO is aggregated by (its service): burn alerts page once per value set. Must "
                     "include `model` (the receiver matches a burn to the plans changing that model's replicas).")
-    slo_interval: Duration = Field(
+    slo_interval: ForDuration = Field(
         default="1m", description="Evaluation interval of the SLO groups that record the short-window counts and "
                           "the windows up to 6h (and hold LLMSLOBurnRateFast).")
-    slo_long_interval: Duration = Field(
+    slo_long_interval: ForDuration = Field(
         default="3m", description="Evaluation interval of the 1d/3d SLO groups (and LLMSLOBurnRateSlow); below "
                           "the rulers' 5m query lookback so their series never go stale between evaluations.")
     max_rules_per_group: int = Field(
@@ -458,7 +438,7 @@ class Config(_Strict):
         description="Where the alerts' runbook_url and the dashboards' runbook links point; {bottleneck} is "
                     "replaced by the bottleneck id (slo_burn for the SLO alerts).")
     alertmanager: AlertmanagerOptions = Field(default_factory=AlertmanagerOptions)
-    cluster_label: str = Field(
+    cluster_label: LabelName = Field(
         default="cluster", description="Label naming the cluster: every dashboard has a $cluster variable over "
                                        "it and filters every query by it; series without it match the variable's "
                                        "All value. Usually an external label (Thanos, Mimir); a target label must "
@@ -483,26 +463,15 @@ class Config(_Strict):
     @classmethod
     def _labels(cls, value: list[str]) -> list[str]:
         for label in value:
-            if not _LABEL_RE.match(label):
-                raise ValueError(f"{label!r} is not a Prometheus label name")
+            _label_name(label)
         if "pod" not in value:
             raise ValueError("identity_labels must include 'pod' (alerts and plans are per pod)")
         return value
-
-    @field_validator("slo_fast_for", "slo_slow_for", "slo_interval", "slo_long_interval")
-    @classmethod
-    def _slo_for(cls, value: str) -> str:
-        return _check_duration(value, max_ms=MAX_FOR_MS)
 
     @field_validator("runbook_url_pattern")
     @classmethod
     def _runbook_url(cls, value: str) -> str:
         return _url_pattern(value, "bottleneck", "kv_cache_pressure", "https://example.com/runbooks/{bottleneck}.md")
-
-    @field_validator("cluster_label")
-    @classmethod
-    def _cluster_label(cls, value: str) -> str:
-        return _label_name(value)
 
     @field_validator("dashboard_url_pattern")
     @classmethod
@@ -554,12 +523,13 @@ class Config(_Strict):
             raise ValueError(f"SLO names must be unique; repeated: {', '.join(dupes)}")
         return value
 
-    def threshold(self, bottleneck: str | tx.Bottleneck, name: str) -> float:
+    def _override(self, bottleneck: str | tx.Bottleneck) -> tuple[tx.Bottleneck, BottleneckOverride]:
         b = bottleneck if isinstance(bottleneck, tx.Bottleneck) else tx.get(bottleneck)
-        override = self.bottlenecks.get(b.id)
-        if override and name in override.thresholds:
-            return override.thresholds[name]
-        return b.thresholds[name].value
+        return b, self.bottlenecks.get(b.id) or BottleneckOverride()
+
+    def threshold(self, bottleneck: str | tx.Bottleneck, name: str) -> float:
+        b, override = self._override(bottleneck)
+        return override.thresholds.get(name, b.thresholds[name].value)
 
     def runbook_url(self, bottleneck_id: str) -> str:
         """The runbook link of a bottleneck (or ``slo_burn``) in the alerts and dashboards."""
@@ -575,15 +545,16 @@ class Config(_Strict):
         return f"{base}{'&' if '?' in base else '?'}{query}"
 
     def for_(self, bottleneck: str | tx.Bottleneck) -> str:
-        b = bottleneck if isinstance(bottleneck, tx.Bottleneck) else tx.get(bottleneck)
-        override = self.bottlenecks.get(b.id)
-        if override and override.for_ is not None:
-            return override.for_
-        return b.for_
+        b, override = self._override(bottleneck)
+        return override.for_ or b.for_
 
 
 def _where(loc: Sequence[int | str]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def _message(err: ErrorDetails) -> str:
+    return " ".join(str(err["msg"]).removeprefix("Value error, ").split())
 
 
 def format_errors(exc: ValidationError) -> str:
@@ -596,8 +567,7 @@ def format_errors(exc: ValidationError) -> str:
         elif err["type"] == "missing":
             lines.append(f"{_where(loc)}: required key missing")
         else:
-            msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
-            lines.append(f"{_where(loc)}: {msg}")
+            lines.append(f"{_where(loc)}: {_message(err)}")
     return "; ".join(lines)
 
 
@@ -623,9 +593,7 @@ def with_overrides(section: _M, flags: Mapping[str, object]) -> _M:
         return type(section).model_validate({**section.model_dump(by_alias=True), **given})
     except ValidationError as exc:
         err = exc.errors()[0]
-        flag = "--" + str(err["loc"][0]).replace("_", "-")
-        msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
-        raise ConfigError(f"{flag}: {msg}") from None
+        raise ConfigError(f"--{str(err['loc'][0]).replace('_', '-')}: {_message(err)}") from None
 
 
 class _Loader(yaml.SafeLoader):
