@@ -126,10 +126,6 @@ class Bottleneck:
         return self.plan is not None
 
 
-def _t(value: float, unit: str, description: str) -> Threshold:
-    return Threshold(value, unit, description)
-
-
 def _m(**kw: Threshold) -> Mapping[str, Threshold]:
     return MappingProxyType(kw)
 
@@ -153,8 +149,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         "kv_cache_pressure", "LLMKVCachePressure", "warning", "engine", "metric",
         "KV-cache usage (max over ranks and 2m) >= 0.90 and (requests waiting > 0 within 2m or preemptions > 0)",
         "5m",
-        _m(kv_usage=_t(0.9, "ratio", "KV-cache usage (max over ranks) at or above which the cache is full"),
-           min_waiting=_t(0, "requests", "requests waiting above which the full cache is hurting")),
+        _m(kv_usage=Threshold(0.9, "ratio", "KV-cache usage (max over ranks) at or above which the cache is full"),
+           min_waiting=Threshold(0, "requests", "requests waiting above which the full cache is hurting")),
         "The KV cache is full and requests are queuing or being preempted.",
         "KV cache of {{ $labels.model }} on {{ $labels.pod }} is {{ $value | humanizePercentage }} full "
         "while requests wait or are preempted.",
@@ -181,7 +177,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "preemption_storm", "LLMPreemptionStorm", "warning", "engine", "metric",
         "preemptions (SGLang: retractions) > 0.1/s with traffic", "5m",
-        _m(preemptions_per_second=_t(0.1, "1/s", "preemption rate above which requests are recomputed")),
+        _m(preemptions_per_second=Threshold(0.1, "1/s", "preemption rate above which requests are recomputed")),
         "Requests are being preempted and recomputed at a high rate.",
         "{{ $labels.model }} on {{ $labels.pod }} preempts {{ $value | humanize }} requests/s.",
         identity=_ENGINE_ID,
@@ -199,8 +195,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "queue_buildup", "LLMQueueBuildup", "warning", "engine", "metric",
         "requests waiting > 0 and queue-time p95 > 1s while KV usage (max over 2m) < 0.8", "5m",
-        _m(queue_p95_seconds=_t(1, "s", "p95 queue time above which admission is the bottleneck"),
-           kv_usage_below=_t(0.8, "ratio", "KV usage below which the queue is admission-limited")),
+        _m(queue_p95_seconds=Threshold(1, "s", "p95 queue time above which admission is the bottleneck"),
+           kv_usage_below=Threshold(0.8, "ratio", "KV usage below which the queue is admission-limited")),
         "Requests are queuing although the KV cache has room: admission limits are too low.",
         "{{ $labels.model }} on {{ $labels.pod }}: p95 queue time {{ $value | humanizeDuration }} "
         "with KV headroom.",
@@ -222,8 +218,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "prefill_bound", "LLMHighTimeToFirstToken", "warning", "engine", "metric",
         "TTFT p95 > 2s while queue-time p95 is low (< 0.5s)", "10m",
-        _m(ttft_p95_seconds=_t(2, "s", "p95 time to first token above which prefill is slow"),
-           queue_p95_below_seconds=_t(0.5, "s", "p95 queue time below which the queue is not the cause")),
+        _m(ttft_p95_seconds=Threshold(2, "s", "p95 time to first token above which prefill is slow"),
+           queue_p95_below_seconds=Threshold(0.5, "s", "p95 queue time below which the queue is not the cause")),
         "Time to first token is high and the queue is not the cause: prefill is the bottleneck.",
         "{{ $labels.model }} on {{ $labels.pod }}: p95 TTFT {{ $value | humanizeDuration }}.",
         identity=_ENGINE_ID,
@@ -243,7 +239,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "decode_bound", "LLMHighInterTokenLatency", "warning", "engine", "metric",
         "inter-token latency p95 > 0.1s", "10m",
-        _m(itl_p95_seconds=_t(0.1, "s", "p95 inter-token latency above which decode is slow")),
+        _m(itl_p95_seconds=Threshold(0.1, "s", "p95 inter-token latency above which decode is slow")),
         "Inter-token latency is high: decode is the bottleneck.",
         "{{ $labels.model }} on {{ $labels.pod }}: p95 inter-token latency {{ $value | humanizeDuration }}.",
         identity=_ENGINE_ID,
@@ -262,7 +258,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "low_throughput", "LLMLowThroughput", "warning", "engine", "metric",
         "requests waiting while GPU utilization < 50%", "15m",
-        _m(gpu_util_below=_t(0.5, "ratio", "GPU utilization below which waiting requests mean waste")),
+        _m(gpu_util_below=Threshold(0.5, "ratio", "GPU utilization below which waiting requests mean waste")),
         "Requests wait while the GPUs are mostly idle.",
         "{{ $labels.pod }}: requests wait at {{ $value | humanizePercentage }} GPU utilization.",
         identity=_ENGINE_ID,
@@ -280,7 +276,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "gpu_underutilized", "LLMGPUUnderutilized", "warning", "engine", "metric",
         "GPU utilization < 30% and no queue", "30m",
-        _m(gpu_util_below=_t(0.3, "ratio", "GPU utilization below which the replica is oversized")),
+        _m(gpu_util_below=Threshold(0.3, "ratio", "GPU utilization below which the replica is oversized")),
         "The GPUs of this replica are mostly idle and nothing is queued.",
         "{{ $labels.pod }}: GPU utilization {{ $value | humanizePercentage }} with an empty queue.",
         identity=_ENGINE_ID,
@@ -298,8 +294,8 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "cache_inefficiency", "LLMPrefixCacheIneffective", "warning", "engine", "metric",
         "prefix-cache hit ratio < 0.1 with steady prompt traffic", "30m",
-        _m(hit_ratio_below=_t(0.1, "ratio", "prefix-cache hit ratio below which the cache is not helping"),
-           min_prompt_tokens_per_second=_t(10, "1/s", "prompt traffic needed before judging the cache")),
+        _m(hit_ratio_below=Threshold(0.1, "ratio", "prefix-cache hit ratio below which the cache is not helping"),
+           min_prompt_tokens_per_second=Threshold(10, "1/s", "prompt traffic needed before judging the cache")),
         "The prefix cache rarely hits.",
         "{{ $labels.model }} on {{ $labels.pod }}: prefix-cache hit ratio {{ $value | humanizePercentage }}.",
         identity=_ENGINE_ID,
@@ -320,7 +316,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "request_errors", "LLMHighErrorRate", "critical", "engine", "metric",
         "error share of finished requests > 5% with traffic", "5m",
-        _m(error_share=_t(0.05, "ratio", "share of finished requests that errored")),
+        _m(error_share=Threshold(0.05, "ratio", "share of finished requests that errored")),
         "A high share of requests fail.",
         "{{ $labels.model }} on {{ $labels.pod }}: {{ $value | humanizePercentage }} of requests fail.",
         manual="Read the engine log around the first errors; check recent deploys and client payloads.",
@@ -337,8 +333,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "engine_stalled", "LLMEngineStalled", "critical", "engine", "metric",
-        "requests running > 0 and no generated tokens", "2m",
-        _m(),
+        "requests running > 0 and no generated tokens", "2m", _m(),
         "The engine holds running requests but generates no tokens.",
         "{{ $labels.model }} on {{ $labels.pod }} has {{ $value }} running requests and generates nothing.",
         inhibits=PERFORMANCE_IDS,
@@ -359,8 +354,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "engine_down", "LLMEngineDown", "critical", "engine", "metric",
-        "sidecar up and llm_upstream_up == 0", "2m",
-        _m(),
+        "sidecar up and llm_upstream_up == 0", "2m", _m(),
         "The sidecar cannot scrape its inference engine.",
         "The engine behind {{ $labels.pod }} does not answer its metrics endpoint.",
         inhibits=PERFORMANCE_IDS,
@@ -381,7 +375,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         "upstream never up for 10m while starting (never up since the sidecar started, or the engine process is "
         "10m old), or the start-up hang log signature", "0s",
         # The 10m is the window of the signal (startup_seconds); a `for` on top would make it 20m.
-        _m(startup_seconds=_t(600, "s", "time after sidecar start by which the engine must be up")),
+        _m(startup_seconds=Threshold(600, "s", "time after sidecar start by which the engine must be up")),
         "The inference engine has not finished starting.",
         "The engine behind {{ $labels.pod }} has not come up.",
         log_signatures=("startup_hang", "engine_init_failed", "tgi_shard_failed"),
@@ -402,12 +396,10 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "cuda_oom", "LLMCUDAOutOfMemory", "critical", "engine", "log",
-        "CUDA out-of-memory log signature", "0s",
-        _m(),
+        "CUDA out-of-memory log signature", "0s", _m(),
         "The engine ran out of GPU memory.",
         "{{ $labels.pod }} logged CUDA out of memory ({{ $value }} new events).",
         log_signatures=("cuda_oom", "kv_cache_insufficient", "no_cache_blocks"),
-        identity=(),
         runbook=sg.Runbook(
             "The engine logged CUDA out of memory: activations or the KV cache did not fit next to the weights.",
             "{instance}: the log-events panel (`llm_log_events_total`) shows the signature; {gpus}: framebuffer "
@@ -417,14 +409,12 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "nccl_error", "LLMNCCLError", "critical", "engine", "log",
-        "NCCL error or watchdog-timeout log signature", "0s",
-        _m(),
+        "NCCL error or watchdog-timeout log signature", "0s", _m(),
         "Collective communication between GPUs failed.",
         "{{ $labels.pod }} logged NCCL errors ({{ $value }} new events).",
         log_signatures=("nccl_socket_error", "nccl_ib_error", "nccl_remote_error", "nccl_watchdog_timeout",
                         "sglang_watchdog_timeout"),
         manual="Drain the node if the error repeats after a restart.",
-        identity=(),
         runbook=sg.Runbook(
             "Collective communication between the GPUs of one replica failed (NCCL error or watchdog timeout): a "
             "tensor-parallel replica cannot work until it restarts.",
@@ -435,7 +425,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "gpu_memory_pressure", "GPUMemoryPressure", "warning", "gpu", "metric",
         "framebuffer free < 1 GiB", "10m",
-        _m(fb_free_mib_below=_t(1024, "MiB", "free framebuffer below which allocations fail")),
+        _m(fb_free_mib_below=Threshold(1024, "MiB", "free framebuffer below which allocations fail")),
         "A GPU is almost out of framebuffer memory.",
         "GPU {{ $labels.gpu }} on {{ $labels.Hostname }}{{ $labels.hostname }} has {{ $value }} MiB free.",
         manual="Lower the engine's memory fraction or find the co-tenant process using the GPU.",
@@ -452,8 +442,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "gpu_throttling", "GPUThrottling", "warning", "gpu", "metric",
-        "thermal or power clock-event reasons set", "10m",
-        _m(),
+        "thermal or power clock-event reasons set", "10m", _m(),
         "A GPU is throttling its clocks for thermal or power reasons.",
         "GPU {{ $labels.gpu }} on {{ $labels.Hostname }}{{ $labels.hostname }} throttles "
         "(reasons bitmask {{ $value }}).",
@@ -470,8 +459,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "gpu_xid_error", "GPUXidError", "critical", "gpu", "metric+log",
-        "Xid count increased (NVML events or kernel log)", "0s",
-        _m(),
+        "Xid count increased (NVML events or kernel log)", "0s", _m(),
         "A GPU reported an Xid error.",
         "GPU {{ $labels.gpu }} on {{ $labels.Hostname }}{{ $labels.hostname }} reported Xid {{ $labels.xid }}.",
         inhibits=PERFORMANCE_IDS,
@@ -490,8 +478,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "gpu_ecc_error", "GPUECCUncorrectable", "critical", "gpu", "metric+log",
-        "uncorrectable ECC or remapped-row count increased", "0s",
-        _m(),
+        "uncorrectable ECC or remapped-row count increased", "0s", _m(),
         "A GPU reported uncorrectable memory errors.",
         "GPU {{ $labels.gpu }} on {{ $labels.Hostname }}{{ $labels.hostname }}: {{ $value }} new "
         "uncorrectable ECC errors or remapped rows.",
@@ -509,12 +496,11 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "host_memory_pressure", "HostMemoryPressure", "warning", "host", "metric",
         "available < 10% of host memory, or container usage > 90% of its limit", "5m",
-        _m(available_ratio_below=_t(0.1, "ratio", "host memory available below this share"),
-           cgroup_usage_ratio_above=_t(0.9, "ratio", "container memory usage above this share of its limit")),
+        _m(available_ratio_below=Threshold(0.1, "ratio", "host memory available below this share"),
+           cgroup_usage_ratio_above=Threshold(0.9, "ratio", "container memory usage above this share of its limit")),
         "The host or the container is almost out of memory.",
         "{{ $labels.pod }}: memory pressure at {{ $value | humanizePercentage }}.",
         manual="Raise the container memory limit; lower CPU offload or swap space of the engine.",
-        identity=(),
         condition=sg.Condition(sg.Term(sg.HOST_MEM, ">", "available_ratio_below"),
                                either=(sg.Term(sg.CGROUP_MEM, ">", "cgroup_usage_ratio_above"),)),
         panel=sg.Panel("percentunit", context=(sg.CGROUP_MEM,), context_title="Container memory / limit",
@@ -527,13 +513,11 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "host_oom_kill", "HostOOMKill", "critical", "host", "log",
-        "kernel OOM-kill log signature", "0s",
-        _m(),
+        "kernel OOM-kill log signature", "0s", _m(),
         "The kernel killed a process for lack of memory.",
         "{{ $labels.pod }}: the kernel OOM killer fired ({{ $value }} new events).",
         log_signatures=("oom_kill",),
         manual="Raise the memory limit of the pod.",
-        identity=(),
         runbook=sg.Runbook(
             "The kernel's OOM killer fired on the node.",
             "{instance}: the log-events panel shows the `oom_kill` signature; memory was near its limit before."),
@@ -541,11 +525,10 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     Bottleneck(
         "host_cpu_saturation", "HostCPUSaturation", "warning", "host", "metric",
         "host CPU > 90%", "10m",
-        _m(cpu_ratio_above=_t(0.9, "ratio", "host CPU utilization above which the scheduler is CPU-bound")),
+        _m(cpu_ratio_above=Threshold(0.9, "ratio", "host CPU utilization above which the scheduler is CPU-bound")),
         "The host CPU is saturated; the engine's scheduler is CPU-bound.",
         "{{ $labels.pod }}: host CPU at {{ $value | humanizePercentage }}.",
         manual="Raise the CPU request and limit of the inference pod.",
-        identity=(),
         condition=sg.Condition(sg.Term(sg.raw("llm_host_cpu_utilization_ratio", "host CPU {{pod}}"), ">",
                                        "cpu_ratio_above")),
         panel=sg.Panel("percentunit"),
@@ -557,25 +540,21 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "host_soft_lockup", "HostSoftLockup", "critical", "host", "log",
-        "soft-lockup or hung-task log signature", "0s",
-        _m(),
+        "soft-lockup or hung-task log signature", "0s", _m(),
         "The kernel reported a soft lockup or a hung task.",
         "{{ $labels.pod }}: kernel soft lockup or hung task ({{ $value }} new events).",
         log_signatures=("soft_lockup", "hard_lockup", "hung_task"),
         manual="Drain the node.",
-        identity=(),
         runbook=sg.Runbook(
             "The kernel reported a soft lockup or a hung task: the node is unhealthy.",
             "{instance}: the log-events panel shows `soft_lockup` / `hung_task`."),
     ),
     Bottleneck(
         "exporter_down", "OptiInfraExporterDown", "warning", "engine", "metric",
-        "the sidecar target is down or absent", "5m",
-        _m(),
+        "the sidecar target is down or absent", "5m", _m(),
         "The OptiInfra sidecar is not being scraped.",
         "The OptiInfra sidecar {{ $labels.instance }} is down.",
         manual="Check the sidecar container's logs and the PodMonitor.",
-        identity=(),
         condition=sg.Custom(sg.exporter_down_exprs),
         panel=sg.Panel("short", main=(sg.Series("sidecar_up", "up", "{{instance}}"),), up_is_healthy=True),
         fixture=sg.exporter_down_fixture,
