@@ -15,6 +15,14 @@ import yaml
 from optiinfra import metrics as m
 
 
+def _flat(text: str | None) -> str:
+    return " ".join((text or "").split())
+
+
+def _cell(text: str | None) -> str:
+    return _flat(text).replace("|", "\\|")
+
+
 def _source_cell(metric: m.Metric, engine: m.Engine) -> str:
     sources = metric.sources.get(engine, ())
     if not sources:
@@ -118,7 +126,7 @@ def _help_text(action: argparse.Action, prog: str) -> str:
     if "%" in text:
         with contextlib.suppress(KeyError, TypeError, ValueError):
             text = text % {**vars(action), "prog": prog}
-    return " ".join(text.split()).replace("|", "\\|")
+    return _cell(text)
 
 
 def _default_text(action: argparse.Action) -> str:
@@ -156,20 +164,16 @@ def _options_table(parser: argparse.ArgumentParser, env_name: Callable[[str, str
     return lines
 
 
-def _subparsers(parser: argparse.ArgumentParser) -> list[argparse._SubParsersAction[argparse.ArgumentParser]]:
-    return [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-
-
 def _command_sections(parser: argparse.ArgumentParser, env_name: Callable[[str, str | None], str],
                       command: str | None = None) -> list[str]:
     out: list[str] = []
-    for group in _subparsers(parser):
+    for group in (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)):
         helps = {choice.dest: choice.help for choice in group._choices_actions}
         for name, sub in group.choices.items():
             out += ["", f"## `{sub.prog}`", ""]
             summary = sub.description or helps.get(name) or ""
             if summary:
-                out += [" ".join(summary.split()), ""]
+                out += [_flat(summary), ""]
             positionals = [a for a in sub._actions
                            if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
             for action in positionals:
@@ -180,13 +184,6 @@ def _command_sections(parser: argparse.ArgumentParser, env_name: Callable[[str, 
                 out += _options_table(sub, env_name, command or name)
             out += _command_sections(sub, env_name, command or name)
     return out
-
-
-def _without_env_twins() -> dict[str, str]:
-    """Take OPTIINFRA_* variables out of the environment so the documented defaults are the built-in ones."""
-    from optiinfra.cli import ENV_PREFIX  # noqa: PLC0415 (the composition root, imported lazily)
-
-    return {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
 
 
 def _schema_type(node: dict[str, Any]) -> str:
@@ -210,20 +207,17 @@ def _config_rows(node: dict[str, Any], path: str, defaults: Any, defs: dict[str,
         target = defs[prop["$ref"].rsplit("/", 1)[1]] if "$ref" in prop else prop
         here = f"{path}{key}"
         default = defaults.get(key) if isinstance(defaults, dict) else None
-        description = " ".join((prop.get("description") or target.get("description") or "").split())
+        description = _cell(prop.get("description") or target.get("description"))
         if "properties" in target:
             rows += _config_rows(target, here + ".", default, defs)
             continue
         item = target.get("items") or target.get("additionalProperties")
-        if isinstance(item, dict) and "$ref" in item:
-            model = defs[item["$ref"].rsplit("/", 1)[1]]
+        ref = item.get("$ref", "") if isinstance(item, dict) else ""
+        rows.append(f"| `{here}` | {_schema_type(target).replace(ref, '')} | "
+                    f"{_json_default(default)} | {description} |")
+        if ref:
             suffix = "[]." if target.get("type") == "array" else ".<key>."
-            rows.append(f"| `{here}` | {_schema_type(target).replace(item['$ref'], '')} | "
-                        f"{_json_default(default)} | {description.replace('|', chr(92) + '|')} |")
-            rows += _config_rows(model, here + suffix, None, defs)
-            continue
-        rows.append(f"| `{here}` | {_schema_type(target)} | {_json_default(default)} | "
-                    f"{description.replace('|', chr(92) + '|')} |")
+            rows += _config_rows(defs[ref.rsplit("/", 1)[1]], here + suffix, None, defs)
     return rows
 
 
@@ -239,9 +233,10 @@ def _json_default(value: Any) -> str:
 def render_configuration_md() -> str:
     """Every sub-command, flag, environment twin and default of ``optiinfra``, and the config file's keys."""
     from optiinfra import config as cfg  # noqa: PLC0415
-    from optiinfra.cli import build_parser, env_name  # noqa: PLC0415
+    from optiinfra.cli import ENV_PREFIX, build_parser, env_name  # noqa: PLC0415
 
-    saved = _without_env_twins()
+    # Without the OPTIINFRA_* variables, so that the documented defaults are the built-in ones.
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
     try:
         parser = build_parser()
     finally:
@@ -310,10 +305,9 @@ def _body(content: dict[str, Any] | None) -> str:
 
 def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
     """One operation of an OpenAPI document: summary, description, parameters, body and answers."""
-    summary = " ".join(op.get("summary", "").split())
-    details = ["", f"### `{method.upper()} {path}`", "", summary]
+    details = ["", f"### `{method.upper()} {path}`", "", _flat(op.get("summary"))]
     if op.get("description"):
-        details += ["", " ".join(op["description"].split())]
+        details += ["", _flat(op["description"])]
     params = op.get("parameters", [])
     if params:
         details += ["", "| parameter | in | required | type | description |", "|---|---|---|---|---|"]
@@ -325,7 +319,7 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
             if "maximum" in schema:
                 kind += f" ≤ {schema['maximum']}"
             details.append(f"| `{p['name']}` | {p.get('in', '')} | {'yes' if p.get('required') else 'no'} "
-                           f"| {kind} | {' '.join(p.get('description', '').split())} |")
+                           f"| {kind} | {_flat(p.get('description'))} |")
     request = op.get("requestBody")
     if request:
         required = " (required)" if request.get("required") else ""
@@ -334,9 +328,13 @@ def _operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
     if responses:
         details += ["", "| status | meaning | body |", "|---|---|---|"]
         for status, resp in responses.items():
-            details.append(f"| {status} | {' '.join(resp.get('description', '').split())} | "
-                           f"{_body(resp.get('content')) or '—'} |")
+            details.append(f"| {status} | {_flat(resp.get('description'))} | {_body(resp.get('content')) or '—'} |")
     return details
+
+
+def _operations_of(paths: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, operation) of every operation of an OpenAPI ``paths`` (or ``webhooks``) object."""
+    return [(method, path, op) for path, operations in paths.items() for method, op in operations.items()]
 
 
 def _schema_sections(schemas: dict[str, Any], *, descriptions: bool = False) -> list[str]:
@@ -345,7 +343,7 @@ def _schema_sections(schemas: dict[str, Any], *, descriptions: bool = False) -> 
     for name, schema in schemas.items():
         out += [f"### `{name}`", ""]
         if schema.get("description"):
-            out += [" ".join(schema["description"].split()), ""]
+            out += [_flat(schema["description"]), ""]
         required_fields = set(schema.get("required", []))
         props = schema.get("properties", {})
         if props:
@@ -355,7 +353,7 @@ def _schema_sections(schemas: dict[str, Any], *, descriptions: bool = False) -> 
                 row = (f"| `{field}` | {_schema_type(node) if '$ref' not in node else _ref_name(node)} | "
                        f"{'yes' if field in required_fields else 'no'} |")
                 if descriptions:
-                    row += f" {' '.join(node.get('description', '').split()).replace('|', chr(92) + '|')} |"
+                    row += f" {_cell(node.get('description'))} |"
                 out.append(row)
             out.append("")
     return out
@@ -377,13 +375,10 @@ def render_receiver_api_md(openapi: dict[str, Any]) -> str:
         "| method | path | auth | summary |",
         "|---|---|---|---|",
     ]
-    details: list[str] = []
-    for path, operations in openapi.get("paths", {}).items():
-        for method, op in operations.items():
-            auth = "bearer" if op.get("security") else "—"
-            summary = " ".join(op.get("summary", "").split())
-            out.append(f"| {method.upper()} | `{path}` | {auth} | {summary} |")
-            details += _operation(method, path, op)
+    operations = _operations_of(openapi.get("paths", {}))
+    out += [f"| {method.upper()} | `{path}` | {'bearer' if op.get('security') else '—'} | {_flat(op.get('summary'))} |"
+            for method, path, op in operations]
+    details = [line for operation in operations for line in _operation(*operation)]
     schemas = openapi.get("components", {}).get("schemas", {})
     out += ["", "## Endpoints", *details, "", "## Schemas", "", *_schema_sections(schemas)]
     return "\n".join(out)
@@ -426,11 +421,9 @@ def render_orchestrator_api_md(openapi: dict[str, Any], exchange: list[dict[str,
         "| method | path | summary |",
         "|---|---|---|",
     ]
-    details: list[str] = []
-    for path, operations in openapi["paths"].items():
-        for method, op in operations.items():
-            out.append(f"| {method.upper()} | `{path}` | {' '.join(op.get('summary', '').split())} |")
-            details += _operation(method, path, op)
+    operations = _operations_of(openapi["paths"])
+    out += [f"| {method.upper()} | `{path}` | {_flat(op.get('summary'))} |" for method, path, op in operations]
+    details = [line for operation in operations for line in _operation(*operation)]
     out += [
         "",
         "## The rules",
@@ -464,9 +457,8 @@ def render_orchestrator_api_md(openapi: dict[str, Any], exchange: list[dict[str,
         "",
         "## Status reports (you call the receiver)",
     ]
-    for name, operations in openapi.get("webhooks", {}).items():
-        for method, op in operations.items():
-            out += _operation(method, op.get("x-url", name), op)
+    for method, name, op in _operations_of(openapi.get("webhooks", {})):
+        out += _operation(method, op.get("x-url", name), op)
     out += ["", "## Schemas", "", *_schema_sections(openapi["components"]["schemas"], descriptions=True)]
     out += ["## A worked exchange", "",
             "One plan for a vLLM pod whose KV cache is full, from registration to completion, and the rollback "
