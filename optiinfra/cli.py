@@ -34,6 +34,8 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 ENV_PREFIX = "OPTIINFRA_"
+#: Values of a switch's environment twin that turn it on (anything else turns it off).
+ENV_TRUE: tuple[str, ...] = ("1", "true", "yes", "on")
 
 
 #: Flags that several commands have with different defaults or choices (``--max-body-bytes`` is 20 MiB for
@@ -62,7 +64,7 @@ def _apply_env_defaults(parser: argparse.ArgumentParser, command: str | None = N
         if raw is None:
             continue
         if isinstance(action, argparse._StoreTrueAction | argparse._StoreFalseAction):
-            truthy = raw.strip().lower() in ("1", "true", "yes", "on")
+            truthy = raw.strip().lower() in ENV_TRUE
             action.default = truthy if isinstance(action, argparse._StoreTrueAction) else not truthy
         elif isinstance(action, argparse._AppendAction):
             action.default = [_convert(parser, action, twin, part) for part in raw.split(",") if part.strip()]

@@ -118,9 +118,6 @@ def render_metrics_md() -> str:
 
 # ------------------------------------------------------------------------------------ configuration.md
 
-_ENV_TRUE = "1, true, yes, on"
-
-
 def _help_text(action: argparse.Action, prog: str) -> str:
     text = action.help or ""
     if "%" in text:
@@ -233,7 +230,7 @@ def _json_default(value: Any) -> str:
 def render_configuration_md() -> str:
     """Every sub-command, flag, environment twin and default of ``optiinfra``, and the config file's keys."""
     from optiinfra import config as cfg  # noqa: PLC0415
-    from optiinfra.cli import ENV_PREFIX, build_parser, env_name  # noqa: PLC0415
+    from optiinfra.cli import ENV_PREFIX, ENV_TRUE, build_parser, env_name  # noqa: PLC0415
 
     # Without the OPTIINFRA_* variables, so that the documented defaults are the built-in ones.
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}
@@ -254,7 +251,7 @@ def render_configuration_md() -> str:
         "commands have with different defaults names its command (`OPTIINFRA_RECEIVER_LISTEN`, "
         "`OPTIINFRA_EXPORTER_MAX_BODY_BYTES`), so one variable never sets two commands' flags. A flag on the command "
         "line wins over its variable. Switches (flags without a value) are on when the variable is one of "
-        f"{_ENV_TRUE}; repeatable flags take a comma-separated list. A bad value in a variable is reported "
+        f"{', '.join(ENV_TRUE)}; repeatable flags take a comma-separated list. A bad value in a variable is reported "
         "with the variable's name. Logs are JSON on stderr unless `--log-format text`.",
         "",
         "## `optiinfra` (options of every command, given before or after it)",

@@ -47,32 +47,21 @@ def _dump(docs: list[dict[str, Any]]) -> str:
     return "---\n".join(yaml.safe_dump(d, sort_keys=False, width=1000, allow_unicode=True) for d in docs)
 
 
-def prometheus_rule(operator_file: str) -> str:
-    """The rules generator's PrometheusRule file (generated with ``RULE_ARGS``) under this file's header."""
-    return HEADER.format(source="optiinfra/taxonomy.py via the rules generator") + operator_file
-
-
-def dashboard_configmaps(files: Mapping[str, str], dashboards_dir: str = "dashboards") -> str:
+def dashboard_configmaps(files: Mapping[str, str]) -> str:
     """One ConfigMap per dashboard of the dashboards generator (its ``dashboards/<uid>.json`` outputs)."""
     docs = []
     for path, text in sorted(files.items()):
         folder, _, name = path.rpartition("/")
-        if folder != dashboards_dir or not name.endswith(".json"):
+        if folder != "dashboards" or not name.endswith(".json"):
             continue
         uid = name.removesuffix(".json")
-        docs.append({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {
-                "name": f"optiinfra-dashboard-{uid}".lower().replace("_", "-")[:63].rstrip("-"),
-                "namespace": MONITORING_NAMESPACE,
-                "labels": {"grafana_dashboard": "1", **PART_OF},
-                "annotations": {"grafana_folder": "OptiInfra"},
-            },
-            "data": {name: text},
-        })
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": f"optiinfra-dashboard-{uid}".lower().replace("_", "-")[:63].rstrip("-"),
+            "namespace": MONITORING_NAMESPACE, "labels": {"grafana_dashboard": "1", **PART_OF},
+            "annotations": {"grafana_folder": "OptiInfra"},
+        }, "data": {name: text}})
     if not docs:
-        raise GenerateError(f"the dashboards generator returned no {dashboards_dir}/*.json")
+        raise GenerateError("the dashboards generator returned no dashboards/*.json")
     return HEADER.format(source="the dashboards generator (optiinfra dashboards generate)") + _dump(docs)
 
 
@@ -95,40 +84,21 @@ def alertmanager_config(plain: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1alpha1",
         "kind": "AlertmanagerConfig",
-        "metadata": {
-            "name": "optiinfra",
-            "namespace": MONITORING_NAMESPACE,
-            "labels": {**RELEASE_LABELS, **PART_OF},
-        },
+        "metadata": {"name": "optiinfra", "namespace": MONITORING_NAMESPACE, "labels": {**RELEASE_LABELS, **PART_OF}},
         "spec": {
             "route": {
-                "receiver": sub["receiver"],
-                "matchers": [parse_matcher(m) for m in sub["matchers"]],
-                "groupBy": list(top["group_by"]),
-                "groupWait": top["group_wait"],
-                "groupInterval": top["group_interval"],
-                "repeatInterval": top["repeat_interval"],
+                "receiver": sub["receiver"], "matchers": [parse_matcher(m) for m in sub["matchers"]],
+                "groupBy": list(top["group_by"]), "groupWait": top["group_wait"],
+                "groupInterval": top["group_interval"], "repeatInterval": top["repeat_interval"],
             },
-            "receivers": [{
-                "name": receiver["name"],
-                "webhookConfigs": [{
-                    "url": webhook["url"],
-                    "sendResolved": webhook["send_resolved"],
-                    "maxAlerts": webhook["max_alerts"],
-                    "httpConfig": {"authorization": {
-                        "type": "Bearer",
-                        "credentials": {"name": TOKEN_SECRET, "key": TOKEN_KEY},
-                    }},
-                }],
-            }],
-            "inhibitRules": [
-                {
-                    "sourceMatch": [parse_matcher(m) for m in rule["source_matchers"]],
-                    "targetMatch": [parse_matcher(m) for m in rule["target_matchers"]],
-                    "equal": list(rule["equal"]),
-                }
-                for rule in plain["inhibit_rules"]
-            ],
+            "receivers": [{"name": receiver["name"], "webhookConfigs": [{
+                "url": webhook["url"], "sendResolved": webhook["send_resolved"], "maxAlerts": webhook["max_alerts"],
+                "httpConfig": {"authorization": {"type": "Bearer",
+                                                 "credentials": {"name": TOKEN_SECRET, "key": TOKEN_KEY}}},
+            }]}],
+            "inhibitRules": [{"sourceMatch": [parse_matcher(m) for m in rule["source_matchers"]],
+                              "targetMatch": [parse_matcher(m) for m in rule["target_matchers"]],
+                              "equal": list(rule["equal"])} for rule in plain["inhibit_rules"]],
         },
     }
 
@@ -136,7 +106,8 @@ def alertmanager_config(plain: Mapping[str, Any]) -> dict[str, Any]:
 def manifests(operator_file: str, dashboard_files: Mapping[str, str], am_plain: Mapping[str, Any]) -> dict[str, str]:
     """File name (relative to ``OUT_DIR``) -> text; deterministic."""
     return {
-        "prometheusrule.yaml": prometheus_rule(operator_file),
+        # The rules generator's PrometheusRule, generated with RULE_ARGS.
+        "prometheusrule.yaml": HEADER.format(source="optiinfra/taxonomy.py via the rules generator") + operator_file,
         "dashboards.yaml": dashboard_configmaps(dashboard_files),
         "alertmanagerconfig.yaml": HEADER.format(source="rules/amconfig.py (the taxonomy)")
         + _dump([alertmanager_config(am_plain)]),
