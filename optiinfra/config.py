@@ -214,11 +214,8 @@ class Slo(_Strict):
         for engine in self.applies_to():
             bounds = m.NATIVE_BUCKETS[engine][metric]
             if self.threshold not in bounds:
-                below = [b for b in bounds if b < self.threshold]
-                above = [b for b in bounds if b > self.threshold]
-                near = ", ".join(
-                    f"{word} {b!r}" for word, b in (("below", below[-1] if below else None),
-                                                     ("above", above[0] if above else None)) if b is not None)
+                near = ", ".join([f"below {b!r}" for b in bounds if b < self.threshold][-1:]
+                                 + [f"above {b!r}" for b in bounds if b > self.threshold][:1])
                 raise ValueError(
                     f"SLO {self.name!r}: threshold {self.threshold!r}s is not a bucket boundary of {engine}'s "
                     f"{metric} (nearest boundaries: {near}); a latency SLI counts the bucket at the threshold, "

@@ -262,7 +262,6 @@ COUNTER_WINDOW = "5m"
 LOG_WINDOW = "5m"
 
 
-
 def guarded(unit: str) -> Panel:
     """The panel of a rate signal whose co-condition is the traffic guard."""
     return Panel(unit, context=(TRAFFIC,), context_title="Traffic (guard)", context_unit="reqps")

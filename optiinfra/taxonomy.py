@@ -27,26 +27,10 @@ RUNBOOK_BASE_URL = "https://github.com/optiinfra/optiinfra/blob/main/docs/runboo
 
 #: Abstract plan actions. The planner maps each to an engine's real flag (or to an ops action).
 ActionId = Literal[
-    "kv_memory_up",
-    "kv_cache_dtype_fp8",
-    "enable_prefix_caching",
-    "max_num_seqs_down",
-    "max_num_seqs_up",
-    "batched_tokens_down",
-    "batched_tokens_up",
-    "prefill_chunk_up",
-    "prefill_chunk_down",
-    "weight_quantization_fp8",
-    "tensor_parallel_up",
-    "tensor_parallel_down",
-    "speculative_decoding",
-    "cpu_kv_offload",
-    "lpm_schedule_policy",
-    "kv_memory_down",
-    "max_model_len_down",
-    "scale_out",
-    "consolidate_replicas",
-    "restart_pod",
+    "kv_memory_up", "kv_cache_dtype_fp8", "enable_prefix_caching", "max_num_seqs_down", "max_num_seqs_up",
+    "batched_tokens_down", "batched_tokens_up", "prefill_chunk_up", "prefill_chunk_down", "weight_quantization_fp8",
+    "tensor_parallel_up", "tensor_parallel_down", "speculative_decoding", "cpu_kv_offload", "lpm_schedule_policy",
+    "kv_memory_down", "max_model_len_down", "scale_out", "consolidate_replicas", "restart_pod",
 ]
 
 
@@ -130,16 +114,8 @@ def _m(**kw: Threshold) -> Mapping[str, Threshold]:
     return MappingProxyType(kw)
 
 
-PERFORMANCE_IDS: tuple[str, ...] = (
-    "kv_cache_pressure",
-    "preemption_storm",
-    "queue_buildup",
-    "prefill_bound",
-    "decode_bound",
-    "low_throughput",
-    "gpu_underutilized",
-    "cache_inefficiency",
-)
+PERFORMANCE_IDS: tuple[str, ...] = ("kv_cache_pressure", "preemption_storm", "queue_buildup", "prefill_bound",
+                                    "decode_bound", "low_throughput", "gpu_underutilized", "cache_inefficiency")
 
 _ENGINE_ID = ("engine", "model")
 _GPU_ID = ("gpu", "UUID", "uuid", "Hostname", "hostname")
