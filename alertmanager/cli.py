@@ -112,16 +112,11 @@ def _run_alertmanager_config(args: argparse.Namespace) -> int:
 
 
 def _merged(path: Path, options: AlertmanagerOptions) -> str:
-    from optiinfra.config import MAX_CONFIG_BYTES, parse_yaml  # noqa: PLC0415
+    from optiinfra.config import read_yaml  # noqa: PLC0415
     from optiinfra.rules import amconfig  # noqa: PLC0415
 
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise UsageError(f"--merge-into: cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        return amconfig.render_merged(parse_yaml(data, str(path)), options)
+        return amconfig.render_merged(read_yaml(path, "--merge-into: cannot read"), options)
     except amconfig.MergeError as exc:
         raise UsageError(f"--merge-into {path}: {exc}") from None
 

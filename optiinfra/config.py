@@ -673,17 +673,23 @@ def parse_yaml(data: bytes, source: str = "config") -> Any:
     return document
 
 
+def read_yaml(path: Path, cannot_read: str = "cannot read config") -> Any:
+    """The YAML document of the file at ``path`` as ``parse_yaml`` reads it; ConfigError ``<cannot_read> <path>:
+    why`` when the file cannot be read."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{cannot_read} {path}: {exc.strerror or exc}") from None
+    return parse_yaml(data, str(path))
+
+
 def load_config(path: Path | str | None) -> Config:
     """The config from a YAML file, or the defaults when ``path`` is None. Raises ConfigError."""
     if path is None:
         return Config()
     path = Path(path)
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    return parse_config(parse_yaml(data, str(path)), str(path))
+    return parse_config(read_yaml(path), str(path))
 
 
 def json_schema() -> dict[str, Any]:
