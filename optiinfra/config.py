@@ -138,6 +138,7 @@ ForDuration = Annotated[Duration, AfterValidator(lambda value: _check_duration(v
 PositiveDuration = Annotated[Duration, AfterValidator(lambda value: _check_duration(value, positive=True))]
 LabelName = Annotated[str, AfterValidator(_label_name)]
 Matchers = Annotated[str, AfterValidator(check_matchers)]
+Regex = Annotated[str, AfterValidator(check_regex)]
 
 
 class _Strict(BaseModel):
@@ -170,7 +171,7 @@ class Slo(_Strict):
     objective: float = Field(description="Target share of good events, e.g. 0.99 (at least 0.931).")
     engines: list[m.Engine] | None = Field(
         default=None, description="Engines the SLO applies to; default: every engine that exports the SLI.")
-    model: str | None = Field(default=None, description="Optional regex on the `model` label.")
+    model: Regex | None = Field(default=None, description="Optional regex on the `model` label.")
     description: str = ""
 
     @field_validator("name")
@@ -179,11 +180,6 @@ class Slo(_Strict):
         if not _NAME_RE.match(value) or len(value) > 63:
             raise ValueError(f"SLO name {value!r}: use up to 63 lower-case letters, digits, '-' and '_'")
         return value
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, value: str | None) -> str | None:
-        return None if value is None else check_regex(value)
 
     @field_validator("objective")
     @classmethod
