@@ -12,8 +12,10 @@ aggregated away (``Metric.aggregate``), so e.g. SGLang's ``is_streaming`` split 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
 from types import MappingProxyType
 from typing import Literal
 
@@ -370,15 +372,6 @@ def known_series() -> frozenset[str]:
     return frozenset(s for m in ALL_METRICS for s in m.series_names)
 
 
-def _tgi_duration_buckets() -> tuple[float, ...]:
-    """TGI's ``*duration`` buckets: 35 steps of ``value *= 1.5`` from 0.0001, computed as the router does (f64)."""
-    value, out = 0.0001, []
-    for _ in range(35):
-        value *= 1.5
-        out.append(value)
-    return tuple(out)
-
-
 _VLLM_TTFT = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
               40.0, 80.0, 160.0, 640.0, 2560.0)
 _VLLM_ITL = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
@@ -389,7 +382,8 @@ _SGLANG_ITL = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.025, 0.03, 0.035
                0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0)
 _SGLANG_E2E = (0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 200.0, 400.0,
                600.0, 1200.0, 1800.0, 2400.0)
-_TGI_DURATION = _tgi_duration_buckets()
+#: TGI's ``*duration`` buckets: 35 steps of ``value *= 1.5`` from 0.0001, computed as the router does (f64).
+_TGI_DURATION = tuple(accumulate(repeat(1.5, 35), operator.mul, initial=0.0001))[1:]
 
 #: Default native histogram bucket boundaries (``le``, without +Inf) per engine, keyed by normalized histogram
 #: name (the engines' own defaults: vLLM 0.33 ``buckets.py``, SGLang 0.5.23 metrics collector, TGI 3.3.7).
