@@ -7,7 +7,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -23,6 +23,10 @@ def _cell(text: str | None) -> str:
     return _flat(text).replace("|", "\\|")
 
 
+def _code(items: Iterable[object]) -> str:
+    return ", ".join(f"`{item}`" for item in items)
+
+
 def _source_cell(metric: m.Metric, engine: m.Engine) -> str:
     sources = metric.sources.get(engine, ())
     if not sources:
@@ -31,7 +35,7 @@ def _source_cell(metric: m.Metric, engine: m.Engine) -> str:
     for src in sources:
         text = f"`{src.family}{src.sample}`"
         if src.aliases:
-            text += " (alias " + ", ".join(f"`{a}`" for a in src.aliases) + ")"
+            text += " (alias " + _code(src.aliases) + ")"
         if src.keep:
             text += " where " + ", ".join(f"{k} in {{{', '.join(sorted(v))}}}" for k, v in src.keep.items())
         if src.set_labels:
@@ -48,12 +52,16 @@ def _table(metrics: tuple[m.Metric, ...], with_sources: bool) -> list[str]:
         head = head[:-1] + " vLLM | SGLang | TGI |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for metric in metrics:
-        labels = ", ".join(f"`{lb}`" for lb in metric.labels) or "—"
+        labels = _code(metric.labels) or "—"
         row = f"| `{metric.name}` | {metric.type} | {metric.unit} | {labels} | {metric.help} |"
         if with_sources:
             row += " " + " | ".join(_source_cell(metric, e) for e in m.ENGINES) + " |"
         lines.append(row)
     return lines
+
+
+def _section(title: str, metrics: tuple[m.Metric, ...], *intro: str) -> list[str]:
+    return [f"## {title}", "", *intro, *_table(metrics, with_sources=False), ""]
 
 
 def render_metrics_md() -> str:
@@ -72,10 +80,9 @@ def render_metrics_md() -> str:
         "",
         *_table(m.ENGINE_METRICS, with_sources=True),
         "",
-        "`llm_engine_info` (gauge, always 1) carries the current config plans need as labels: "
-        + ", ".join(f"`{lb}`" for lb in m.ENGINE_INFO_LABELS)
-        + ". Sources: vLLM `vllm:cache_config_info`, SGLang `/get_server_info`, TGI `/info`, and "
-        "`--engine-config k=v`.",
+        f"`llm_engine_info` (gauge, always 1) carries the current config plans need as labels: "
+        f"{_code(m.ENGINE_INFO_LABELS)}. Sources: vLLM `vllm:cache_config_info`, SGLang `/get_server_info`, TGI "
+        "`/info`, and `--engine-config k=v`.",
         "",
         "`llm_kv_cache_capacity_tokens` is the capacity the usage ratio divides by, so ratio x capacity is the "
         "tokens in use: for vLLM `(num_gpu_blocks - 1) x block_size` (vLLM keeps one null block back; "
@@ -85,7 +92,7 @@ def render_metrics_md() -> str:
         "server before a rank is chosen, and counts those refusals only in the server's "
         "`http_requests_total{status=\"4xx\"}` (prompt longer than `--max-model-len`, bad parameters): the "
         "sidecar counts the 4xx answers of the inference endpoints ("
-        + ", ".join(f"`{h}`" for h in sorted(m.VLLM_INFERENCE_HANDLERS)) + ") as `reason=\"http_4xx\"` and "
+        + _code(sorted(m.VLLM_INFERENCE_HANDLERS)) + ") as `reason=\"http_4xx\"` and "
         "vLLM's `vllm:admission_rejections_total` by its own reason, both under `dp_rank=\"0\"` (neither "
         "family has a rank label: the API server is in front of every rank).",
         "",
@@ -95,24 +102,11 @@ def render_metrics_md() -> str:
         "|---|---|",
         *(f"| `{family}` | {why} |" for family, why in m.VLLM_DROPPED.items()),
         "",
-        "## Sidecar health",
-        "",
-        *_table(m.SIDECAR_METRICS, with_sources=False),
-        "",
-        "## GPU metrics (dcgm-exporter compatible)",
-        "",
-        "Labels on every GPU series: " + ", ".join(f"`{lb}`" for lb in m.GPU_LABELS) + ".",
-        "",
-        *_table(m.GPU_METRICS, with_sources=False),
-        "",
-        "## Host metrics",
-        "",
-        *_table(m.HOST_METRICS, with_sources=False),
-        "",
-        "## Log signatures",
-        "",
-        *_table(m.LOG_METRICS, with_sources=False),
-        "",
+        *_section("Sidecar health", m.SIDECAR_METRICS),
+        *_section("GPU metrics (dcgm-exporter compatible)", m.GPU_METRICS,
+                  f"Labels on every GPU series: {_code(m.GPU_LABELS)}.", ""),
+        *_section("Host metrics", m.HOST_METRICS),
+        *_section("Log signatures", m.LOG_METRICS),
     ]
     return "\n".join(out)
 
@@ -140,7 +134,7 @@ def _default_text(action: argparse.Action) -> str:
 
 
 def _flag_cell(action: argparse.Action) -> str:
-    flags = ", ".join(f"`{o}`" for o in action.option_strings)
+    flags = _code(action.option_strings)
     if action.choices is not None:
         flags += " {" + ", ".join(str(c) for c in action.choices) + "}"
     elif action.metavar and action.nargs != 0:
@@ -185,7 +179,7 @@ def _command_sections(parser: argparse.ArgumentParser, env_name: Callable[[str, 
 
 def _schema_type(node: dict[str, Any]) -> str:
     if "enum" in node:
-        return "one of " + ", ".join(f"`{v}`" for v in node["enum"])
+        return "one of " + _code(node["enum"])
     if "anyOf" in node:
         return " or ".join(_schema_type(n) for n in node["anyOf"])
     kind = node.get("type", "object" if "$ref" in node else "any")
@@ -500,10 +494,10 @@ def render_taxonomy_md() -> str:
         planner = f"plan: {len(b.actions)} action(s)" if b.plannable else "diagnosis only"
         out.append(f"| [`{b.id}`](#{b.id}) | `{b.alert}` | {b.severity} | {b.component} | {b.signal} | "
                    f"{config.for_(b.id)} | {planner} |")
-    out += ["", "SLO burn-rate alerts (`" + "`, `".join(tx.SLO_ALERTS) + f"`, bottleneck `{tx.SLO_BURN}`) are not "
+    out += ["", f"SLO burn-rate alerts ({_code(tx.SLO_ALERTS)}, bottleneck `{tx.SLO_BURN}`) are not "
             "bottlenecks: they roll back a plan in flight for the same scope ([runbook](runbooks/slo_burn.md)).",
             "", "Inhibitions (while the first fires on a pod, the others are silenced there):", ""]
-    out += [f"- `{b.id}` silences " + ", ".join(f"`{i}`" for i in b.inhibits) for b in tx.BOTTLENECKS if b.inhibits]
+    out += [f"- `{b.id}` silences " + _code(b.inhibits) for b in tx.BOTTLENECKS if b.inhibits]
     for b in tx.BOTTLENECKS:
         out += ["", f"## `{b.id}`", "", f"**{b.alert}** · {b.severity} · {b.component} · signal {b.signal}",
                 "", f"What it means: {b.summary} {prose(b)[0]}", "",
@@ -513,7 +507,7 @@ def render_taxonomy_md() -> str:
             out += [f"| `{name}` | {config.threshold(b.id, name):g} | {t.unit} | {t.description} |"
                     for name, t in b.thresholds.items()]
         if b.log_signatures:
-            out += ["", "Log signatures that raise it: " + ", ".join(f"`{s}`" for s in b.log_signatures) + "."]
+            out += ["", "Log signatures that raise it: " + _code(b.log_signatures) + "."]
         for rule in alert_rules(ctx, b):
             out += ["", f"Rule (severity {rule.labels['severity']}):", "", "```promql", rule.expr, "```"]
         out += [""]
