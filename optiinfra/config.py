@@ -159,7 +159,7 @@ class BottleneckOverride(_Strict):
     thresholds: dict[str, float] = Field(default_factory=dict,
                                          description="Threshold name -> value (names from the taxonomy).")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+    model_config = _Strict.model_config | ConfigDict(populate_by_name=True)
 
 
 class Slo(_Strict):

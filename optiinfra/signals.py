@@ -370,14 +370,12 @@ def stalled_fixture(k: Kit) -> Cases:
                  idle=Fixture({running: k.gauge(0), tokens: k.counter(0)}))
 
 
-def upstream_fixture(hold: str) -> Callable[[Kit], Cases]:
-    def fixture(k: Kit) -> Cases:
-        labels = {**k.raw, "engine": "vllm"}
-        upstream, up = f"llm_upstream_up{k.lbl(labels)}", f"up{k.lbl(k.raw)}"
-        return Cases(fires=Fixture({upstream: k.gauge(0), up: k.gauge(1)}, [(labels, 0)]),
-                     quiet=Fixture({upstream: f"0+0x3 1+0x{k.n - 4}", up: k.gauge(1)}),
-                     idle=Fixture({upstream: k.gauge(1), up: k.gauge(1), **k.no_traffic}), hold=hold)
-    return fixture
+def upstream_fixture(k: Kit) -> Cases:
+    labels = {**k.raw, "engine": "vllm"}
+    upstream, up = f"llm_upstream_up{k.lbl(labels)}", f"up{k.lbl(k.raw)}"
+    return Cases(fires=Fixture({upstream: k.gauge(0), up: k.gauge(1)}, [(labels, 0)]),
+                 quiet=Fixture({upstream: f"0+0x3 1+0x{k.n - 4}", up: k.gauge(1)}),
+                 idle=Fixture({upstream: k.gauge(1), up: k.gauge(1), **k.no_traffic}))
 
 
 def startup_fixture(k: Kit) -> Cases:

@@ -338,7 +338,7 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
         condition=sg.Condition(sg.Term(sg.UPSTREAM, "==", 0), also=(sg.Term(sg.raw("up"), "==", 1),), join="pod"),
         panel=sg.Panel("short", context=(sg.Series("sidecar_up", "up", "sidecar up {{pod}}"),),
                        context_title="Sidecar target up", up_is_healthy=True),
-        fixture=sg.upstream_fixture("6m"),
+        fixture=sg.upstream_fixture,
         runbook=sg.Runbook(
             "The sidecar runs but cannot scrape its engine: the engine process died, hangs, or its metrics "
             "endpoint moved.",
