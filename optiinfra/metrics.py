@@ -86,9 +86,6 @@ class Metric:
             return (f"{self.name}_bucket", f"{self.name}_sum", f"{self.name}_count")
         return (self.name,)
 
-    def engines(self) -> tuple[Engine, ...]:
-        return tuple(e for e in ENGINES if e in self.sources)
-
 
 def _src(family: str, *aliases: str, **kw: object) -> Source:
     return Source(family, tuple(aliases), **kw)  # type: ignore[arg-type]
