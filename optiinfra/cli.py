@@ -90,20 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Prometheus-native performance layer for LLM inference fleets.",
     )
     parser.add_argument("--version", action="version", version=f"optiinfra {__version__}")
-    _add_global_options(parser, "json", "info")
+    parser.add_argument("--log-format", choices=("json", "text"), default="json",
+                        help="log format on stderr (default: json)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info",
+                        help="log level (default: info)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     _apply_env_defaults(parser)
     _accept_global_options_after(parser)
     return parser
-
-
-def _add_global_options(parser: argparse.ArgumentParser, log_format: str, log_level: str) -> None:
-    parser.add_argument("--log-format", choices=("json", "text"), default=log_format,
-                        help="log format on stderr (default: json)")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default=log_level,
-                        help="log level (default: info)")
 
 
 def _accept_global_options_after(parser: argparse.ArgumentParser) -> None:
