@@ -134,6 +134,9 @@ def _register_receiver(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--prometheus-url", help="Prometheus base URL to read llm_engine_info (current config) from and "
                                             "to analyse every plan's effect against (at each rollout step and "
                                             "after the bake time)")
+    p.add_argument("--slo-config", type=Path, default=None,
+                   help="YAML config the rules were generated from (its SLOs: the SLI of each one covering a plan's "
+                        "target guards the plan); default: built-in defaults")
     p.add_argument("--analysis-window", type=parse_seconds, default=300.0,
                    help="length of the before and after windows a plan's analysis compares (default 5m)")
     p.add_argument("--min-request-rate", type=float, default=0.01,
@@ -156,11 +159,14 @@ def _register_receiver(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def _config(args: argparse.Namespace) -> tuple[ReceiverConfig, str, int]:
+    from optiinfra.config import load_config  # noqa: PLC0415
+
     if not args.orchestrator_url:
         raise UsageError("--orchestrator-url is required (or OPTIINFRA_ORCHESTRATOR_URL)")
     host, port = parse_listen("--listen", args.listen, default_host="0.0.0.0")
     if not args.db.startswith(("sqlite://", "postgresql://", "postgres://")):
         raise UsageError(f"--db {redact_url(args.db)!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+    slo = load_config(args.slo_config)  # ConfigError: one line
     advertise = args.advertise_url or f"http://{socket.gethostname() if host == '0.0.0.0' else host}:{port}"
     try:
         config = ReceiverConfig(
@@ -171,7 +177,8 @@ def _config(args: argparse.Namespace) -> tuple[ReceiverConfig, str, int]:
             bake_seconds=args.bake_seconds, max_body_bytes=args.max_body_bytes, max_attempts=args.max_attempts,
             heartbeat_seconds=args.heartbeat_seconds, shutdown_timeout_seconds=args.shutdown_timeout,
             advertise_url=advertise, agent_id=args.agent_id,
-            analysis_window_seconds=max(1, round(args.analysis_window)), min_request_rate=args.min_request_rate)
+            analysis_window_seconds=max(1, round(args.analysis_window)), min_request_rate=args.min_request_rate,
+            slos=slo.slos, slo_scope=slo.slo_scope)
     except ValidationError as exc:
         first = exc.errors()[0]
         flag = str(first["loc"][0]).replace("_", "-").removesuffix("-seconds")

@@ -2,17 +2,29 @@
 
 The claim names the bottleneck's own signal (the main term of its alert condition, a per-pod recording rule)
 and which way it must move, the minimum effect, and the guard series that must not get worse: time to first
-token and inter-token latency (the latency SLIs), the error ratio and the throughput of the target. Every
-series is written as PromQL for the changed target and, when the target names a pod and a model, for the
-model's other replicas (the unchanged baseline over the same window).
+token and inter-token latency p95, the error ratio and the throughput of the target, and the SLI of every
+configured SLO that covers the target (``SloGuards``). Every series is written as PromQL for the changed target
+and, when the target names a pod and a model, for the model's other replicas (the unchanged baseline over the
+same window).
+
+An SLO covers a target when it applies to the target's engine (any, when the engine is unknown) and its
+``model`` regex, if any, matches the target's model. Its guard is the SLI's bad-event ratio (latency: events
+slower than the threshold; availability: errors) from the SLO's own recorded counts (``slo:sli_errors:rate2m``
+over ``slo:sli_requests:rate2m``, ``rules/slo.py``), selected by the target's values of the SLO scope labels
+(``slo_scope``); lower is better, and a move smaller than the SLO's error budget (1 - objective) is noise. With
+the default scope (namespace, model) the SLI is the whole service's; with ``pod`` in the scope it is the changed
+pod's, against the model's other pods.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from optiinfra import signals as sg
-from optiinfra.config import promql_string
+from optiinfra.config import Slo, promql_string
+from optiinfra.rules.slo import ERRORS, REQUESTS
 from optiinfra.taxonomy import Bottleneck
 
 from .plan import ExpectedImpact, Signal, Target
@@ -48,6 +60,36 @@ def selectors(target: Target) -> tuple[str, str | None]:
     if target.pod and target.model:
         baseline = _selector({**own, "pod": ("!=", target.pod)})
     return _selector(own), baseline
+
+
+@dataclass(frozen=True)
+class SloGuards:
+    """The configured SLOs (``--slo-config``) and the labels their SLIs are recorded by (``slo_scope``)."""
+
+    slos: tuple[Slo, ...] = ()
+    scope: tuple[str, ...] = ("namespace", "model")
+
+    def covering(self, target: Target) -> list[Slo]:
+        """The SLOs that cover the target: its engine (any, when unknown) and its model."""
+        return [slo for slo in self.slos
+                if (target.engine is None or target.engine in slo.applies_to())
+                and (slo.model is None or (target.model is not None and re.fullmatch(slo.model, target.model)))]
+
+    def guards(self, target: Target) -> list[Signal]:
+        """One guard per covering SLO: its SLI's bad-event ratio for the target (and the other pods)."""
+        values = target.model_dump()
+        own = {label: ("=", values[label]) for label in self.scope if values.get(label)}
+        baseline = ({**own, "pod": ("!=", target.pod)} if "pod" in own and target.pod and target.model
+                    else None)
+
+        def ratio(slo: Slo, matchers: Mapping[str, tuple[str, str]]) -> str:
+            sel = _selector({"slo": ("=", slo.name), **matchers})
+            return f"sum({ERRORS}{sel}) / sum({REQUESTS}{sel})"
+
+        return [Signal.model_validate({
+            "name": f"slo:{slo.name}", "query": ratio(slo, own), "better": "down",
+            "floor": round(1 - slo.objective, 9), "baseline_query": ratio(slo, baseline) if baseline else None})
+            for slo in self.covering(target)]
 
 
 def _signal(rule: str, better: str, floor: float, own: str, baseline: str | None) -> Signal:
@@ -87,8 +129,8 @@ def step_scale(entry: Bottleneck, value: float | None, thresholds: Mapping[str, 
     return 1.0 + min(1.0, max(0.0, past / DOUBLE_AT))
 
 
-def expected_impact(entry: Bottleneck, target: Target, *, min_traffic: float = 0.01,
-                    window_seconds: int = 300) -> ExpectedImpact:
+def expected_impact(entry: Bottleneck, target: Target, *, min_traffic: float = 0.01, window_seconds: int = 300,
+                    slos: SloGuards | None = None) -> ExpectedImpact:
     """The claim a plan for ``entry`` on ``target`` makes (``entry.plan`` must exist)."""
     assert entry.plan is not None
     own, baseline = selectors(target)
@@ -98,6 +140,7 @@ def expected_impact(entry: Bottleneck, target: Target, *, min_traffic: float = 0
         signal = _signal(condition.main.series.metric, _BETTER[condition.main.op], SIGNAL_FLOOR, own, baseline)
     guards = [_signal(rule, better, floor, own, baseline) for rule, better, floor in GUARDS
               if signal is None or f"({rule}{{" not in signal.query]
+    guards += slos.guards(target) if slos is not None else []
     return ExpectedImpact.model_validate({
         "metric": entry.plan.metric, "direction": entry.plan.direction, "signal": signal, "guards": guards,
         "traffic_query": f"sum({sg.TRAFFIC.metric}{own})", "min_traffic": min_traffic,

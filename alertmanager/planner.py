@@ -53,7 +53,7 @@ from optiinfra.metrics import ENGINES
 from optiinfra.taxonomy import ActionId, Bottleneck
 
 from . import knobs
-from .impact import expected_impact, step_scale
+from .impact import SloGuards, expected_impact, step_scale
 from .plan import (
     Action,
     CostImpact,
@@ -167,6 +167,8 @@ class PlanningContext:
     """Requests/s below which an analysis is inconclusive (too little traffic)."""
     signal_value: float | None = None
     """The bottleneck signal's current value for the target (read at planning time): sizes the step."""
+    slo_guards: SloGuards | None = None
+    """The configured SLOs: the SLI of each one covering the target guards the plan."""
 
     def __post_init__(self) -> None:
         steps = self.rollout_steps
@@ -387,7 +389,7 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
         actions=[action],
         rationale=rationale,
         expected_impact=expected_impact(entry, target, min_traffic=ctx.min_request_rate,
-                                        window_seconds=ctx.analysis_window_seconds),
+                                        window_seconds=ctx.analysis_window_seconds, slos=ctx.slo_guards),
         risk=risk,
         requires_approval=requires_approval,
         rollout=Rollout(strategy="recreate" if restart else "canary",

@@ -20,11 +20,13 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra import __version__, taxonomy
+from optiinfra.config import Config, Slo
 
 from . import store as st
 from .agent import OrchestratorState, agent_loop
 from .analysis import prometheus_reader
 from .analyzer import BAKE, Analyzer, step_phase
+from .impact import SloGuards
 from .metrics import ReceiverMetrics
 from .orchestrator import AgentInfo, OrchestratorClient
 from .outbox import Outbox, enqueue_push
@@ -63,6 +65,10 @@ class ReceiverConfig(BaseModel):
     analysis_window_seconds: int = Field(default=300, gt=0, description="before/after windows of a plan's analysis")
     min_request_rate: float = Field(default=0.01, ge=0, description="requests/s below which an analysis is "
                                                                     "inconclusive")
+    slos: list[Slo] = Field(default_factory=lambda: Config().slos,
+                            description="SLOs (--slo-config): the SLI of each one covering a plan's target guards it")
+    slo_scope: list[str] = Field(default_factory=lambda: Config().slo_scope, description="labels the SLIs are "
+                                                                                         "recorded by")
     agent_id: str = "optiinfra-receiver"
     advertise_url: str = "http://127.0.0.1:9095"
     run_worker: bool = True
@@ -94,7 +100,8 @@ class Service:
                                         auto_approve_low_risk=c.auto_approve_low_risk,
                                         claim_lease_seconds=c.claim_lease_seconds,
                                         analysis_window_seconds=c.analysis_window_seconds,
-                                        min_request_rate=c.min_request_rate),
+                                        min_request_rate=c.min_request_rate,
+                                        slo_guards=SloGuards(tuple(c.slos), tuple(c.slo_scope))),
             decisions=self.metrics.decisions, read_config=self._read_config if c.prometheus_url else None,
             wake_outbox=self.wake_outbox.set, clock=self.clock,
             read_cost=self._read_cost if c.prometheus_url else None,

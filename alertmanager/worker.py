@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from optiinfra import taxonomy
 
 from . import store as st
-from .impact import signal_query
+from .impact import SloGuards, signal_query
 from .intake import is_slo_burn
 from .outbox import enqueue_push, enqueue_rollback
 from .plan import Diagnosis, Plan
@@ -41,6 +41,7 @@ class PlanningOptions:
     claim_lease_seconds: float
     analysis_window_seconds: int = 300
     min_request_rate: float = 0.01
+    slo_guards: SloGuards | None = None
 
 
 def planner_episode(episode: st.Episode) -> AlertEpisode:
@@ -148,7 +149,8 @@ class PlanningWorker:
                               pod_cost=cost,
                               analysis_window_seconds=self.options.analysis_window_seconds,
                               min_request_rate=self.options.min_request_rate, signal_value=signal,
-                              burning_slos=await _burning_slos(tx, episode.labels))
+                              burning_slos=await _burning_slos(tx, episode.labels),
+                              slo_guards=self.options.slo_guards)
         if self.options.bake_seconds is not None:
             ctx = dataclasses.replace(ctx, bake_seconds=int(self.options.bake_seconds))
         result = plan_for(planner_episode(episode), ctx)

@@ -36,6 +36,7 @@ from optiinfra.demo import orchestrator
 from optiinfra.demo import vllm as real_engine
 from optiinfra.demo.controller import EngineController
 from optiinfra.demo.stack import (
+    Child,
     Stack,
     StackError,
     find_binary,
@@ -141,7 +142,8 @@ def _ports_and_token(workdir: Path, engine: str) -> tuple[dict[str, int], dict[s
 
 async def _start_monitoring(stack: Stack, ports: dict[str, int], base: dict[str, str], token_file: Path, *,
                             upstream: str, host: bool, say: Callable[[str, str], None],
-                            exporter_args: tuple[str, ...] = (), config: Config | None = None) -> None:
+                            exporter_args: tuple[str, ...] = (), config: Config | None = None,
+                            repeat_interval: str = "1m") -> None:
     """The sidecar on ``upstream``, the generated rules (demo profile), Prometheus and Alertmanager."""
     exporter = await stack.spawn("exporter", optiinfra_command(
         "exporter", "--upstream", upstream, "--engine", "auto", "--listen", f"127.0.0.1:{ports['exporter']}",
@@ -163,7 +165,7 @@ async def _start_monitoring(stack: Stack, ports: dict[str, int], base: dict[str,
 
     am_text = amconfig.render(amconfig.Options(
         receiver_url=base["receiver"], credentials_file=str(token_file),
-        group_wait="1s", group_interval="1s", repeat_interval="1m", resolve_timeout="1m"))
+        group_wait="1s", group_interval="1s", repeat_interval=repeat_interval, resolve_timeout="1m"))
     await start_alertmanager(stack, am_text, ports["am"])
     say("up", f"Alertmanager (real, generated config): {base['am']}")
 
@@ -188,13 +190,15 @@ DEMO_ANALYSIS = ("--analysis-window", "6", "--bake-seconds", "8")
 
 
 async def _start_receiver(stack: Stack, ports: dict[str, int], base: dict[str, str], token_file: Path, *,
-                          say: Callable[[str, str], None], extra: tuple[str, ...] = DEMO_ANALYSIS) -> None:
-    receiver = await stack.spawn("receiver", optiinfra_command(
+                          say: Callable[[str, str], None], extra: tuple[str, ...] = DEMO_ANALYSIS,
+                          name: str = "receiver") -> Child:
+    receiver = await stack.spawn(name, optiinfra_command(
         "receiver", "--orchestrator-url", base["orch"], "--listen", f"127.0.0.1:{ports['receiver']}",
         "--db", f"sqlite:///{stack.workdir / 'receiver.db'}", "--prometheus-url", base["prom"],
         "--token-file", str(token_file), "--auto-approve-low-risk", *extra))
     await stack.wait_ready(receiver, f"{base['receiver']}/health")
     say("up", f"receiver: {base['receiver']}/api/v1/plans")
+    return receiver
 
 
 async def run_loop(

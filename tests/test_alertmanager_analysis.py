@@ -17,10 +17,16 @@ from aiohttp import web
 from receiver_kit import alert, eventually, notification, slo_alert, start_pair
 
 from optiinfra.alertmanager.analysis import Windows, judge, measure
+from optiinfra.alertmanager.cli import _config
 from optiinfra.alertmanager.contract import RollbackRequest
+from optiinfra.alertmanager.impact import SloGuards
 from optiinfra.alertmanager.plan import ExpectedImpact
 from optiinfra.alertmanager.planner import AlertEpisode, PlanningContext, plan_for
+from optiinfra.alertmanager.service import ReceiverConfig
 from optiinfra.alertmanager.show import fetch, render
+from optiinfra.cli import build_parser, main
+from optiinfra.cliutil import UsageError
+from optiinfra.config import load_config
 from optiinfra.taxonomy import by_id
 
 pytest_plugins = ("pg",)
@@ -342,3 +348,95 @@ async def test_an_slo_already_burning_before_the_plan_does_not_roll_it_back(aioh
     await pair.post(notification(other))
     assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
     assert (await pair.plans())[0]["status"] == "rolled_back"
+
+
+_TTFT_CONFIG = """
+slos:
+  - name: chat-ttft
+    sli: ttft
+    threshold: 2.5
+    objective: 0.99
+    engines: [vllm]
+    model: "llama|llama-.*"
+"""
+
+
+def _receiver_config(tmp_path: Any, *extra: str) -> Any:
+    """The receiver's config as ``optiinfra receiver --slo-config FILE`` builds it."""
+    path = tmp_path / "optiinfra.yaml"
+    path.write_text(_TTFT_CONFIG, encoding="utf-8")
+    args = build_parser().parse_args(["receiver", "--orchestrator-url", "http://orch", "--slo-config", str(path),
+                                      *extra])
+    return _config(args)[0]
+
+
+def test_the_sli_of_every_slo_covering_the_target_guards_the_plan(tmp_path) -> None:
+    config = _receiver_config(tmp_path)
+    assert [s.name for s in config.slos] == ["chat-ttft"]
+    guards = SloGuards(tuple(config.slos), tuple(config.slo_scope))
+
+    def guard_names(labels: dict[str, str]) -> list[str]:
+        ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "kv_cache_pressure", "namespace": "ml",
+                                                        "pod": "p-0", **labels})
+        plan = plan_for(ep, PlanningContext(now=datetime.now(UTC), slo_guards=guards))
+        return [g.name for g in plan.expected_impact.guards]  # type: ignore[union-attr]
+
+    covered = guard_names({"model": "llama", "engine": "vllm"})
+    assert covered == [TTFT, "llm_inter_token_latency_seconds", "llm_requests_errored_per_finished", TRAFFIC,
+                       "slo:chat-ttft"]
+    assert guard_names({"model": "llama-70b", "engine": "vllm"})[-1] == "slo:chat-ttft"
+    assert guard_names({"model": "llama"})[-1] == "slo:chat-ttft"  # engine unknown: the SLO may apply
+    assert "slo:chat-ttft" not in guard_names({"model": "mistral", "engine": "vllm"})  # another model's SLO
+    assert "slo:chat-ttft" not in guard_names({"model": "llama", "engine": "tgi"})  # an engine it does not apply to
+
+    ep = AlertEpisode("f", "2026-11-22T03:00:00Z", {"bottleneck": "kv_cache_pressure", "namespace": "ml",
+                                                    "pod": "p-0", "model": "llama", "engine": "vllm"})
+    plan = plan_for(ep, PlanningContext(now=datetime.now(UTC), slo_guards=guards))
+    sli = plan.expected_impact.guards[-1]  # type: ignore[union-attr]
+    # the SLO's own recorded counts at its scope (namespace, model): lower is better, the budget is noise
+    assert sli.query == ('sum(slo:sli_errors:rate2m{slo="chat-ttft",namespace="ml",model="llama"}) / '
+                         'sum(slo:sli_requests:rate2m{slo="chat-ttft",namespace="ml",model="llama"})')
+    assert sli.better == "down" and sli.floor == pytest.approx(0.01) and sli.baseline_query is None
+    # with pod in the scope, the changed pod's SLI against the model's other pods
+    per_pod = SloGuards(tuple(config.slos), ("namespace", "pod", "model")).guards(plan.target)  # type: ignore[union-attr]
+    assert per_pod[0].baseline_query == (
+        'sum(slo:sli_errors:rate2m{slo="chat-ttft",namespace="ml",pod!="p-0",model="llama"}) / '
+        'sum(slo:sli_requests:rate2m{slo="chat-ttft",namespace="ml",pod!="p-0",model="llama"})')
+
+
+def test_the_receiver_reads_the_slos_from_its_config_file(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("slos:\n  - name: x\n    sli: ttft\n    objective: 0.99\n", encoding="utf-8")
+    assert main(["receiver", "--orchestrator-url", "http://orch", "--slo-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "needs a threshold" in err and len(err.strip().splitlines()) == 1  # one line, no traceback
+    with pytest.raises(UsageError):
+        _config(build_parser().parse_args(["receiver", "--orchestrator-url", "http://o", "--slo-config",
+                                           str(tmp_path / "missing.yaml")]))
+    # without a config file, the built-in SLOs (as the rules generator uses them)
+    assert [s.name for s in ReceiverConfig(orchestrator_url="http://o").slos] == [
+        s.name for s in load_config(None).slos]
+
+
+async def test_a_plan_that_burns_the_covering_slo_is_rolled_back_on_its_sli(aiohttp_client, aiohttp_server,
+                                                                             tmp_path):
+    # the bottleneck's signal improves and every generic guard holds: only the SLO's SLI gets worse
+    fake = FakePrometheus({**HELPS, 'slo="chat-ttft"': (0.002, 0.3)})
+    url = await _prometheus(aiohttp_server, fake)
+    config = _receiver_config(tmp_path)
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", prometheus_url=url,
+                            analysis_window_seconds=2, bake_seconds=0, cooldown_seconds=0, slos=config.slos,
+                            slo_scope=config.slo_scope)
+    await pair.post(notification(alert("fp-sli")))
+    plan = await _pushed(pair, fake)
+    assert plan["document"]["expected_impact"]["guards"][-1]["name"] == "slo:chat-ttft"
+    status, _ = await pair.api("POST", f"/api/v1/plans/{plan['plan_id']}/status", {"status": "rolling_out",
+                                                                                   "step": 10})
+    assert status == 200
+    detail = await _status(pair, plan["plan_id"], "rolled_back")
+    step = next(a for a in detail["analyses"] if a["phase"] == "step-10")
+    assert step["verdict"] == "worse" and "guard slo:chat-ttft" in step["detail"]["reason"]
+    sli = next(g for g in step["detail"]["guards"] if g["name"] == "slo:chat-ttft")
+    assert sli["target"]["before"] == pytest.approx(0.002) and sli["target"]["after"] == pytest.approx(0.3)
+    assert any('slo="chat-ttft"' in q for q in fake.queries)
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
