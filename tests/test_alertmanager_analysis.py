@@ -440,3 +440,39 @@ async def test_a_plan_that_burns_the_covering_slo_is_rolled_back_on_its_sli(aioh
     assert sli["target"]["before"] == pytest.approx(0.002) and sli["target"]["after"] == pytest.approx(0.3)
     assert any('slo="chat-ttft"' in q for q in fake.queries)
     assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+
+
+async def test_an_excepted_slo_still_guards_the_plan(aiohttp_client, aiohttp_server, tmp_path):
+    # the chat-ttft SLO burns before the plan (5% of requests too slow) and the change makes it worse (30%)
+    fake = FakePrometheus({**HELPS, 'slo="chat-ttft"': (0.05, 0.3)})
+    url = await _prometheus(aiohttp_server, fake)
+    config = _receiver_config(tmp_path)
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", prometheus_url=url,
+                            analysis_window_seconds=2, bake_seconds=0, cooldown_seconds=0, slos=config.slos,
+                            slo_scope=config.slo_scope)
+
+    def burn(fingerprint: str, alertname: str, starts_at: str) -> dict[str, Any]:
+        a = slo_alert(fingerprint, pod=None, alertname=alertname, starts_at=starts_at)
+        a["labels"]["slo"] = "chat-ttft"
+        return a
+
+    await pair.post(notification(burn("fp-chat-fast", "LLMSLOBurnRateFast", "2026-11-22T02:50:00.000Z")))
+    await pair.idle()
+    await pair.post(notification(alert("fp-kv-chat")))
+    plan = await _pushed(pair, fake)
+    assert plan["document"]["rollback"]["except_slos"] == ["chat-ttft"]
+    # one side: the burn it was made for does not roll it back, whichever of its alerts fires
+    await pair.post(notification(burn("fp-chat-slow", "LLMSLOBurnRateSlow", "2026-11-22T03:05:00.000Z")))
+    await pair.idle()
+    assert pair.sink.rollbacks == {} and (await pair.plans())[0]["status"] == "pushed"
+    slow = next(e for e in await pair.episodes() if e["fingerprint"] == "fp-chat-slow")
+    assert slow["state"] == "no_rollback"
+    # the other side: the change makes that SLO's SLI worse, and its guard rolls the plan back
+    status, _ = await pair.api("POST", f"/api/v1/plans/{plan['plan_id']}/status", {"status": "rolling_out",
+                                                                                   "step": 10})
+    assert status == 200
+    detail = await _status(pair, plan["plan_id"], "rolled_back")
+    step = next(a for a in detail["analyses"] if a["phase"] == "step-10")
+    assert step["verdict"] == "worse" and "guard slo:chat-ttft" in step["detail"]["reason"]
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+    assert next(iter(pair.sink.rollbacks.values()))["reason"]["kind"] == "analysis"
