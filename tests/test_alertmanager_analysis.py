@@ -421,35 +421,43 @@ def test_the_receiver_reads_the_slos_from_its_config_file(tmp_path, capsys) -> N
 async def test_a_plan_that_burns_the_covering_slo_is_rolled_back_on_its_sli(aiohttp_client, aiohttp_server,
                                                                              tmp_path):
     # the bottleneck's signal improves and every generic guard holds: only the SLO's SLI gets worse
-    fake = FakePrometheus({**HELPS, 'slo="chat-ttft"': (0.002, 0.3)})
+    pair, fake = await _chat_pair(aiohttp_client, aiohttp_server, tmp_path, (0.002, 0.3))
+    await pair.post(notification(alert("fp-sli")))
+    plan = await _pushed(pair, fake)
+    assert plan["document"]["expected_impact"]["guards"][-1]["name"] == "slo:chat-ttft"
+    sli = await _rolled_back_on_the_sli_at_step_10(pair, plan)
+    assert sli["target"]["before"] == pytest.approx(0.002) and sli["target"]["after"] == pytest.approx(0.3)
+    assert any('slo="chat-ttft"' in q for q in fake.queries)
+
+
+async def _chat_pair(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Any,
+                     sli: tuple[float, float]) -> tuple[Any, FakePrometheus]:
+    """A receiver with the chat-ttft SLO whose change helps the signal; the SLO's bad ratio goes ``sli``."""
+    fake = FakePrometheus({**HELPS, 'slo="chat-ttft"': sli})
     url = await _prometheus(aiohttp_server, fake)
     config = _receiver_config(tmp_path)
     pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", prometheus_url=url,
                             analysis_window_seconds=2, bake_seconds=0, cooldown_seconds=0, slos=config.slos,
                             slo_scope=config.slo_scope)
-    await pair.post(notification(alert("fp-sli")))
-    plan = await _pushed(pair, fake)
-    assert plan["document"]["expected_impact"]["guards"][-1]["name"] == "slo:chat-ttft"
+    return pair, fake
+
+
+async def _rolled_back_on_the_sli_at_step_10(pair: Any, plan: dict[str, Any]) -> dict[str, Any]:
+    """Report the first canary step; the analysis rolls the plan back on the chat-ttft guard. Its numbers."""
     status, _ = await pair.api("POST", f"/api/v1/plans/{plan['plan_id']}/status", {"status": "rolling_out",
                                                                                    "step": 10})
     assert status == 200
     detail = await _status(pair, plan["plan_id"], "rolled_back")
     step = next(a for a in detail["analyses"] if a["phase"] == "step-10")
     assert step["verdict"] == "worse" and "guard slo:chat-ttft" in step["detail"]["reason"]
-    sli = next(g for g in step["detail"]["guards"] if g["name"] == "slo:chat-ttft")
-    assert sli["target"]["before"] == pytest.approx(0.002) and sli["target"]["after"] == pytest.approx(0.3)
-    assert any('slo="chat-ttft"' in q for q in fake.queries)
     assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+    assert next(iter(pair.sink.rollbacks.values()))["reason"]["kind"] == "analysis"
+    return dict(next(g for g in step["detail"]["guards"] if g["name"] == "slo:chat-ttft"))
 
 
 async def test_an_excepted_slo_still_guards_the_plan(aiohttp_client, aiohttp_server, tmp_path):
     # the chat-ttft SLO burns before the plan (5% of requests too slow) and the change makes it worse (30%)
-    fake = FakePrometheus({**HELPS, 'slo="chat-ttft"': (0.05, 0.3)})
-    url = await _prometheus(aiohttp_server, fake)
-    config = _receiver_config(tmp_path)
-    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db", prometheus_url=url,
-                            analysis_window_seconds=2, bake_seconds=0, cooldown_seconds=0, slos=config.slos,
-                            slo_scope=config.slo_scope)
+    pair, fake = await _chat_pair(aiohttp_client, aiohttp_server, tmp_path, (0.05, 0.3))
 
     def burn(fingerprint: str, alertname: str, starts_at: str) -> dict[str, Any]:
         a = slo_alert(fingerprint, pod=None, alertname=alertname, starts_at=starts_at)
@@ -468,11 +476,4 @@ async def test_an_excepted_slo_still_guards_the_plan(aiohttp_client, aiohttp_ser
     slow = next(e for e in await pair.episodes() if e["fingerprint"] == "fp-chat-slow")
     assert slow["state"] == "no_rollback"
     # the other side: the change makes that SLO's SLI worse, and its guard rolls the plan back
-    status, _ = await pair.api("POST", f"/api/v1/plans/{plan['plan_id']}/status", {"status": "rolling_out",
-                                                                                   "step": 10})
-    assert status == 200
-    detail = await _status(pair, plan["plan_id"], "rolled_back")
-    step = next(a for a in detail["analyses"] if a["phase"] == "step-10")
-    assert step["verdict"] == "worse" and "guard slo:chat-ttft" in step["detail"]["reason"]
-    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
-    assert next(iter(pair.sink.rollbacks.values()))["reason"]["kind"] == "analysis"
+    await _rolled_back_on_the_sli_at_step_10(pair, plan)

@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import pytest
 import yaml
 from aiohttp import web
 from conftest import require_binary
+from receiver_kit import eventually
 
 from optiinfra.demo import orchestrator
 from optiinfra.demo.controller import EngineController
@@ -89,16 +89,21 @@ class Loop:
 
     async def until(self, what: str, check: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
         """Poll ``check`` (sync or async) until it returns something truthy; fail with the logs after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        found: Any = None
+
+        async def probe() -> bool:
+            nonlocal found
             self.stack.check_alive()
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return result
-            await asyncio.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what}\n{self.log()}")
+            found = check()
+            if asyncio.iscoroutine(found):
+                found = await found
+            if not found:
+                await asyncio.sleep(0.25)
+            return bool(found)
+
+        if not await eventually(probe, timeout):
+            raise AssertionError(f"timed out waiting for {what}\n{self.log()}")
+        return found
 
     async def status(self, plan_id: str) -> str | None:
         record = await self.get(f"/api/v1/plans/{plan_id}")
