@@ -168,7 +168,8 @@ class Rollout(_Model):
 
 class Rollback(_Model):
     on_slos: list[str] = Field(description="SLO names whose burn-rate alerts roll the plan back; ['*'] = every SLO.")
-    on_alerts: list[str]
+    on_alerts: list[str] = Field(description="Burn alert names that roll the plan back; [] = every alert of the "
+                                             "contract (bottleneck=\"slo_burn\"), whatever its name.")
     except_slos: list[str] = Field(
         default_factory=list, description="SLOs already burning for the target when the plan was made: the problem "
                                           "the plan is for, not harm it caused, so their alerts do not roll it back "

@@ -394,7 +394,7 @@ def _plan(episode: AlertEpisode, ctx: PlanningContext, *, entry: Bottleneck, tar
         requires_approval=requires_approval,
         rollout=Rollout(strategy="recreate" if restart else "canary",
                         steps=[100] if restart else list(ctx.rollout_steps), bake_seconds=ctx.bake_seconds),
-        rollback=Rollback(on_slos=list(ctx.slos) or ["*"], on_alerts=list(taxonomy.SLO_ALERTS),
+        rollback=Rollback(on_slos=list(ctx.slos) or ["*"], on_alerts=[],
                           except_slos=sorted(set(ctx.burning_slos))),
         status="pending_approval" if requires_approval else "approved",
         cost=cost,

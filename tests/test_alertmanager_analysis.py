@@ -477,3 +477,15 @@ async def test_an_excepted_slo_still_guards_the_plan(aiohttp_client, aiohttp_ser
     assert slow["state"] == "no_rollback"
     # the other side: the change makes that SLO's SLI worse, and its guard rolls the plan back
     await _rolled_back_on_the_sli_at_step_10(pair, plan)
+
+
+async def test_any_slo_burn_alert_of_the_contract_rolls_back_whatever_its_name(aiohttp_client, aiohttp_server,
+                                                                              tmp_path):
+    pair = await start_pair(aiohttp_client, aiohttp_server, f"sqlite:///{tmp_path}/r.db")
+    await pair.post(notification(alert("fp-kv-own")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    # a team's own burn-rate rule, named its way: the contract label is what makes it an SLO burn
+    await pair.post(notification(slo_alert("fp-own-burn", pod=None, alertname="ChatLatencyBudgetBurn")))
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+    assert (await pair.plans())[0]["status"] == "rolled_back"

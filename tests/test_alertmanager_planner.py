@@ -78,7 +78,7 @@ def test_every_plannable_bottleneck_and_engine(bottleneck: str, engine: str) -> 
     if action.kind in ("engine_arg", "engine_env"):
         assert action.name in REAL_FLAGS[engine]
     assert result.target.engine == engine and result.bottleneck == bottleneck
-    assert result.rollback.on_alerts == ["LLMSLOBurnRateFast", "LLMSLOBurnRateSlow"]
+    assert result.rollback.on_alerts == []  # every slo_burn alert of the contract, whatever its name
     assert result.runbook_url == taxonomy.get(bottleneck).runbook_url
 
 
