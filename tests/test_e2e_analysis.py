@@ -5,7 +5,8 @@
   although Alertmanager re-sends its alert every 2 s, the webhook posts are replayed, and the receiver is killed
   (SIGKILL) and restarted twice: during the rollout and during the bake time.
 - A harmful plan whose analysis is not due yet (long windows) is rolled back exactly once by the SLO burn alert
-  it causes (``bottleneck="slo_burn"``), which fires in Prometheus and reaches the receiver through Alertmanager.
+  it causes (``bottleneck="slo_burn"``), which fires in Prometheus and reaches the receiver through Alertmanager
+  (re-sent, and replayed) after the receiver was killed and restarted during the bake time.
 """
 
 from __future__ import annotations
@@ -236,9 +237,8 @@ async def test_one_plan_one_analysis_per_step_one_verification_under_duplicates_
     assert sorted(noted) == ["bake", "step-10", "step-50"], record["audit"]
     assert _moves(record, "verified") == 1, record["audit"]
     # the outcome metric counts each analysis once, across the restarts (it is read from the store)
-    outcomes = _outcomes(metrics, "kv_cache_pressure")
-    assert sum(outcomes.values()) == 3, metrics
-    assert outcomes.get("improved", 0) >= 1, metrics
+    verdicts = [a["verdict"] for a in record["analyses"]]
+    assert _outcomes(metrics, "kv_cache_pressure") == {v: verdicts.count(v) for v in verdicts}, metrics
 
 
 def _slo_config_file(workdir: Path, scenario: str) -> Path:
@@ -256,6 +256,11 @@ async def test_an_slo_burn_through_prometheus_and_alertmanager_rolls_the_plan_ba
     async with running(tmp_path, "slo_regression", args) as loop:
         plan = await loop.until("the plan at the orchestrator", lambda: next(iter(loop.sink.plans.values()), None))
         plan_id = plan["plan_id"]
+
+        async def completed() -> bool:  # (or rolled back already, on a slow machine)
+            return await loop.status(plan_id) in ("completed", "rolled_back")
+        await loop.until("the plan completed", completed)
+        await loop.restart_receiver()  # baking: the burn it causes arrives at a restarted receiver
         rollback = await loop.until("the rollback at the orchestrator", lambda: next(
             (r for r in loop.sink.rollbacks.values() if r["plan_id"] == plan_id), None))
         burn = rollback["reason"]["alertname"]
