@@ -141,9 +141,11 @@ class LoadReport:
     errors: int = 0
 
 
-async def drive_load(base_url: str, *, concurrency: int, prompt_words: int, max_tokens: int, seconds: float,
-                     max_requests: int = 2000, seed: int = 0, prefix_words: int = 0) -> LoadReport:
-    """Closed-loop completions against ``base_url`` (loopback) for at most ``seconds`` and ``max_requests``.
+async def drive_load(base_url: str, stop: asyncio.Event | None = None, /, *, concurrency: int, prompt_words: int,
+                     max_tokens: int, seconds: float, max_requests: int = 2000, seed: int = 0,
+                     prefix_words: int = 0) -> LoadReport:
+    """Closed-loop completions against ``base_url`` (loopback) for at most ``seconds`` and ``max_requests``,
+    or until ``stop`` is set (requests in flight then finish: none is aborted).
 
     Short prompts with long generations make running requests grow until the tiny cache preempts them. The
     first ``prefix_words`` words are the same in every prompt (a shared system prompt: prefix-cache hits).
@@ -155,7 +157,7 @@ async def drive_load(base_url: str, *, concurrency: int, prompt_words: int, max_
     timeout = aiohttp.ClientTimeout(total=max(30.0, seconds + 30))
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        while time.monotonic() < deadline and report.sent < max_requests:
+        while time.monotonic() < deadline and report.sent < max_requests and not (stop and stop.is_set()):
             report.sent += 1
             prompt = " ".join([*prefix, *(rng.choice(_WORDS) for _ in range(prompt_words - len(prefix)))])
             body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True}
