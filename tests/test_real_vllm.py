@@ -240,6 +240,8 @@ async def test_idle_engine_raises_no_alert(real: Real) -> None:
     while time.monotonic() < deadline:
         real.stack.check_alive()
         await asyncio.sleep(1.0)
+    # the rules saw the idle engine (nothing fired on data, not for want of it)
+    assert await real.query("pod_model:llm_kv_cache_usage_ratio:max"), await real.scrape_health(real.rules_loaded_at)
     assert await real.fired_since(real.rules_loaded_at) == set(), await real.scrape_health(real.rules_loaded_at)
     up = parse_samples(await real.scrape(real.plain_exporter))
     assert up[("llm_upstream_up", frozenset({("engine", "vllm")}))] == 1
