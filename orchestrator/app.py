@@ -88,8 +88,9 @@ class Orchestrator(ContractServer):
                 await self.report(plan_id, "failed", f"cannot apply: {exc}")
                 return
             changes = changed_flags(before_argv, argv)
-            await self.report(plan_id, "rolling_out", f"restarting the engine with {changes or 'the same flags'}",
-                              step=0)
+            # no step: one engine has no canary, and the receiver analyses each reported step one window later
+            # (a "step 0" judged the restart's own downtime as the plan's harm and rolled it back)
+            await self.report(plan_id, "rolling_out", f"restarting the engine with {changes or 'the same flags'}")
             self.engine.env = env
             if await self.engine.restart(argv):
                 self.previous[plan_id] = (before_argv, before_env)

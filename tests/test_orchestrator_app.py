@@ -123,6 +123,7 @@ async def test_plan_restarts_with_new_flags_once_and_rollback_restores(rig: Any)
             assert resp.status == 202
         await _wait(lambda: [s for _, s in receiver.reports if s["status"] == "completed"])
         assert [s["status"] for _, s in receiver.reports] == ["rolling_out", "completed"]
+        assert "step" not in receiver.reports[0][1]  # no canary: a step would be analysed during the restart
         assert 'kv_cache_memory_bytes="2000"' in await _metrics(port)
         assert orch.engine.pid != first_pid
         starts = orch.engine.starts
