@@ -140,12 +140,17 @@ class LoadReport:
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
 
+    @property
+    def answered(self) -> int:
+        return sum(self.statuses.values())
+
 
 async def drive_load(base_url: str, stop: asyncio.Event | None = None, /, *, concurrency: int, prompt_words: int,
                      max_tokens: int, seconds: float, max_requests: int = 2000, seed: int = 0,
                      prefix_words: int = 0) -> LoadReport:
-    """Closed-loop completions against ``base_url`` (loopback) for at most ``seconds`` and ``max_requests``,
-    or until ``stop`` is set (requests in flight then finish: none is aborted).
+    """Closed-loop completions against ``base_url`` (loopback) for at most ``seconds`` and ``max_requests``
+    answered requests, or until ``stop`` is set (requests in flight then finish: none is aborted). Attempts
+    refused while the engine restarts do not use up ``max_requests``.
 
     Short prompts with long generations make running requests grow until the tiny cache preempts them. The
     first ``prefix_words`` words are the same in every prompt (a shared system prompt: prefix-cache hits).
@@ -157,7 +162,7 @@ async def drive_load(base_url: str, stop: asyncio.Event | None = None, /, *, con
     timeout = aiohttp.ClientTimeout(total=max(30.0, seconds + 30))
 
     async def worker(session: aiohttp.ClientSession) -> None:
-        while time.monotonic() < deadline and report.sent < max_requests and not (stop and stop.is_set()):
+        while time.monotonic() < deadline and report.answered < max_requests and not (stop and stop.is_set()):
             report.sent += 1
             prompt = " ".join([*prefix, *(rng.choice(_WORDS) for _ in range(prompt_words - len(prefix)))])
             body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": True}
