@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from . import store as st
-from .orchestrator import AgentInfo, OrchestratorClient, OrchestratorError
+from .orchestrator import Agent, OrchestratorClient, OrchestratorError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class OrchestratorState:
             self.reachable, self.last_error = False, error
 
 
-async def agent_loop(client: OrchestratorClient, agent: AgentInfo, state: OrchestratorState, *,
+async def agent_loop(client: OrchestratorClient, agent: Agent, state: OrchestratorState, *,
                      outbox_depth: Callable[[], Awaitable[int]], period: float,
                      clock: Callable[[], float]) -> None:
     """Register until it succeeds, then heartbeat every ``period`` (retrying with backoff up to it)."""

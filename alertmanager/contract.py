@@ -4,7 +4,7 @@ The receiver is the client of this API: it registers, heartbeats, pushes approve
 (``orchestrator.py`` speaks HTTP, ``outbox.py`` retries). The orchestrator calls one endpoint of the receiver
 back, the status report, described under ``webhooks`` and copied from the receiver's own document
 (``openapi.json``). Request bodies come from the models the receiver sends (the plan's pydantic models, the
-agent document below); ``example_exchange()`` is one plan's messages, built from the same models.
+agent document of ``orchestrator.py``); ``example_exchange()`` is one plan's messages, built from the same models.
 
 ``optiinfra generate`` (``make generate``) writes it; a test keeps it current, and
 a test orchestrator written from the document validates every request a real receiver sends against it.
@@ -22,45 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra import __version__
 
-from .outbox import PLANS_PATH, push_key, rollback_key
+from .orchestrator import HEARTBEAT_PATH, PLANS_PATH, REGISTER_PATH, ROLLBACK_PATH, STATUS_PATH, Agent, Heartbeat
+from .outbox import push_key, rollback_key
 from .plan import Action, Plan
 from .planner import idempotency_key
 from .states import ORCHESTRATOR_STATUSES, TRANSITIONS
 
-REGISTER_PATH = "/api/v1/agents/register"
-HEARTBEAT_PATH = "/api/v1/agents/heartbeat"
-ROLLBACK_PATH = PLANS_PATH + "/{plan_id}/rollback"
-STATUS_PATH = PLANS_PATH + "/{plan_id}/status"
-"""On the receiver (the agent's ``endpoint``), called by the orchestrator."""
 _REF = "#/components/schemas/{model}"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Agent(_Model):
-    """The receiver, as it registers with the orchestrator."""
-
-    agent_id: str = Field(description="Stable id of this receiver deployment (`--agent-id`).")
-    agent_type: Literal["performance"] = Field(description="Always `performance`.")
-    capabilities: list[str] = Field(description="`plans`, `rollbacks`, and `bottleneck:<id>` for every bottleneck "
-                                                "it plans for (docs/taxonomy.md).")
-    endpoint: str = Field(description="Base URL the orchestrator reaches the receiver at (`--advertise-url`); "
-                                      "status reports go to `{endpoint}" + STATUS_PATH + "`.")
-    health_endpoint: str = Field(description="`{endpoint}/health`.")
-    version: str = Field(description="OptiInfra version.")
-
-
-class AgentStatus(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    outbox_depth: int = Field(ge=0, description="Pushes waiting in the receiver's outbox.")
-
-
-class Heartbeat(Agent):
-    """The agent document again, with the receiver's current status."""
-
-    status: AgentStatus
 
 
 class SloAlertReason(_Model):

@@ -1,4 +1,6 @@
-"""The orchestrator client: registration, heartbeats, and the HTTP side of outbox pushes.
+"""The orchestrator client: registration, heartbeats, and the HTTP side of outbox pushes; the paths and the
+agent document of the orchestrator protocol (``contract.py`` publishes them, ``orchestrator/contract.py`` serves
+them).
 
 The orchestrator is the user's deployment controller. This client only speaks HTTP; durability (retries,
 backoff, bounded attempts) belongs to the outbox. Tokens are sent as ``Authorization: Bearer`` and never logged.
@@ -6,13 +8,17 @@ backoff, bounded attempts) belongs to the outbox. Tokens are sent as ``Authoriza
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
 
-log = logging.getLogger(__name__)
+REGISTER_PATH = "/api/v1/agents/register"
+HEARTBEAT_PATH = "/api/v1/agents/heartbeat"
+PLANS_PATH = "/api/v1/plans"
+ROLLBACK_PATH = PLANS_PATH + "/{plan_id}/rollback"
+STATUS_PATH = PLANS_PATH + "/{plan_id}/status"
+"""On the receiver (the agent's ``endpoint``), called by the orchestrator."""
 
 
 class OrchestratorError(Exception):
@@ -23,19 +29,29 @@ class OrchestratorError(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class AgentInfo:
-    agent_id: str
-    endpoint: str
-    version: str
-    capabilities: tuple[str, ...]
+class Agent(BaseModel):
+    """The receiver, as it registers with the orchestrator."""
 
-    def document(self) -> dict[str, Any]:
-        return {
-            "agent_id": self.agent_id, "agent_type": "performance", "capabilities": list(self.capabilities),
-            "endpoint": self.endpoint, "health_endpoint": self.endpoint.rstrip("/") + "/health",
-            "version": self.version,
-        }
+    model_config = ConfigDict(extra="forbid")
+    agent_id: str = Field(description="Stable id of this receiver deployment (`--agent-id`).")
+    agent_type: Literal["performance"] = Field(description="Always `performance`.")
+    capabilities: list[str] = Field(description="`plans`, `rollbacks`, and `bottleneck:<id>` for every bottleneck "
+                                                "it plans for (docs/taxonomy.md).")
+    endpoint: str = Field(description="Base URL the orchestrator reaches the receiver at (`--advertise-url`); "
+                                      "status reports go to `{endpoint}" + STATUS_PATH + "`.")
+    health_endpoint: str = Field(description="`{endpoint}/health`.")
+    version: str = Field(description="OptiInfra version.")
+
+
+class AgentStatus(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    outbox_depth: int = Field(ge=0, description="Pushes waiting in the receiver's outbox.")
+
+
+class Heartbeat(Agent):
+    """The agent document again, with the receiver's current status."""
+
+    status: AgentStatus
 
 
 class OrchestratorClient:
@@ -68,8 +84,8 @@ class OrchestratorClient:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise OrchestratorError(f"POST {path}: {type(exc).__name__}: {exc}") from exc
 
-    async def register(self, agent: AgentInfo) -> int:
-        return await self.post("/api/v1/agents/register", agent.document())
+    async def register(self, agent: Agent) -> int:
+        return await self.post(REGISTER_PATH, agent.model_dump())
 
-    async def heartbeat(self, agent: AgentInfo, status: dict[str, Any]) -> int:
-        return await self.post("/api/v1/agents/heartbeat", {**agent.document(), "status": status})
+    async def heartbeat(self, agent: Agent, status: dict[str, Any]) -> int:
+        return await self.post(HEARTBEAT_PATH, {**agent.model_dump(), "status": status})

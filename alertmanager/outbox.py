@@ -20,12 +20,10 @@ from typing import Any
 from prometheus_client import Counter
 
 from . import store as st
-from .orchestrator import OrchestratorClient, OrchestratorError
+from .orchestrator import PLANS_PATH, ROLLBACK_PATH, OrchestratorClient, OrchestratorError
 from .states import IllegalTransition, PlanStatus
 
 log = logging.getLogger(__name__)
-
-PLANS_PATH = "/api/v1/plans"
 
 
 def push_key(document: Mapping[str, Any]) -> str:
@@ -48,7 +46,7 @@ async def enqueue_rollback(tx: st.Tx, plan: st.PlanRow, reason: dict[str, Any], 
     key = rollback_key(plan.document)
     body = {"plan_id": plan.plan_id, "idempotency_key": key, "reason": reason}
     return await st.enqueue(tx, key, kind="rollback", plan_id=plan.plan_id,
-                            path=f"{PLANS_PATH}/{plan.plan_id}/rollback", body=body, now=now)
+                            path=ROLLBACK_PATH.format(plan_id=plan.plan_id), body=body, now=now)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -28,10 +28,9 @@ from .analysis import prometheus_reader
 from .analyzer import BAKE, Analyzer, step_phase
 from .impact import SloGuards
 from .metrics import ReceiverMetrics
-from .orchestrator import AgentInfo, OrchestratorClient
+from .orchestrator import Agent, OrchestratorClient
 from .outbox import Outbox, enqueue_push
-from .planner import PodCost
-from .promreader import current_config, current_cost, current_value
+from .promreader import Prometheus
 from .recorder import Recorder
 from .states import PlanNotFound, PlanStatus
 from .worker import PlanningOptions, PlanningWorker
@@ -102,37 +101,20 @@ class Service:
                                         analysis_window_seconds=c.analysis_window_seconds,
                                         min_request_rate=c.min_request_rate,
                                         slo_guards=SloGuards(tuple(c.slos), tuple(c.slo_scope))),
-            decisions=self.metrics.decisions, read_config=self._read_config if c.prometheus_url else None,
-            wake_outbox=self.wake_outbox.set, clock=self.clock,
-            read_cost=self._read_cost if c.prometheus_url else None,
-            read_value=self._read_value if c.prometheus_url else None)
+            decisions=self.metrics.decisions, wake_outbox=self.wake_outbox.set, clock=self.clock)
         self.outbox = Outbox(self.store, max_attempts=c.max_attempts, backoff_base=c.backoff_base_seconds,
                              backoff_max=c.backoff_max_seconds, timeout=c.push_timeout_seconds,
                              pushes=self.metrics.pushes, failures=self.metrics.push_failures,
                              on_answer=lambda error: self.orchestrator.answered(error, self.clock()),
                              clock=self.clock)
 
-    async def _read_config(self, labels: Mapping[str, str]) -> dict[str, str] | None:
-        if self.session is None or not self.config.prometheus_url:
-            return None
-        return await current_config(self.session, self.config.prometheus_url, labels)
-
-    async def _read_cost(self, labels: Mapping[str, str]) -> PodCost | None:
-        if self.session is None or not self.config.prometheus_url:
-            return None
-        return await current_cost(self.session, self.config.prometheus_url, labels)
-
-    async def _read_value(self, query: str) -> float | None:
-        if self.session is None or not self.config.prometheus_url:
-            return None
-        return await current_value(self.session, self.config.prometheus_url, query)
-
     # ------------------------------------------------------------------------------------------- lifecycle
 
-    def agent(self) -> AgentInfo:
-        caps = tuple(f"bottleneck:{b.id}" for b in taxonomy.BOTTLENECKS if b.plannable)
-        return AgentInfo(self.config.agent_id, self.config.advertise_url, __version__,
-                         ("plans", "rollbacks", *caps))
+    def agent(self) -> Agent:
+        caps = ["plans", "rollbacks", *(f"bottleneck:{b.id}" for b in taxonomy.BOTTLENECKS if b.plannable)]
+        url = self.config.advertise_url
+        return Agent(agent_id=self.config.agent_id, agent_type="performance", capabilities=caps, endpoint=url,
+                     health_endpoint=url.rstrip("/") + "/health", version=__version__)
 
     async def start(self) -> list[asyncio.Task[None]]:
         self.session = aiohttp.ClientSession()
@@ -140,6 +122,7 @@ class Service:
                                     token=self.config.orchestrator_token, timeout=self.config.push_timeout_seconds)
         self.outbox.client = client
         if self.config.prometheus_url:
+            self.worker.prometheus = Prometheus(self.session, self.config.prometheus_url)
             self.analyzer = Analyzer(self.store, prometheus_reader(self.session, self.config.prometheus_url),
                                      clock=self.clock, wake_outbox=self.wake_outbox.set,
                                      wake_planner=self.wake_planner.set, lease_seconds=self.config.claim_lease_seconds)

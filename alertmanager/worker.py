@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,14 +24,10 @@ from .intake import is_slo_burn
 from .outbox import enqueue_push, enqueue_rollback
 from .plan import Diagnosis, Plan
 from .planner import AlertEpisode, PlanningContext, PodCost, plan_for, target_of
+from .promreader import Prometheus
 from .states import SUPERSEDABLE, IllegalTransition, PlanStatus
 
 log = logging.getLogger(__name__)
-
-ConfigReader = Callable[[Mapping[str, str]], Awaitable[dict[str, str] | None]]
-CostReader = Callable[[Mapping[str, str]], Awaitable[PodCost | None]]
-ValueReader = Callable[[str], Awaitable[float | None]]
-
 
 @dataclasses.dataclass(frozen=True)
 class PlanningOptions:
@@ -78,13 +74,10 @@ class PlanningWorker:
     store: st.Store
     options: PlanningOptions
     decisions: Counter
-    read_config: ConfigReader | None
     wake_outbox: Callable[[], None]
     clock: Callable[[], float]
-    read_cost: CostReader | None = None
-    """The target pod's GPUs and price (scale plans state what they add or save)."""
-    read_value: ValueReader | None = None
-    """Reads the bottleneck signal's current value (sizes the plan's step); None without Prometheus."""
+    prometheus: Prometheus | None = None
+    """Reads the target's current config, its pod's cost and the bottleneck signal's value; None without it."""
 
     async def plan_pending(self) -> int:
         """Claim and process up to a batch of new episodes; return how many were processed."""
@@ -110,11 +103,13 @@ class PlanningWorker:
         if target is None:
             return await self._finish(episode, "skipped", "no target: the alert has no namespace/pod/deployment labels")
         key = target.key()
-        engine_config = await self.read_config(episode.labels) if self.read_config else None
-        cost = await self.read_cost(episode.labels) if self.read_cost else None
-        entry = taxonomy.by_id().get(episode.bottleneck or "")
-        query = signal_query(entry, target) if entry is not None and entry.plan is not None else None
-        signal = await self.read_value(query) if self.read_value and query else None
+        engine_config = cost = signal = None
+        if self.prometheus is not None:
+            engine_config = await self.prometheus.config(episode.labels)
+            cost = await self.prometheus.cost(episode.labels)
+            entry = taxonomy.by_id().get(episode.bottleneck or "")
+            query = signal_query(entry, target) if entry is not None and entry.plan is not None else None
+            signal = await self.prometheus.value(query) if query else None
         now = self.clock()
         try:
             outcome = await self.store.run(lambda tx: self._plan_in_tx(tx, episode, key, engine_config, now,

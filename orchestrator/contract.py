@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from optiinfra.alertmanager.orchestrator import HEARTBEAT_PATH, PLANS_PATH, REGISTER_PATH, ROLLBACK_PATH, STATUS_PATH
+
 log = logging.getLogger(__name__)
 
 #: How long a status report is retried while the receiver has not recorded the push yet (409).
@@ -43,10 +45,10 @@ class ContractServer:
         """Add the contract's endpoints to ``app``; its cleanup cancels what accepted requests started."""
         app.cleanup_ctx.append(self._lifecycle)
         r = app.router
-        r.add_post("/api/v1/agents/register", self.register)
-        r.add_post("/api/v1/agents/heartbeat", self.heartbeat)
-        r.add_post("/api/v1/plans", self.post_plan)
-        r.add_post("/api/v1/plans/{plan_id}/rollback", self.post_rollback)
+        r.add_post(REGISTER_PATH, self.register)
+        r.add_post(HEARTBEAT_PATH, self.heartbeat)
+        r.add_post(PLANS_PATH, self.post_plan)
+        r.add_post(ROLLBACK_PATH, self.post_rollback)
 
     async def read(self, request: web.Request) -> tuple[Any, web.Response | None]:
         """The JSON body, or the answer refusing the request (401 without the token, 400 for non-JSON)."""
@@ -116,7 +118,7 @@ class ContractServer:
         """Tell the receiver a plan's status; retried while it answers 409 (it has not recorded the push yet)."""
         if not self.receiver_url or self._session is None:
             return False
-        url = f"{self.receiver_url.rstrip('/')}/api/v1/plans/{plan_id}/status"
+        url = self.receiver_url.rstrip("/") + STATUS_PATH.format(plan_id=plan_id)
         body: dict[str, Any] = {"status": status, "message": message[:2000]}
         if step is not None:
             body["step"] = step
