@@ -28,8 +28,9 @@ from optiinfra.secrets import redact_url
 
 from . import intake
 from . import store as st
-from .service import ReceiverConfig, Service
-from .states import PLAN_STATUSES, IllegalTransition, OrchestratorStatus, PlanNotFound
+from .outbox import enqueue_push
+from .service import ReceiverConfig, Service, schedule_analyses
+from .states import PLAN_STATUSES, IllegalTransition, OrchestratorStatus, PlanNotFound, PlanStatus
 
 log = logging.getLogger(__name__)
 
@@ -231,34 +232,52 @@ async def get_plan(request: web.Request) -> web.Response:
     return _json(view)
 
 
-async def _act(request: web.Request, action: Callable[[str], Awaitable[st.PlanRow]]) -> web.Response:
-    plan_id = _plan_id(request)
+async def _act(request: web.Request, to: PlanStatus, detail: dict[str, Any], *, cause: str = "api",
+               error: str | None = None, then: Callable[[st.Tx, st.PlanRow, float], Awaitable[object]] | None = None,
+               ) -> web.Response:
+    """Move a plan to ``to`` (audited; 404/409 when it is missing or may not) and run ``then(tx, the plan as it
+    was, now)`` in the same transaction."""
+    plan_id, service = _plan_id(request), request.app[SERVICE]
+    now = service.clock()
+
+    async def body(tx: st.Tx) -> st.PlanRow | None:
+        before = await st.transition(tx, plan_id, to, cause=cause, detail=detail, now=now, error=error)
+        if then is not None:
+            await then(tx, before, now)
+        return await st.get_plan(tx, plan_id)
+
     try:
-        plan = await action(plan_id)
+        plan = await service.store.run(body)
     except PlanNotFound as exc:
         return _error(404, str(exc))
     except IllegalTransition as exc:
         return _error(409, str(exc))
+    if plan is None:  # pragma: no cover - the transaction just moved it
+        return _error(404, f"no plan {plan_id}")
+    if to == "approved":
+        service.wake_outbox.set()
     return _json(_plan_view(plan))
 
 
 async def approve_plan(request: web.Request) -> web.Response:
     decision: Decision = await _body(request, Decision, optional=True)
-    service = request.app[SERVICE]
-    return await _act(request, lambda pid: service.approve(pid, decision.by))
+    return await _act(request, "approved", {"event": "approve", "by": decision.by},
+                      then=lambda tx, plan, now: enqueue_push(tx, plan.document, now))
 
 
 async def reject_plan(request: web.Request) -> web.Response:
     decision: Decision = await _body(request, Decision, optional=True)
-    service = request.app[SERVICE]
-    return await _act(request, lambda pid: service.reject(pid, decision.by, decision.reason))
+    return await _act(request, "rejected", {"event": "reject", "by": decision.by, "reason": decision.reason},
+                      then=lambda tx, plan, now: st.outbox_cancel(tx, plan.plan_id, "plan", now))
 
 
 async def plan_status(request: web.Request) -> web.Response:
     report: StatusReport = await _body(request, StatusReport)
-    service = request.app[SERVICE]
     detail = report.model_dump(exclude={"status"})
-    return await _act(request, lambda pid: service.report_status(pid, report.status, detail))
+    analysed = request.app[SERVICE].analyzer is not None  # analyses need Prometheus (--prometheus-url)
+    return await _act(request, report.status, {"event": "status", **detail}, cause="orchestrator",
+                      error=report.message if report.status == "failed" else None,
+                      then=partial(schedule_analyses, status=report.status, step=report.step) if analysed else None)
 
 
 # ---------------------------------------------------------------------------------------- diagnoses, episodes
@@ -295,7 +314,9 @@ async def learned(request: web.Request) -> web.Response:
 
 async def clear_target(request: web.Request) -> web.Response:
     req: ClearRequest = await _body(request, ClearRequest)
-    cleared = await request.app[SERVICE].clear_target(req.target, req.knob, req.by)
+    service = request.app[SERVICE]
+    cleared = await service.store.run(partial(st.clear_knobs, target_key=req.target, knob=req.knob, who=req.by,
+                                              now=service.clock()))
     return _json({"target": req.target, "cleared": cleared})
 
 

@@ -1,8 +1,6 @@
 """The receiver's moving parts wired together: intake (``recorder``), the planning worker (``worker``), the
-outbox (``outbox``), registration and heartbeat (``agent``), the Prometheus reader (``promreader``) and the
-metrics (``metrics``); plus the plan actions of the API (approve, reject, status reports, clearing knobs).
-
-Every status change goes through ``store.transition`` (the state machine of ``states.py``).
+outbox (``outbox``), registration and heartbeat (``agent``), the Prometheus reader (``promreader``), the analyses
+(``analyzer``) and the metrics (``metrics``).
 """
 
 from __future__ import annotations
@@ -13,8 +11,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from functools import partial
-from typing import Any
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,10 +25,10 @@ from .analyzer import BAKE, Analyzer, step_phase
 from .impact import SloGuards
 from .metrics import ReceiverMetrics
 from .orchestrator import Agent, OrchestratorClient
-from .outbox import Outbox, enqueue_push
+from .outbox import Outbox
 from .promreader import Prometheus
 from .recorder import Recorder
-from .states import PlanNotFound, PlanStatus
+from .states import PlanStatus
 from .worker import PlanningOptions, PlanningWorker
 
 log = logging.getLogger(__name__)
@@ -162,61 +158,11 @@ class Service:
     async def outbox_depth(self) -> int:
         return await self.store.run(st.outbox_depth)
 
-    # ------------------------------------------------------------------------------------------- API actions
 
-    async def approve(self, plan_id: str, who: str) -> st.PlanRow:
-        now = self.clock()
-
-        async def body(tx: st.Tx) -> st.PlanRow:
-            await st.transition(tx, plan_id, "approved", cause="api", detail={"event": "approve", "by": who},
-                                now=now)
-            plan = await _plan(tx, plan_id)
-            await enqueue_push(tx, plan.document, now)
-            return plan
-
-        plan = await self.store.run(body)
-        self.wake_outbox.set()
-        return plan
-
-    async def reject(self, plan_id: str, who: str, reason: str) -> st.PlanRow:
-        now = self.clock()
-
-        async def body(tx: st.Tx) -> st.PlanRow:
-            await st.transition(tx, plan_id, "rejected", cause="api",
-                                detail={"event": "reject", "by": who, "reason": reason}, now=now)
-            await st.outbox_cancel(tx, plan_id, "plan", now)
-            return await _plan(tx, plan_id)
-
-        return await self.store.run(body)
-
-    async def report_status(self, plan_id: str, status: PlanStatus, detail: dict[str, Any]) -> st.PlanRow:
-        now, error = self.clock(), detail.get("message") if status == "failed" else None
-
-        async def body(tx: st.Tx) -> st.PlanRow:
-            before = await st.transition(tx, plan_id, status, cause="orchestrator",
-                                         detail={"event": "status", **detail}, now=now, error=error)
-            if self.analyzer is not None:  # analyses need Prometheus (--prometheus-url)
-                await self._schedule_analyses(tx, before, status, detail.get("step"), now)
-            return await _plan(tx, plan_id)
-
-        return await self.store.run(body)
-
-    async def _schedule_analyses(self, tx: st.Tx, plan: st.PlanRow, status: PlanStatus, step: Any,
-                                 now: float) -> None:
-        """A rollout step is analysed one window after it is reported; completion once the bake time is over."""
-        window = float(plan.document.get("expected_impact", {}).get("window_seconds", 0) or 0)
-        if status == "rolling_out" and isinstance(step, int):
-            await st.schedule_analysis(tx, plan.plan_id, step_phase(step), now + window, now)
-        elif status == "completed":
-            await st.schedule_analysis(tx, plan.plan_id, BAKE, now + max(plan.bake_seconds, window), now)
-
-    async def clear_target(self, target_key: str, knob: str | None, who: str) -> int:
-        return await self.store.run(partial(st.clear_knobs, target_key=target_key, knob=knob, who=who,
-                                            now=self.clock()))
-
-
-async def _plan(tx: st.Tx, plan_id: str) -> st.PlanRow:
-    plan = await st.get_plan(tx, plan_id)
-    if plan is None:
-        raise PlanNotFound(f"no plan {plan_id}")
-    return plan
+async def schedule_analyses(tx: st.Tx, plan: st.PlanRow, now: float, *, status: PlanStatus, step: int | None) -> None:
+    """A rollout step is analysed one window after it is reported; completion once the bake time is over."""
+    window = float(plan.document.get("expected_impact", {}).get("window_seconds", 0) or 0)
+    if status == "rolling_out" and step is not None:
+        await st.schedule_analysis(tx, plan.plan_id, step_phase(step), now + window, now)
+    elif status == "completed":
+        await st.schedule_analysis(tx, plan.plan_id, BAKE, now + max(plan.bake_seconds, window), now)

@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from optiinfra.secrets import redact_url
 
-from .intake import AlertRecord, Notification
+from .intake import Notification, is_slo_burn
 from .states import (
     CHANGED,
     IN_FLIGHT,
@@ -289,6 +289,19 @@ def _j(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
 
+async def _select(tx: Tx, table: str, order: str, limit: int | None = None, *, where: str = "",
+                  **equal: str | None) -> list[dict[str, Any]]:
+    """Rows of ``table`` (a constant, like ``where`` and ``order``) whose columns equal the given values; a
+    None or empty value is no filter."""
+    args: list[Any] = [value for value in equal.values() if value]
+    conditions = [where] if where else []
+    conditions += [f"{column} = ?" for column, value in equal.items() if value]
+    sql = f"SELECT * FROM {table}" + (" WHERE " + " AND ".join(conditions) if conditions else "")  # noqa: S608
+    if limit is not None:
+        return await tx.fetch(f"{sql} ORDER BY {order} LIMIT ?", *args, limit)
+    return await tx.fetch(f"{sql} ORDER BY {order}", *args)
+
+
 # --------------------------------------------------------------------------------------------------------- intake
 
 @dataclass
@@ -298,14 +311,6 @@ class IntakeResult:
     duplicates: int = 0
     resolved: int = 0
     ignored: int = 0
-
-
-def _initial_state(alert: AlertRecord) -> tuple[str, str]:
-    if alert.is_slo:
-        return "new", ""
-    if alert.bottleneck is None:
-        return "ignored", "no bottleneck label"
-    return "new", ""
 
 
 async def record_notification(tx: Tx, note: Notification, body: str, now: float) -> IntakeResult:
@@ -325,8 +330,10 @@ async def record_notification(tx: Tx, note: Notification, body: str, now: float)
                 result.resolved += 1
                 continue
             state, reason = "ignored", "first seen resolved"
+        elif alert.bottleneck is None and not is_slo_burn(alert.labels):
+            state, reason = "ignored", "no bottleneck label"
         else:
-            state, reason = _initial_state(alert)
+            state, reason = "new", ""
         # one statement either way: a new episode starts at deliveries = 1, a repeat only counts the delivery
         row = await tx.fetchrow(
             "INSERT INTO episodes (fingerprint, starts_at, alertname, bottleneck, component, labels, annotations, "
@@ -386,11 +393,7 @@ async def replan_episode(tx: Tx, episode_id: int, reason: str) -> None:
 
 
 async def list_episodes(tx: Tx, state: str | None = None, limit: int = 200) -> list[Episode]:
-    if state:
-        rows = await tx.fetch("SELECT * FROM episodes WHERE state = ? ORDER BY id DESC LIMIT ?", state, limit)
-    else:
-        rows = await tx.fetch("SELECT * FROM episodes ORDER BY id DESC LIMIT ?", limit)
-    return [_episode(r) for r in rows]
+    return [_episode(r) for r in await _select(tx, "episodes", "id DESC", limit, state=state)]
 
 
 # ---------------------------------------------------------------------------------------------------------- plans
@@ -419,13 +422,8 @@ async def get_plan(tx: Tx, plan_id: str, *, for_update: bool = False) -> PlanRow
 
 async def list_plans(tx: Tx, *, status: str | None = None, target: str | None = None,
                      bottleneck: str | None = None, limit: int = 200) -> list[PlanRow]:
-    where, args = [], []
-    for column, value in (("status", status), ("target_key", target), ("bottleneck", bottleneck)):
-        if value:
-            where.append(f"{column} = ?")
-            args.append(value)
-    sql = "SELECT * FROM plans" + (" WHERE " + " AND ".join(where) if where else "")  # noqa: S608 - fixed columns
-    rows = await tx.fetch(sql + " ORDER BY created_at DESC LIMIT ?", *args, limit)
+    rows = await _select(tx, "plans", "created_at DESC", limit, status=status, target_key=target,
+                         bottleneck=bottleneck)
     return [_plan(r) for r in rows]
 
 
@@ -459,22 +457,6 @@ async def rollback_candidates(tx: Tx, now: float) -> list[PlanRow]:
     return [_plan(r) for r in rows]
 
 
-async def _set_plan_status(tx: Tx, plan_id: str, status: str, now: float, *, error: str | None = None) -> None:
-    extra = ""
-    if status == "pushed":
-        extra = ", pushed_at = ?"
-    elif status == "completed":
-        extra = ", completed_at = ?"
-    args: list[Any] = [status, now]
-    if extra:
-        args.append(now)
-    if error is not None:
-        extra += ", last_error = ?"
-        args.append(error)
-    await tx.execute(f"UPDATE plans SET status = ?, updated_at = ?{extra} WHERE plan_id = ?",  # noqa: S608
-                     *args, plan_id)
-
-
 async def _append_audit(tx: Tx, plan_id: str, *, from_status: str | None, to_status: str, cause: str,
                         detail: dict[str, Any], now: float) -> None:
     await tx.execute("INSERT INTO audit (plan_id, at, from_status, to_status, cause, detail) VALUES (?, ?, ?, ?, ?, ?)",
@@ -491,7 +473,10 @@ async def transition(tx: Tx, plan_id: str, to: PlanStatus, *, cause: str, detail
     if plan is None:
         raise PlanNotFound(f"no plan {plan_id}")
     check(plan_id, plan.status, to)
-    await _set_plan_status(tx, plan_id, to, now, error=error)
+    await tx.execute("UPDATE plans SET status = ?, updated_at = ?, last_error = COALESCE(?, last_error), "
+                     "pushed_at = CASE ? WHEN 'pushed' THEN ? ELSE pushed_at END, "
+                     "completed_at = CASE ? WHEN 'completed' THEN ? ELSE completed_at END WHERE plan_id = ?",
+                     to, now, error, to, now, to, now, plan_id)
     await _append_audit(tx, plan_id, from_status=plan.status, to_status=to, cause=cause, detail=detail, now=now)
     return plan
 
@@ -513,8 +498,7 @@ async def note(tx: Tx, plan_id: str, *, cause: str, detail: dict[str, Any], now:
 
 
 async def audit_log(tx: Tx, plan_id: str) -> list[AuditEntry]:
-    rows = await tx.fetch("SELECT at, from_status, to_status, cause, detail FROM audit WHERE plan_id = ? ORDER BY id",
-                          plan_id)
+    rows = await _select(tx, "audit", "id", plan_id=plan_id)
     return [_row(AuditEntry, r, detail=json.loads(r["detail"])) for r in rows]
 
 
@@ -531,8 +515,8 @@ async def plan_counts(tx: Tx) -> dict[str, int]:
 # --------------------------------------------------------------------------------------------------------- knobs
 
 async def blocked_knobs(tx: Tx, target_key: str) -> list[BlockedKnob]:
-    return [_row(BlockedKnob, r) for r in await tx.fetch("SELECT knob, plan_id, reason, created_at FROM blocked_knobs "
-                          "WHERE target_key = ? AND cleared_at IS NULL ORDER BY id", target_key)]
+    rows = await _select(tx, "blocked_knobs", "id", where="cleared_at IS NULL", target_key=target_key)
+    return [_row(BlockedKnob, r) for r in rows]
 
 
 async def block_knob(tx: Tx, target_key: str, *, knob: str, plan_id: str, reason: str, now: float) -> None:
@@ -558,10 +542,7 @@ async def learn(tx: Tx, target_key: str, *, bottleneck: str, knob: str, plan_id:
 
 async def learned(tx: Tx, target_key: str, bottleneck: str | None = None) -> list[Learned]:
     """What was learned on a target (for one bottleneck, or all), not yet cleared."""
-    sql = ("SELECT bottleneck, knob, plan_id, verdict, reason, created_at FROM learned "
-           "WHERE target_key = ? AND cleared_at IS NULL")
-    rows = (await tx.fetch(sql + " AND bottleneck = ? ORDER BY id", target_key, bottleneck) if bottleneck
-            else await tx.fetch(sql + " ORDER BY id", target_key))
+    rows = await _select(tx, "learned", "id", where="cleared_at IS NULL", target_key=target_key, bottleneck=bottleneck)
     return [_row(Learned, r) for r in rows]
 
 
@@ -598,8 +579,7 @@ async def finish_analysis(tx: Tx, analysis_id: int, verdict: str, detail: dict[s
 
 
 async def plan_analyses(tx: Tx, plan_id: str) -> list[AnalysisRow]:
-    return [_analysis(r) for r in await tx.fetch("SELECT * FROM analyses WHERE plan_id = ? ORDER BY due_at, id",
-                                                 plan_id)]
+    return [_analysis(r) for r in await _select(tx, "analyses", "due_at, id", plan_id=plan_id)]
 
 
 async def baking_plan(tx: Tx, target_key: str) -> str | None:
@@ -629,10 +609,7 @@ async def insert_diagnosis(tx: Tx, episode_id: int, *, target_key: str, bottlene
 
 
 async def list_diagnoses(tx: Tx, *, target: str | None = None, limit: int = 200) -> list[DiagnosisRow]:
-    if target:
-        rows = await tx.fetch("SELECT * FROM diagnoses WHERE target_key = ? ORDER BY id DESC LIMIT ?", target, limit)
-    else:
-        rows = await tx.fetch("SELECT * FROM diagnoses ORDER BY id DESC LIMIT ?", limit)
+    rows = await _select(tx, "diagnoses", "id DESC", limit, target_key=target)
     return [_row(DiagnosisRow, r, document=json.loads(r["document"])) for r in rows]
 
 
@@ -684,8 +661,4 @@ async def outbox_depth(tx: Tx) -> int:
 
 
 async def outbox_rows(tx: Tx, plan_id: str | None = None) -> list[OutboxRow]:
-    if plan_id:
-        rows = await tx.fetch("SELECT * FROM outbox WHERE plan_id = ? ORDER BY id", plan_id)
-    else:
-        rows = await tx.fetch("SELECT * FROM outbox ORDER BY id")
-    return [_outbox(r) for r in rows]
+    return [_outbox(r) for r in await _select(tx, "outbox", "id", plan_id=plan_id)]

@@ -7,7 +7,8 @@ uniqueness (episodes, outbox keys, one plan in flight per target) is enforced by
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
 
@@ -28,9 +29,14 @@ def _translate(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql.replace("{lock}", "FOR UPDATE SKIP LOCKED"))
 
 
-def _rowcount(status: str) -> int:
-    tail = status.rsplit(" ", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(str(exc)) from exc
+    except (asyncpg.PostgresError, OSError) as exc:
+        raise StoreError(str(exc)) from exc
 
 
 class _PgTx(Tx):
@@ -40,22 +46,14 @@ class _PgTx(Tx):
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        try:
+        with _errors():
             status: str = await self._conn.execute(_translate(sql), *args)
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(str(exc)) from exc
-        except (asyncpg.PostgresError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
-        return _rowcount(status)
+        tail = status.rsplit(" ", 1)[-1]  # "UPDATE 3", "INSERT 0 1"
+        return int(tail) if tail.isdigit() else 0
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        try:
-            rows = await self._conn.fetch(_translate(sql), *args)
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(str(exc)) from exc
-        except (asyncpg.PostgresError, OSError) as exc:
-            raise StoreError(str(exc)) from exc
-        return [dict(row) for row in rows]
+        with _errors():
+            return [dict(row) for row in await self._conn.fetch(_translate(sql), *args)]
 
 
 class PostgresStore(Store):

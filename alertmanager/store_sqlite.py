@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,19 +24,31 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise StoreError(str(exc)) from exc
+
+
 class _DirectTx(Tx):
     """Runs statements directly: :meth:`SqliteStore.run` drives the whole transaction on the database thread."""
 
     dialect = "sqlite"
 
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        return self._store.execute_sync(sql, args)
+        with _errors():
+            return self._conn.execute(sql.replace("{lock}", ""), args).rowcount
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        return self._store.fetch_sync(sql, args)
+        with _errors():
+            return [dict(row) for row in self._conn.execute(sql.replace("{lock}", ""), args).fetchall()]
 
 
 class SqliteStore(Store):
@@ -125,22 +138,6 @@ class SqliteStore(Store):
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    def execute_sync(self, sql: str, args: tuple[Any, ...]) -> int:
-        try:
-            return self._connection().execute(sql.replace("{lock}", ""), args).rowcount
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(str(exc)) from exc
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
-
-    def fetch_sync(self, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        try:
-            return [dict(row) for row in self._connection().execute(sql.replace("{lock}", ""), args).fetchall()]
-        except sqlite3.IntegrityError as exc:
-            raise Conflict(str(exc)) from exc
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
-
     def _rollback_sync(self) -> None:
         conn = self._connection()
         if conn.in_transaction:
@@ -156,7 +153,7 @@ class SqliteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot begin a transaction: {exc}") from exc
-        coro = body(_DirectTx(self))
+        coro = body(_DirectTx(conn))
         try:
             try:
                 coro.send(None)
