@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from functools import cache, partial
 from importlib import resources
 from typing import Any
@@ -63,6 +63,10 @@ class ClearRequest(BaseModel):
 
 def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def _bad_request(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
 
 
 def _default(value: Any) -> Any:
@@ -133,25 +137,22 @@ async def _body(request: web.Request, model: type[BaseModel], *, optional: bool 
     try:
         parsed = model.model_validate_json(raw)
     except RecursionError:
-        raise web.HTTPBadRequest(text=_dumps({"error": "(body): nested too deeply"}),
-                                 content_type="application/json") from None
+        raise _bad_request("(body): nested too deeply") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(body)"
-        raise web.HTTPBadRequest(text=_dumps({"error": f"{where}: {first['msg']}"}),
-                                 content_type="application/json") from None
+        raise _bad_request(f"{where}: {first['msg']}") from None
     for name, value in parsed:  # top-level strings become columns; nested ones are stored as escaped JSON
         problem = intake.unstorable(value) if isinstance(value, str) else None
         if problem:
-            raise web.HTTPBadRequest(text=_dumps({"error": f"{name}: {problem}"}), content_type="application/json")
+            raise _bad_request(f"{name}: {problem}")
     return parsed
 
 
 def _plan_id(request: web.Request) -> str:
     plan_id = request.match_info["plan_id"]
     if not PLAN_ID.match(plan_id):
-        raise web.HTTPBadRequest(text=_dumps({"error": f"invalid plan id {plan_id[:80]!r}"}),
-                                 content_type="application/json")
+        raise _bad_request(f"invalid plan id {plan_id[:80]!r}")
     return plan_id
 
 
@@ -295,21 +296,21 @@ async def list_episodes(request: web.Request) -> web.Response:
     return _json({"episodes": rows})
 
 
-async def blocked_knobs(request: web.Request) -> web.Response:
+async def _of_target(request: web.Request, key: str, read: Callable[..., Coroutine[Any, Any, list[Any]]],
+                     **filters: str | None) -> web.Response:
     target = request.query.get("target")
     if not target:
         return _error(400, "query parameter 'target' (a target key, namespace/workload/model) is required")
-    rows = await request.app[SERVICE].store.run(partial(st.blocked_knobs, target_key=target))
-    return _json({"target": target, "blocked": rows})
+    rows = await request.app[SERVICE].store.run(partial(read, target_key=target, **filters))
+    return _json({"target": target, key: rows})
+
+
+async def blocked_knobs(request: web.Request) -> web.Response:
+    return await _of_target(request, "blocked", st.blocked_knobs)
 
 
 async def learned(request: web.Request) -> web.Response:
-    target = request.query.get("target")
-    if not target:
-        return _error(400, "query parameter 'target' (a target key, namespace/workload/model) is required")
-    rows = await request.app[SERVICE].store.run(partial(st.learned, target_key=target,
-                                                        bottleneck=request.query.get("bottleneck")))
-    return _json({"target": target, "learned": rows})
+    return await _of_target(request, "learned", st.learned, bottleneck=request.query.get("bottleneck"))
 
 
 async def clear_target(request: web.Request) -> web.Response:

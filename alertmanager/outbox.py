@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
 from . import store as st
 from .orchestrator import PLANS_PATH, ROLLBACK_PATH, OrchestratorClient, OrchestratorError
 from .states import IllegalTransition, PlanStatus
+
+if TYPE_CHECKING:
+    from .service import ReceiverConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +55,7 @@ async def enqueue_rollback(tx: st.Tx, plan: st.PlanRow, reason: dict[str, Any], 
 @dataclass
 class Outbox:
     store: st.Store
-    max_attempts: int
-    backoff_base: float
-    backoff_max: float
-    timeout: float
+    config: ReceiverConfig
     pushes: Counter
     failures: Counter
     on_answer: Callable[[str | None], None]
@@ -66,11 +66,11 @@ class Outbox:
     @property
     def lease(self) -> float:
         """A crash mid-push makes the row due again after this."""
-        return self.timeout + 5.0
+        return self.config.push_timeout_seconds + 5.0
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: base * 2^(attempt-1), capped, times a random factor in [0.5, 1]."""
-        ceiling = min(self.backoff_max, self.backoff_base * 2.0 ** (attempt - 1))
+        ceiling = min(self.config.backoff_max_seconds, self.config.backoff_base_seconds * 2.0 ** (attempt - 1))
         return float(ceiling * random.uniform(0.5, 1.0))
 
     async def deliver_due(self) -> int:
@@ -109,7 +109,7 @@ class Outbox:
     async def _failed(self, row: st.OutboxRow, error: str) -> None:
         now, attempts = self.clock(), row.attempts
         kind, plan_id = row.kind, row.plan_id
-        if attempts < self.max_attempts:
+        if attempts < self.config.max_attempts:
             await self.store.run(partial(st.outbox_retry, row_id=row.id, next_at=now + self.backoff(attempts),
                                          error=error))
             log.warning("push failed; will retry", extra={"kind": kind, "plan_id": plan_id, "attempt": attempts,

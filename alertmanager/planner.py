@@ -1,14 +1,5 @@
 """The planner: a firing taxonomy alert episode -> a plan (docs/orchestrator-api.md) or a diagnosis; pure, no I/O.
 
-Public API (the receiver service codes against these names)::
-
-    AlertEpisode(fingerprint, starts_at, labels, annotations={}, status="firing", alertname="")
-    PlanningContext(now, blocked_knobs=frozenset(), cooling_knobs=frozenset(), auto_approve_low_risk=False,
-                    engine_config={}, slos=(), rollout_steps=(10, 50, 100), bake_seconds=600)  # keywords only
-    plan_for(episode, ctx) -> Plan | Diagnosis
-    target_of(labels) -> Target | None
-    idempotency_key(fingerprint, starts_at, actions) -> str
-
 Decisions:
 
 - The bottleneck comes from the ``bottleneck`` label, never the alert name. Entries without actions

@@ -22,14 +22,13 @@ from . import store as st
 from .agent import OrchestratorState, agent_loop
 from .analysis import prometheus_reader
 from .analyzer import BAKE, Analyzer, step_phase
-from .impact import SloGuards
 from .metrics import ReceiverMetrics
 from .orchestrator import Agent, OrchestratorClient
 from .outbox import Outbox
 from .promreader import Prometheus
 from .recorder import Recorder
 from .states import PlanStatus
-from .worker import PlanningOptions, PlanningWorker
+from .worker import PlanningWorker
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +89,9 @@ class Service:
     def __post_init__(self) -> None:
         c = self.config
         self.recorder = Recorder(self.store, on_new_episodes=self.wake_planner.set, clock=self.clock)
-        self.worker = PlanningWorker(
-            self.store, PlanningOptions(cooldown_seconds=c.cooldown_seconds, bake_seconds=c.bake_seconds,
-                                        auto_approve_low_risk=c.auto_approve_low_risk,
-                                        claim_lease_seconds=c.claim_lease_seconds,
-                                        analysis_window_seconds=c.analysis_window_seconds,
-                                        min_request_rate=c.min_request_rate,
-                                        slo_guards=SloGuards(tuple(c.slos), tuple(c.slo_scope))),
-            decisions=self.metrics.decisions, wake_outbox=self.wake_outbox.set, clock=self.clock)
-        self.outbox = Outbox(self.store, max_attempts=c.max_attempts, backoff_base=c.backoff_base_seconds,
-                             backoff_max=c.backoff_max_seconds, timeout=c.push_timeout_seconds,
-                             pushes=self.metrics.pushes, failures=self.metrics.push_failures,
+        self.worker = PlanningWorker(self.store, c, decisions=self.metrics.decisions,
+                                     wake_outbox=self.wake_outbox.set, clock=self.clock)
+        self.outbox = Outbox(self.store, c, pushes=self.metrics.pushes, failures=self.metrics.push_failures,
                              on_answer=lambda error: self.orchestrator.answered(error, self.clock()),
                              clock=self.clock)
 

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter
 
@@ -27,18 +27,10 @@ from .planner import AlertEpisode, PlanningContext, PodCost, plan_for, target_of
 from .promreader import Prometheus
 from .states import SUPERSEDABLE, IllegalTransition, PlanStatus
 
+if TYPE_CHECKING:
+    from .service import ReceiverConfig
+
 log = logging.getLogger(__name__)
-
-@dataclasses.dataclass(frozen=True)
-class PlanningOptions:
-    cooldown_seconds: float
-    auto_approve_low_risk: bool
-    bake_seconds: float | None
-    claim_lease_seconds: float
-    analysis_window_seconds: int = 300
-    min_request_rate: float = 0.01
-    slo_guards: SloGuards | None = None
-
 
 def planner_episode(episode: st.Episode) -> AlertEpisode:
     """The planner's view of a stored episode."""
@@ -72,16 +64,20 @@ def rollback_wanted(plan: st.PlanRow, labels: Mapping[str, str]) -> bool:
 @dataclasses.dataclass
 class PlanningWorker:
     store: st.Store
-    options: PlanningOptions
+    config: ReceiverConfig
     decisions: Counter
     wake_outbox: Callable[[], None]
     clock: Callable[[], float]
     prometheus: Prometheus | None = None
     """Reads the target's current config, its pod's cost and the bottleneck signal's value; None without it."""
+    slo_guards: SloGuards = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.slo_guards = SloGuards(tuple(self.config.slos), tuple(self.config.slo_scope))
 
     async def plan_pending(self) -> int:
         """Claim and process up to a batch of new episodes; return how many were processed."""
-        now, lease = self.clock(), self.options.claim_lease_seconds
+        now, lease = self.clock(), self.config.claim_lease_seconds
         episodes = await self.store.run(lambda tx: st.claim_episodes(tx, now, lease, 16))
         for episode in episodes:
             try:
@@ -129,7 +125,7 @@ class PlanningWorker:
         baking = await st.baking_plan(tx, key)
         if baking is not None:
             return await _skip(tx, episode, f"baking: plan {baking} for {key} is still being analysed", baking)
-        cooldown = self.options.cooldown_seconds
+        cooldown = self.config.cooldown_seconds
         recent = await st.plans_since(tx, key, now - cooldown)
         for plan in recent:
             if plan.bottleneck == episode.bottleneck and plan.status != "no_effect":  # no effect: try the next
@@ -139,15 +135,14 @@ class PlanningWorker:
         blocked = frozenset(b.knob for b in await st.blocked_knobs(tx, key)) | frozenset(
             k.knob for k in await st.learned(tx, key, episode.bottleneck or ""))
         ctx = PlanningContext(blocked_knobs=blocked, cooling_knobs=st.changed_knobs(recent),
-                              auto_approve_low_risk=self.options.auto_approve_low_risk,
+                              auto_approve_low_risk=self.config.auto_approve_low_risk,
                               engine_config=engine_config or {}, now=datetime.fromtimestamp(now, UTC),
                               pod_cost=cost,
-                              analysis_window_seconds=self.options.analysis_window_seconds,
-                              min_request_rate=self.options.min_request_rate, signal_value=signal,
-                              burning_slos=await _burning_slos(tx, episode.labels),
-                              slo_guards=self.options.slo_guards)
-        if self.options.bake_seconds is not None:
-            ctx = dataclasses.replace(ctx, bake_seconds=int(self.options.bake_seconds))
+                              analysis_window_seconds=self.config.analysis_window_seconds,
+                              min_request_rate=self.config.min_request_rate, signal_value=signal,
+                              burning_slos=await _burning_slos(tx, episode.labels), slo_guards=self.slo_guards)
+        if self.config.bake_seconds is not None:
+            ctx = dataclasses.replace(ctx, bake_seconds=int(self.config.bake_seconds))
         result = plan_for(planner_episode(episode), ctx)
         if in_flight is not None:
             knobs = set() if isinstance(result, Diagnosis) else {a.knob for a in result.actions}
@@ -169,7 +164,7 @@ class PlanningWorker:
     async def _insert_plan(self, tx: st.Tx, plan: Plan, key: str, episode_id: int, now: float) -> None:
         document = plan.document()
         scope = {k: v for k, v in plan.target.model_dump().items() if v is not None}
-        bake = self.options.bake_seconds if self.options.bake_seconds is not None else plan.rollout.bake_seconds
+        bake = self.config.bake_seconds if self.config.bake_seconds is not None else plan.rollout.bake_seconds
         await st.insert_plan(tx, plan_id=plan.plan_id, idempotency_key=plan.idempotency_key, target_key=key,
                              bottleneck=plan.bottleneck, risk=plan.risk, status=plan.status, document=document,
                              knobs=sorted({a.knob for a in plan.actions}), scope=scope, episode_id=episode_id,
