@@ -75,12 +75,9 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, default=_default)
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    return web.json_response(value, status=status, dumps=_dumps)
+def _json(value: Any) -> web.Response:
+    """A JSON answer; the store's rows (dataclasses) become objects."""
+    return web.json_response(value, dumps=partial(json.dumps, default=_default))
 
 
 def _authorized(request: web.Request, token: str | None) -> bool:

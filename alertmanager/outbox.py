@@ -82,50 +82,45 @@ class Outbox:
         return len(rows)
 
     async def _deliver(self, row: st.OutboxRow) -> None:
+        """Push one row; a failure is retried after a backoff until ``max_attempts``, then the plan fails."""
         if self.client is None:
             raise RuntimeError("the outbox has no orchestrator client")
-        kind, plan_id = row.kind, row.plan_id
+        kind, attempts = row.kind, row.attempts
+        where = {"kind": kind, "plan_id": row.plan_id, "attempt": attempts}
+        error: str | None = None
         try:
             status = await self.client.post(row.path, row.body, idempotency_key=row.key)
         except OrchestratorError as exc:
+            error = str(exc)
             self.failures.labels(kind).inc()
-            self.on_answer(str(exc))
-            await self._failed(row, str(exc))
-            return
-        self.on_answer(None)
-        self.pushes.labels(kind).inc()
-        now = self.clock()
-        detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": row.attempts}
-
-        async def record(tx: st.Tx) -> str:
-            await st.outbox_done(tx, row.id, now)
-            return await _settle(tx, row, "pushed", detail, now=now)
-
-        moved_on = await self.store.run(record)
-        if moved_on:
-            log.warning("plan pushed but its status moved on", extra={"plan_id": plan_id, "error": moved_on})
-        log.info("pushed to the orchestrator", extra={"kind": kind, "plan_id": plan_id, "attempt": row.attempts})
-
-    async def _failed(self, row: st.OutboxRow, error: str) -> None:
-        now, attempts = self.clock(), row.attempts
-        kind, plan_id = row.kind, row.plan_id
-        if attempts < self.config.max_attempts:
-            await self.store.run(partial(st.outbox_retry, row_id=row.id, next_at=now + self.backoff(attempts),
+        self.on_answer(error)
+        if error is not None and attempts < self.config.max_attempts:
+            await self.store.run(partial(st.outbox_retry, row_id=row.id, next_at=self.clock() + self.backoff(attempts),
                                          error=error))
-            log.warning("push failed; will retry", extra={"kind": kind, "plan_id": plan_id, "attempt": attempts,
-                                                           "error": error})
+            log.warning("push failed; will retry", extra={**where, "error": error})
             return
-        detail = {"event": f"{kind}_push_failed", "attempts": attempts, "error": error}
+        now = self.clock()
+        if error is None:
+            self.pushes.labels(kind).inc()
+            outcome: PlanStatus = "pushed"
+            detail = {"event": f"{kind}_pushed", "http_status": status, "attempt": attempts}
+        else:
+            outcome, detail = "failed", {"event": f"{kind}_push_failed", "attempts": attempts, "error": error}
 
-        async def give_up(tx: st.Tx) -> str:
-            await st.outbox_fail(tx, row.id, error, now)
-            return await _settle(tx, row, "failed", detail, now=now, error=error)
+        async def settle(tx: st.Tx) -> str:
+            if error is None:
+                await st.outbox_done(tx, row.id, now)
+            else:
+                await st.outbox_fail(tx, row.id, error, now)
+            return await _settle(tx, row, outcome, detail, now=now, error=error)
 
-        moved_on = await self.store.run(give_up)
+        moved_on = await self.store.run(settle)
         if moved_on:
-            log.warning("push gave up but the plan moved on", extra={"error": moved_on})
-        log.error("push gave up after bounded attempts", extra={"kind": kind, "plan_id": plan_id,
-                                                                  "attempts": attempts, "error": error})
+            log.warning("push settled but the plan's status moved on", extra={**where, "error": moved_on})
+        if error is None:
+            log.info("pushed to the orchestrator", extra=where)
+        else:
+            log.error("push gave up after bounded attempts", extra={**where, "error": error})
 
 
 async def _settle(tx: st.Tx, row: st.OutboxRow, status: PlanStatus, detail: dict[str, Any], *, now: float,

@@ -10,8 +10,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -44,11 +45,9 @@ class ContractServer:
     def serve(self, app: web.Application) -> None:
         """Add the contract's endpoints to ``app``; its cleanup cancels what accepted requests started."""
         app.cleanup_ctx.append(self._lifecycle)
-        r = app.router
-        r.add_post(REGISTER_PATH, self.register)
-        r.add_post(HEARTBEAT_PATH, self.heartbeat)
-        r.add_post(PLANS_PATH, self.post_plan)
-        r.add_post(ROLLBACK_PATH, self.post_rollback)
+        for path, handle in ((REGISTER_PATH, self.register), (HEARTBEAT_PATH, self.heartbeat),
+                             (PLANS_PATH, self.post_plan), (ROLLBACK_PATH, self.post_rollback)):
+            app.router.add_post(path, partial(self._guarded, handle))
 
     async def read(self, request: web.Request) -> tuple[Any, web.Response | None]:
         """The JSON body, or the answer refusing the request (401 without the token, 400 for non-JSON)."""
@@ -60,53 +59,46 @@ class ContractServer:
         except ValueError:
             return None, web.json_response({"error": "body must be JSON"}, status=400)
 
+    async def _guarded(self, handle: Callable[[web.Request, Any], web.Response], request: web.Request) -> web.Response:
+        body, refused = await self.read(request)
+        return refused or handle(request, body)
+
     def accepted_plan(self, key: str, plan: dict[str, Any]) -> None:
         """Called once per idempotency key, after the plan is recorded."""
 
     def accepted_rollback(self, plan_id: str) -> None:
         """Called once per idempotency key, after the rollback is recorded."""
 
-    async def register(self, request: web.Request) -> web.Response:
-        body, refused = await self.read(request)
-        if refused:
-            return refused
+    def register(self, request: web.Request, body: Any) -> web.Response:
         if isinstance(body, dict):
             self.agents[str(body.get("agent_id", "?"))] = body
         return web.json_response({"registered": True})
 
-    async def heartbeat(self, request: web.Request) -> web.Response:
-        _, refused = await self.read(request)
-        if refused:
-            return refused
+    def heartbeat(self, request: web.Request, body: Any) -> web.Response:
         self.heartbeats += 1
         return web.json_response({"ok": True})
 
-    async def post_plan(self, request: web.Request) -> web.Response:
-        plan, refused = await self.read(request)
-        if refused:
-            return refused
+    def post_plan(self, request: web.Request, plan: Any) -> web.Response:
         if not isinstance(plan, dict) or not isinstance(plan.get("plan_id"), str) \
                 or not isinstance(plan.get("actions"), list):
             return web.json_response({"error": "body must be a plan document (plan_id, actions)"}, status=400)
         key = request.headers.get("Idempotency-Key") or str(plan.get("idempotency_key") or plan["plan_id"])
-        if key in self.plans:
-            self.duplicates += 1
-            return web.json_response({"accepted": False, "duplicate": True})
-        self.plans[key] = plan
-        self.accepted_plan(key, plan)
-        return web.json_response({"accepted": True}, status=202)
+        return self._once(self.plans, key, plan, lambda: self.accepted_plan(key, plan))
 
-    async def post_rollback(self, request: web.Request) -> web.Response:
-        body, refused = await self.read(request)
-        if refused:
-            return refused
+    def post_rollback(self, request: web.Request, body: Any) -> web.Response:
         plan_id = request.match_info["plan_id"]
         key = request.headers.get("Idempotency-Key") or f"rollback-{plan_id}"
-        if key in self.rollbacks:
+        rollback = {"plan_id": plan_id, **(body if isinstance(body, dict) else {})}
+        return self._once(self.rollbacks, key, rollback, lambda: self.accepted_rollback(plan_id))
+
+    def _once(self, seen: dict[str, dict[str, Any]], key: str, record: dict[str, Any],
+              accepted: Callable[[], None]) -> web.Response:
+        """Record a push and hand it on, once per idempotency key: a repeat is answered 200 ``duplicate``."""
+        if key in seen:
             self.duplicates += 1
             return web.json_response({"accepted": False, "duplicate": True})
-        self.rollbacks[key] = {"plan_id": plan_id, **(body if isinstance(body, dict) else {})}
-        self.accepted_rollback(plan_id)
+        seen[key] = record
+        accepted()
         return web.json_response({"accepted": True}, status=202)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
