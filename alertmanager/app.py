@@ -179,10 +179,7 @@ async def post_alerts(request: web.Request) -> web.Response:
         log.error("could not persist a notification; Alertmanager will retry", extra={"error": str(exc)})
         return _error(503, "could not persist the notification; retry")
     service.metrics.recorded(result, time.perf_counter() - started)
-    return web.json_response({
-        "status": "accepted", "notification_id": result.notification_id, "new_episodes": result.new_episodes,
-        "duplicates": result.duplicates, "resolved": result.resolved, "ignored": result.ignored,
-    })
+    return web.json_response({"status": "accepted", **vars(result)})  # notification_id and the episode counts
 
 
 # -------------------------------------------------------------------------------------------------------- plans

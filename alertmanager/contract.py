@@ -71,13 +71,6 @@ def legal_reports() -> str:
                      for src, dst in TRANSITIONS.items() if src in {"pushed", *reported} and dst & reported)
 
 
-def _schemas(model: type[BaseModel]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A model's schema with its definitions hoisted into ``components``."""
-    schema = model.model_json_schema(by_alias=True, mode="serialization", ref_template=_REF)
-    defs = schema.pop("$defs", {})
-    return schema, defs
-
-
 def _receiver_operation(receiver: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """An operation of the receiver's OpenAPI document and every component schema it refers to."""
     operation = copy.deepcopy(receiver["paths"][path]["post"])
@@ -131,9 +124,9 @@ def openapi(receiver: dict[str, Any] | None = None) -> dict[str, Any]:
     if receiver is None:
         receiver = json.loads(resources.files(__package__).joinpath("openapi.json").read_text(encoding="utf-8"))
     components: dict[str, Any] = {}
-    for model in (Agent, Heartbeat, RollbackRequest, Plan):
-        schema, defs = _schemas(model)
-        components.update(defs)
+    for model in (Agent, Heartbeat, RollbackRequest, Plan):  # definitions hoisted into ``components``
+        schema = model.model_json_schema(by_alias=True, mode="serialization", ref_template=_REF)
+        components.update(schema.pop("$defs", {}))
         components[model.__name__] = schema
     status_op, status_schemas = _receiver_operation(receiver, STATUS_PATH)
     components.update(status_schemas)

@@ -52,10 +52,6 @@ class AlertRecord:
     def component(self) -> str | None:
         return self.labels.get("component") or None
 
-    @property
-    def is_slo(self) -> bool:
-        return is_slo_burn(self.labels)
-
 
 def is_slo_burn(labels: Mapping[str, str]) -> bool:
     """The alert contract of an SLO burn alert (it rolls back plans for its scope, it is never planned):

@@ -22,7 +22,6 @@ from .plan import ActionKind, Risk
 class OpsAction:
     """An engine-independent action carried out by the orchestrator."""
 
-    action: ActionId
     kind: ActionKind
     name: str
     knob: str
@@ -35,11 +34,11 @@ class OpsAction:
 
 
 OPS_ACTIONS: Mapping[ActionId, OpsAction] = MappingProxyType({
-    "scale_out": OpsAction("scale_out", "scale", "replicas", "replicas", "+1", True, "high", False,
+    "scale_out": OpsAction("scale", "replicas", "replicas", "+1", True, "high", False,
                            "one more replica adds capacity (and GPUs)", minimum=1),
-    "consolidate_replicas": OpsAction("consolidate_replicas", "scale", "replicas", "replicas", "-1", True, "high",
-                                      False, "one replica fewer frees idle GPUs", minimum=1),
-    "restart_pod": OpsAction("restart_pod", "restart", "pod", "restart", "restart", False, "low", True,
+    "consolidate_replicas": OpsAction("scale", "replicas", "replicas", "-1", True, "high", False,
+                                      "one replica fewer frees idle GPUs", minimum=1),
+    "restart_pod": OpsAction("restart", "pod", "restart", "restart", False, "low", True,
                              "a fresh process clears a hung or crashed engine"),
 })
 

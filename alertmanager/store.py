@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypeVar
 
@@ -43,6 +44,18 @@ class StoreError(Exception):
 
 class Conflict(StoreError):
     """A uniqueness constraint refused the write (e.g. a second plan in flight for one target)."""
+
+
+@contextmanager
+def driver_errors(conflict: type[Exception], errors: tuple[type[Exception], ...]) -> Iterator[None]:
+    """A backend driver's exceptions as the store's: ``conflict`` (a unique violation) as :class:`Conflict`,
+    ``errors`` as :class:`StoreError`."""
+    try:
+        yield
+    except conflict as exc:
+        raise Conflict(str(exc)) from exc
+    except errors as exc:
+        raise StoreError(str(exc)) from exc
 
 
 class Tx(ABC):

@@ -7,16 +7,15 @@ uniqueness (episodes, outbox keys, one plan in flight per target) is enforced by
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
-from functools import lru_cache
+from collections.abc import Callable, Coroutine
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 import asyncpg
 
 from optiinfra.secrets import redact_url
 
-from .store import Conflict, Store, StoreError, Tx, schema_statements
+from .store import Store, StoreError, Tx, driver_errors, schema_statements
 
 T = TypeVar("T")
 _PLACEHOLDER = re.compile(r"\?")
@@ -29,14 +28,7 @@ def _translate(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql.replace("{lock}", "FOR UPDATE SKIP LOCKED"))
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except asyncpg.UniqueViolationError as exc:
-        raise Conflict(str(exc)) from exc
-    except (asyncpg.PostgresError, OSError) as exc:
-        raise StoreError(str(exc)) from exc
+_errors = partial(driver_errors, asyncpg.UniqueViolationError, (asyncpg.PostgresError, OSError))
 
 
 class _PgTx(Tx):

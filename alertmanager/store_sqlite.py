@@ -10,28 +10,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from optiinfra.secrets import redact_url
 
-from .store import Conflict, Store, StoreError, Tx, schema_statements
+from .store import Store, StoreError, Tx, driver_errors, schema_statements
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.IntegrityError as exc:
-        raise Conflict(str(exc)) from exc
-    except sqlite3.Error as exc:
-        raise StoreError(str(exc)) from exc
+_errors = partial(driver_errors, sqlite3.IntegrityError, (sqlite3.Error,))
 
 
 class _DirectTx(Tx):
