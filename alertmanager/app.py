@@ -235,11 +235,11 @@ async def _act(request: web.Request, to: PlanStatus, detail: dict[str, Any], *, 
     plan_id, service = _plan_id(request), request.app[SERVICE]
     now = service.clock()
 
-    async def body(tx: st.Tx) -> st.PlanRow | None:
+    async def body(tx: st.Tx) -> st.PlanRow:
         before = await st.transition(tx, plan_id, to, cause=cause, detail=detail, now=now, error=error)
         if then is not None:
             await then(tx, before, now)
-        return await st.get_plan(tx, plan_id)
+        return await st.existing_plan(tx, plan_id)
 
     try:
         plan = await service.store.run(body)
@@ -247,8 +247,6 @@ async def _act(request: web.Request, to: PlanStatus, detail: dict[str, Any], *, 
         return _error(404, str(exc))
     except IllegalTransition as exc:
         return _error(409, str(exc))
-    if plan is None:  # pragma: no cover - the transaction just moved it
-        return _error(404, f"no plan {plan_id}")
     if to == "approved":
         service.wake_outbox.set()
     return _json(_plan_view(plan))

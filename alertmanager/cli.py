@@ -31,9 +31,15 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from optiinfra.config import AlertmanagerOptions
 
-#: Flags of ``alertmanager-config`` that override a key of the config's ``alertmanager`` section.
-_OVERRIDES = ("receiver_url", "credentials_file", "group_wait", "group_interval", "repeat_interval",
-              "resolve_timeout")
+#: Flags of ``alertmanager-config`` that override a key of the config's ``alertmanager`` section, and their help.
+_OVERRIDES = {
+    "receiver_url": "base URL of the receiver; /api/v1/alerts is appended",
+    "credentials_file": "bearer token file as Alertmanager sees it; empty for no authorization",
+    "group_wait": "wait before the first notification of a group",
+    "group_interval": "wait before notifying a group's changes",
+    "repeat_interval": "re-send a still-firing group after",
+    "resolve_timeout": "global resolve_timeout",
+}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,19 +80,9 @@ def _register_alertmanager_config(subparsers: argparse._SubParsersAction[argpars
     defaults = AlertmanagerOptions()
     parser.add_argument("--slo-config", type=Path, default=None,
                         help="YAML config (its `alertmanager` section); default: built-in defaults")
-    parser.add_argument("--receiver-url", default=None,
-                        help=f"base URL of the receiver; /api/v1/alerts is appended (default: {defaults.receiver_url})")
-    parser.add_argument("--credentials-file", default=None,
-                        help="bearer token file as Alertmanager sees it; empty for no authorization "
-                             f"(default: {defaults.credentials_file})")
-    parser.add_argument("--group-wait", default=None,
-                        help=f"wait before the first notification of a group (default: {defaults.group_wait})")
-    parser.add_argument("--group-interval", default=None,
-                        help=f"wait before notifying a group's changes (default: {defaults.group_interval})")
-    parser.add_argument("--repeat-interval", default=None,
-                        help=f"re-send a still-firing group after (default: {defaults.repeat_interval})")
-    parser.add_argument("--resolve-timeout", default=None,
-                        help=f"global resolve_timeout (default: {defaults.resolve_timeout})")
+    for key, text in _OVERRIDES.items():
+        parser.add_argument("--" + key.replace("_", "-"), default=None,
+                            help=f"{text} (default: {getattr(defaults, key)})")
     merge = parser.add_mutually_exclusive_group()
     merge.add_argument("--route-only", action="store_true",
                        help="print only our route, receiver and inhibition rules, to merge into an existing config")

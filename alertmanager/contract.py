@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Annotated, Any, Literal
@@ -29,6 +30,7 @@ from .planner import idempotency_key
 from .states import ORCHESTRATOR_STATUSES, TRANSITIONS
 
 _REF = "#/components/schemas/{model}"
+_SCHEMA_REF = re.compile(r'"\$ref": "#/components/schemas/([^"]+)"')
 
 
 class _Model(BaseModel):
@@ -76,22 +78,12 @@ def _receiver_operation(receiver: dict[str, Any], path: str) -> tuple[dict[str, 
     operation = copy.deepcopy(receiver["paths"][path]["post"])
     known = receiver["components"]["schemas"]
     found: dict[str, Any] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
-                name = ref.rsplit("/", 1)[1]
-                if name not in found:
-                    found[name] = copy.deepcopy(known[name])
-                    walk(found[name])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(operation)
+    pending = [operation]
+    while pending:
+        for name in _SCHEMA_REF.findall(json.dumps(pending.pop())):
+            if name not in found:
+                found[name] = copy.deepcopy(known[name])
+                pending.append(found[name])
     operation.pop("security", None)
     return operation, found
 

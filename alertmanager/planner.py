@@ -200,9 +200,7 @@ def plan_for(episode: AlertEpisode, ctx: PlanningContext,
                   if bottleneck_id == taxonomy.SLO_BURN
                   else f"bottleneck label {bottleneck_id!r} is not in the taxonomy" if bottleneck_id
                   else "the alert has no bottleneck label")
-        severity = labels.get("severity", "")
-        return Diagnosis(bottleneck=bottleneck_id or "unknown", target=target,
-                         severity=cast(Severity, severity) if severity in _SEVERITIES else "info",
+        return Diagnosis(bottleneck=bottleneck_id or "unknown", target=target, severity=_severity(labels, None),
                          runbook_url=episode.annotations.get("runbook_url", ""),
                          summary=episode.annotations.get("summary", ""), evidence=evidence, reason=reason)
 
@@ -249,9 +247,9 @@ def _target(labels: Mapping[str, str], engine_config: Mapping[str, str]) -> Targ
     return target
 
 
-def _severity(labels: Mapping[str, str], entry: Bottleneck) -> Severity:
+def _severity(labels: Mapping[str, str], entry: Bottleneck | None) -> Severity:
     value = labels.get("severity", "")
-    return cast(Severity, value) if value in _SEVERITIES else entry.severity
+    return cast(Severity, value) if value in _SEVERITIES else entry.severity if entry else "info"
 
 
 def _first_action(action_id: ActionId, vocab: engines.EngineVocabulary | None, config: Mapping[str, Value],

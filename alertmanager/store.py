@@ -1,12 +1,11 @@
 """The receiver's durable state: one interface, two backends (SQLite for one replica, PostgreSQL for many).
 
 A backend only runs transactions (:meth:`Store.run` with a :class:`Tx`: ``execute``/``fetch``/``fetchrow``);
-every query lives here,
-written once in the SQL both databases share. ``?`` placeholders become ``$n`` for PostgreSQL and ``{lock}``
-becomes ``FOR UPDATE SKIP LOCKED`` there (SQLite serialises writers with ``BEGIN IMMEDIATE`` instead), so two
-replicas never claim the same episode or outbox row. Uniqueness that must hold across replicas is a database
-constraint: one episode per ``(fingerprint, starts_at)``, one outbox row per key, one plan in flight per target
-(a partial unique index).
+every query lives here, written once in the SQL both databases share. ``?`` placeholders become ``$n`` for
+PostgreSQL and ``{lock}`` becomes ``FOR UPDATE SKIP LOCKED`` there (SQLite serialises writers with ``BEGIN
+IMMEDIATE`` instead), so two replicas never claim the same episode or outbox row. Uniqueness that must hold across
+replicas is a database constraint: one episode per ``(fingerprint, starts_at)``, one outbox row per key, one plan
+in flight per target (a partial unique index).
 """
 
 from __future__ import annotations
@@ -21,15 +20,7 @@ from typing import Any, Literal, TypeVar
 from optiinfra.secrets import redact_url
 
 from .intake import Notification, is_slo_burn
-from .states import (
-    CHANGED,
-    IN_FLIGHT,
-    ROLLBACKABLE,
-    PlanNotFound,
-    PlanStatus,
-    check,
-    sql_list,
-)
+from .states import CHANGED, IN_FLIGHT, ROLLBACKABLE, PlanNotFound, PlanStatus, check, sql_list
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -106,8 +97,7 @@ def open_store(url: str) -> Store:
     if url.startswith("sqlite://"):
         from .store_sqlite import SqliteStore  # noqa: PLC0415
 
-        return SqliteStore(url.removeprefix("sqlite://").removeprefix("/") if url.startswith("sqlite:///")
-                           else url.removeprefix("sqlite://"))
+        return SqliteStore(url.removeprefix("sqlite://").removeprefix("/"))
     if url.startswith(("postgresql://", "postgres://")):
         from .store_postgres import PostgresStore  # noqa: PLC0415
 
@@ -433,6 +423,14 @@ async def get_plan(tx: Tx, plan_id: str, *, for_update: bool = False) -> PlanRow
     return _plan(row) if row else None
 
 
+async def existing_plan(tx: Tx, plan_id: str, *, for_update: bool = False) -> PlanRow:
+    """:func:`get_plan`, raising :class:`PlanNotFound` for a plan that does not exist."""
+    plan = await get_plan(tx, plan_id, for_update=for_update)
+    if plan is None:
+        raise PlanNotFound(f"no plan {plan_id}")
+    return plan
+
+
 async def list_plans(tx: Tx, *, status: str | None = None, target: str | None = None,
                      bottleneck: str | None = None, limit: int = 200) -> list[PlanRow]:
     rows = await _select(tx, "plans", "created_at DESC", limit, status=status, target_key=target,
@@ -482,9 +480,7 @@ async def transition(tx: Tx, plan_id: str, to: PlanStatus, *, cause: str, detail
 
     Returns the plan as it was before; raises :class:`PlanNotFound` or :class:`IllegalTransition`.
     """
-    plan = await get_plan(tx, plan_id, for_update=True)
-    if plan is None:
-        raise PlanNotFound(f"no plan {plan_id}")
+    plan = await existing_plan(tx, plan_id, for_update=True)
     check(plan_id, plan.status, to)
     await tx.execute("UPDATE plans SET status = ?, updated_at = ?, last_error = COALESCE(?, last_error), "
                      "pushed_at = CASE ? WHEN 'pushed' THEN ? ELSE pushed_at END, "
@@ -503,9 +499,7 @@ async def created(tx: Tx, plan_id: str, status: PlanStatus, *, cause: str, detai
 
 async def note(tx: Tx, plan_id: str, *, cause: str, detail: dict[str, Any], now: float) -> None:
     """An audit record without a status change (e.g. a rollback reached the orchestrator)."""
-    plan = await get_plan(tx, plan_id)
-    if plan is None:
-        raise PlanNotFound(f"no plan {plan_id}")
+    plan = await existing_plan(tx, plan_id)
     await _append_audit(tx, plan_id, from_status=plan.status, to_status=plan.status, cause=cause, detail=detail,
                         now=now)
 
