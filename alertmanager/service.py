@@ -80,7 +80,6 @@ class Service:
     session: aiohttp.ClientSession | None = None
     wake_planner: asyncio.Event = field(default_factory=asyncio.Event)
     wake_outbox: asyncio.Event = field(default_factory=asyncio.Event)
-    wake_analyzer: asyncio.Event = field(default_factory=asyncio.Event)
     recorder: Recorder = field(init=False)
     worker: PlanningWorker = field(init=False)
     outbox: Outbox = field(init=False)
@@ -117,11 +116,11 @@ class Service:
             return []
         agent = agent_loop(client, self.agent(), self.orchestrator, outbox_depth=self.outbox_depth,
                            period=self.config.heartbeat_seconds, clock=self.clock)
-        return [asyncio.create_task(self._loop("planner", self.wake_planner, self.worker.plan_pending)),
-                asyncio.create_task(self._loop("outbox", self.wake_outbox, self.outbox.deliver_due)),
-                asyncio.create_task(agent)] + (
-            [asyncio.create_task(self._loop("analyzer", self.wake_analyzer, self.analyzer.analyse_due))]
-            if self.analyzer is not None else [])
+        loops = [("planner", self.wake_planner, self.worker.plan_pending),
+                 ("outbox", self.wake_outbox, self.outbox.deliver_due)]
+        if self.analyzer is not None:  # polled: analyses fall due with time, nothing wakes them
+            loops.append(("analyzer", asyncio.Event(), self.analyzer.analyse_due))
+        return [asyncio.create_task(agent), *(asyncio.create_task(self._loop(*loop)) for loop in loops)]
 
     async def stop(self, tasks: list[asyncio.Task[None]]) -> None:
         for task in tasks:

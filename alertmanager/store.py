@@ -52,7 +52,9 @@ def driver_errors(conflict: type[Exception], errors: tuple[type[Exception], ...]
 class Tx(ABC):
     """One open transaction."""
 
-    dialect: str
+    for_update = ""
+    """`` FOR UPDATE`` where a read can lock rows (PostgreSQL); SQLite's ``BEGIN IMMEDIATE`` already serialises
+    writers."""
 
     @abstractmethod
     async def execute(self, sql: str, *args: Any) -> int:
@@ -418,7 +420,7 @@ async def insert_plan(tx: Tx, *, plan_id: str, idempotency_key: str, target_key:
 
 
 async def get_plan(tx: Tx, plan_id: str, *, for_update: bool = False) -> PlanRow | None:
-    lock = " FOR UPDATE" if for_update and tx.dialect == "postgresql" else ""
+    lock = tx.for_update if for_update else ""
     row = await tx.fetchrow("SELECT * FROM plans WHERE plan_id = ?" + lock, plan_id)  # noqa: S608
     return _plan(row) if row else None
 
@@ -442,10 +444,9 @@ async def in_flight_plan(tx: Tx, target_key: str) -> PlanRow | None:
     """The plan in flight for ``target_key`` (``namespace/workload/model``). A key without a model (``-``: an
     alert about the pod or its engine process, e.g. LLMEngineDown during a restart a plan is doing) meets
     every plan of the workload, and a plan without a model blocks every model of it."""
-    lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
     workload = target_key.rsplit("/", 1)[0] + "/"
     sql = (f"SELECT * FROM plans WHERE substr(target_key, 1, ?) = ? AND status IN {sql_list(IN_FLIGHT)} "  # noqa: S608
-           f"ORDER BY created_at{lock}")
+           f"ORDER BY created_at{tx.for_update}")
     for row in await tx.fetch(sql, len(workload), workload):
         key = row["target_key"]
         if key == target_key or key.endswith("/-") or target_key.endswith("/-"):
@@ -461,10 +462,9 @@ async def plans_since(tx: Tx, target_key: str, since: float) -> list[PlanRow]:
 
 async def rollback_candidates(tx: Tx, now: float) -> list[PlanRow]:
     """Plans that may still be rolled back: pushed, rolling out, or completed within their bake time."""
-    lock = " FOR UPDATE" if tx.dialect == "postgresql" else ""
     rows = await tx.fetch(
         f"SELECT * FROM plans WHERE status IN {sql_list(ROLLBACKABLE)} "  # noqa: S608 - constants only
-        "OR (status = 'completed' AND completed_at + bake_seconds >= ?) ORDER BY created_at" + lock, now)
+        "OR (status = 'completed' AND completed_at + bake_seconds >= ?) ORDER BY created_at" + tx.for_update, now)
     return [_plan(r) for r in rows]
 
 

@@ -32,7 +32,7 @@ _errors = partial(driver_errors, asyncpg.UniqueViolationError, (asyncpg.Postgres
 
 
 class _PgTx(Tx):
-    dialect = "postgresql"
+    for_update = " FOR UPDATE"
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn

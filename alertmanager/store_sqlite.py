@@ -30,8 +30,6 @@ _errors = partial(driver_errors, sqlite3.IntegrityError, (sqlite3.Error,))
 class _DirectTx(Tx):
     """Runs statements directly: :meth:`SqliteStore.run` drives the whole transaction on the database thread."""
 
-    dialect = "sqlite"
-
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
 
@@ -47,15 +45,13 @@ class _DirectTx(Tx):
 class SqliteStore(Store):
     dialect = "sqlite"
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self._synchronous = synchronous
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
         self._checkpointer: asyncio.Task[None] | None = None
         self._checkpoint_conn: sqlite3.Connection | None = None
-        self.checkpoint_seconds = 1.0
 
     def describe(self) -> str:
         return redact_url(f"sqlite:///{self.path}")
@@ -76,7 +72,7 @@ class SqliteStore(Store):
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=30000")
         # checkpoints (which fsync) run on their own connection and thread, off the write path
         conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -107,7 +103,7 @@ class SqliteStore(Store):
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-checkpoint") as executor:
             try:
                 while True:
-                    await asyncio.sleep(self.checkpoint_seconds)
+                    await asyncio.sleep(1.0)
                     try:
                         await loop.run_in_executor(executor, self._checkpoint_sync)
                     except sqlite3.Error as exc:

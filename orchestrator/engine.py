@@ -59,12 +59,8 @@ def with_flag(argv: Sequence[str], flag: str, value: bool | int | float | str) -
         index = len(out)
     if value is False:
         return out
-    out[index:index] = [flag] if value is True else [flag, _text(value)]
+    out[index:index] = [flag] if value is True else [flag, str(value)]
     return out
-
-
-def _text(value: bool | int | float | str) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def changed_flags(before: Sequence[str], after: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
