@@ -28,6 +28,7 @@ from optiinfra.secrets import redact_url
 
 from . import intake
 from . import store as st
+from .orchestrator import STATUS_PATH
 from .outbox import enqueue_push
 from .service import ReceiverConfig, Service, schedule_analyses
 from .states import PLAN_STATUSES, IllegalTransition, OrchestratorStatus, PlanNotFound, PlanStatus
@@ -391,7 +392,7 @@ def create_app(config: ReceiverConfig, *, store: st.Store | None = None) -> web.
     r.add_get("/api/v1/plans/{plan_id}", get_plan)
     r.add_post("/api/v1/plans/{plan_id}/approve", approve_plan)
     r.add_post("/api/v1/plans/{plan_id}/reject", reject_plan)
-    r.add_post("/api/v1/plans/{plan_id}/status", plan_status)
+    r.add_post(STATUS_PATH, plan_status)  # the orchestrator's status reports
     r.add_get("/api/v1/diagnoses", list_diagnoses)
     r.add_get("/api/v1/episodes", list_episodes)
     r.add_get("/api/v1/targets/blocked", blocked_knobs)

@@ -64,9 +64,10 @@ class ReceiverMetrics:
 
     async def refresh(self, store: st.Store) -> None:
         """Read the gauges that live in the store (plans by status, outbox depth); raises StoreError."""
-        counts = await store.run(st.plan_counts)
-        depth = await store.run(st.outbox_depth)
-        self.outcomes.counts = await store.run(st.verdict_counts)
+        async def read(tx: st.Tx) -> tuple[dict[str, int], int, dict[tuple[str, str], int]]:
+            return await st.plan_counts(tx), await st.outbox_depth(tx), await st.verdict_counts(tx)
+
+        counts, depth, self.outcomes.counts = await store.run(read)
         for status in PLAN_STATUSES:
             self.plans.labels(status).set(counts.get(status, 0))
         self.outbox_depth.set(depth)
