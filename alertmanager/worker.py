@@ -163,7 +163,7 @@ class PlanningWorker:
 
     async def _insert_plan(self, tx: st.Tx, plan: Plan, key: str, episode_id: int, now: float) -> None:
         document = plan.document()
-        scope = {k: v for k, v in plan.target.model_dump().items() if v is not None}
+        scope = plan.target.model_dump(exclude_none=True)
         bake = self.config.bake_seconds if self.config.bake_seconds is not None else plan.rollout.bake_seconds
         await st.insert_plan(tx, plan_id=plan.plan_id, idempotency_key=plan.idempotency_key, target_key=key,
                              bottleneck=plan.bottleneck, risk=plan.risk, status=plan.status, document=document,
@@ -213,7 +213,7 @@ async def _burning_slos(tx: st.Tx, labels: Mapping[str, str]) -> tuple[str, ...]
     target = target_of(labels)
     if target is None:
         return ()
-    scope = {k: v for k, v in target.model_dump().items() if v is not None}
+    scope = target.model_dump(exclude_none=True)
     return tuple(e.labels["slo"] for e in await st.firing_slo_episodes(tx)
                  if e.labels.get("slo") and scope_matches(scope, e.labels))
 
