@@ -177,8 +177,9 @@ def _config(args: argparse.Namespace) -> tuple[ReceiverConfig, str, int]:
             slos=slo.slos, slo_scope=slo.slo_scope)
     except ValidationError as exc:
         first = exc.errors()[0]
-        flag = str(first["loc"][0]).replace("_", "-").removesuffix("-seconds")
-        raise UsageError(f"--{flag}: {first['msg']}") from None
+        name = str(first["loc"][0])  # the flag's dest, or the field of a flag without its "_seconds" (--cooldown)
+        flag = name if name in vars(args) else name.removesuffix("_seconds")
+        raise UsageError(f"--{flag.replace('_', '-')}: {first['msg']}") from None
     return config, host, port
 
 
