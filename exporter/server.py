@@ -13,6 +13,11 @@ off and for one that disabled itself (``collector.disabled``, e.g. gpu without N
 reason in ``/health/detailed``). ``optiinfra_build_info`` says which build serves. ``/metrics`` is gzip- or
 deflate-compressed when the scraper accepts it (Prometheus sends ``Accept-Encoding: gzip``).
 
+Prometheus says when it gives up on a scrape (``X-Prometheus-Scrape-Timeout-Seconds``): that less a margin
+(``scrape_budget``) becomes the scrape's ``SCRAPE_DEADLINE``, which the engine collector keeps when it is
+sooner than its own time limits, so no upstream request outlives the scrape that wanted it. A header that is
+not a number of seconds in (0, ``MAX_HEADER_SECONDS``] is ignored (one warning per distinct value).
+
 Shutdown is bounded well below Kubernetes' 30 s grace period: aiohttp gives in-flight requests (and clients
 stalled mid-request) ``SHUTDOWN_TIMEOUT`` seconds to finish and as long again once cancelled, then each
 collector's ``close`` gets at most ``CLOSE_TIMEOUT`` (all closed concurrently): SIGTERM to exit in about 3 s
@@ -33,7 +38,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra import buildinfo
-from optiinfra.exporter.collectors.base import Collector, CollectorError
+from optiinfra.exporter.collectors.base import SCRAPE_DEADLINE, Collector, CollectorError
 from optiinfra.exporter.collectors.process import EngineProcess
 from optiinfra.exporter.exposition import CONTENT_TYPE, Family, Part, encode
 from optiinfra.metrics import SIDECAR_METRICS
@@ -47,6 +52,13 @@ SHUTDOWN_TIMEOUT = 1.0
 CLOSE_TIMEOUT = 1.0
 DEFAULT_MAX_SERIES = 100_000
 _BUILD_INFO = Family.of(buildinfo.BUILD_INFO).add(buildinfo.labels(), 1.0)
+TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+#: Header values above this (a day) are not a scrape time-out: ignored.
+MAX_HEADER_SECONDS = 86_400.0
+#: Least seconds a scrape gets, whatever the header says.
+MIN_SCRAPE_BUDGET = 0.1
+#: Most seconds kept back from the scraper's time-out (10% of it below 5 s) to answer in.
+SCRAPE_MARGIN = 0.5
 
 
 class ExporterConfig(BaseModel):
@@ -132,6 +144,8 @@ class Sidecar:
     config: ExporterConfig
     collectors: list[Collector]
     states: dict[str, CollectorState]
+    ignored_header: str | None = None
+    """The last ``TIMEOUT_HEADER`` value ignored (warned about once)."""
 
 
 SIDECAR = web.AppKey("sidecar", Sidecar)
@@ -226,8 +240,32 @@ async def render_metrics(sidecar: Sidecar) -> str:
     return encode([*parts, enabled, success, duration, errors, _BUILD_INFO], sidecar.config.labels)
 
 
+def scrape_budget(header: str) -> float | None:
+    """Seconds a scrape may take given the scraper's ``TIMEOUT_HEADER``: it less 10% (at most
+    ``SCRAPE_MARGIN``), at least ``MIN_SCRAPE_BUDGET``; None when it is not a number of seconds in
+    (0, ``MAX_HEADER_SECONDS``]."""
+    try:
+        seconds = float(header)
+    except ValueError:
+        return None
+    if not 0 < seconds <= MAX_HEADER_SECONDS:  # also NaN
+        return None
+    return max(MIN_SCRAPE_BUDGET, seconds - min(seconds / 10, SCRAPE_MARGIN))
+
+
 async def _metrics(request: web.Request) -> web.Response:
-    body = await render_metrics(request.app[SIDECAR])
+    sidecar = request.app[SIDECAR]
+    header = request.headers.get(TIMEOUT_HEADER)
+    budget = None if header is None else scrape_budget(header)
+    if budget is None and header is not None and header != sidecar.ignored_header:
+        sidecar.ignored_header = header
+        log.warning("ignored %s %r: not a number of seconds in (0, %g]", TIMEOUT_HEADER, header[:64],
+                    MAX_HEADER_SECONDS)
+    token = SCRAPE_DEADLINE.set(None if budget is None else asyncio.get_running_loop().time() + budget)
+    try:
+        body = await render_metrics(sidecar)
+    finally:
+        SCRAPE_DEADLINE.reset(token)
     response = web.Response(body=body.encode("utf-8"), headers={"Content-Type": CONTENT_TYPE})
     response.enable_compression()  # only when the request's Accept-Encoding allows it
     return response

@@ -4,6 +4,7 @@ failing collectors, concurrent scrapes, health endpoints, and promtool on its ow
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,7 +19,14 @@ from test_exporter_transform import SGLANG_0523, TGI
 from optiinfra.exporter.collectors.base import CollectorError
 from optiinfra.exporter.collectors.engine import EngineCollector, map_info
 from optiinfra.exporter.exposition import CONTENT_TYPE, Family, Part, Rendered, encode
-from optiinfra.exporter.server import ExporterConfig, build_collectors, create_app
+from optiinfra.exporter.server import (
+    MIN_SCRAPE_BUDGET,
+    TIMEOUT_HEADER,
+    ExporterConfig,
+    build_collectors,
+    create_app,
+    scrape_budget,
+)
 
 VLLM_FLAG = DATA / "engines" / "vllm-0.26.0-llm-d-router-testdata-vllm-flag.prom"
 SGLANG_04 = DATA / "engines" / "sglang-0.4.x-docs-production_metrics.prom"
@@ -422,6 +430,110 @@ async def test_concurrent_scrapes(aiohttp_server: ServerFactory, aiohttp_client:
     for samples, _ in results:
         assert {k: v for k, v in samples.items() if "duration" not in k[0]} == first
     assert get(first, "llm_requests_waiting", engine="sglang", model="meta-llama/Llama-3.1-8B-Instruct") == 2826
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def gated_upstream(payload: str) -> tuple[Handler, list[int], asyncio.Event]:
+    """An upstream /metrics that counts its requests and answers none before the gate is set."""
+    count = [0]
+    gate = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        count[0] += 1
+        await gate.wait()
+        return web.Response(text=payload)
+    return handler, count, gate
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_scrape_timeout_header_bounds_the_upstream_request(aiohttp_server: ServerFactory,
+                                                                 aiohttp_client: ClientFactory) -> None:
+    """Prometheus's time-out header (less a margin) ends the engine request when it is sooner than
+    --scrape-timeout: an engine answering in 2 s reads up 0 for a 1 s scraper, 1 without the header."""
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(2)
+        return web.Response(text=SGLANG_04.read_text())
+    server = await aiohttp_server(upstream_app({"/metrics": slow}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine="sglang", scrape_timeout=5.0)
+    resp = await client.get("/metrics", headers={TIMEOUT_HEADER: "1"})
+    assert resp.status == 200
+    samples = parse(await resp.text())
+    assert get(samples, "llm_upstream_up", engine="sglang") == 0
+    assert get(samples, "optiinfra_collector_success", collector="engine") == 0
+    engine = (await (await client.get("/health/detailed")).json())["collectors"]["engine"]
+    assert TIMEOUT_HEADER in engine["last_error"]
+    samples, _ = await scrape(client)
+    assert get(samples, "llm_upstream_up", engine="sglang") == 1
+
+
+def test_scrape_budget_keeps_a_margin() -> None:
+    assert scrape_budget("1") == pytest.approx(0.9)  # 10% below 5 s
+    assert scrape_budget("10") == pytest.approx(9.5)  # at most 0.5 s
+    assert scrape_budget("0.05") == MIN_SCRAPE_BUDGET
+    assert scrape_budget("nan") is None
+
+
+@pytest.mark.parametrize("header", ["abc", "", "-1", "0", "nan", "inf", "1e9"])
+async def test_malformed_scrape_timeout_header_is_ignored(aiohttp_server: ServerFactory,
+                                                          aiohttp_client: ClientFactory,
+                                                          caplog: pytest.LogCaptureFixture, header: str) -> None:
+    server = await aiohttp_server(upstream_app({"/metrics": text_handler(SGLANG_04.read_text())}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine="sglang")
+    with caplog.at_level(logging.WARNING, logger="optiinfra.exporter.server"):
+        for _ in range(2):
+            resp = await client.get("/metrics", headers={TIMEOUT_HEADER: header})
+            assert resp.status == 200
+            assert get(parse(await resp.text()), "llm_upstream_up", engine="sglang") == 1
+    warnings = [r.getMessage() for r in caplog.records if r.name == "optiinfra.exporter.server"]
+    assert warnings == [f"ignored {TIMEOUT_HEADER} {header!r}: not a number of seconds in (0, 86400]"]  # once
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+async def test_concurrent_scrapes_share_one_upstream_request(aiohttp_server: ServerFactory,
+                                                             aiohttp_client: ClientFactory) -> None:
+    handler, requests, gate = gated_upstream(SGLANG_04.read_text())
+    server = await aiohttp_server(upstream_app({"/metrics": handler}))
+    client = await sidecar(aiohttp_client, str(server.make_url("/metrics")), engine="sglang")
+    scrapes = [asyncio.create_task(scrape(client)) for _ in range(8)]
+    await until(lambda: requests[0] > 0)
+    await asyncio.sleep(0.3)  # the other scrapes reach the sidecar meanwhile (each would send its own request)
+    gate.set()
+    for samples, _ in await asyncio.gather(*scrapes):
+        assert get(samples, "llm_upstream_up", engine="sglang") == 1
+        assert get(samples, "llm_requests_waiting", engine="sglang", model="meta-llama/Llama-3.1-8B-Instruct") == 2826
+    assert requests[0] == 1
+    await scrape(client)  # one arriving after the request ended sends a new one: no cache
+    assert requests[0] == 2
+
+
+async def test_a_scrape_that_stops_waiting_leaves_the_shared_request_to_the_others(
+        aiohttp_server: ServerFactory) -> None:
+    """A scrape cancelled while it waits (its client gone, the server's time limit) never cancels the upstream
+    request the other scrapes share."""
+    handler, requests, gate = gated_upstream(SGLANG_04.read_text())
+    server = await aiohttp_server(upstream_app({"/metrics": handler}))
+    collector = EngineCollector(str(server.make_url("/metrics")), engine="sglang")
+    await collector.start()
+    try:
+        first, *others = [asyncio.create_task(collector.collect()) for _ in range(3)]
+        await until(lambda: requests[0] > 0)
+        await asyncio.sleep(0.3)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        gate.set()
+        for parts in await asyncio.gather(*others):
+            assert get(parse(encode(list(parts), {})), "llm_upstream_up", engine="sglang") == 1
+        assert requests[0] == 1
+    finally:
+        await collector.close()
 
 
 async def test_no_upstream_serves_other_collectors(aiohttp_client: ClientFactory) -> None:

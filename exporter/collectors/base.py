@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Protocol
 
 from optiinfra.exporter.exposition import Part
+
+#: The event-loop time by which the scrape being served must answer (the scraper's own time-out less a
+#: margin, set by the server per request), or None when the scraper did not say.
+SCRAPE_DEADLINE: ContextVar[float | None] = ContextVar("SCRAPE_DEADLINE", default=None)
 
 
 class CollectorError(Exception):

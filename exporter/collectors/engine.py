@@ -5,6 +5,11 @@ scrape (request, info endpoints, transform) ends a margin before the server's bu
 and the request has one total deadline below it, so whatever goes wrong upstream (refused, slow, HTTP error,
 HTML, truncated or oversized body, bad UTF-8, a hostile info endpoint) ``llm_upstream_up 0`` is exported with
 the scrape's duration and size (as ``CollectorError.partial``). Duplicate input series: the first wins.
+When the scraper says when it gives up (``SCRAPE_DEADLINE``, from Prometheus's
+``X-Prometheus-Scrape-Timeout-Seconds``), the request and the scrape end by then if that is sooner.
+Single flight: concurrent scrapes share the one upstream request (and its transform) in flight; a scrape that
+stops waiting (its own deadline, a cancelled request) leaves it running for the others, and a scrape that
+arrives after it ended starts a new one.
 Above ``--max-series`` series this collector fails alone (``llm_upstream_up`` stays 1: the engine answered;
 the error names the limit). Large payloads are decoded and normalized in a worker thread (``/health`` stays
 fast).
@@ -25,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import aiohttp
@@ -32,7 +38,7 @@ import psutil
 from yarl import URL
 
 from optiinfra import engines
-from optiinfra.exporter.collectors.base import CollectorError
+from optiinfra.exporter.collectors.base import SCRAPE_DEADLINE, CollectorError
 from optiinfra.exporter.collectors.process import EngineProcess
 from optiinfra.exporter.exposition import Family, Part, Rendered
 from optiinfra.exporter.transform import EngineTransform, TransformResult, detect_engine
@@ -54,6 +60,7 @@ _CHUNK = 64 * 1024
 _T = TypeVar("_T")
 
 _SIDECAR = {m.name: m for m in SIDECAR_METRICS}
+_BY_SCRAPER = "the scraper's X-Prometheus-Scrape-Timeout-Seconds less a margin"
 
 
 def map_info(engine: Engine, raw: Mapping[str, object]) -> dict[str, str]:
@@ -66,6 +73,15 @@ def map_info(engine: Engine, raw: Mapping[str, object]) -> dict[str, str]:
 
 class UpstreamError(Exception):
     """The engine's /metrics could not be read or understood this scrape."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """One upstream request and its transform, shared by the scrapes that waited for it."""
+
+    result: TransformResult | None
+    size: int
+    error: str
 
 
 class EngineCollector:
@@ -122,6 +138,7 @@ class EngineCollector:
         self._info: dict[str, str] = {}
         self._info_at = float("-inf")
         self._info_task: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Task[_Fetched] | None = None
         # health and last-scrape state
         self.parse_errors = 0
         self.up = False
@@ -152,10 +169,11 @@ class EngineCollector:
             await self._refresh_info(INFO_TIMEOUT)
 
     async def close(self) -> None:
-        if self._info_task is not None and not self._info_task.done():
-            self._info_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._info_task
+        for task in (self._info_task, self._in_flight):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -177,22 +195,26 @@ class EngineCollector:
     # -- scrape -----------------------------------------------------------------------------------
 
     async def collect(self) -> Sequence[Part]:
-        """Always ``llm_upstream_up`` (0 on any failure, within ``deadline``), and the normalized families."""
+        """Always ``llm_upstream_up`` (0 on any failure, within ``deadline`` or the scraper's deadline if
+        sooner), and the normalized families; joins the upstream request in flight if there is one."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        deadline, by_scraper = started + self.deadline, False
+        scraper = SCRAPE_DEADLINE.get()
+        if scraper is not None and scraper < deadline:
+            deadline, by_scraper = scraper, True
         result: TransformResult | None = None
-        error = ""
         self.last_bytes = 0
+        task = self._in_flight
+        if task is None or task.done():
+            task = self._in_flight = loop.create_task(self._fetch_once(started, deadline, by_scraper))
+            task.add_done_callback(self._fetch_done)
         try:
-            async with asyncio.timeout_at(started + self.deadline):
-                body = await self._fetch()
-                self.last_bytes = len(body)
-                result = await self._normalize(body, started + self.deadline)
+            async with asyncio.timeout_at(deadline):
+                fetched = await asyncio.shield(task)  # a waiter that stops never cancels the shared request
+            result, self.last_bytes, error = fetched.result, fetched.size, fetched.error
         except TimeoutError:
-            error = (f"timed out: no result within {self.deadline:g}s "
-                     f"(--collector-timeout {self.budget:g}s less a margin)")
-        except UpstreamError as exc:
-            error = str(exc)
+            error = self._late(deadline - started, by_scraper)
         self.last_duration = loop.time() - started
         over = result is not None and result.over_limit
         self.up = result is not None
@@ -213,18 +235,41 @@ class EngineCollector:
             raise CollectorError(f"upstream {self.url}: {error}", partial=parts)
         return parts
 
-    async def _fetch(self) -> bytes:
+    def _late(self, seconds: float, by_scraper: bool) -> str:
+        why = _BY_SCRAPER if by_scraper else f"--collector-timeout {self.budget:g}s less a margin"
+        return f"timed out: no result within {seconds:.3g}s ({why})"
+
+    def _fetch_done(self, task: asyncio.Task[_Fetched]) -> None:
+        if self._in_flight is task:
+            self._in_flight = None
+        if not task.cancelled() and task.exception() is not None:  # retrieved here: no waiter may be left
+            log.debug("engine scrape raised", extra={"upstream": str(self.url), "error": repr(task.exception())})
+
+    async def _fetch_once(self, started: float, deadline: float, by_scraper: bool) -> _Fetched:
+        """The upstream request and its transform, ending by ``deadline``; every failure is a ``_Fetched``."""
+        size = 0
+        try:
+            async with asyncio.timeout_at(deadline):
+                body = await self._fetch(min(self.timeout, deadline - started), by_scraper)
+                size = len(body)
+                return _Fetched(await self._normalize(body, deadline), size, "")
+        except TimeoutError:
+            return _Fetched(None, size, self._late(deadline - started, by_scraper))
+        except UpstreamError as exc:
+            return _Fetched(None, size, str(exc))
+
+    async def _fetch(self, limit: float, by_scraper: bool) -> bytes:
         if self._session is None:
             raise UpstreamError("collector not started")
         try:
-            async with asyncio.timeout(self.timeout), self._session.get(self.url, allow_redirects=False) as resp:
+            async with asyncio.timeout(limit), self._session.get(self.url, allow_redirects=False) as resp:
                 if resp.status != 200:
                     raise UpstreamError(f"HTTP {resp.status}")
                 if resp.content_length is not None and resp.content_length > self.max_bytes:
                     raise UpstreamError(f"body of {resp.content_length} bytes exceeds the {self.max_bytes} byte limit")
                 return await _read_body(resp, self.max_bytes)
         except TimeoutError as exc:
-            raise UpstreamError(f"timed out after {self.timeout:g}s") from exc
+            raise UpstreamError(f"timed out after {limit:.3g}s" + (f" ({_BY_SCRAPER})" if by_scraper else "")) from exc
         except aiohttp.ClientPayloadError as exc:
             raise UpstreamError(f"truncated body: {exc}") from exc
         except aiohttp.ClientError as exc:
