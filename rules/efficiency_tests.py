@@ -14,10 +14,10 @@ import math
 from typing import Any
 
 from optiinfra import taxonomy as tx
-from optiinfra.config import parse_duration_ms
+from optiinfra.config import format_duration_ms, parse_duration_ms
 from optiinfra.rules import efficiency as ef
 from optiinfra.rules.promql import Ctx
-from optiinfra.rules.testgen import STEP, Series, Synth, _lbl, _ms, _sample
+from optiinfra.rules.testgen import STEP, Series, Synth, _lbl, _sample, promtool_test
 
 GPU_MODEL = "NVIDIA H100 80GB HBM3"
 UNPRICED_GPU = "Unpriced GPU"
@@ -76,7 +76,7 @@ def efficiency_tests(ctx: Ctx) -> list[dict[str, Any]]:
     step_ms = parse_duration_ms(ctx.w(STEP))
     eval_ms = parse_duration_ms(ctx.w("70m"))  # a full cost window (1h) of samples before the evaluation
     s = Synth(ctx, eval_ms // step_ms + 5)
-    at = _ms(eval_ms)
+    at = format_duration_ms(eval_ms)
     pm, pod, model = s.pod_model, s.pod, {"engine": "vllm", "model": "m"}
     gpu_pod = {k: v for k, v in pod.items() if k in ctx.gpu_on.split(", ")}  # GPU-derived pod series
     other_pod = {k: v for k, v in _other_pod(s).items() if k in ctx.identity}
@@ -114,22 +114,14 @@ def efficiency_tests(ctx: Ctx) -> list[dict[str, Any]]:
         exp(ef.EFFICIENCY, pm, [efficiency]),
     ]
     priced = "priced GPUs" if price is not None else "GPUs without a price"
-    tests = [{
-        "name": f"efficiency: tokens per GPU and per joule, cost ({priced}), external KV, health, efficiency",
-        "interval": ctx.w(STEP),
-        "input_series": [{"series": k, "values": v} for k, v in
-                         {**_inputs(s, gpu_model=GPU_MODEL, connector=True), **_fleet(s)}.items()],
-        "promql_expr_test": main,
-    }]
+    tests = [promtool_test(ctx, f"efficiency: tokens per GPU and per joule, cost ({priced}), external KV, health, "
+                            "efficiency", {**_inputs(s, gpu_model=GPU_MODEL, connector=True), **_fleet(s)},
+                       promql_expr_test=main)]
     absent = [exp(ef.EXTERNAL_HIT_RATIO, pm, []), exp(ef.PREFILL_SAVED, pm, []),
               exp(ef.GEN_PER_GPU, pm, [GENERATED / gpus])]
     if config.cost.price_of(UNPRICED_GPU) is None:
         absent += [exp(ef.PRICE, gpu_pod, []), exp(ef.COST, pm, []), exp(ef.MODEL_COST, model, [])]
-    tests.append({
-        "name": "efficiency: no KV connector and GPUs without a price: connector and cost rules absent",
-        "interval": ctx.w(STEP),
-        "input_series": [{"series": k, "values": v} for k, v in
-                         _inputs(s, gpu_model=UNPRICED_GPU, connector=False).items()],
-        "promql_expr_test": absent,
-    })
+    tests.append(promtool_test(ctx, "efficiency: no KV connector and GPUs without a price: connector and cost rules "
+                                "absent", _inputs(s, gpu_model=UNPRICED_GPU, connector=False),
+                           promql_expr_test=absent))
     return tests

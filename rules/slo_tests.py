@@ -38,7 +38,7 @@ from optiinfra.rules.slo import (
     raw_error_ratio,
     raw_requests,
 )
-from optiinfra.rules.testgen import STEP, Series, Synth, _case, _exp, _lbl, _sample, satisfying
+from optiinfra.rules.testgen import STEP, Series, Synth, _case, _exp, _lbl, _sample, promtool_test, satisfying
 from optiinfra.signals import Fixture
 
 ALERTS: tuple[str, ...] = tuple(GUARD_WINDOWS)
@@ -128,12 +128,8 @@ def ratio_tests(ctx: Ctx) -> list[dict[str, Any]]:
         exprs = [{"expr": f'{name}{{slo="{slo.name}"}}', "eval_time": format_duration_ms(eval_ms),
                   "exp_samples": [_sample(name, out, 0.5)]}
                  for name in (error_ratio_name(SHORT_WINDOW), error_ratio_name("1h"))]
-        tests.append({
-            "name": f"SLO {slo.name}: recorded 5m and 1h error ratios of half-bad traffic",
-            "interval": ctx.w(STEP),
-            "input_series": [{"series": k, "values": v} for k, v in sorted(merged.items())],
-            "promql_expr_test": exprs,
-        })
+        tests.append(promtool_test(ctx, f"SLO {slo.name}: recorded 5m and 1h error ratios of half-bad traffic",
+                               dict(sorted(merged.items())), promql_expr_test=exprs))
     return tests
 
 
@@ -307,13 +303,8 @@ def equivalence_tests(ctx: Ctx, groups: tuple[Group, ...]) -> list[dict[str, Any
                     exprs += [{"expr": f"count by ({by}) (\n{recorded}\n)", "eval_time": at, "exp_samples": want},
                               {"expr": f"count by ({by}) (\n{_raw_condition(ctx, slo, alert)}\n)", "eval_time": at,
                                "exp_samples": want}]
-            tests.append({
-                "name": f"SLO {slo.name}: recorded and raw windows decide alike ({sc.name})",
-                "interval": ctx.w(STEP),
-                "input_series": [{"series": k, "values": v}
-                                 for k, v in sorted(_scenario_series(ctx, sc, slo).items())],
-                "promql_expr_test": exprs,
-            })
+            tests.append(promtool_test(ctx, f"SLO {slo.name}: recorded and raw windows decide alike ({sc.name})",
+                                   dict(sorted(_scenario_series(ctx, sc, slo).items())), promql_expr_test=exprs))
     return tests
 
 

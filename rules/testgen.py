@@ -18,7 +18,7 @@ from typing import Any
 
 from optiinfra import metrics as m
 from optiinfra import taxonomy as tx
-from optiinfra.config import parse_duration_ms
+from optiinfra.config import format_duration_ms, parse_duration_ms
 from optiinfra.rules.alerts import alert_rules
 from optiinfra.rules.check import selectors
 from optiinfra.rules.promql import Ctx, Group, Rule
@@ -292,19 +292,17 @@ def _exp(ctx: Ctx, rule: Rule, fired: list[tuple[dict[str, str], float]]) -> lis
     return out
 
 
+def promtool_test(ctx: Ctx, name: str, series: Mapping[str, str], **checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One promtool test: ``series`` as input at the (profile's) step, then ``checks`` (``alert_rule_test`` or
+    ``promql_expr_test``)."""
+    return {"name": name, "interval": ctx.w(STEP),
+            "input_series": [{"series": k, "values": v} for k, v in series.items()], **checks}
+
+
 def _case(ctx: Ctx, name: str, rule: Rule, fixture: Fixture, *, eval_ms: int,
           exp: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "interval": ctx.w(STEP),
-        "input_series": [{"series": k, "values": v} for k, v in fixture.series.items()],
-        "alert_rule_test": [{"eval_time": _ms(eval_ms), "alertname": rule.alert, "exp_alerts": exp}],
-    }
-
-
-def _ms(ms: int) -> str:
-    from optiinfra.config import format_duration_ms  # noqa: PLC0415
-    return format_duration_ms(ms)
+    return promtool_test(ctx, name, fixture.series, alert_rule_test=[
+        {"eval_time": format_duration_ms(eval_ms), "alertname": rule.alert, "exp_alerts": exp}])
 
 
 def alert_tests(ctx: Ctx, performance: bool, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS,
@@ -366,7 +364,7 @@ def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
         labels = {k: v for k, v in s.gpu_labels(index, index == 1).items() if k not in ("Hostname", "UUID")}
         return ctx.gpu_labels({**labels, "hostname": "node-1", "uuid": f"GPU-000{index}"})
 
-    at = _ms(eval_ms)
+    at = format_duration_ms(eval_ms)
     exprs = [
         ("pod_model:llm_time_to_first_token_seconds:p50_rate5m", [_sample(
             "pod_model:llm_time_to_first_token_seconds:p50_rate5m", pm, 0.625)]),
@@ -383,13 +381,9 @@ def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
         ("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", [_sample("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio",
                                                        {k: s.pod[k] for k in ctx.gpu_on.split(", ")}, 0.375)]),
     ]
-    tests = [{
-        "name": "recording rules: quantile, KV max over ranks, hit ratio, error share, GPU ratio (both spellings)",
-        "interval": ctx.w(STEP),
-        "input_series": [{"series": k, "values": v} for k, v in series.items()],
-        "promql_expr_test": [{"expr": e, "eval_time": at, "exp_samples": samples} for e, samples in exprs],
-    }]
-    return tests
+    return [promtool_test(ctx, "recording rules: quantile, KV max over ranks, hit ratio, error share, GPU ratio (both "
+                           "spellings)", series,
+                      promql_expr_test=[{"expr": e, "eval_time": at, "exp_samples": samples} for e, samples in exprs])]
 
 
 #: Test files (paths under the output directory; split so promtool runs can go in parallel). They live in
