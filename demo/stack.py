@@ -204,10 +204,12 @@ async def _start_server(stack: Stack, name: str, port: int, config_text: str, *,
     return child
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, **params: str) -> dict[str, Any]:
-    """The JSON object a GET answers; empty on any error, which the callers poll past."""
+async def get_json(session: aiohttp.ClientSession, url: str, **params: str) -> dict[str, Any]:
+    """The JSON object a GET answers with 200; empty on any error, which the callers poll past."""
     try:
         async with session.get(url, params=params) as response:
+            if response.status != 200:
+                return {}
             body = await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return {}
@@ -216,7 +218,7 @@ async def _get_json(session: aiohttp.ClientSession, url: str, **params: str) -> 
 
 async def prometheus_query(session: aiohttp.ClientSession, base: str, expr: str) -> list[dict[str, Any]]:
     """Instant query; returns the result vector (empty on any error)."""
-    body = await _get_json(session, f"{base}/api/v1/query", query=expr)
+    body = await get_json(session, f"{base}/api/v1/query", query=expr)
     if body.get("status") != "success":
         return []
     result: list[dict[str, Any]] = body["data"]["result"]
@@ -225,6 +227,6 @@ async def prometheus_query(session: aiohttp.ClientSession, base: str, expr: str)
 
 async def firing_alerts(session: aiohttp.ClientSession, base: str) -> list[dict[str, Any]]:
     """Alerts Prometheus currently holds as firing."""
-    body = await _get_json(session, f"{base}/api/v1/alerts")
+    body = await get_json(session, f"{base}/api/v1/alerts")
     alerts: list[dict[str, Any]] = body.get("data", {}).get("alerts", [])
     return [a for a in alerts if a.get("state") == "firing"]

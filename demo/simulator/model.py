@@ -12,7 +12,7 @@ import math
 import random
 from bisect import bisect_left
 from collections import deque
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "abort", "error", "repetition"]
@@ -316,17 +316,19 @@ class LoadModel:
     def run_until(self, until: float) -> None:
         """Advance the engine (steps and arrivals) to simulated time ``until``."""
         while self.clock < until:
-            while self.next_arrival <= self.clock:
-                self._arrive(self.next_arrival)
-                self.next_arrival = self._draw_gap(self.next_arrival)
-            if self.stalled or (not self.running and not self.waiting):
-                self.clock = min(until, self.next_arrival) if not self.stalled else until
-                if self.stalled:
-                    while self.next_arrival <= self.clock:
-                        self._arrive(self.next_arrival)
-                        self.next_arrival = self._draw_gap(self.next_arrival)
-                continue
-            self._step()
+            self._arrive_until(self.clock)
+            if self.stalled:
+                self.clock = until
+                self._arrive_until(until)
+            elif self.running or self.waiting:
+                self._step()
+            else:
+                self.clock = min(until, self.next_arrival)
+
+    def _arrive_until(self, now: float) -> None:
+        while self.next_arrival <= now:
+            self._arrive(self.next_arrival)
+            self.next_arrival = self._draw_gap(self.next_arrival)
 
     def _admit(self) -> None:
         cfg = self.config
@@ -441,9 +443,7 @@ class LoadModel:
             else:
                 reason = "length" if req.generated >= req.max_tokens else "stop"
             self._finish(req, reason)
-        while self.next_arrival <= now:
-            self._arrive(self.next_arrival)
-            self.next_arrival = self._draw_gap(self.next_arrival)
+        self._arrive_until(now)
         self._admit()  # the scheduler's view between steps: freed blocks are taken at once
 
     def _preempt(self, req: Request) -> None:
@@ -472,10 +472,6 @@ class LoadModel:
             stats.observe("decode", now - req.first_token)
             if req.generated > 1:
                 stats.observe("tpot", (now - req.first_token) / (req.generated - 1))
-
-    # --- views ----------------------------------------------------------------------------------
-    def config_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self.config, f.name) for f in fields(self.config)}
 
     def with_changes(self, changes: dict[str, object]) -> EngineConfig:
         return replace(self.config, **changes)  # type: ignore[arg-type]

@@ -167,18 +167,13 @@ class Simulation:
         self.model.kv_connector = kv_connector
         self.config_changes = 0
 
-    @property
-    def sim_time(self) -> float:
-        return self.model.clock
-
     def phase(self) -> dict[str, object]:
         sc = self.scenario
-        stalled = self.stalled
         wl = sc.workload_at(self.real_elapsed)
         return {
             "scenario": sc.name, "bottleneck": sc.bottleneck, "description": sc.description,
             "real_seconds": round(self.real_elapsed, 3), "sim_seconds": round(self.model.clock, 3),
-            "time_scale": self.time_scale, "stalled": stalled,
+            "time_scale": self.time_scale, "stalled": self.stalled,
             "arrival_rate": wl.rate, "max_inflight": wl.max_inflight, "config_changes": self.config_changes,
             "fix": sc.fix,
         }
