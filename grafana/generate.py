@@ -49,34 +49,18 @@ def render(dashboard: Dashboard) -> str:
 
 
 def _provisioning(path: str) -> dict[str, Any]:
-    return {
-        "apiVersion": 1,
-        "providers": [{
-            "name": "optiinfra",
-            "orgId": 1,
-            "folder": FOLDER,
-            "folderUid": "optiinfra",
-            "type": "file",
-            "disableDeletion": False,
-            "allowUiUpdates": False,
-            "updateIntervalSeconds": 60,
-            "options": {"path": path, "foldersFromFilesStructure": False},
-        }],
-    }
+    return {"apiVersion": 1, "providers": [{
+        "name": "optiinfra", "orgId": 1, "folder": FOLDER, "folderUid": "optiinfra", "type": "file",
+        "disableDeletion": False, "allowUiUpdates": False, "updateIntervalSeconds": 60,
+        "options": {"path": path, "foldersFromFilesStructure": False},
+    }]}
 
 
 def _datasources() -> dict[str, Any]:
-    return {
-        "apiVersion": 1,
-        "datasources": [{
-            "name": "Prometheus",
-            "type": "prometheus",
-            "access": "proxy",
-            "url": "http://prometheus:9090",
-            "isDefault": True,
-            "jsonData": {"timeInterval": "15s", "httpMethod": "POST"},
-        }],
-    }
+    return {"apiVersion": 1, "datasources": [{
+        "name": "Prometheus", "type": "prometheus", "access": "proxy", "url": "http://prometheus:9090",
+        "isDefault": True, "jsonData": {"timeInterval": "15s", "httpMethod": "POST"},
+    }]}
 
 
 def generate(config: Config, args: str = "", dashboards_path: str = GRAFANA_PATH) -> dict[str, str]:
@@ -174,11 +158,7 @@ scraped by the same Prometheus; the receiver's counters carry no pod label, so t
 
 
 def _reads(panel: Panel) -> str:
-    names: list[str] = []
-    for target in panel.targets:
-        for name in lint.series_used(target.expr):
-            if name not in names:
-                names.append(name)
+    names = dict.fromkeys(name for target in panel.targets for name in lint.series_used(target.expr))
     return ", ".join(f"`{n}`" for n in names)
 
 

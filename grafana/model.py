@@ -37,18 +37,9 @@ class Target:
     """Set when only this query (not its whole panel) needs an optional component."""
 
     def to_dict(self, ref_id: str, table: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "datasource": dict(DATASOURCE),
-            "editorMode": "code",
-            "expr": self.expr,
-            "legendFormat": self.legend or "__auto",
-            "range": not self.instant,
-            "instant": self.instant,
-            "refId": ref_id,
-        }
-        if table:
-            out["format"] = "table"
-        return out
+        return {"datasource": dict(DATASOURCE), "editorMode": "code", "expr": self.expr,
+                "legendFormat": self.legend or "__auto", "range": not self.instant, "instant": self.instant,
+                "refId": ref_id, **({"format": "table"} if table else {})}
 
 
 @dataclass(frozen=True)
@@ -91,32 +82,19 @@ class Panel:
             "thresholds": {"mode": "absolute", "steps": steps},
             "color": {"mode": "thresholds" if self.type in ("stat", "gauge") else "palette-classic"},
         }
-        if self.min is not None:
-            defaults["min"] = self.min
-        if self.max is not None:
-            defaults["max"] = self.max
-        if self.decimals is not None:
-            defaults["decimals"] = self.decimals
+        defaults.update({key: value for key, value in (("min", self.min), ("max", self.max),
+                                                       ("decimals", self.decimals)) if value is not None})
         if self.data_links:
             defaults["links"] = [{"title": link.title, "url": link.url} for link in self.data_links]
         if self.type == "timeseries":
             defaults["custom"] = {
-                "drawStyle": "line",
-                "fillOpacity": 10,
-                "lineWidth": 1,
-                "showPoints": "never",
-                "spanNulls": False,
+                "drawStyle": "line", "fillOpacity": 10, "lineWidth": 1, "showPoints": "never", "spanNulls": False,
                 "stacking": {"group": "A", "mode": "normal" if self.stack else "none"},
                 "thresholdsStyle": {"mode": "dashed" if self.thresholds else "off"},
             }
         out: dict[str, Any] = {
-            "id": panel_id,
-            "type": self.type,
-            "title": self.title,
-            "description": self.description,
-            "datasource": dict(DATASOURCE),
-            "gridPos": grid,
-            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "id": panel_id, "type": self.type, "title": self.title, "description": self.description,
+            "datasource": dict(DATASOURCE), "gridPos": grid, "fieldConfig": {"defaults": defaults, "overrides": []},
             "options": _options(self.type),
             "targets": [t.to_dict(chr(ord("A") + i), table) for i, t in enumerate(self.targets)],
         }
@@ -168,36 +146,16 @@ class Variable:
     def to_dict(self) -> dict[str, Any]:
         query = f"label_values({self.metric}, {self.source_label or self.name})"
         return {
-            "name": self.name,
-            "label": self.label,
-            "type": "query",
-            "datasource": dict(DATASOURCE),
-            "query": {"query": query, "refId": f"{self.name}-values", "qryType": 1},
-            "definition": query,
-            "refresh": 2,
-            "regex": "",
-            "sort": 1,
-            "multi": self.multi,
-            "includeAll": self.multi,
-            "allValue": ".*" if self.multi else None,
-            "current": {},
-            "options": [],
-            "hide": 0,
+            "name": self.name, "label": self.label, "type": "query", "datasource": dict(DATASOURCE),
+            "query": {"query": query, "refId": f"{self.name}-values", "qryType": 1}, "definition": query,
+            "refresh": 2, "regex": "", "sort": 1, "multi": self.multi, "includeAll": self.multi,
+            "allValue": ".*" if self.multi else None, "current": {}, "options": [], "hide": 0,
         }
 
 
 def datasource_variable() -> dict[str, Any]:
-    return {
-        "name": "datasource",
-        "label": "Data source",
-        "type": "datasource",
-        "query": "prometheus",
-        "regex": "",
-        "current": {},
-        "options": [],
-        "hide": 0,
-        "refresh": 1,
-    }
+    return {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "regex": "",
+            "current": {}, "options": [], "hide": 0, "refresh": 1}
 
 
 @dataclass(frozen=True)
@@ -210,18 +168,9 @@ class Annotation:
     needs: Need | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "datasource": dict(DATASOURCE),
-            "enable": True,
-            "hide": False,
-            "iconColor": self.color,
-            "expr": self.expr,
-            "step": "30s",
-            "titleFormat": self.title,
-            "textFormat": self.text,
-            "useValueForTime": False,
-        }
+        return {"name": self.name, "datasource": dict(DATASOURCE), "enable": True, "hide": False,
+                "iconColor": self.color, "expr": self.expr, "step": "30s", "titleFormat": self.title,
+                "textFormat": self.text, "useValueForTime": False}
 
 
 Item = Panel | Row
@@ -242,21 +191,10 @@ class Dashboard:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "uid": self.uid,
-            "title": self.title,
-            "description": self.description,
-            "tags": list(self.tags),
-            "timezone": "browser",
-            "editable": True,
-            "graphTooltip": 1,
-            "time": {"from": "now-3h", "to": "now"},
-            "timepicker": {},
-            "refresh": "30s",
-            "schemaVersion": SCHEMA_VERSION,
-            "version": 1,
-            "fiscalYearStartMonth": 0,
-            "liveNow": False,
-            "weekStart": "",
+            "uid": self.uid, "title": self.title, "description": self.description, "tags": list(self.tags),
+            "timezone": "browser", "editable": True, "graphTooltip": 1, "time": {"from": "now-3h", "to": "now"},
+            "timepicker": {}, "refresh": "30s", "schemaVersion": SCHEMA_VERSION, "version": 1,
+            "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",
             "links": [{"title": "OptiInfra", "type": "dashboards", "tags": ["optiinfra"], "asDropdown": True,
                        "includeVars": True, "keepTime": True, "targetBlank": False, "icon": "external link",
                        "tooltip": "", "url": ""}],
