@@ -10,7 +10,7 @@ uses ``$__rate_interval``. A panel or query that can only show data with an opti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from optiinfra import signals as sg
@@ -521,26 +521,20 @@ def slos(config: Config) -> Dashboard:
 # --- GPUs --------------------------------------------------------------------------------------------
 
 
-def _gpu(config: Config, metric: str, wrap: str = "{}") -> str:
-    """Both label spellings (this sidecar: ``Hostname``; dcgm-exporter main: ``hostname``)."""
-    cluster = f'{config.cluster_label}=~"$cluster"'
-    return " or ".join(wrap.format(f'{metric}{{{cluster}, {label}=~"$hostname"}}')
-                       for label in ("Hostname", "hostname"))
-
-
 def gpus(config: Config) -> Dashboard:
     g = scope(config, "hostname")
     util = g.rec("gpu:DCGM_FI_DEV_GPU_UTIL:ratio")
     mem = g.rec("gpu:DCGM_FI_DEV_FB_USED:ratio")
-
     cluster = f'{config.cluster_label}=~"$cluster"'
 
-    def _g(metric: str, wrap: str = "{}") -> str:
-        return _gpu(config, metric, wrap)
+    def _g(metric: str, wrap: Callable[[str], str] = str) -> str:
+        """Both label spellings (this sidecar: ``Hostname``; dcgm-exporter main: ``hostname``)."""
+        return " or ".join(wrap(f'{metric}{{{cluster}, {label}=~"$hostname"}}') for label in ("Hostname", "hostname"))
+
     legend = "{{Hostname}}{{hostname}} GPU {{gpu}}"
     free = config.threshold("gpu_memory_pressure", "fb_free_mib_below")
-    rate = "rate({}[" + RI + "])"
-    increase = "increase({}[" + RI + "])"
+    rate = f"rate({{}}[{RI}])".format
+    increase = f"increase({{}}[{RI}])".format
     items: list[Item] = [
         Row("Utilization and memory"),
         Panel("GPUs", "GPUs reporting, per host.", (Target(f"count by (hostname) ({util})", "{{hostname}}"),),
@@ -580,8 +574,7 @@ def gpus(config: Config) -> Dashboard:
               needs="gpu"),
         Panel("Throttling", "Thermal and power clock-event reasons set per GPU (count of throttle bits); the "
               "gpu_throttling bottleneck.",
-              (Target(" or ".join(sg.throttle_count(f'{sg.CLOCK_REASONS}{{{cluster}, {label}=~"$hostname"}}')
-                                  for label in ("Hostname", "hostname")), legend),),
+              (Target(_g(sg.CLOCK_REASONS, sg.throttle_count), legend),),
               "short", width=12, needs="gpu", thresholds=(Threshold(1),)),
         Row("Health"),
         Panel("Xid errors", "New Xid errors per GPU and Xid (fatal ones need a GPU reset: see the "
@@ -598,7 +591,7 @@ def gpus(config: Config) -> Dashboard:
               (Target(_g("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", rate), legend),), "short", width=8, needs="gpu"),
     ]
     variables = (cluster_variable(config, "gpu:DCGM_FI_DEV_GPU_UTIL:ratio"),
-                 Variable("hostname", "Host", f'gpu:DCGM_FI_DEV_GPU_UTIL:ratio{{{config.cluster_label}=~"$cluster"}}'))
+                 Variable("hostname", "Host", f"gpu:DCGM_FI_DEV_GPU_UTIL:ratio{{{cluster}}}"))
     return Dashboard(GPUS_UID, "OptiInfra / GPUs",
                      "Every GPU across nodes, from this sidecar (NVML) or dcgm-exporter: utilization, memory, power, "
                      "temperature, clocks, throttling, Xid and ECC errors.", tuple(items), variables)
