@@ -14,13 +14,13 @@ engine and GPU recording groups whose series it reads (``EFFICIENCY_RULES``, nam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from optiinfra import taxonomy as tx
 from optiinfra.config import Config, promql_string
 from optiinfra.rules.promql import Ctx, Group, Rule, num
-from optiinfra.rules.recording import WINDOW, RecordingRule, _ratio, gpu_fold
+from optiinfra.rules.recording import WINDOW, RecordingRule, _ratio, gpu_fold, pod_rate
 
 GROUP = "optiinfra.recording.efficiency"
 COST_WINDOW = "1h"
@@ -70,9 +70,8 @@ def _price(ctx: Ctx) -> str:
 
 def _tokens_per_hour(ctx: Ctx) -> str:
     """Prompt + generated tokens per hour at the cost window's rate (the window is 1m under --profile demo)."""
-    w = ctx.w(COST_WINDOW)
-    return (f"3600 * (sum by ({ctx.by_pod}) (rate({ctx.sel('llm_prompt_tokens_total')}[{w}]))\n"
-            f"+ sum by ({ctx.by_pod}) (rate({ctx.sel('llm_generation_tokens_total')}[{w}])))")
+    return (f"3600 * ({pod_rate(ctx, 'llm_prompt_tokens_total', window=COST_WINDOW)}\n"
+            f"+ {pod_rate(ctx, 'llm_generation_tokens_total', window=COST_WINDOW)})")
 
 
 def _cost(ctx: Ctx) -> str:
@@ -106,10 +105,8 @@ def _tokens_per_joule(ctx: Ctx) -> str:
 
 
 def _prefill_saved(ctx: Ctx) -> str:
-    w = ctx.w(WINDOW)
-    return (f"sum by ({ctx.by_pod}) (rate({ctx.sel('llm_external_kv_hit_tokens_total')}[{w}]))\n"
-            f"and on ({ctx.by_pod})\n"
-            f"(sum by ({ctx.by_pod}) (rate({ctx.sel('llm_external_kv_queried_tokens_total')}[{w}])) > 0)")
+    return (f"{pod_rate(ctx, 'llm_external_kv_hit_tokens_total')}\nand on ({ctx.by_pod})\n"
+            f"({pod_rate(ctx, 'llm_external_kv_queried_tokens_total')} > 0)")
 
 
 def _health(ctx: Ctx) -> str:
@@ -138,35 +135,31 @@ def _efficiency(ctx: Ctx) -> str:
             f"  0.5 * clamp_max(pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio / {num(targets.gpu_utilization_target)}, 1)\n)")
 
 
-def _rule(name: str, help_: str, unit: str, level: str, build: Callable[[Ctx], str]) -> RecordingRule:
-    return RecordingRule(name, help_, unit, level, build)
-
-
 #: Every efficiency, cost and health rule, by name, in evaluation order.
 EFFICIENCY_RULES: Mapping[str, RecordingRule] = MappingProxyType({r.name: r for r in (
-    _rule(GPUS, "GPUs attributed to the pod: its GPU series, counted once each.", "short", "pod", _gpus),
-    _rule(PRICE, "What the pod's GPUs cost per hour (sum of each GPU's `cost` price by its modelName), label "
-                 "`currency`; absent without a price.", "currency/h", "pod", _price),
-    _rule(GEN_PER_GPU, "Generated tokens per second per GPU attributed to the pod.", "tokens/s", "pod_model",
-          _gen_per_gpu),
-    _rule(MODEL_GEN_PER_GPU, "Generated tokens per second per GPU across the model's pods (fleet).", "tokens/s",
-          "model", _model_gen_per_gpu),
-    _rule(TOKENS_PER_JOULE, "Prompt + generated tokens per joule of the pod's GPU energy "
-                            "(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION).", "tokens/J", "pod", _tokens_per_joule),
-    _rule(COST, "GPU price per hour (mean over 1h) / (prompt + generated tokens per hour at the 1h rate) x 1e6; "
-                "absent without a price or without tokens.", "currency", "pod_model", _cost),
-    _rule(MODEL_COST, "The model's GPU cost (every pod serving it, idle ones too) per million tokens over 1h; "
-                      "absent without a price.", "currency", "model", _model_cost),
-    _rule(EXTERNAL_HIT_RATIO, "Share of the tokens looked up in an external KV cache (LMCache, any KV connector) "
-                              "that it held; absent without a connector.", "percentunit", "pod_model",
-          _ratio("llm_external_kv_hit_tokens_total", "llm_external_kv_queried_tokens_total")),
-    _rule(PREFILL_SAVED, "Prompt tokens per second served from an external KV cache instead of prefill; absent "
-                         "without a connector.", "tokens/s", "pod_model", _prefill_saved),
-    _rule(HEALTH, "100 minus the `health` weights of the pod's firing bottlenecks (by severity) and burning "
-                  "SLOs, at least 0.", "short", "pod", _health),
-    _rule(MODEL_HEALTH, "The lowest health score of the model's pods.", "short", "model", _model_health),
-    _rule(EFFICIENCY, "50 x min(GPU utilization / target, 1) + 50 x min(KV usage / target, 1).", "short",
-          "pod_model", _efficiency),
+    RecordingRule(GPUS, "GPUs attributed to the pod: its GPU series, counted once each.", "short", "pod", _gpus),
+    RecordingRule(PRICE, "What the pod's GPUs cost per hour (sum of each GPU's `cost` price by its modelName), "
+                  "label `currency`; absent without a price.", "currency/h", "pod", _price),
+    RecordingRule(GEN_PER_GPU, "Generated tokens per second per GPU attributed to the pod.", "tokens/s",
+                  "pod_model", _gen_per_gpu),
+    RecordingRule(MODEL_GEN_PER_GPU, "Generated tokens per second per GPU across the model's pods (fleet).",
+                  "tokens/s", "model", _model_gen_per_gpu),
+    RecordingRule(TOKENS_PER_JOULE, "Prompt + generated tokens per joule of the pod's GPU energy "
+                  "(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION).", "tokens/J", "pod", _tokens_per_joule),
+    RecordingRule(COST, "GPU price per hour (mean over 1h) / (prompt + generated tokens per hour at the 1h rate) x "
+                  "1e6; absent without a price or without tokens.", "currency", "pod_model", _cost),
+    RecordingRule(MODEL_COST, "The model's GPU cost (every pod serving it, idle ones too) per million tokens over "
+                  "1h; absent without a price.", "currency", "model", _model_cost),
+    RecordingRule(EXTERNAL_HIT_RATIO, "Share of the tokens looked up in an external KV cache (LMCache, any KV "
+                  "connector) that it held; absent without a connector.", "percentunit", "pod_model",
+                  _ratio("llm_external_kv_hit_tokens_total", "llm_external_kv_queried_tokens_total")),
+    RecordingRule(PREFILL_SAVED, "Prompt tokens per second served from an external KV cache instead of prefill; "
+                  "absent without a connector.", "tokens/s", "pod_model", _prefill_saved),
+    RecordingRule(HEALTH, "100 minus the `health` weights of the pod's firing bottlenecks (by severity) and "
+                  "burning SLOs, at least 0.", "short", "pod", _health),
+    RecordingRule(MODEL_HEALTH, "The lowest health score of the model's pods.", "short", "model", _model_health),
+    RecordingRule(EFFICIENCY, "50 x min(GPU utilization / target, 1) + 50 x min(KV usage / target, 1).", "short",
+                  "pod_model", _efficiency),
 )})
 
 

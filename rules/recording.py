@@ -30,11 +30,8 @@ class RecordingRule:
     """Grafana-style unit hint: s, percentunit, reqps, short, tokens/s ..."""
     level: str
     """pod_model, pod, model or gpu: which labels the series keeps (see module doc)."""
-    build: Callable[[Ctx], str]
+    expr: Callable[[Ctx], str]
     quantile: float | None = None
-
-    def expr(self, ctx: Ctx) -> str:
-        return self.build(ctx)
 
 
 #: histogram short name -> normalized histogram
@@ -67,8 +64,13 @@ def _quantile(histogram: str, q: float, level: str) -> Callable[[Ctx], str]:
     return build
 
 
+def pod_rate(ctx: Ctx, metric: str, *matchers: str, window: str = WINDOW) -> str:
+    """Per second over ``window`` (scaled by the profile), summed per pod and model."""
+    return f"sum by ({ctx.by_pod}) (rate({ctx.sel(metric, *matchers)}[{ctx.w(window)}]))"
+
+
 def _sum_rate(metric: str, *matchers: str) -> Callable[[Ctx], str]:
-    return lambda ctx: f"sum by ({ctx.by_pod}) (rate({ctx.sel(metric, *matchers)}[{ctx.w(WINDOW)}]))"
+    return lambda ctx: pod_rate(ctx, metric, *matchers)
 
 
 def _agg(op: str, metric: str, *matchers: str) -> Callable[[Ctx], str]:
@@ -76,21 +78,14 @@ def _agg(op: str, metric: str, *matchers: str) -> Callable[[Ctx], str]:
 
 
 def _ratio(num_metric: str, den_metric: str) -> Callable[[Ctx], str]:
-    def build(ctx: Ctx) -> str:
-        w = ctx.w(WINDOW)
-        return (f"sum by ({ctx.by_pod}) (rate({ctx.sel(num_metric)}[{w}]))\n"
-                f"/\n(sum by ({ctx.by_pod}) (rate({ctx.sel(den_metric)}[{w}])) > 0)")
-    return build
+    return lambda ctx: f"{pod_rate(ctx, num_metric)}\n/\n({pod_rate(ctx, den_metric)} > 0)"
 
 
 def _error_share(ctx: Ctx) -> str:
-    w = ctx.w(WINDOW)
-    finished = ctx.sel("llm_requests_finished_total")
-    errors = ctx.sel("llm_requests_finished_total", 'outcome="error"')
-    total = f"sum by ({ctx.by_pod}) (rate({finished}[{w}]))"
+    total = pod_rate(ctx, "llm_requests_finished_total")
+    errors = pod_rate(ctx, "llm_requests_finished_total", 'outcome="error"')
     # Engines without an error outcome (SGLang) give 0, not an empty result.
-    return (f"(sum by ({ctx.by_pod}) (rate({errors}[{w}])) or 0 * {total})\n"
-            f"/\n({total} > 0)")
+    return f"({errors} or 0 * {total})\n/\n({total} > 0)"
 
 
 def gpu_fold(ctx: Ctx, expr: str) -> str:
@@ -117,19 +112,13 @@ def _fleet_rate(ctx: Ctx) -> str:
 
 
 def _build_table() -> dict[str, RecordingRule]:
-    rules: list[RecordingRule] = []
-    for histogram in HISTOGRAMS.values():
-        for q in QUANTILES:
-            if q == 0.95 and histogram not in P95_HISTOGRAMS:
-                continue
-            rules.append(RecordingRule(
-                quantile_name(histogram, q), f"p{round(q * 100)} of {histogram} per pod and model over 5m.",
-                "s", "pod_model", _quantile(histogram, q, "pod_model"), q))
-    for histogram in _FLEET_HISTOGRAMS:
-        for q in FLEET_QUANTILES:
-            rules.append(RecordingRule(
-                quantile_name(histogram, q, "model"), f"p{round(q * 100)} of {histogram} per model (fleet) over 5m.",
-                "s", "model", _quantile(histogram, q, "model"), q))
+    pod_quantiles = [(h, q) for h in HISTOGRAMS.values() for q in QUANTILES if q != 0.95 or h in P95_HISTOGRAMS]
+    fleet_quantiles = [(h, q) for h in _FLEET_HISTOGRAMS for q in FLEET_QUANTILES]
+    rules = [RecordingRule(quantile_name(h, q, level), f"p{round(q * 100)} of {h} {where} over 5m.", "s", level,
+                           _quantile(h, q, level), q)
+             for level, where, quantiles in (("pod_model", "per pod and model", pod_quantiles),
+                                             ("model", "per model (fleet)", fleet_quantiles))
+             for h, q in quantiles]
     rules += [
         RecordingRule("pod_model:llm_prompt_tokens:rate5m", "Prompt tokens per second.", "tokens/s", "pod_model",
                       _sum_rate("llm_prompt_tokens_total")),
