@@ -62,36 +62,25 @@ _VLLM_ITERATION = (1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048
 def bucket_layouts(engine: Engine, config: EngineConfig) -> dict[str, tuple[float, ...]]:
     """Model concept -> native boundaries for ``engine`` (only the concepts the engine exports)."""
     native = NATIVE_BUCKETS[engine]
-    if engine == "vllm":
-        tokens = _one_two_five(config.max_model_len)
+    if engine == "tgi":
+        duration = native["llm_request_duration_seconds"]
         return {
-            "ttft": native["llm_time_to_first_token_seconds"],
-            "itl": native["llm_inter_token_latency_seconds"],
-            "tpot": native["llm_time_per_output_token_seconds"],
-            "e2e": native["llm_request_duration_seconds"],
-            "queue": native["llm_request_queue_time_seconds"],
-            "inference": native["llm_request_duration_seconds"],
-            "prefill": native["llm_request_prefill_time_seconds"],
-            "decode": native["llm_request_decode_time_seconds"],
-            "prompt_tokens": tokens, "generation_tokens": tokens, "max_tokens": tokens,
-            "prefill_computed": tokens, "iteration_tokens": _VLLM_ITERATION,
-            "request_preemptions": _VLLM_PREEMPTIONS,
+            "e2e": duration, "queue": duration, "inference": duration, "validation": duration,
+            "mean_time_per_token": duration, "forward_prefill": duration, "forward_decode": duration,
+            "arrival_prompt_tokens": _linear(tgi_max_input_tokens(config)),
+            "generation_tokens": _linear(config.max_model_len), "max_tokens": _linear(config.max_model_len),
         }
+    latency = {concept: native[f"llm_{name}_seconds"] for concept, name in (
+        ("ttft", "time_to_first_token"), ("itl", "inter_token_latency"), ("tpot", "time_per_output_token"),
+        ("e2e", "request_duration"))}
     if engine == "sglang":
-        return {
-            "ttft": native["llm_time_to_first_token_seconds"],
-            "itl": native["llm_inter_token_latency_seconds"],
-            "tpot": native["llm_time_per_output_token_seconds"],
-            "e2e": native["llm_request_duration_seconds"],
-            "queue": _SGLANG_QUEUE,
-            "prompt_tokens": _SGLANG_TOKENS, "generation_tokens": _SGLANG_TOKENS,
-        }
-    duration = native["llm_request_duration_seconds"]
+        return {**latency, "queue": _SGLANG_QUEUE, "prompt_tokens": _SGLANG_TOKENS, "generation_tokens": _SGLANG_TOKENS}
+    tokens = _one_two_five(config.max_model_len)
     return {
-        "e2e": duration, "queue": duration, "inference": duration, "validation": duration,
-        "mean_time_per_token": duration, "forward_prefill": duration, "forward_decode": duration,
-        "arrival_prompt_tokens": _linear(tgi_max_input_tokens(config)),
-        "generation_tokens": _linear(config.max_model_len), "max_tokens": _linear(config.max_model_len),
+        **latency, "queue": native["llm_request_queue_time_seconds"], "inference": latency["e2e"],
+        "prefill": native["llm_request_prefill_time_seconds"], "decode": native["llm_request_decode_time_seconds"],
+        "prompt_tokens": tokens, "generation_tokens": tokens, "max_tokens": tokens, "prefill_computed": tokens,
+        "iteration_tokens": _VLLM_ITERATION, "request_preemptions": _VLLM_PREEMPTIONS,
     }
 
 
@@ -184,16 +173,15 @@ class Writer:
         if self.style == "rust":
             self.lines.append("")
 
-    def gauge(self, name: str, help_: str | None, samples: Sequence[tuple[Labels, float]]) -> None:
-        self._head(name, "gauge", help_)
+    def gauge(self, name: str, help_: str | None, samples: Sequence[tuple[Labels, float]],
+              type_: str = "gauge") -> None:
+        self._head(name, type_, help_)
         self.lines.extend(f"{name}{_labels(ls)} {self.fmt(v)}" for ls, v in samples)
         self._end()
 
     def counter(self, name: str, help_: str, samples: Sequence[tuple[Labels, float]]) -> None:
         """``name`` as on the wire; with ``_created`` the base is ``name`` minus ``_total``."""
-        self._head(name, "counter", help_)
-        self.lines.extend(f"{name}{_labels(ls)} {self.fmt(v)}" for ls, v in samples)
-        self._end()
+        self.gauge(name, help_, samples, "counter")
         if name.endswith("_total"):
             self._created(name[: -len("_total")], help_, [ls for ls, _ in samples])
 
@@ -201,15 +189,11 @@ class Writer:
         self._head(name, "histogram", help_)
         for ls, hist in samples:
             for bound, cum in zip((*hist.bounds, float("inf")), hist.cumulative(), strict=True):
-                le = floatToGoString(bound) if self.style == "python" else format_value(bound)
-                bucket_labels = _labels(ls, (("le", le),), sort=self.style == "python")
+                bucket_labels = _labels(ls, (("le", self.fmt(bound)),), sort=self.style == "python")
                 self.lines.append(f"{name}_bucket{bucket_labels} {self.fmt(cum)}")
-            if self.style == "python":
-                self.lines.append(f"{name}_count{_labels(ls)} {self.fmt(hist.count)}")
-                self.lines.append(f"{name}_sum{_labels(ls)} {self.fmt(hist.sum)}")
-            else:
-                self.lines.append(f"{name}_sum{_labels(ls)} {self.fmt(hist.sum)}")
-                self.lines.append(f"{name}_count{_labels(ls)} {self.fmt(hist.count)}")
+            totals = [("_count", hist.count), ("_sum", hist.sum)]
+            for suffix, value in totals if self.style == "python" else totals[::-1]:
+                self.lines.append(f"{name}{suffix}{_labels(ls)} {self.fmt(value)}")
         self._end()
         self._created(name, help_, [ls for ls, _ in samples])
 
