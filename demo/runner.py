@@ -388,7 +388,8 @@ def _verdict(o: Outcome, expect: Expectation, elapsed: float) -> tuple[bool, str
         return False, f"{len(o.plans)} plans arrived, expected one"
     if len(o.rollbacks) > 1:
         return False, f"{len(o.rollbacks)} rollbacks arrived, expected one"
-    done = bool(o.plans) and (not expect.rollback or (o.rollbacks and _restored(o))) and _plan_reached(o, expect)
+    restored = any(change["what"] == "restored" for change in o.applied)
+    done = bool(o.plans) and (not expect.rollback or (o.rollbacks and restored)) and _plan_reached(o, expect)
     if done and elapsed >= expect.min_seconds:
         return True, "loop completed"
     if elapsed >= expect.timeout:
@@ -409,10 +410,6 @@ def _cause(rollback: dict[str, Any]) -> str:
         labels = reason.get("labels", {})
         return f"{labels.get('alertname', reason.get('alertname', '?'))} (slo={labels.get('slo', '?')})"
     return str(reason)
-
-
-def _restored(o: Outcome) -> bool:
-    return any(change["what"] == "restored" for change in o.applied)
 
 
 #: The real-engine demo's load: six sequences of ~90 prompt tokens (the first 32 a shared system prompt: one

@@ -33,15 +33,11 @@ class DashboardError(ValueError):
     """A generated dashboard failed its own checks (a generator bug or a config the dashboards cannot use)."""
 
 
-def recorded_series(config: Config) -> frozenset[str]:
-    """Every series name the rules record for this config."""
-    return frozenset(r.record for g in all_groups(Ctx(config)) for r in g.rules if r.record)
-
-
 def known_series(config: Config) -> frozenset[str]:
     """What a dashboard query may read: the exporter's series, the rules' records, Prometheus's own series
     (``up``, ``ALERTS``) and the receiver's series."""
-    return m.known_series() | recorded_series(config) | BUILTIN_SERIES | RECEIVER_SERIES
+    recorded = {r.record for g in all_groups(Ctx(config)) for r in g.rules if r.record}
+    return m.known_series() | recorded | BUILTIN_SERIES | RECEIVER_SERIES
 
 
 def render(dashboard: Dashboard) -> str:

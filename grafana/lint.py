@@ -22,10 +22,6 @@ _TOP_LEVEL = ("uid", "title", "description", "tags", "panels", "templating", "an
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 
-def variables_in(text: str) -> set[str]:
-    return {a or b for a, b in _VAR_RE.findall(text)}
-
-
 def substitute(expr: str, values: dict[str, str] | None = None) -> str:
     """Replace ``$__rate_interval`` and friends with durations and every other ``$var`` with ``values[var]``
     (default ``.*``: all values), so the expression can be parsed or sent to Prometheus."""
@@ -74,7 +70,7 @@ def _overlap(a: dict[str, int], b: dict[str, int]) -> bool:
 
 
 def _check_query(where: str, expr: str, known: frozenset[str], defined: set[str]) -> Iterable[str]:
-    for var in sorted(variables_in(expr) - defined - set(BUILTINS)):
+    for var in sorted({a or b for a, b in _VAR_RE.findall(expr)} - defined - set(BUILTINS)):
         yield f"{where}: ${var} is not a variable of the dashboard"
     for match in _RANGE_RE.finditer(expr):
         close = expr.find("]", match.end())

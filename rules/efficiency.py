@@ -41,10 +41,6 @@ MODEL_HEALTH = "model:llm_health_score"
 EFFICIENCY = "pod_model:llm_efficiency_score"
 
 
-def _gpus(ctx: Ctx) -> str:
-    return f"count by ({ctx.gpu_on}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"
-
-
 def price_terms(config: Config) -> list[str]:
     """One term per configured price: the price of every GPU of that model (the default for the rest)."""
     cost = config.cost
@@ -84,10 +80,6 @@ def _model_cost(ctx: Ctx) -> str:
     per_pod = (f"avg_over_time({PRICE}[{ctx.w(COST_WINDOW)}])\n"
                f"  * on ({ctx.gpu_on}) group_right()\n  (0 * ({tokens}) + 1)")
     return f"1e6 * sum by (engine, model) (\n  {per_pod}\n)\n/\n(sum by (engine, model) ({tokens}) > 0)"
-
-
-def _gen_per_gpu(ctx: Ctx) -> str:
-    return f"pod_model:llm_generation_tokens:rate5m\n/ on ({ctx.gpu_on}) group_left\n{GPUS}"
 
 
 def _model_gen_per_gpu(ctx: Ctx) -> str:
@@ -137,11 +129,13 @@ def _efficiency(ctx: Ctx) -> str:
 
 #: Every efficiency, cost and health rule, by name, in evaluation order.
 EFFICIENCY_RULES: Mapping[str, RecordingRule] = MappingProxyType({r.name: r for r in (
-    RecordingRule(GPUS, "GPUs attributed to the pod: its GPU series, counted once each.", "short", "pod", _gpus),
+    RecordingRule(GPUS, "GPUs attributed to the pod: its GPU series, counted once each.", "short", "pod",
+                  lambda ctx: f"count by ({ctx.gpu_on}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"),
     RecordingRule(PRICE, "What the pod's GPUs cost per hour (sum of each GPU's `cost` price by its modelName), "
                   "label `currency`; absent without a price.", "currency/h", "pod", _price),
     RecordingRule(GEN_PER_GPU, "Generated tokens per second per GPU attributed to the pod.", "tokens/s",
-                  "pod_model", _gen_per_gpu),
+                  "pod_model",
+                  lambda ctx: f"pod_model:llm_generation_tokens:rate5m\n/ on ({ctx.gpu_on}) group_left\n{GPUS}"),
     RecordingRule(MODEL_GEN_PER_GPU, "Generated tokens per second per GPU across the model's pods (fleet).",
                   "tokens/s", "model", _model_gen_per_gpu),
     RecordingRule(TOKENS_PER_JOULE, "Prompt + generated tokens per joule of the pod's GPU energy "

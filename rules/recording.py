@@ -94,21 +94,9 @@ def gpu_fold(ctx: Ctx, expr: str) -> str:
     return f"max without (Hostname, UUID) ({ctx.gpu(inner)})"
 
 
-def _gpu_util(ctx: Ctx) -> str:
-    return gpu_fold(ctx, f"{ctx.sel('DCGM_FI_DEV_GPU_UTIL')} / 100")
-
-
 def _gpu_mem(ctx: Ctx) -> str:
     used, free = ctx.sel("DCGM_FI_DEV_FB_USED"), ctx.sel("DCGM_FI_DEV_FB_FREE")
     return gpu_fold(ctx, f"{used} / ({used} + {free})")
-
-
-def _pod_gpu_util(ctx: Ctx) -> str:
-    return f"avg by ({ctx.gpu_on}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"
-
-
-def _fleet_rate(ctx: Ctx) -> str:
-    return "sum by (engine, model) (pod_model:llm_requests_finished:rate5m)"
 
 
 def _build_table() -> dict[str, RecordingRule]:
@@ -146,13 +134,13 @@ def _build_table() -> dict[str, RecordingRule]:
         RecordingRule("pod_model:llm_requests_running:sum", "Requests running, summed over ranks.", "short",
                       "pod_model", _agg("sum", "llm_requests_running")),
         RecordingRule("model:llm_requests_finished:rate5m", "Finished requests per second per model (fleet).",
-                      "reqps", "model", _fleet_rate),
+                      "reqps", "model", lambda _: "sum by (engine, model) (pod_model:llm_requests_finished:rate5m)"),
         RecordingRule("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", "GPU utilization, 0 to 1, per GPU.", "percentunit", "gpu",
-                      _gpu_util),
+                      lambda ctx: gpu_fold(ctx, f"{ctx.sel('DCGM_FI_DEV_GPU_UTIL')} / 100")),
         RecordingRule("gpu:DCGM_FI_DEV_FB_USED:ratio", "Framebuffer used / (used + free), per GPU.", "percentunit",
                       "gpu", _gpu_mem),
         RecordingRule("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", "Mean GPU utilization of a pod's GPUs, 0 to 1.",
-                      "percentunit", "pod", _pod_gpu_util),
+                      "percentunit", "pod", lambda ctx: f"avg by ({ctx.gpu_on}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"),
     ]
     return {r.name: r for r in rules}
 
