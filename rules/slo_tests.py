@@ -38,7 +38,7 @@ from optiinfra.rules.slo import (
     raw_error_ratio,
     raw_requests,
 )
-from optiinfra.rules.testgen import STEP, Series, Synth, _case, _exp, _lbl, _sample, promtool_test, satisfying
+from optiinfra.rules.testgen import STEP, Series, Synth, _case, _exp, _lbl, _sample, go_value, promtool_test, satisfying
 from optiinfra.signals import Fixture
 
 ALERTS: tuple[str, ...] = tuple(GUARD_WINDOWS)
@@ -122,7 +122,7 @@ def ratio_tests(ctx: Ctx) -> list[dict[str, Any]]:
         if not _testable(slo):
             continue
         good, bad = slo_series(ctx, s, slo, False, 1), slo_series(ctx, s, slo, True, 1)
-        merged = {k: _add(good.get(k), bad.get(k)) for k in {**good, **bad}}
+        merged = {**good, **bad, **{k: _add(good[k], bad[k]) for k in good.keys() & bad.keys()}}
         labels, _ = slo_labels(ctx, s, slo)
         out = {**scope_of(ctx, labels), "slo": slo.name}
         exprs = [{"expr": f'{name}{{slo="{slo.name}"}}', "eval_time": format_duration_ms(eval_ms),
@@ -133,21 +133,12 @@ def ratio_tests(ctx: Ctx) -> list[dict[str, Any]]:
     return tests
 
 
-def _add(a: str | None, b: str | None) -> str:
-    """Sum of two ``0+<inc>x<n>`` counters (either may be missing)."""
-    if a is None or b is None:
-        return a or b or ""
-    (ia, na), (ib, nb) = (_parse_counter(a), _parse_counter(b))
-    assert na == nb
-    total = ia + ib
-    return f"0+{int(total) if total.is_integer() else repr(total)}x{na}"
-
-
-def _parse_counter(text: str) -> tuple[float, int]:
-    start, _, rest = text.partition("+")
-    inc, _, n = rest.partition("x")
-    assert start == "0", text
-    return float(inc), int(n)
+def _add(a: str, b: str) -> str:
+    """Sum of two ``0+<inc>x<n>`` counters of the same length."""
+    assert a.startswith("0+") and b.startswith("0+"), (a, b)
+    (inc_a, n), (inc_b, n_b) = (text.removeprefix("0+").split("x") for text in (a, b))
+    assert n == n_b, (a, b)
+    return f"0+{go_value(float(inc_a) + float(inc_b))}x{n}"
 
 
 # ---- equivalence: recorded long windows vs raw windows ---------------------------------------------------

@@ -148,7 +148,7 @@ class Synth:
         return {f"DCGM_FI_DEV_GPU_UTIL{_lbl(self.gpu_labels(i, i == 1))}": self.gauge(util_percent) for i in (0, 1)}
 
     def gauge(self, value: float) -> str:
-        return f"{value!r}+0x{self.n}" if not float(value).is_integer() else f"{int(value)}+0x{self.n}"
+        return f"{go_value(float(value))}+0x{self.n}"
 
     def alternating(self, high: float, low: float) -> str:
         """A gauge jumping between ``high`` and ``low`` every sample (real KV usage and queue length under
@@ -157,9 +157,7 @@ class Synth:
         return " ".join(f"{v:g}" for v in values)
 
     def counter(self, per_second: float) -> str:
-        inc = per_second * self.step_s
-        text = repr(inc) if not float(inc).is_integer() else str(int(inc))
-        return f"0+{text}x{self.n}"
+        return f"0+{go_value(float(per_second * self.step_s))}x{self.n}"
 
     def step_counter(self, amount: int) -> str:
         """A counter that rose by ``amount`` three samples before the evaluation time (inside every window)."""
