@@ -285,7 +285,6 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
     seen_alerts: set[tuple[str, ...]] = set()
     plan_status: dict[str, str] = {}
     seen_diag: set[str] = set()
-    n_plans = n_rollbacks = n_applied = 0
     outcome = Outcome(False, "")
     start = time.monotonic()
     settled_at: float | None = None
@@ -315,10 +314,9 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
                     say("DIAGNOSIS", f"{doc.get('bottleneck')} (no automatic action): {doc.get('summary', '')} "
                                      f"runbook {doc.get('runbook_url', '')}")
             received = list(sink.plans.values())
-            for plan in received[n_plans:]:
+            for plan in received[len(outcome.plans):]:
                 say("PUSHED", f"orchestrator received plan {plan.get('plan_id', '?')[:8]} "
                               f"({plan.get('bottleneck')}, Idempotency-Key {plan.get('idempotency_key', '?')[:12]}…)")
-            n_plans = len(received)
             for row in outcome.receiver_plans:
                 record = await get_json(session, f"{base['receiver']}/api/v1/plans/{row['plan_id']}")
                 if record:
@@ -327,14 +325,12 @@ async def _watch(stack: Stack, sink: orchestrator.Sink, controller: EngineContro
             rollbacks = list(sink.rollbacks.values())
             if rollbacks and outcome.alerts_before_rollback is None:
                 outcome.alerts_before_rollback = [dict(a.get("labels", {})) for a in outcome.alerts]
-            for rb in rollbacks[n_rollbacks:]:
+            for rb in rollbacks[len(outcome.rollbacks):]:
                 say("ROLLBACK", f"orchestrator received rollback of plan {str(rb.get('plan_id', '?'))[:8]}, "
                                 f"cause: {_cause(rb)}")
-            n_rollbacks = len(rollbacks)
             await controller.sync(session, sink)
-            for change in controller.applied[n_applied:]:
+            for change in controller.applied[len(outcome.applied):]:
                 say("APPLIED", f"engine config {change['what']}: {change['config']}")
-            n_applied = len(controller.applied)
             outcome.plans, outcome.rollbacks, outcome.applied = received, rollbacks, list(controller.applied)
 
             verdict = _verdict(outcome, expect, time.monotonic() - start)
@@ -470,7 +466,6 @@ async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str,
     applied_at: float | None = None
     """When the orchestrator restarted vLLM for a KV-pressure plan."""
     kv_plans: set[str] = set()
-    n_history = 0
     start = time.monotonic()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
         while time.monotonic() - start < timeout:
@@ -486,7 +481,7 @@ async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str,
             outcome.receiver_plans = plans.get("plans", [])
             outcome.plans.extend(_say_plans(outcome.receiver_plans, plan_status, say))
             state = await get_json(session, f"{base['orch']}/api/v1/engine")
-            for entry in state.get("history", [])[n_history:]:
+            for entry in state.get("history", [])[len(outcome.applied):]:
                 changes = ", ".join(f"{flag} {old} -> {new}" for flag, (old, new) in entry["changes"].items()) \
                     or "same flags"
                 say("RESTART", f"vLLM {entry['what']} for plan {str(entry.get('plan_id'))[:8]}: {changes}")
@@ -494,7 +489,6 @@ async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str,
                                         "config": entry["changes"]})
                 if entry["what"] == "applied" and applied_at is None and entry.get("plan_id") in kv_plans:
                     applied_at = time.monotonic()
-            n_history = len(state.get("history", []))
             kv_plans = {str(p.get("plan_id")) for p in outcome.plans if p.get("bottleneck") == "kv_cache_pressure"}
             if applied_at is not None and "LLMKVCachePressure" not in firing \
                     and time.monotonic() - applied_at >= RESOLVED_FOR:

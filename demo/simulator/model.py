@@ -13,6 +13,7 @@ import random
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "abort", "error", "repetition"]
@@ -93,11 +94,7 @@ class Histogram:
         self.count += n
 
     def cumulative(self) -> list[int]:
-        out, acc = [], 0
-        for c in self.counts:
-            acc += c
-            out.append(acc)
-        return out
+        return list(accumulate(self.counts))
 
     def quantile(self, q: float) -> float:
         """Prometheus ``histogram_quantile`` over the whole history (linear within a bucket)."""
