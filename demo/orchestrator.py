@@ -37,7 +37,6 @@ class Recorded:
     body: Any
 
 
-
 @dataclass
 class Sink(ContractServer):
     """What the sink has seen; tests read it directly, the demo through the GET endpoints."""

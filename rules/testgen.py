@@ -363,25 +363,23 @@ def recording_tests(ctx: Ctx) -> list[dict[str, Any]]:
         return ctx.gpu_labels({**labels, "hostname": "node-1", "uuid": f"GPU-000{index}"})
 
     at = format_duration_ms(eval_ms)
-    exprs = [
-        ("pod_model:llm_time_to_first_token_seconds:p50_rate5m", [_sample(
-            "pod_model:llm_time_to_first_token_seconds:p50_rate5m", pm, 0.625)]),
-        ("model:llm_time_to_first_token_seconds:p50_rate5m", [_sample(
-            "model:llm_time_to_first_token_seconds:p50_rate5m", {"engine": "vllm", "model": "m"}, 0.625)]),
-        ("pod_model:llm_kv_cache_usage_ratio:max", [_sample("pod_model:llm_kv_cache_usage_ratio:max", pm, 0.75)]),
-        ("pod_model:llm_prefix_cache_hit_tokens_per_queried_tokens:ratio_rate5m", [_sample(
-            "pod_model:llm_prefix_cache_hit_tokens_per_queried_tokens:ratio_rate5m", pm, 0.25)]),
-        ("pod_model:llm_requests_errored_per_finished:ratio_rate5m", [_sample(
-            "pod_model:llm_requests_errored_per_finished:ratio_rate5m", pm, 0.25)]),
-        ("pod_model:llm_requests_finished:rate5m", [_sample("pod_model:llm_requests_finished:rate5m", pm, 1)]),
-        ("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", [_sample("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", folded(0), 0.5),
-                                             _sample("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", folded(1), 0.25)]),
-        ("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", [_sample("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio",
-                                                       {k: s.pod[k] for k in ctx.gpu_on.split(", ")}, 0.375)]),
-    ]
+    exprs: dict[str, list[dict[str, Any]]] = {}
+    for name, labels, value in (
+        ("pod_model:llm_time_to_first_token_seconds:p50_rate5m", pm, 0.625),
+        ("model:llm_time_to_first_token_seconds:p50_rate5m", {"engine": "vllm", "model": "m"}, 0.625),
+        ("pod_model:llm_kv_cache_usage_ratio:max", pm, 0.75),
+        ("pod_model:llm_prefix_cache_hit_tokens_per_queried_tokens:ratio_rate5m", pm, 0.25),
+        ("pod_model:llm_requests_errored_per_finished:ratio_rate5m", pm, 0.25),
+        ("pod_model:llm_requests_finished:rate5m", pm, 1),
+        ("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", folded(0), 0.5),
+        ("gpu:DCGM_FI_DEV_GPU_UTIL:ratio", folded(1), 0.25),
+        ("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", {k: s.pod[k] for k in ctx.gpu_on.split(", ")}, 0.375),
+    ):
+        exprs.setdefault(name, []).append(_sample(name, labels, value))
     return [promtool_test(ctx, "recording rules: quantile, KV max over ranks, hit ratio, error share, GPU ratio (both "
                            "spellings)", series,
-                      promql_expr_test=[{"expr": e, "eval_time": at, "exp_samples": samples} for e, samples in exprs])]
+                      promql_expr_test=[{"expr": e, "eval_time": at, "exp_samples": samples}
+                                        for e, samples in exprs.items()])]
 
 
 #: Test files (paths under the output directory; split so promtool runs can go in parallel). They live in

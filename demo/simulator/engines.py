@@ -26,7 +26,6 @@ floatToGoString = cast(Callable[[float], str], _pc_utils.floatToGoString)
 """prometheus_client's own float rendering (what vLLM and SGLang emit)."""
 
 
-
 def _one_two_five(limit: int) -> tuple[float, ...]:
     """vLLM's request-token buckets: 1, 2, 5, 10, 20, 50, ... up to ``max_model_len``."""
     out: list[float] = []
