@@ -384,8 +384,7 @@ def instance(config: Config) -> Dashboard:
 def _log_events(s: Scope, b: tx.Bottleneck) -> Target:
     sig = 'signature=~"' + "|".join(b.log_signatures) + '"'
     events = s.raw("llm_log_events_total", sig, only=("namespace", "pod"))
-    return Target(f"sum by (pod, signature) (increase({events}[{RI}]))",
-                  "{{signature}} {{pod}}", needs="log signature")
+    return Target(f"sum by (pod, signature) (increase({events}[{RI}]))", "{{signature}} {{pod}}", needs="log signature")
 
 
 def _series(s: Scope, config: Config, series: sg.Series) -> Target:

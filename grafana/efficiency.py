@@ -74,8 +74,7 @@ def efficiency(config: Config) -> Dashboard:
               f"{e.gpu_utilization_target:g} + 50 x KV usage / {e.kv_usage_target:g}, each capped. An idle or "
               "over-provisioned pod ranks first.",
               (Target(score, instant=True),
-               Target(_per_pod_model(s, config, s.rec("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", only=ns)),
-                      instant=True),
+               Target(_per_pod_model(s, config, s.rec("pod:DCGM_FI_DEV_GPU_UTIL:avg_ratio", only=ns)), instant=True),
                Target(s.rec("pod_model:llm_kv_cache_usage_ratio:max"), instant=True),
                Target(joule, instant=True)),
               "short", type="table", width=24, height=8, needs="gpu", sort_desc=False,

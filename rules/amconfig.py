@@ -67,8 +67,7 @@ def inhibit_rules(options: Options | None = None) -> list[dict[str, Any]]:
 def build_config(options: Options) -> dict[str, Any]:
     webhook: dict[str, Any] = {"url": webhook_url(options.receiver_url), "send_resolved": True, "max_alerts": 0}
     if options.credentials_file:
-        webhook["http_config"] = {"authorization": {"type": "Bearer",
-                                                    "credentials_file": options.credentials_file}}
+        webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": options.credentials_file}}
     ids = [b.id for b in taxonomy.BOTTLENECKS] + [taxonomy.SLO_BURN]
     return {
         "global": {"resolve_timeout": options.resolve_timeout},

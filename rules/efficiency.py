@@ -133,8 +133,7 @@ EFFICIENCY_RULES: Mapping[str, RecordingRule] = MappingProxyType({r.name: r for 
                   lambda ctx: f"count by ({ctx.gpu_on}) (gpu:DCGM_FI_DEV_GPU_UTIL:ratio)"),
     RecordingRule(PRICE, "What the pod's GPUs cost per hour (sum of each GPU's `cost` price by its modelName), "
                   "label `currency`; absent without a price.", "currency/h", "pod", _price),
-    RecordingRule(GEN_PER_GPU, "Generated tokens per second per GPU attributed to the pod.", "tokens/s",
-                  "pod_model",
+    RecordingRule(GEN_PER_GPU, "Generated tokens per second per GPU attributed to the pod.", "tokens/s", "pod_model",
                   lambda ctx: f"pod_model:llm_generation_tokens:rate5m\n/ on ({ctx.gpu_on}) group_left\n{GPUS}"),
     RecordingRule(MODEL_GEN_PER_GPU, "Generated tokens per second per GPU across the model's pods (fleet).",
                   "tokens/s", "model", _model_gen_per_gpu),

@@ -50,8 +50,7 @@ class SpecError(UsageError, ValueError):
 
 def _wire_names() -> dict[str, tuple[str, m.Engine | None]]:
     """Every family name an SLI may read -> (normalized name, engine it implies)."""
-    out: dict[str, tuple[str, m.Engine | None]] = {name: (name, None) for name in (*SLI_HISTOGRAMS.values(),
-                                                                                  _FINISHED)}
+    out: dict[str, tuple[str, m.Engine | None]] = {name: (name, None) for name in (*SLI_HISTOGRAMS.values(), _FINISHED)}
     for metric in m.ENGINE_METRICS:
         if metric.name in out:
             for engine, sources in metric.sources.items():
@@ -125,8 +124,7 @@ def _is_error_matcher(matchers: Mapping[str, tuple[str, str]], want_error: bool)
     return False
 
 
-def sli_from_queries(total: str, *, bad: str | None = None, good: str | None = None,
-                     where: str) -> dict[str, Any]:
+def sli_from_queries(total: str, *, bad: str | None = None, good: str | None = None, where: str) -> dict[str, Any]:
     """Our SLI fields (``sli``, ``threshold``, ``engines``, ``model``) from a ratio SLI's PromQL queries."""
     total_sel = _selectors(total, f"{where}: total query")
     side_sel = _selectors(bad if bad is not None else good or "", f"{where}: {'bad' if bad else 'good'} query")

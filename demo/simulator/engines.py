@@ -196,8 +196,7 @@ class Writer:
         self._end()
         self._created(name, help_, [ls for ls, _ in samples])
 
-    def summary(self, name: str, help_: str, quantiles: list[tuple[float, float]], total: float,
-                count: int) -> None:
+    def summary(self, name: str, help_: str, quantiles: list[tuple[float, float]], total: float, count: int) -> None:
         self._head(name, "summary", help_)
         for q, v in quantiles:
             self.lines.append(f'{name}{{quantile="{format_value(q)}"}} {self.fmt(v)}')
@@ -304,8 +303,7 @@ def cache_config_labels(model: LoadModel) -> dict[str, str]:
 
 def render_sglang(model: LoadModel, model_name: str) -> str:
     s, cfg = model.stats, model.config
-    sched = {"engine_type": "unified", "model_name": model_name, "moe_ep_rank": "0", "pp_rank": "0",
-             "tp_rank": "0"}
+    sched = {"engine_type": "unified", "model_name": model_name, "moe_ep_rank": "0", "pp_rank": "0", "tp_rank": "0"}
     tok = {"engine_type": "unified", "model_name": model_name}
     stream = {**tok, "is_streaming": "true"}
     w = Writer("python", None)

@@ -156,8 +156,7 @@ class Request:
         "generated", "max_tokens", "pending", "preemptions", "prompt", "ready", "target", "tokens",
     )
 
-    def __init__(self, arrival: float, prompt: int, max_tokens: int, target: int, cached: int, *,
-                 error: bool) -> None:
+    def __init__(self, arrival: float, prompt: int, max_tokens: int, target: int, cached: int, *, error: bool) -> None:
         self.arrival = arrival
         self.prompt = prompt
         self.max_tokens = max_tokens
@@ -214,8 +213,7 @@ def check_config(config: EngineConfig, hw: Hardware) -> None:
 class LoadModel:
     """One engine instance. Drive it with :meth:`run_until` (simulated seconds)."""
 
-    def __init__(self, config: EngineConfig, hw: Hardware, bounds: dict[str, tuple[float, ...]],
-                 seed: int = 0) -> None:
+    def __init__(self, config: EngineConfig, hw: Hardware, bounds: dict[str, tuple[float, ...]], seed: int = 0) -> None:
         check_config(config, hw)
         self.hw = hw
         self.rng = random.Random(seed)

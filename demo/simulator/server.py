@@ -90,8 +90,7 @@ async def _health(request: web.Request) -> web.Response:
 async def _info(request: web.Request) -> web.Response:
     app = request.app
     cfg = app[CONFIG_KEY]
-    return web.json_response(info_payload(cfg.engine, request.path, app[SIM_KEY].model, cfg.model,
-                                          app[CREATED_KEY]))
+    return web.json_response(info_payload(cfg.engine, request.path, app[SIM_KEY].model, cfg.model, app[CREATED_KEY]))
 
 
 async def _get_config(request: web.Request) -> web.Response:
