@@ -20,7 +20,7 @@ from types import MappingProxyType
 from optiinfra import taxonomy as tx
 from optiinfra.config import Config, promql_string
 from optiinfra.rules.promql import Ctx, Group, Rule, num
-from optiinfra.rules.recording import WINDOW, RecordingRule, _ratio, gpu_fold, pod_rate
+from optiinfra.rules.recording import WINDOW, RecordingRule, _ratio, gpu_fold, pod_rate, reference_table
 
 GROUP = "optiinfra.recording.efficiency"
 COST_WINDOW = "1h"
@@ -186,9 +186,7 @@ def efficiency_reference(config: Config, level_labels: Mapping[str, str]) -> lis
         "`optiinfra-rules-efficiency.test.yml` (known inputs; values checked to 1/1024, absence without a KV "
         "connector and without a price).",
         "",
-        "| name | labels | unit | meaning |",
-        "|---|---|---|---|",
-        *(f"| `{r.name}` | {level_labels[r.level]} | {r.unit} | {r.help} |" for r in EFFICIENCY_RULES.values()),
+        *reference_table(EFFICIENCY_RULES.values(), level_labels),
         "",
         "- **GPUs of a pod** are the GPU series its own scrape carries: the sidecar exports only the GPUs "
         "attributed to its pod, so tokens per GPU, energy and cost count the pod's GPUs, not the node's.",

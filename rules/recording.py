@@ -13,7 +13,7 @@ names say ``rate5m`` either way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -147,6 +147,12 @@ def _build_table() -> dict[str, RecordingRule]:
 
 #: Every recording rule, by name, in evaluation order (rules that read other rules come after them).
 RECORDING_RULES: Mapping[str, RecordingRule] = MappingProxyType(_build_table())
+
+
+def reference_table(rules: Iterable[RecordingRule], level_labels: Mapping[str, str]) -> list[str]:
+    """The docs/rules.md table of recording rules (``level_labels``: what each level keeps, in words)."""
+    return ["| name | labels | unit | meaning |", "|---|---|---|---|",
+            *(f"| `{r.name}` | {level_labels[r.level]} | {r.unit} | {r.help} |" for r in rules)]
 
 
 def recording_groups(ctx: Ctx) -> tuple[Group, ...]:

@@ -14,7 +14,7 @@ from optiinfra import taxonomy as tx
 from optiinfra.config import SLI_HISTOGRAMS, load_config
 from optiinfra.metrics import NATIVE_BUCKETS
 from optiinfra.rules.efficiency import efficiency_reference
-from optiinfra.rules.recording import RECORDING_RULES
+from optiinfra.rules.recording import RECORDING_RULES, reference_table
 
 #: What each abstract plan action does; the runbook adds the flags it turns per engine (``optiinfra.engines``).
 ACTION_TEXT: Mapping[str, str] = MappingProxyType({
@@ -212,9 +212,7 @@ def rules_reference() -> str:
         "Dashboards and alerts read the same series (`optiinfra.rules.recording.RECORDING_RULES`). Windows are 5m "
         "(5s in the demo profile; the names keep `rate5m`).",
         "",
-        "| name | labels | unit | meaning |",
-        "|---|---|---|---|",
-        *(f"| `{r.name}` | {level_labels[r.level]} | {r.unit} | {r.help} |" for r in RECORDING_RULES.values()),
+        *reference_table(RECORDING_RULES.values(), level_labels),
         "",
         "Per SLO (label `slo`, plus the `slo_scope` labels, default namespace, model): `slo:sli_requests:rate2m` and "
         "`slo:sli_errors:rate2m` (recorded counts), `slo:sli_error:ratio_rate<w>` for w in 5m, "

@@ -50,14 +50,10 @@ class SpecError(UsageError, ValueError):
 
 def _wire_names() -> dict[str, tuple[str, m.Engine | None]]:
     """Every family name an SLI may read -> (normalized name, engine it implies)."""
-    out: dict[str, tuple[str, m.Engine | None]] = {name: (name, None) for name in (*SLI_HISTOGRAMS.values(), _FINISHED)}
-    for metric in m.ENGINE_METRICS:
-        if metric.name in out:
-            for engine, sources in metric.sources.items():
-                for source in sources:
-                    for wire in source.wire_names:
-                        out[wire] = (metric.name, engine)
-    return out
+    names = (*SLI_HISTOGRAMS.values(), _FINISHED)
+    out: dict[str, tuple[str, m.Engine | None]] = {name: (name, None) for name in names}
+    return out | {wire: (metric.name, engine) for metric in m.ENGINE_METRICS if metric.name in names
+                  for engine, sources in metric.sources.items() for source in sources for wire in source.wire_names}
 
 
 _WIRE = _wire_names()
