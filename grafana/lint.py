@@ -51,11 +51,6 @@ def queries(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield f"annotation {annotation.get('name')!r}", annotation["expr"]
 
 
-def variable_query(variable: dict[str, Any]) -> str:
-    query = variable.get("query")
-    return str(query.get("query", "") if isinstance(query, dict) else query or "")
-
-
 _LABEL_VALUES_RE = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
 
 
@@ -96,23 +91,24 @@ def problems(dashboard: dict[str, Any], known: frozenset[str]) -> list[str]:
     defined = {v.get("name", "") for v in variables}
     if not any(v.get("type") == "datasource" and v.get("name") == "datasource" for v in variables):
         out.append(f"{uid}: no datasource variable named 'datasource'")
+    readers: list[tuple[str, dict[str, Any]]] = []
+    """(where, item) of everything that must read the datasource variable."""
     for variable in variables:
         if variable.get("type") != "query":
             continue
-        at = f"{uid}: variable {variable.get('name')}"
-        if variable.get("datasource") != DATASOURCE:
-            out.append(f"{at}: does not read ${{datasource}}")
-        match = _LABEL_VALUES_RE.match(variable_query(variable))
+        at = f"{uid}: variable {variable.get('name')}:"
+        readers.append((at, variable))
+        query = variable.get("query")
+        match = _LABEL_VALUES_RE.match(str(query.get("query", "") if isinstance(query, dict) else query or ""))
         if not match:
-            out.append(f"{at}: not a metric-scoped label_values(<metric>, <label>) query")
+            out.append(f"{at} not a metric-scoped label_values(<metric>, <label>) query")
             continue
-        out += [p for p in _check_query(at, match.group(1), known, defined)]
+        out += _check_query(at[:-1], match.group(1), known, defined)
     seen: dict[int, str] = {}
     placed: list[tuple[str, dict[str, int]]] = []
     for panel in panels(dashboard):
-        title = panel.get("title", "")
-        at = f"{uid}: panel {panel.get('id')} {title!r}"
-        pid = panel.get("id")
+        title, pid = panel.get("title", ""), panel.get("id")
+        at = f"{uid}: panel {pid} {title!r}"
         if not isinstance(pid, int):
             out.append(f"{at}: id missing")
         elif pid in seen:
@@ -135,17 +131,11 @@ def problems(dashboard: dict[str, Any], known: frozenset[str]) -> list[str]:
             out.append(f"{at}: no description")
         if not (panel.get("fieldConfig") or {}).get("defaults", {}).get("unit"):
             out.append(f"{at}: no unit (fieldConfig.defaults.unit)")
-        if panel.get("datasource") != DATASOURCE:
-            out.append(f"{at}: does not read ${{datasource}}")
         targets = panel.get("targets") or []
         if not targets:
             out.append(f"{at}: no queries")
-        for target in targets:
-            if target.get("datasource") != DATASOURCE:
-                out.append(f"{at} target {target.get('refId')}: does not read ${{datasource}}")
+        readers += [(f"{at}:", panel), *((f"{at} target {t.get('refId')}:", t) for t in targets)]
     for where, expr in queries(dashboard):
         out += [f"{uid}: {p}" for p in _check_query(where, expr, known, defined)]
-    for annotation in dashboard.get("annotations", {}).get("list", []):
-        if annotation.get("datasource") != DATASOURCE:
-            out.append(f"{uid}: annotation {annotation.get('name')!r} does not read ${{datasource}}")
-    return out
+    readers += [(f"{uid}: annotation {a.get('name')!r}", a) for a in dashboard.get("annotations", {}).get("list", [])]
+    return out + [f"{at} does not read ${{datasource}}" for at, item in readers if item.get("datasource") != DATASOURCE]
