@@ -138,12 +138,8 @@ def prometheus_config(
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
         "rule_files": [str(p) for p in rule_files],
-        "scrape_configs": [
-            {
-                "job_name": "optiinfra",
-                "static_configs": [{"targets": [address], "labels": dict(labels)} for address, labels in targets],
-            }
-        ],
+        "scrape_configs": [{"job_name": "optiinfra", "static_configs": [
+            {"targets": [address], "labels": dict(labels)} for address, labels in targets]}],
     }
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
