@@ -56,11 +56,8 @@ def inhibit_rules(options: Options | None = None) -> list[dict[str, Any]]:
         same_model = source_id in taxonomy.PERFORMANCE_IDS and "model" not in equal
         matcher = (f'bottleneck="{target_ids[0]}"' if len(target_ids) == 1
                    else f'bottleneck=~"{"|".join(target_ids)}"')
-        rules.append({
-            "source_matchers": [f'bottleneck="{source_id}"'],
-            "target_matchers": [matcher],
-            "equal": [*equal, "model"] if same_model else list(equal),
-        })
+        rules.append({"source_matchers": [f'bottleneck="{source_id}"'], "target_matchers": [matcher],
+                      "equal": [*equal, "model"] if same_model else list(equal)})
     return rules
 
 
@@ -69,25 +66,14 @@ def build_config(options: Options) -> dict[str, Any]:
     if options.credentials_file:
         webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials_file": options.credentials_file}}
     ids = [b.id for b in taxonomy.BOTTLENECKS] + [taxonomy.SLO_BURN]
+    route = {"receiver": RECEIVER, "matchers": [f'bottleneck=~"{"|".join(ids)}"', *options.matchers], "continue": True}
     return {
         "global": {"resolve_timeout": options.resolve_timeout},
-        "route": {
-            "receiver": NULL_RECEIVER,
-            "group_by": list(options.group_by),
-            "group_wait": options.group_wait,
-            "group_interval": options.group_interval,
-            "repeat_interval": options.repeat_interval,
-            "routes": [{
-                "receiver": RECEIVER,
-                "matchers": [f'bottleneck=~"{"|".join(ids)}"', *options.matchers],
-                "continue": True,
-            }],
-        },
+        "route": {"receiver": NULL_RECEIVER, "group_by": list(options.group_by), "group_wait": options.group_wait,
+                  "group_interval": options.group_interval, "repeat_interval": options.repeat_interval,
+                  "routes": [route]},
         "inhibit_rules": inhibit_rules(options),
-        "receivers": [
-            {"name": NULL_RECEIVER},
-            {"name": RECEIVER, "webhook_configs": [webhook]},
-        ],
+        "receivers": [{"name": NULL_RECEIVER}, {"name": RECEIVER, "webhook_configs": [webhook]}],
     }
 
 

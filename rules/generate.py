@@ -73,18 +73,11 @@ def rule_file(groups: tuple[Group, ...]) -> dict[str, Any]:
 
 def prometheus_rule(config: Config, groups: tuple[Group, ...], namespace: str | None,
                     labels: Mapping[str, str] | None) -> dict[str, Any]:
-    merged = dict(config.prometheus_rule.labels)
-    merged.update(labels or {})
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "PrometheusRule",
-        "metadata": {
-            "name": "optiinfra-rules",
-            "namespace": namespace or config.prometheus_rule.namespace,
-            "labels": dict(sorted(merged.items())),
-        },
-        "spec": rule_file(groups),
-    }
+    merged = {**config.prometheus_rule.labels, **(labels or {})}
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": {"name": "optiinfra-rules", "namespace": namespace or config.prometheus_rule.namespace,
+                         "labels": dict(sorted(merged.items()))},
+            "spec": rule_file(groups)}
 
 
 def generate(config: Config, profile: Profile = "production", namespace: str | None = None,
