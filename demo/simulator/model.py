@@ -150,27 +150,22 @@ class Stats:
             hist.observe(value, n)
 
 
+@dataclass(slots=True, eq=False)  # identity: running.remove(req) removes this request
 class Request:
-    __slots__ = (
-        "arrival", "blocks", "cached", "error", "first_scheduled", "first_token",
-        "generated", "max_tokens", "pending", "preemptions", "prompt", "ready", "target", "tokens",
-    )
-
-    def __init__(self, arrival: float, prompt: int, max_tokens: int, target: int, cached: int, *, error: bool) -> None:
-        self.arrival = arrival
-        self.prompt = prompt
-        self.max_tokens = max_tokens
-        self.target = target
-        self.cached = cached
-        self.error = error
-        self.pending = 0  # tokens of the current (re)prefill still to compute; 0 = decoding
-        self.ready = 0.0  # simulated time from which its prefill may be scheduled
-        self.generated = 0
-        self.tokens = 0  # tokens held in this request's own KV blocks
-        self.blocks = 0
-        self.first_scheduled = -1.0
-        self.first_token = -1.0
-        self.preemptions = 0
+    arrival: float
+    prompt: int
+    max_tokens: int
+    target: int
+    cached: int
+    error: bool
+    pending: int = 0  # tokens of the current (re)prefill still to compute; 0 = decoding
+    ready: float = 0.0  # simulated time from which its prefill may be scheduled
+    generated: int = 0
+    tokens: int = 0  # tokens held in this request's own KV blocks
+    blocks: int = 0
+    first_scheduled: float = -1.0
+    first_token: float = -1.0
+    preemptions: int = 0
 
     @property
     def prefill_len(self) -> int:
