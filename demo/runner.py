@@ -504,8 +504,7 @@ async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str,
 
 
 def summary(outcome: Outcome, out: TextIO) -> None:
-    print("", file=out)
-    print("Summary" if outcome.ok else "The loop did NOT complete", file=out)
+    print("\nSummary" if outcome.ok else "\nThe loop did NOT complete", file=out)
     print(f"  result:    {outcome.reason} ({outcome.elapsed:.0f}s)", file=out)
     alerts = sorted({a["labels"].get("alertname", "?") for a in outcome.alerts})
     print(f"  alerts:    {', '.join(alerts) or 'none'}", file=out)
@@ -513,8 +512,7 @@ def summary(outcome: Outcome, out: TextIO) -> None:
         actions = "; ".join(_describe_action(a) for a in plan.get("actions", []))
         print(f"  plan:      {plan.get('plan_id')} {plan.get('bottleneck')} — {actions}", file=out)
     for record in outcome.records.values():
-        print("", file=out)
-        print(f"$ optiinfra plans show {record['plan_id']}", file=out)
+        print(f"\n$ optiinfra plans show {record['plan_id']}", file=out)
         print(render_plan(record), file=out, end="")
     for rb in outcome.rollbacks:
         print(f"  rollback:  plan {rb.get('plan_id')}, cause: {_cause(rb)}", file=out)
