@@ -139,11 +139,8 @@ async def _start_monitoring(stack: Stack, ports: dict[str, int], base: dict[str,
     rules.write(rules_dir, rules.generate(config or load_config(None), "demo"))
     say("rules", f"generated (demo profile: every window and 'for' / 60) into {rules_dir}")
 
-    prom_cfg = prometheus_config(
-        [(f"127.0.0.1:{ports['exporter']}", {"namespace": NAMESPACE, "pod": POD})],
-        [rules_dir / rules.RULES_FILE],
-        f"127.0.0.1:{ports['am']}",
-    )
+    prom_cfg = prometheus_config([(f"127.0.0.1:{ports['exporter']}", {"namespace": NAMESPACE, "pod": POD})],
+                                 [rules_dir / rules.RULES_FILE], f"127.0.0.1:{ports['am']}")
     await start_prometheus(stack, prom_cfg, ports["prom"])
     say("up", f"Prometheus (real, 1s scrape and evaluation): {base['prom']}")
 
@@ -185,17 +182,9 @@ async def _start_receiver(stack: Stack, ports: dict[str, int], base: dict[str, s
     return receiver
 
 
-async def run_loop(
-    scenario: str,
-    expect: Expectation,
-    *,
-    time_scale: float = 10.0,
-    out: TextIO = sys.stdout,
-    quiet: bool = False,
-    keep: bool = False,
-    host: bool = True,
-    receiver_args: tuple[str, ...] = DEMO_ANALYSIS,
-) -> Outcome:
+async def run_loop(scenario: str, expect: Expectation, *, time_scale: float = 10.0, out: TextIO = sys.stdout,
+                   quiet: bool = False, keep: bool = False, host: bool = True,
+                   receiver_args: tuple[str, ...] = DEMO_ANALYSIS) -> Outcome:
     """Start the whole stack for ``scenario``, watch it until ``expect`` holds (or fails), stop it.
 
     ``host=False`` turns the sidecar's host collector off: the host it would measure is this machine, not

@@ -128,12 +128,8 @@ class Stack:
         self.children.clear()
 
 
-def prometheus_config(
-    targets: Sequence[tuple[str, Mapping[str, str]]],
-    rule_files: Sequence[Path],
-    alertmanager: str | None,
-    interval: str = "1s",
-) -> dict[str, Any]:
+def prometheus_config(targets: Sequence[tuple[str, Mapping[str, str]]], rule_files: Sequence[Path],
+                      alertmanager: str | None, interval: str = "1s") -> dict[str, Any]:
     """A Prometheus config scraping each ``(host:port, target labels)`` as job ``optiinfra``."""
     config: dict[str, Any] = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},

@@ -264,8 +264,7 @@ def instance(config: Config) -> Dashboard:
                _phase_mean(s, "llm_request_prefill_time_seconds", "prefill"),
                _phase_mean(s, "llm_request_decode_time_seconds", "decode")), "s", width=12, stack=True),
         Panel("End-to-end latency quantiles", f"Request duration {_quantile_list(E2E)} of this pod.",
-              _quantile_targets(s, E2E),
-              "s", width=12),
+              _quantile_targets(s, E2E), "s", width=12),
         Panel("Time to first token", f"TTFT {_quantile_list(TTFT)}; prefill_bound fires on p95 above "
               f"{config.threshold('prefill_bound', 'ttft_p95_seconds'):g}s with a short queue.",
               _quantile_targets(s, TTFT),
@@ -277,8 +276,7 @@ def instance(config: Config) -> Dashboard:
         Panel("Time per output token (per request)", "Mean time per output token of each finished request, "
               f"{_quantile_list(TPOT)}: the per-token latency TGI reports (it has no TTFT or inter-token histogram; "
               "TGI's includes prefill).",
-              _quantile_targets(s, TPOT),
-              "s", width=6),
+              _quantile_targets(s, TPOT), "s", width=6),
         Panel("Queue time", f"Time requests wait before they are scheduled, {_quantile_list(QUEUE)}.",
               _quantile_targets(s, QUEUE),
               "s", width=6, thresholds=(Threshold(config.threshold("queue_buildup", "queue_p95_seconds")),)),

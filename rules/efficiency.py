@@ -180,8 +180,7 @@ def efficiency_reference(config: Config, level_labels: Mapping[str, str]) -> lis
     """The docs/rules.md section of these rules (weights and targets from ``config``: the defaults there)."""
     h, e = config.health, config.efficiency
     return [
-        "### Efficiency, cost and health",
-        "",
+        "### Efficiency, cost and health", "",
         f"Group `{GROUP}`, evaluated after the others (the health score reads `ALERTS`). Promtool cases: "
         "`optiinfra-rules-efficiency.test.yml` (known inputs; values checked to 1/1024, absence without a KV "
         "connector and without a price).",

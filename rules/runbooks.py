@@ -162,10 +162,7 @@ def rules_reference() -> str:
         "gpu": "every GPU label, `hostname` and `uuid` lower-case (both spellings folded), identity labels",
     }
     out = [
-        "# Prometheus rules",
-        "",
-        "<!-- generated from rules/ by `optiinfra generate`; do not edit -->",
-        "",
+        "# Prometheus rules", "", "<!-- generated from rules/ by `optiinfra generate`; do not edit -->", "",
         "`optiinfra rules generate [--slo-config FILE] [--profile production|demo] --out DIR [--namespace NS] "
         "[--rule-labels k=v ...]` writes, each in its own folder, `rules/optiinfra-rules.yml` (recording, alerting "
         "and SLO groups; the only file a `rules/*.yml` glob in Prometheus' `rule_files` loads), "
@@ -176,16 +173,10 @@ def rules_reference() -> str:
         "buckets, the naming conventions, and runs `promtool check rules`. `rules/generated/` holds the output "
         "for the default config. `--profile demo` divides every `for` and range window by 60 (for Prometheus "
         "with `evaluation_interval: 1s`); nothing else changes, recording-rule names included.",
-        "",
-        "## The config",
-        "",
+        "", "## The config", "",
         "One YAML file, validated (unknown keys are refused by name); JSON Schema: "
         "`optiinfra/config.schema.json`. Without a file the defaults below apply. Example:",
-        "",
-        "```yaml",
-        EXAMPLE_CONFIG.rstrip(),
-        "```",
-        "",
+        "", "```yaml", EXAMPLE_CONFIG.rstrip(), "```", "",
         "A latency SLO counts the requests in the histogram bucket at its threshold, so the threshold must be a "
         "bucket boundary of every engine the SLO applies to (the generator names the nearest boundaries "
         "otherwise); the `le` matcher accepts both `1` and `1.0` spellings of whole numbers. Objectives below "
@@ -193,11 +184,7 @@ def rules_reference() -> str:
         "boundaries are each engine's current defaults; an engine run with other buckets (`vLLM "
         "custom_histogram_buckets`, SGLang `--bucket-*`, or SGLang 0.4.x, whose TTFT buckets were 0.001 to 30) "
         "exports no bucket at the threshold and its SLI stays empty, so pick a threshold it has.",
-        "",
-        "Default SLOs:",
-        "",
-        "| name | SLI | threshold | objective | engines |",
-        "|---|---|---|---|---|",
+        "", "Default SLOs:", "", "| name | SLI | threshold | objective | engines |", "|---|---|---|---|---|",
         *(f"| `{s.name}` | {s.sli} | {'' if s.threshold is None else f'{s.threshold:g}s'} | {s.objective:g} | "
           f"{', '.join(s.applies_to())} |" for s in config.slos),
         "",
@@ -206,9 +193,7 @@ def rules_reference() -> str:
         *(f"- {engine} `{name}`: " + ", ".join(repr(b) for b in bounds)
           for engine, table in NATIVE_BUCKETS.items() for name, bounds in table.items()
           if name in SLI_HISTOGRAMS.values()),
-        "",
-        "## Recording rules",
-        "",
+        "", "## Recording rules", "",
         "Dashboards and alerts read the same series (`optiinfra.rules.recording.RECORDING_RULES`). Windows are 5m "
         "(5s in the demo profile; the names keep `rate5m`).",
         "",
@@ -221,8 +206,7 @@ def rules_reference() -> str:
         "alerts' traffic guards), and `slo:objective:ratio`, `slo:error_budget:ratio` (label `slo` only).",
         "",
         *efficiency_reference(config, level_labels),
-        "## Alert contract",
-        "",
+        "## Alert contract", "",
         "Every alert carries `bottleneck` (taxonomy id, or `slo_burn`), `severity` (critical, warning, info), "
         "`component` (engine, gpu, host, slo) and the identity labels of the series it fired on; annotations "
         "`summary`, `description`, `runbook_url` (`docs/runbooks/<bottleneck>.md`).",

@@ -396,13 +396,9 @@ def test_files(ctx: Ctx, groups: tuple[Group, ...], rules_file: str,
     from optiinfra.rules.slo_tests import slo_tests  # noqa: PLC0415 (it builds on this module's helpers)
 
     def one(tests: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            # promtool resolves rule files relative to the test file
-            "rule_files": [posixpath.relpath(rules_file, TESTS_DIR)],
-            "evaluation_interval": ctx.w(STEP),
-            "group_eval_order": [g.name for g in groups],
-            "tests": tests,
-        }
+        # promtool resolves rule files relative to the test file
+        return {"rule_files": [posixpath.relpath(rules_file, TESTS_DIR)], "evaluation_interval": ctx.w(STEP),
+                "group_eval_order": [g.name for g in groups], "tests": tests}
     from optiinfra.rules.efficiency_tests import efficiency_tests  # noqa: PLC0415 (it builds on this module)
 
     performance, health, slo, efficiency = TEST_FILES
