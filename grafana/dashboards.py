@@ -230,8 +230,7 @@ def fleet(config: Config) -> Dashboard:
               (Target(f"count by (bottleneck, severity) ({any_bottleneck})",
                       "{{bottleneck}} ({{severity}})"),), "short", width=12, stack=True),
         Panel("Firing alerts", "Every firing taxonomy or SLO alert with the pod it fired on.",
-              (Target(any_bottleneck, instant=True),), "short",
-              type="table", width=24, height=8),
+              (Target(any_bottleneck, instant=True),), "short", type="table", width=24, height=8),
     ]
     return Dashboard(FLEET_UID, "OptiInfra / Fleet overview",
                      "Every engine and model: traffic, latency, saturation, errors, GPUs and firing bottlenecks.",
@@ -543,8 +542,7 @@ def gpus(config: Config) -> Dashboard:
               (Target(f"max({_g('DCGM_FI_DEV_GPU_TEMP')})"),), "celsius", type="stat", width=6, height=6,
               needs="gpu", thresholds=(Threshold(80, "orange"), Threshold(90))),
         Panel("Total power", "Power draw of the selected GPUs together.",
-              (Target(f"sum({_g('DCGM_FI_DEV_POWER_USAGE')})"),), "watt", type="stat", width=6, height=6,
-              needs="gpu"),
+              (Target(f"sum({_g('DCGM_FI_DEV_POWER_USAGE')})"),), "watt", type="stat", width=6, height=6, needs="gpu"),
         Panel("GPU utilization", "Utilization per GPU (recording rule gpu:DCGM_FI_DEV_GPU_UTIL:ratio, one series "
               "per GPU whichever exporter produced it).", (Target(util, "{{hostname}} GPU {{gpu}}"),),
               "percentunit", width=12, min=0, max=1, needs="gpu"),

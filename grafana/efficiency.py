@@ -45,8 +45,7 @@ def efficiency(config: Config) -> Dashboard:
         Row("Fleet"),
         Panel("Cost per million tokens", "What the GPUs of the selected namespaces cost per hour / prompt + "
               f"generated tokens per hour (5m rate), x 1e6. {price_note}", (Target(fleet_cost),), money,
-              type="stat", width=6,
-              height=5, needs="price", decimals=3),
+              type="stat", width=6, height=5, needs="price", decimals=3),
         Panel("Generated tokens per GPU-second", "Per selected model: generated tokens/s / GPUs of its pods "
               "(model:llm_generation_tokens_per_gpu_second:rate5m).", (Target(model_gen_gpu, "{{model}}"),),
               TOKENS_PER_S, type="stat", width=6, height=5, needs="gpu"),
@@ -95,8 +94,7 @@ def efficiency(config: Config) -> Dashboard:
               (Target(s.rec(ef.HEALTH, only=ns), "{{pod}}"),), "short", width=12, min=0, max=100),
         Row("External KV cache (LMCache)"),
         Panel("External KV hit ratio", "Share of the tokens looked up in the external KV cache that it held; no "
-              "data without a KV connector.", (Target(hit, POD_MODEL_LEGEND),), "percentunit", width=8, min=0,
-              max=1),
+              "data without a KV connector.", (Target(hit, POD_MODEL_LEGEND),), "percentunit", width=8, min=0, max=1),
         Panel("Prefill tokens saved/s", "Prompt tokens per second loaded from the external KV cache instead of "
               "computed.", (Target(saved, POD_MODEL_LEGEND),), TOKENS_PER_S, width=8),
         Panel("Share of prompt tokens saved", "Saved prompt tokens / all prompt tokens of the pods with a "

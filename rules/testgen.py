@@ -44,16 +44,14 @@ def go_value(value: float) -> str:
 
 
 def humanize(value: float) -> str:
-    if value == 0:
-        return _g4(value)
+    prefix = ""
     if abs(value) >= 1:
-        prefix = ""
         for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
             if abs(value) < 1000:
                 break
             prefix, value = p, value / 1000
-        return _g4(value) + prefix
-    value, prefix = _small(value)
+    elif value:
+        value, prefix = _small(value)
     return _g4(value) + prefix
 
 
