@@ -63,17 +63,12 @@ _KV_LOAD = Workload(rate=150.0, max_inflight=66, prompt_min=400, prompt_max=500,
 _KV_CONFIG = EngineConfig(gpu_memory_utilization=0.90, max_num_batched_tokens=2048)
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario(
-        "healthy", "", "moderate load, no queue, KV below 10%, fast tokens, no errors",
-        phases=((0.0, _HEALTHY),),
-    ),
+    Scenario("healthy", "", "moderate load, no queue, KV below 10%, fast tokens, no errors", phases=((0.0, _HEALTHY),)),
     Scenario(
         "kv_cache_pressure", "kv_cache_pressure",
         "a small KV cache (24 GiB GPU, gpu_memory_utilization 0.90): usage >= 0.9 with requests waiting for "
         "blocks, (almost) no preemptions",
-        config=_KV_CONFIG,
-        hardware=_SMALL_KV,
-        phases=((0.0, _KV_LOAD),),
+        config=_KV_CONFIG, hardware=_SMALL_KV, phases=((0.0, _KV_LOAD),),
         fix="gpu_memory_utilization >= 0.95 or kv_cache_dtype fp8: all in-flight requests fit, waiting 0, "
             "usage < 0.9",
     ),
@@ -81,9 +76,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         "kv_saturated", "kv_cache_pressure",
         "kv_cache_pressure's small cache under more clients (90 in flight): usage >= 0.9 with a queue, and a "
         "bigger KV budget is filled at once by requests that were waiting, so usage stays where it was",
-        config=_KV_CONFIG,
-        hardware=_SMALL_KV,
-        phases=((0.0, replace(_KV_LOAD, max_inflight=90)),),
+        config=_KV_CONFIG, hardware=_SMALL_KV, phases=((0.0, replace(_KV_LOAD, max_inflight=90)),),
         fix="none by KV memory (gpu_memory_utilization 0.95 leaves usage ~0.97: no effect); fewer clients",
     ),
     Scenario(
@@ -132,8 +125,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
         "engine_stalled", "engine_stalled",
         "healthy for 10 s, then the engine stops stepping: requests stay running, no tokens are generated",
-        phases=((0.0, _HEALTHY),),
-        stall_after_real_s=10.0,
+        phases=((0.0, _HEALTHY),), stall_after_real_s=10.0,
         fix="restart (any POST /admin/config restarts the engine and clears the stall)",
     ),
     Scenario(
