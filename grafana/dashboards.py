@@ -36,12 +36,6 @@ E2E = "llm_request_duration_seconds"
 QUEUE = "llm_request_queue_time_seconds"
 TPOT = "llm_time_per_output_token_seconds"
 
-FLEET_UID = DASHBOARD_UIDS["fleet"]
-INSTANCE_UID = DASHBOARD_UIDS["instance"]
-BOTTLENECKS_UID = DASHBOARD_UIDS["bottlenecks"]
-SLOS_UID = DASHBOARD_UIDS["slos"]
-GPUS_UID = DASHBOARD_UIDS["gpus"]
-
 
 def rule(name: str) -> str:
     """A recording rule's name, checked against the rules' table (a typo fails at generation time)."""
@@ -158,7 +152,7 @@ def fleet(config: Config) -> Dashboard:
     err = config.threshold("request_errors", "error_share")
     finished = s.rec("pod_model:llm_requests_finished:rate5m")
     any_bottleneck = s.alerts('bottleneck!=""')
-    to_instance = drill(INSTANCE_UID, "Instance: ${__field.labels.pod}", namespace="namespace", pod="pod")
+    to_instance = drill(DASHBOARD_UIDS["instance"], "Instance: ${__field.labels.pod}", namespace="namespace", pod="pod")
     items: list[Item] = [
         Row("Now"),
         Panel("Requests/s", "Finished requests per second across the selected fleet (recording rule "
@@ -232,7 +226,7 @@ def fleet(config: Config) -> Dashboard:
         Panel("Firing alerts", "Every firing taxonomy or SLO alert with the pod it fired on.",
               (Target(any_bottleneck, instant=True),), "short", type="table", width=24, height=8),
     ]
-    return Dashboard(FLEET_UID, "OptiInfra / Fleet overview",
+    return Dashboard(DASHBOARD_UIDS["fleet"], "OptiInfra / Fleet overview",
                      "Every engine and model: traffic, latency, saturation, errors, GPUs and firing bottlenecks.",
                      tuple(items), _vars(config, "namespace", "engine", "model"))
 
@@ -250,7 +244,7 @@ def instance(config: Config) -> Dashboard:
     s = scope(config, "namespace", "model", "pod")
     host = scope(config, "namespace", "pod")
     receiver = scope(config, series=False)  # the receiver's own series: cluster only
-    to_gpus = drill(GPUS_UID, "GPUs of ${__field.labels.hostname}", hostname="hostname")
+    to_gpus = drill(DASHBOARD_UIDS["gpus"], "GPUs of ${__field.labels.hostname}", hostname="hostname")
     kv = config.threshold("kv_cache_pressure", "kv_usage")
     hit = config.threshold("cache_inefficiency", "hit_ratio_below")
     cpu = config.threshold("host_cpu_saturation", "cpu_ratio_above")
@@ -369,7 +363,7 @@ def instance(config: Config) -> Dashboard:
                    "plan {{verdict}}", "A plan for {{bottleneck}} was analysed against Prometheus: {{verdict}} "
                    "(fleet-wide; needs the receiver's /metrics scraped).", "purple", needs="receiver"),
     )
-    return Dashboard(INSTANCE_UID, "OptiInfra / Instance",
+    return Dashboard(DASHBOARD_UIDS["instance"], "OptiInfra / Instance",
                      "One inference pod in depth: latency phases, batch and KV cache, GPUs, host, sidecar health, "
                      "with firing bottlenecks and pushed plans as annotations.",
                      tuple(items), _vars(config, "namespace", "pod", "model", pod_multi=False), annotations)
@@ -445,7 +439,7 @@ def bottlenecks(config: Config, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLE
         items.append(Panel(f"{b.id}: firing", f"{b.alert} alerts firing now for the selected pods.",
                            (Target(f"sum({s.alerts(firing_id, only=pod_only)}) or vector(0)"),),
                            "short", type="stat", width=4, thresholds=(Threshold(1),), links=link))
-    return Dashboard(BOTTLENECKS_UID, "OptiInfra / Bottlenecks",
+    return Dashboard(DASHBOARD_UIDS["bottlenecks"], "OptiInfra / Bottlenecks",
                      "One row per taxonomy bottleneck: its signal against its threshold (from the taxonomy and "
                      "your config), the co-condition, whether the alert fires, and the runbook.",
                      tuple(items), _vars(config, "namespace", "engine", "model", "pod"))
@@ -508,7 +502,7 @@ def slos(config: Config) -> Dashboard:
     items: list[Item] = []
     for slo in config.slos:
         items += _slo_rows(s, slo)
-    return Dashboard(SLOS_UID, "OptiInfra / SLOs",
+    return Dashboard(DASHBOARD_UIDS["slos"], "OptiInfra / SLOs",
                      "Per SLO from your config: the SLI, the error budget left and the burn rate of every window "
                      "the multiwindow multi-burn-rate alerts use (from the SLO recording rules).",
                      tuple(items), _vars(config, "namespace", "model"))
@@ -587,7 +581,7 @@ def gpus(config: Config) -> Dashboard:
     ]
     variables = (cluster_variable(config, "gpu:DCGM_FI_DEV_GPU_UTIL:ratio"),
                  Variable("hostname", "Host", f"gpu:DCGM_FI_DEV_GPU_UTIL:ratio{{{cluster}}}"))
-    return Dashboard(GPUS_UID, "OptiInfra / GPUs",
+    return Dashboard(DASHBOARD_UIDS["gpus"], "OptiInfra / GPUs",
                      "Every GPU across nodes, from this sidecar (NVML) or dcgm-exporter: utilization, memory, power, "
                      "temperature, clocks, throttling, Xid and ECC errors.", tuple(items), variables)
 

@@ -11,7 +11,6 @@ from optiinfra.grafana.model import Dashboard, Item, Panel, Row, Target, Thresho
 from optiinfra.rules import efficiency as ef
 from optiinfra.rules.promql import Ctx
 
-UID = DASHBOARD_UIDS["efficiency"]
 POD_MODEL_LEGEND = "{{pod}} {{model}}"
 
 
@@ -101,7 +100,7 @@ def efficiency(config: Config) -> Dashboard:
               "connector.", (Target(f"sum({saved}) / sum({prompt} and on ({by_pod}) {saved})"),), "percentunit",
               type="stat", width=8, min=0, max=1),
     ]
-    return Dashboard(UID, "OptiInfra / Efficiency & cost",
+    return Dashboard(DASHBOARD_UIDS["efficiency"], "OptiInfra / Efficiency & cost",
                      "What a token costs and how well each pod and model uses its GPUs: cost per million tokens, "
                      "tokens per GPU-second and per joule, health and efficiency scores, external KV-cache "
                      "savings.", tuple(items), _vars(config, "namespace", "engine", "model"))
