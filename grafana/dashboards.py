@@ -499,13 +499,11 @@ def _slo_rows(s: Scope, slo: Slo) -> list[Item]:
 
 def slos(config: Config) -> Dashboard:
     s = scope(config, "namespace", "model", series=False)
-    items: list[Item] = []
-    for slo in config.slos:
-        items += _slo_rows(s, slo)
     return Dashboard(DASHBOARD_UIDS["slos"], "OptiInfra / SLOs",
                      "Per SLO from your config: the SLI, the error budget left and the burn rate of every window "
                      "the multiwindow multi-burn-rate alerts use (from the SLO recording rules).",
-                     tuple(items), _vars(config, "namespace", "model"))
+                     tuple(item for slo in config.slos for item in _slo_rows(s, slo)),
+                     _vars(config, "namespace", "model"))
 
 
 # --- GPUs --------------------------------------------------------------------------------------------
