@@ -8,8 +8,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dashboards = subparsers.add_parser("dashboards", help="generate the Grafana dashboards")
-    sub = dashboards.add_subparsers(dest="dashboards_command", metavar="SUBCOMMAND")
-    sub.required = True
+    sub = dashboards.add_subparsers(dest="dashboards_command", metavar="SUBCOMMAND", required=True)
     gen = sub.add_parser("generate", help="write the dashboard JSON and the Grafana provisioning files")
     gen.add_argument("--out", type=Path, required=True, help="output directory")
     gen.add_argument("--slo-config", type=Path, default=None,

@@ -14,8 +14,7 @@ log = logging.getLogger(__name__)
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rules = subparsers.add_parser("rules", help="generate and check the Prometheus rules")
-    sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
-    sub.required = True
+    sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
 
     gen = sub.add_parser("generate", help="write the rule file, the PrometheusRule and the promtool tests")
     gen.add_argument("--slo-config", type=Path, default=None,
