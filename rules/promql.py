@@ -67,11 +67,8 @@ class Group:
     """The group's own evaluation interval; empty: the ruler's global one."""
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"name": self.name}
-        if self.interval:
-            out["interval"] = self.interval
-        out["rules"] = [r.to_dict() for r in self.rules]
-        return out
+        interval = {"interval": self.interval} if self.interval else {}
+        return {"name": self.name, **interval, "rules": [r.to_dict() for r in self.rules]}
 
 
 @dataclass(frozen=True)
