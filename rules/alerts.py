@@ -58,20 +58,6 @@ def condition(ctx: Ctx, b: tx.Bottleneck, c: sg.Condition) -> str:
     return text + "".join(f"\nor {_term(ctx, b, t)}" for t in c.either)
 
 
-def _labels(b: tx.Bottleneck, severity: str) -> dict[str, str]:
-    return {"bottleneck": b.id, "severity": severity, "component": b.component}
-
-
-def _annotations(ctx: Ctx, b: tx.Bottleneck) -> dict[str, str]:
-    return {"summary": b.summary, "description": b.description, "runbook_url": ctx.config.runbook_url(b.id),
-            "dashboard_url": ctx.config.dashboard_url(b.component)}
-
-
-def _log_expr(ctx: Ctx, signatures: tuple[str, ...]) -> str:
-    signature = 'signature=~"' + "|".join(signatures) + '"'
-    return f"increase({ctx.sel('llm_log_events_total', signature)}[{ctx.w(sg.LOG_WINDOW)}]) > 0"
-
-
 def _either(exprs: list[str]) -> str:
     """One expression from several signals (``or``): one rule per alert name and severity."""
     if len(exprs) == 1:
@@ -90,11 +76,14 @@ def alert_rules(ctx: Ctx, b: tx.Bottleneck) -> list[Rule]:
     if b.component == "gpu":  # GPU series: the inference pod's identity whichever exporter reported them
         by_severity = {severity: [ctx.gpu(e) for e in exprs] for severity, exprs in by_severity.items()}
     if b.log_signatures and not (isinstance(cond, sg.Custom) and cond.own_logs):
+        signature = 'signature=~"' + "|".join(b.log_signatures) + '"'
         for exprs in by_severity.values():
-            exprs.append(_log_expr(ctx, b.log_signatures))
-    for_ = ctx.w(ctx.config.for_(b))
-    return [Rule(alert=b.alert, expr=_either(exprs), for_=for_, labels=_labels(b, severity),
-                 annotations=_annotations(ctx, b)) for severity, exprs in by_severity.items()]
+            exprs.append(f"increase({ctx.sel('llm_log_events_total', signature)}[{ctx.w(sg.LOG_WINDOW)}]) > 0")
+    annotations = {"summary": b.summary, "description": b.description, "runbook_url": ctx.config.runbook_url(b.id),
+                   "dashboard_url": ctx.config.dashboard_url(b.component)}
+    return [Rule(alert=b.alert, expr=_either(exprs), for_=ctx.w(ctx.config.for_(b)), annotations=annotations,
+                 labels={"bottleneck": b.id, "severity": severity, "component": b.component})
+            for severity, exprs in by_severity.items()]
 
 
 def alert_groups(ctx: Ctx, catalogue: tuple[tx.Bottleneck, ...] = tx.BOTTLENECKS) -> tuple[Group, ...]:
