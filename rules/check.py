@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,19 +104,13 @@ def check_rules(groups: list[dict[str, Any]], where: str) -> tuple[list[str], in
     return problems, count
 
 
-def _files(path: Path) -> Iterator[Path]:
-    if path.is_file():
-        yield path
-        return
-    for pattern in ("*.yml", "*.yaml"):  # the generator's layout has subfolders (rules/, operator/, tests/)
-        yield from sorted(path.rglob(pattern))
-
-
 def check_path(path: Path, promtool: bool = True) -> tuple[list[str], int]:
     problems: list[str] = []
     total = 0
     plain_files: list[Path] = []
-    for file in _files(path):
+    # the generator's layout has subfolders (rules/, operator/, tests/)
+    files = [path] if path.is_file() else [f for pattern in ("*.yml", "*.yaml") for f in sorted(path.rglob(pattern))]
+    for file in files:
         try:
             doc = yaml.safe_load(file.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
