@@ -269,19 +269,12 @@ def render_vllm(model: LoadModel, model_name: str, created: float) -> str:
         ("vllm:request_decode_time_seconds", "decode", "Histogram of time spent in DECODE phase for request."),
     ):
         w.histogram(name, help_, [(base, h[key])])
-    finished = sum(s.finished.values())
-    w.histogram("vllm:request_params_n", "Histogram of the n request parameter.",
-                [(base, _n_histogram(finished))])
+    n_param = Histogram((1.0, 2.0, 5.0, 10.0, 20.0))  # every request asks for n=1
+    n_param.observe(1.0, sum(s.finished.values()))
+    w.histogram("vllm:request_params_n", "Histogram of the n request parameter.", [(base, n_param)])
     w.gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
             [(cache_config_labels(model), 1.0)])
     return w.text()
-
-
-def _n_histogram(finished: int) -> Histogram:
-    hist = Histogram((1.0, 2.0, 5.0, 10.0, 20.0))
-    if finished:
-        hist.observe(1.0, finished)
-    return hist
 
 
 def cache_config_labels(model: LoadModel) -> dict[str, str]:
