@@ -110,13 +110,11 @@ def _vars(config: Config, *names: str, pod_multi: bool = True) -> tuple[Variable
     pod list follows namespace and engine only).
     """
     chain: list[Variable] = [cluster_variable(config)]
-    done: list[str] = []
-    for name in names:
-        scope = [d for d in done if name != "pod" or d != "model"]
+    for i, name in enumerate(names):
+        scope = [d for d in names[:i] if name != "pod" or d != "model"]
         matchers = ", ".join([f'{config.cluster_label}=~"$cluster"', *(f'{d}=~"${d}"' for d in scope)])
         metric = "llm_upstream_up" if name == "pod" else "llm_requests_running"
         chain.append(Variable(name, name.capitalize(), f"{metric}{{{matchers}}}", multi=pod_multi or name != "pod"))
-        done.append(name)
     return tuple(chain)
 
 
