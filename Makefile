@@ -58,8 +58,13 @@ typecheck:
 	  && (cd $$tc && ../$(VENV)/bin/mypy --config-file ../pyproject.toml --cache-dir ../.mypy_cache -p optiinfra); \
 	  rc=$$?; rm -rf $$tc; exit $$rc
 
+# Everything but the real-vLLM tier in three workers (most tests wait on Prometheus/Alertmanager timers, not on
+# the CPU); then that tier alone, since it needs both cores. Both always run; either failing fails the target.
 pytest: real-engine
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	@rc=0; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider -n 3 --ignore=tests/test_real_vllm.py || rc=1; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_real_vllm.py || rc=1; \
+	  exit $$rc
 
 # Regenerate every committed artifact (rules, dashboards, Alertmanager config, docs, schemas, manifests)
 # from one config: one pipeline, `optiinfra generate` (`--check` lists stale files without writing).

@@ -42,10 +42,16 @@ def find_binary(*names: str) -> str:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free loopback port. Parallel test workers set ``OPTIINFRA_PORT_SLOT=k/n`` and take only ports with
+    ``port // 2 % n == k``, so no two workers are handed the same one (bind(0) may prefer odd ports: ``// 2``)."""
+    slot, _, count = os.environ.get("OPTIINFRA_PORT_SLOT", "0/1").partition("/")
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port // 2 % int(count) == int(slot):
+            break
+    return port
 
 
 def optiinfra_command(*args: str) -> list[str]:

@@ -52,6 +52,7 @@ def api(receiver_url: str) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(f"{receiver_url}/openapi.json")
 
 
+@pytest.mark.slow
 def test_no_server_error_and_every_response_documented(api: schemathesis.BaseSchema) -> None:
     # the Python API, not the pytest plugin (which does not load under this pytest): each operation in turn
     headers = {"Authorization": f"Bearer {TOKEN}"}

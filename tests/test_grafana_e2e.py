@@ -151,6 +151,7 @@ def _variable_values(base: str, variable: Variable) -> list[str]:
     return values
 
 
+@pytest.mark.slow
 def test_every_panel_query_returns_data(prometheus: str) -> None:
     config = CONFIG
     # The SLO dashboard too, for the SLOs that apply to the simulated engine (the others have no traffic).

@@ -64,6 +64,7 @@ async def _report(*args: str) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_report_text_and_html_from_a_real_prometheus(prometheus: str, aiohttp_server: Any,
                                                            tmp_path: Path) -> None:
     # A real receiver reading the same Prometheus: a gpu_underutilized plan states its saving.
