@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 pytest_plugins = ("pg",)
 
 
-async def _wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+async def _wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     async with aiohttp.ClientSession() as session:
         async def ready() -> bool:
             if proc is not None and proc.poll() is not None:
