@@ -36,7 +36,6 @@ CONFIGS = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_efficiency_promtool_cases_pass(tmp_path: Path, name: str, profile: str) -> None:

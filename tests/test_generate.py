@@ -15,7 +15,6 @@ from optiinfra.config import load_config
 from optiinfra.generate import render_all
 
 
-@pytest.mark.slow
 def test_the_committed_tree_is_what_the_pipeline_renders(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--check", "--root", str(REPO)]) == 0, capsys.readouterr().err
     files = render_all(load_config(None))
@@ -25,7 +24,6 @@ def test_the_committed_tree_is_what_the_pipeline_renders(capsys: pytest.CaptureF
             "docs/configuration.md", "docs/plan-actions.md", "alertmanager/plan.schema.json"} <= set(files)
 
 
-@pytest.mark.slow
 def test_check_lists_stale_missing_and_leftover_files_and_generate_fixes_them(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["generate", "--root", str(tmp_path)]) == 0
@@ -45,7 +43,6 @@ def test_check_lists_stale_missing_and_leftover_files_and_generate_fixes_them(
     assert main(["generate", "--check", "--root", str(tmp_path)]) == 0
 
 
-@pytest.mark.slow
 def test_runbook_url_pattern_reaches_alerts_slo_alerts_and_dashboards(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"runbook_url_pattern": "https://wiki.example/llm/{bottleneck}"}))

@@ -96,7 +96,6 @@ def test_two_pods_on_one_node(source: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("source", ["dcgm-exporter", "dcgm-exporter honorLabels"])
 def test_generated_promtool_suites_pass_for_dcgm_exporter(source: str, tmp_path: Path) -> None:
     """Every generated alert and recording case (GPU fixtures shaped as dcgm-exporter's series) passes."""

@@ -53,7 +53,6 @@ def run_promtool_tests(directory: Path) -> None:
         assert "SUCCESS" in out
 
 
-@pytest.mark.slow
 def test_promtool_unit_tests_pass_on_generated() -> None:
     run_promtool_tests(GENERATED)
 

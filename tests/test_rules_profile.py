@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 from test_rules_generate import run_promtool_tests
 
@@ -56,7 +55,6 @@ def test_demo_profile_divides_every_duration_by_60_and_changes_nothing_else() ->
     assert prod_op["metadata"] == demo_op["metadata"]
 
 
-@pytest.mark.slow
 def test_demo_profile_promtool_tests_pass(tmp_path: Path) -> None:
     write(tmp_path, generate(load_config(None), "demo"))
     run_promtool_tests(tmp_path)
@@ -97,7 +95,6 @@ def test_rules_read_only_series_the_exporter_produces_and_counters_end_in_total(
             name.startswith("DCGM_FI_DEV_"), name
 
 
-@pytest.mark.slow
 def test_generated_tests_pass_for_a_custom_config(tmp_path: Path) -> None:
     """The documented example config: regex selectors, overrides, a model-scoped SLO."""
     from optiinfra.rules.runbooks import EXAMPLE_CONFIG
