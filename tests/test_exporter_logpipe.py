@@ -168,7 +168,9 @@ async def test_log_collector_follows_logpipe_rotation(tmp_path: Path) -> None:
     try:
         pipe.stdin.write(NORMAL.encode())
         pipe.stdin.flush()
-        await _until(path.exists, "the log file")
+        # wait for logpipe to have written those lines: the collector starts at the file's end, and lines
+        # arriving after that would be read and counted as if sent later
+        await _until(lambda: path.exists() and path.stat().st_size >= len(NORMAL.encode()), "the first lines")
         await collector.start()
         await _until(lambda: stream()["state"] == "following", "the file followed")  # from its end
         for expected in (1, 2, 3):
