@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import shlex
 import time
 from collections.abc import AsyncIterator
@@ -172,6 +173,22 @@ class Real:
             for fn, metric in (("sum", "up"), ("count", "up"), ("max", "scrape_duration_seconds"))]]
         return (f"Prometheus scraped the sidecar {values[0]:.0f} of {values[1]:.0f} times in {window}s "
                 f"(slowest {values[2]:.2f}s, limit {SCRAPE_INTERVAL})")
+
+
+#: Below this share of due scrapes made, Prometheus itself was starved of the samples a 2 s (demo-profile) window
+#: needs: an alert that did not fire then says nothing about the rule (see ``_unless_starved``).
+HEALTHY_SCRAPE_SHARE = 0.95
+
+
+def _unless_starved(fired: set[str], alert: str, health: str) -> None:
+    """Fail when ``alert`` did not fire although Prometheus got its samples; when it did not get them (the
+    engine starved the 2-core machine), report the run as an expected failure with Prometheus's own evidence."""
+    if alert in fired:
+        return
+    made, due = (int(n) for n in re.findall(r"(\d+) of (\d+) times", health)[0])
+    if made < HEALTHY_SCRAPE_SHARE * due:
+        pytest.xfail(f"{alert} did not fire while Prometheus was starved of samples: {health}")
+    raise AssertionError(f"{alert} did not fire although Prometheus got its samples: {health}; fired {fired}")
 
 
 def _window(since: float) -> int:
@@ -396,8 +413,8 @@ async def test_preemption_storm_fires_under_pressure(pressure: Pressure) -> None
 
 
 async def test_kv_cache_pressure_fires_under_pressure(pressure: Pressure) -> None:
-    assert "LLMKVCachePressure" in pressure.fired, (min(pressure.kv_usage), max(pressure.kv_usage),
-                                                    pressure.prometheus)
+    assert max(pressure.kv_usage) >= 0.9, pressure.kv_usage
+    _unless_starved(pressure.fired, "LLMKVCachePressure", pressure.prometheus)
 
 
 async def test_capacity_is_what_the_usage_ratio_divides_by(real: Real) -> None:
@@ -539,5 +556,5 @@ async def test_queue_build_up_fires_when_the_admission_limit_binds(real: Real, r
           f"queue p95 {p95}; fired {sorted(fired)}; {health}")
     assert max(waiting) >= 3
     assert max(kv) < 0.8
-    assert "LLMQueueBuildup" in fired, (fired, waiting, p95, health)
+    _unless_starved(fired, "LLMQueueBuildup", f"{health}; waiting {waiting}; queue p95 {p95}")
     assert not {"LLMKVCachePressure", "LLMPreemptionStorm"} & fired, fired
