@@ -129,7 +129,8 @@ def engine_argv(python: Path, model: Path, port: int, *, kv_bytes: int = TINY_KV
                 max_num_seqs: int = 16) -> list[str]:
     """The launch command of vLLM's OpenAI server on loopback with a tiny KV cache, eager mode, float32."""
     return [
-        "nice", "-n", str(ENGINE_NICENESS), str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+        "nice", "-n", str(ENGINE_NICENESS),
+        str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
         "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
         "--dtype", "float32", "--block-size", str(BLOCK_SIZE), "--max-model-len", str(MAX_MODEL_LEN),
         "--max-num-seqs", str(max_num_seqs), "--kv-cache-memory-bytes", str(kv_bytes),
