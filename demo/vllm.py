@@ -119,9 +119,9 @@ def engine_env() -> dict[str, str]:
             "VLLM_LOGGING_LEVEL": "WARNING"}
 
 
-#: The engine runs niced on this shared machine: vLLM's CPU build busy-loops its scheduler and workers on every
-#: core, and with no pod CPU requests to share the cores, the sidecar, Prometheus and the load generator would
-#: starve next to it (missed scrapes read as gaps, not as pressure). ``nice`` execs vLLM in place (same pid).
+#: The process orchestrator runs the engine at this niceness (``--engine-niceness``, its whole session): vLLM's
+#: CPU build busy-loops its scheduler and worker, and on a 2-core machine the sidecar, Prometheus and the load
+#: generator would starve next to it (missed scrapes read as gaps, not as pressure).
 ENGINE_NICENESS = 10
 
 
@@ -129,7 +129,6 @@ def engine_argv(python: Path, model: Path, port: int, *, kv_bytes: int = TINY_KV
                 max_num_seqs: int = 16) -> list[str]:
     """The launch command of vLLM's OpenAI server on loopback with a tiny KV cache, eager mode, float32."""
     return [
-        "nice", "-n", str(ENGINE_NICENESS),
         str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
         "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
         "--dtype", "float32", "--block-size", str(BLOCK_SIZE), "--max-model-len", str(MAX_MODEL_LEN),

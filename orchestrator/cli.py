@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--listen", default="127.0.0.1:9096", help="HOST:PORT (default: 127.0.0.1:9096)")
     parser.add_argument("--start-timeout", type=float, default=300.0,
                         help="seconds a (re)started engine has to answer its health URL (default: 300)")
+    parser.add_argument("--engine-niceness", type=int, default=0, metavar="0-19",
+                        help="run the engine at this lower CPU priority, its whole session (Linux autogroup) "
+                             "included, so the sidecar and Prometheus on the same host are not starved "
+                             "(default: 0, unchanged)")
     parser.set_defaults(func=run)
 
 
@@ -43,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_listen("--listen", str(args.listen))
     if args.start_timeout <= 0:
         raise UsageError("--start-timeout must be > 0")
+    if not 0 <= args.engine_niceness <= 19:
+        raise UsageError("--engine-niceness must be between 0 and 19")
     health_url = args.engine_health_url or f"http://127.0.0.1:{flag_value(argv, '--port') or 8000}/health"
     orch = Orchestrator(
-        engine=Engine(argv, health_url, start_timeout=args.start_timeout),
+        engine=Engine(argv, health_url, start_timeout=args.start_timeout, niceness=args.engine_niceness),
         receiver_url=args.receiver_url,
         receiver_token=read_secret("--receiver-token-file", args.receiver_token_file),
         token=read_secret("--token-file", args.token_file),

@@ -70,6 +70,28 @@ def changed_flags(before: Sequence[str], after: Sequence[str]) -> dict[str, tupl
     return {f: pair for f, pair in diff.items() if pair[0] != pair[1]}
 
 
+def _lower_priority(pid: int, niceness: int) -> None:
+    """Lower the CPU priority of the engine started as ``pid`` in a session of its own.
+
+    On Linux with autogroup scheduling (the default of most distributions) each session is scheduled as one
+    group, and a process's niceness only weighs against the processes of its own session: ``nice`` in the
+    engine command then leaves a busy-looping engine as strong as the sidecar or Prometheus next to it. The
+    session's autogroup niceness is what weighs against them, and it covers every process the engine forks,
+    whenever it forks them. The leader's own niceness is set too, for kernels without autogroup (processes it
+    forks from then on inherit it).
+    """
+    with contextlib.suppress(FileNotFoundError):  # a kernel without autogroup
+        try:
+            with open(f"/proc/{pid}/autogroup", "w", encoding="ascii") as group:
+                group.write(str(niceness))
+        except OSError as exc:
+            log.warning("could not lower the engine session's CPU priority", extra={"error": str(exc)})
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except OSError as exc:
+        log.warning("could not lower the engine's CPU priority", extra={"error": str(exc)})
+
+
 @dataclass
 class Engine:
     argv: list[str]
@@ -78,6 +100,8 @@ class Engine:
     start_timeout: float = 300.0
     stop_timeout: float = 20.0
     crash_backoff: float = 2.0
+    niceness: int = 0
+    """CPU niceness of the engine's session (see ``_lower_priority``); 0 leaves it as the orchestrator's."""
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
     _stopping: bool = False
@@ -92,6 +116,8 @@ class Engine:
         self.process = await asyncio.create_subprocess_exec(
             *self.argv, stdin=asyncio.subprocess.DEVNULL, env={**os.environ, **self.env}, start_new_session=True)
         self.starts += 1
+        if self.niceness:
+            _lower_priority(self.process.pid, self.niceness)
         log.info("engine started", extra={"pid": self.process.pid, "argv": " ".join(self.argv)})
         self._watcher = asyncio.create_task(self._watch(self.process))
 

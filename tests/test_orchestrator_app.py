@@ -189,8 +189,36 @@ async def test_engine_that_dies_is_restarted(rig: Any) -> None:
 
 
 def test_cli_rejects_bad_input_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    for args in (["--engine-cmd", ""], ["--engine-cmd", "a 'b"], ["--engine-cmd", "x", "--listen", "nope"]):
+    for args in (["--engine-cmd", ""], ["--engine-cmd", "a 'b"], ["--engine-cmd", "x", "--listen", "nope"],
+                 ["--engine-cmd", "x", "--engine-niceness", "20"]):
         assert main(["orchestrator", *args]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1
         assert err.startswith("optiinfra orchestrator: error:")
+
+
+async def test_engine_niceness_covers_its_whole_session() -> None:
+    """--engine-niceness lowers the engine's session (its autogroup: what weighs against the sidecar's and
+    Prometheus's sessions) and the engine process, and a child the engine forks later inherits both."""
+    script = ("import subprocess, sys, time; time.sleep(0.5); "
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)")
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    engine = Engine([sys.executable, "-c", script], "http://127.0.0.1:9/health", niceness=mine + 7, stop_timeout=5)
+    await engine.start()
+    try:
+        pid = engine.pid
+        assert pid is not None
+        await _wait(lambda: bool(_children(pid)), timeout=20)
+        for member in (pid, *_children(pid)):
+            assert os.getpriority(os.PRIO_PROCESS, member) == mine + 7
+            group = Path(f"/proc/{member}/autogroup")
+            if group.exists():
+                assert group.read_text().split()[-1] == str(mine + 7)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == mine  # the orchestrator itself keeps its priority
+    finally:
+        await engine.stop()
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []

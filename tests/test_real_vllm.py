@@ -7,10 +7,11 @@ Prometheus with the generated rules (demo profile). The tests then check, in ord
 vLLM's own value in the same scrape and the pressure alerts fire; finally one health-gated restart through the
 orchestrator with a bigger KV cache (``llm_upstream_up`` 0 while down, 1 after).
 
-What fired is read from Prometheus's own alert history (``ALERTS``), not from polls of ``/api/v1/alerts``: on a
-starved 2-core machine a poll can time out, and a timed-out poll must neither hide a firing alert nor make a
+What fired is read from Prometheus's own alert history (``ALERTS``), not from polls of ``/api/v1/alerts``: a
+poll can time out on a busy 2-core machine, and a timed-out poll must neither hide a firing alert nor make a
 "nothing fired" check pass. Each alert assertion carries what Prometheus saw of the sidecar meanwhile (scrapes
-made of those due, the slowest): the demo profile's 2 s windows need a sample at least every 2 s.
+made of those due, the slowest). The orchestrator runs vLLM with ``--engine-niceness``: its session's autogroup
+is niced, without which vLLM's busy-looping processes starved Prometheus of a fifth of its scrapes.
 
 Each finding the real engine showed (jumpy KV usage, start-up hang on a restart, capacity off by the null block,
 refusals counted nowhere, host metrics of one process only) has its test here; they were strict xfails until
@@ -25,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 import shlex
 import time
 from collections.abc import AsyncIterator
@@ -175,22 +175,6 @@ class Real:
                 f"(slowest {values[2]:.2f}s, limit {SCRAPE_INTERVAL})")
 
 
-#: Below this share of due scrapes made, Prometheus itself was starved of the samples a 2 s (demo-profile) window
-#: needs: an alert that did not fire then says nothing about the rule (see ``_unless_starved``).
-HEALTHY_SCRAPE_SHARE = 0.95
-
-
-def _unless_starved(fired: set[str], alert: str, health: str) -> None:
-    """Fail when ``alert`` did not fire although Prometheus got its samples; when it did not get them (the
-    engine starved the 2-core machine), report the run as an expected failure with Prometheus's own evidence."""
-    if alert in fired:
-        return
-    made, due = (int(n) for n in re.findall(r"(\d+) of (\d+) times", health)[0])
-    if made < HEALTHY_SCRAPE_SHARE * due:
-        pytest.xfail(f"{alert} did not fire while Prometheus was starved of samples: {health}")
-    raise AssertionError(f"{alert} did not fire although Prometheus got its samples: {health}; fired {fired}")
-
-
 def _window(since: float) -> int:
     return max(1, math.ceil(time.time() - since))
 
@@ -229,7 +213,8 @@ async def real(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Real]:
         start = time.monotonic()
         await stack.spawn("orchestrator", optiinfra_command(
             "orchestrator", "--engine-cmd", shlex.join(argv), "--listen", f"127.0.0.1:{ports['orch']}",
-            "--start-timeout", str(ENGINE_START_TIMEOUT)), env=vllm.engine_env())
+            "--start-timeout", str(ENGINE_START_TIMEOUT), "--engine-niceness", str(vllm.ENGINE_NICENESS)),
+            env=vllm.engine_env())
         await _wait_health(stack, f"{base['engine']}/health", ENGINE_START_TIMEOUT)
         started_in = time.monotonic() - start
         # The passthrough sidecar also reads the engine's process tree (host collector); the plain one, which
@@ -414,7 +399,7 @@ async def test_preemption_storm_fires_under_pressure(pressure: Pressure) -> None
 
 async def test_kv_cache_pressure_fires_under_pressure(pressure: Pressure) -> None:
     assert max(pressure.kv_usage) >= 0.9, pressure.kv_usage
-    _unless_starved(pressure.fired, "LLMKVCachePressure", pressure.prometheus)
+    assert "LLMKVCachePressure" in pressure.fired, (pressure.fired, pressure.kv_usage, pressure.prometheus)
 
 
 async def test_capacity_is_what_the_usage_ratio_divides_by(real: Real) -> None:
@@ -556,5 +541,5 @@ async def test_queue_build_up_fires_when_the_admission_limit_binds(real: Real, r
           f"queue p95 {p95}; fired {sorted(fired)}; {health}")
     assert max(waiting) >= 3
     assert max(kv) < 0.8
-    _unless_starved(fired, "LLMQueueBuildup", f"{health}; waiting {waiting}; queue p95 {p95}")
+    assert "LLMQueueBuildup" in fired, f"{fired}; {health}; waiting {waiting}; queue p95 {p95}"
     assert not {"LLMKVCachePressure", "LLMPreemptionStorm"} & fired, fired
