@@ -143,6 +143,10 @@ def _register_receiver(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("--cooldown", type=parse_seconds, default=1800.0,
                    help="per target and knob (and bottleneck) after a change (default 30m)")
     p.add_argument("--bake-seconds", type=float, help="rollback window after completion (default: the plan's)")
+    p.add_argument("--restart-grace", type=parse_seconds, default=300.0,
+                   help="alerts on a target whose plan was rolled back this recently wait this long from the "
+                        "rollback (the engine may still be restarting with the previous flags); 0: no wait "
+                        "(default 5m)")
     p.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="webhook body limit (default 1 MiB)")
     p.add_argument("--max-attempts", type=int, default=8, help="push attempts before a plan fails (default 8)")
     p.add_argument("--heartbeat-seconds", type=float, default=30.0, help="orchestrator heartbeat period")
@@ -170,7 +174,8 @@ def _config(args: argparse.Namespace) -> tuple[ReceiverConfig, str, int]:
             token=read_secret("--token-file", args.token_file),
             orchestrator_token=read_secret("--orchestrator-token-file", args.orchestrator_token_file),
             auto_approve_low_risk=args.auto_approve_low_risk, cooldown_seconds=args.cooldown,
-            bake_seconds=args.bake_seconds, max_body_bytes=args.max_body_bytes, max_attempts=args.max_attempts,
+            bake_seconds=args.bake_seconds, restart_grace_seconds=args.restart_grace,
+            max_body_bytes=args.max_body_bytes, max_attempts=args.max_attempts,
             heartbeat_seconds=args.heartbeat_seconds, shutdown_timeout_seconds=args.shutdown_timeout,
             advertise_url=advertise, agent_id=args.agent_id,
             analysis_window_seconds=max(1, round(args.analysis_window)), min_request_rate=args.min_request_rate,

@@ -53,6 +53,8 @@ class ReceiverConfig(BaseModel):
     heartbeat_seconds: float = Field(default=30.0, gt=0)
     poll_seconds: float = Field(default=1.0, gt=0)
     claim_lease_seconds: float = Field(default=60.0, gt=0)
+    restart_grace_seconds: float = Field(default=300.0, ge=0, description="alerts on a target whose plan was "
+                                         "rolled back this recently wait: its engine may still be restarting")
     push_timeout_seconds: float = Field(default=10.0, gt=0)
     shutdown_timeout_seconds: float = Field(default=3.0, ge=0, le=20,
                                             description="wait for in-flight requests on SIGTERM, then close")

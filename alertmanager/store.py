@@ -26,7 +26,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 #: Episode processing states.
-EPISODE_STATES = ("new", "claimed", "planned", "diagnosed", "skipped", "ignored", "rolled_back", "no_rollback")
+EPISODE_STATES = ("new", "claimed", "deferred", "planned", "diagnosed", "skipped", "ignored", "rolled_back",
+                  "no_rollback")
 
 
 class StoreError(Exception):
@@ -369,14 +370,21 @@ def _episode(row: dict[str, Any]) -> Episode:
 
 
 async def claim_episodes(tx: Tx, now: float, lease: float, limit: int) -> list[Episode]:
-    """New episodes (or ones whose claim lease expired after a crash), locked for this replica."""
+    """New episodes, deferred ones whose time came and ones whose claim lease expired after a crash, locked for
+    this replica."""
     rows = await tx.fetch(
-        "SELECT * FROM episodes WHERE state = 'new' OR (state = 'claimed' AND claimed_until < ?) "
+        "SELECT * FROM episodes WHERE state = 'new' OR (state IN ('claimed', 'deferred') AND claimed_until < ?) "
         "ORDER BY id LIMIT ? {lock}", now, limit)
     for row in rows:
         await tx.execute("UPDATE episodes SET state = 'claimed', claimed_until = ? WHERE id = ?",
                          now + lease, row["id"])
     return [_episode(r) for r in rows]
+
+
+async def defer_episode(tx: Tx, episode_id: int, until: float, reason: str, plan_id: str) -> None:
+    """Hold an episode until ``until``: it is then claimed and planned afresh (or skipped if it resolved)."""
+    await tx.execute("UPDATE episodes SET state = 'deferred', state_reason = ?, plan_id = ?, claimed_until = ? "
+                     "WHERE id = ?", reason, plan_id, until, episode_id)
 
 
 async def finish_episode(tx: Tx, episode_id: int, state: str, reason: str, plan_id: str | None = None) -> None:
@@ -444,10 +452,20 @@ async def in_flight_plan(tx: Tx, target_key: str) -> PlanRow | None:
     """The plan in flight for ``target_key`` (``namespace/workload/model``). A key without a model (``-``: an
     alert about the pod or its engine process, e.g. LLMEngineDown during a restart a plan is doing) meets
     every plan of the workload, and a plan without a model blocks every model of it."""
+    return await _workload_plan(tx, target_key, f"status IN {sql_list(IN_FLIGHT)}")
+
+
+async def rolled_back_since(tx: Tx, target_key: str, since: float) -> PlanRow | None:
+    """A plan of ``target_key``'s workload (matched as by :func:`in_flight_plan`) rolled back at ``since`` or
+    later: the orchestrator may still be restarting the engine with the flags it replaced."""
+    return await _workload_plan(tx, target_key, "status = 'rolled_back' AND updated_at >= ?", since)
+
+
+async def _workload_plan(tx: Tx, target_key: str, where: str, *args: Any) -> PlanRow | None:
     workload = target_key.rsplit("/", 1)[0] + "/"
-    sql = (f"SELECT * FROM plans WHERE substr(target_key, 1, ?) = ? AND status IN {sql_list(IN_FLIGHT)} "  # noqa: S608
+    sql = (f"SELECT * FROM plans WHERE substr(target_key, 1, ?) = ? AND {where} "  # noqa: S608 (constants only)
            f"ORDER BY created_at{tx.for_update}")
-    for row in await tx.fetch(sql, len(workload), workload):
+    for row in await tx.fetch(sql, len(workload), workload, *args):
         key = row["target_key"]
         if key == target_key or key.endswith("/-") or target_key.endswith("/-"):
             return _plan(row)

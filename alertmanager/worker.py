@@ -122,6 +122,15 @@ class PlanningWorker:
         if in_flight is not None and in_flight.status not in SUPERSEDABLE:
             return await _skip(tx, episode, f"in flight: plan {in_flight.plan_id} ({in_flight.status}) for {key}",
                                in_flight.plan_id)
+        grace = self.config.restart_grace_seconds
+        if grace and (restoring := await st.rolled_back_since(tx, key, now - grace)) is not None:
+            # The rollback restarts the engine: what fires meanwhile (LLMEngineDown first) is that restart,
+            # or the state it undoes. Looked at again once the restart had its time.
+            until = restoring.updated_at + grace
+            await st.defer_episode(tx, episode.id, until, f"deferred: plan {restoring.plan_id} for {key} was rolled "
+                                   f"back {now - restoring.updated_at:.0f}s ago; the engine may still be restarting "
+                                   f"(looked at again after {grace:.0f}s)", restoring.plan_id)
+            return "deferred"
         baking = await st.baking_plan(tx, key)
         if baking is not None:
             return await _skip(tx, episode, f"baking: plan {baking} for {key} is still being analysed", baking)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import jsonschema
 import pytest
@@ -374,3 +375,36 @@ async def test_a_newer_plan_for_the_same_knob_supersedes_a_pending_one(aiohttp_c
     assert [(a["from_status"], a["to_status"], a["cause"]) for a in detail["audit"]][-1] == (
         "pending_approval", "superseded", "alert")
     assert pair.sink.plans == {}
+
+
+async def test_an_alert_during_a_rollback_restart_waits_instead_of_planning_a_restart(aiohttp_client, aiohttp_server,
+                                                                                     db_url):
+    """A rollback restarts the engine with the flags the plan replaced. LLMEngineDown firing meanwhile (about the
+    pod: no model) is that restart: the episode is deferred, not planned as a second restart on top of it. Once
+    the grace has passed it is looked at afresh: planned if it still fires, skipped if it resolved."""
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url, restart_grace_seconds=1.5)
+    await pair.post(notification(alert("fp-kv-r")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    plan_id = (await pair.plans())[0]["plan_id"]
+    status, _ = await pair.api("POST", f"/api/v1/plans/{plan_id}/status", {"status": "rolling_out"})
+    assert status == 200
+    await pair.post(notification(slo_alert("fp-slo-r")))
+    assert await pair.sink.wait_for(lambda s: len(s.rollbacks) == 1)
+
+    def down(fingerprint: str, status: str = "firing") -> dict[str, Any]:
+        return alert(fingerprint, "2026-11-22T03:30:00.000Z", status=status, bottleneck="engine_down",
+                     alertname="LLMEngineDown", model="")
+
+    await pair.post(notification(down("fp-down-1"), down("fp-down-2")))
+    await pair.idle()
+    deferred = [e for e in await pair.episodes() if e["alertname"] == "LLMEngineDown"]
+    assert {e["state"] for e in deferred} == {"deferred"}
+    assert all(f"plan {plan_id}" in e["state_reason"] for e in deferred)
+    assert len(pair.sink.plans) == 1
+    await pair.post(notification(down("fp-down-2", "resolved")))  # the restart finished for one of them
+    assert await eventually(lambda: len(pair.sink.plans) == 2, timeout=10)
+    await pair.idle()
+    states = {e["fingerprint"]: e["state"] for e in await pair.episodes() if e["alertname"] == "LLMEngineDown"}
+    assert states == {"fp-down-1": "planned", "fp-down-2": "skipped"}
+    assert [p["bottleneck"] for p in await pair.plans()].count("engine_down") == 1
