@@ -298,13 +298,14 @@ def queue_fixture(k: Kit) -> Cases:
     bounds = m.NATIVE_BUCKETS["vllm"][queue]
     slow = k.slow_bucket(bounds, k.thr("queue_p95_seconds"))
     kv = f"llm_kv_cache_usage_ratio{k.lbl(k.eng)}"
-    base = {**k.hist(queue, "vllm", slow, 1), f"llm_requests_waiting{k.lbl(k.eng)}": k.gauge(4), **k.traffic}
+    # The waiting count as a real vLLM shows it under an admission limit: 0 every other scrape as a batch is admitted.
+    waiting = f"llm_requests_waiting{k.lbl(k.eng)}"
+    base = {**k.hist(queue, "vllm", slow, 1), waiting: k.alternating(4, 0), **k.traffic}
     return Cases(
         fires=Fixture({**base, kv: k.gauge(k.thr("kv_usage_below") / 2)}, [(k.pod_model, k.p_of(bounds, slow, 0.95))]),
         # Quiet: KV usage reaches the guard only every other sample (a KV-bound queue, sampled as it jumps).
         quiet=Fixture({**base, kv: k.alternating((k.thr("kv_usage_below") + 1) / 2, k.thr("kv_usage_below") / 2)}),
-        idle=Fixture({**k.hist(queue, "vllm", slow, 0), f"llm_requests_waiting{k.lbl(k.eng)}": k.gauge(0),
-                      **k.no_traffic}))
+        idle=Fixture({**k.hist(queue, "vllm", slow, 0), waiting: k.gauge(0), **k.no_traffic}))
 
 
 def prefill_fixture(k: Kit) -> Cases:

@@ -170,14 +170,15 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
     ),
     Bottleneck(
         "queue_buildup", "LLMQueueBuildup", "warning", "engine", "metric",
-        "requests waiting > 0 and queue-time p95 > 1s while KV usage (max over 2m) < 0.8", "5m",
+        "requests waiting (max over 2m) > 0 and queue-time p95 > 1s while KV usage (max over 2m) < 0.8", "5m",
         _m(queue_p95_seconds=Threshold(1, "s", "p95 queue time above which admission is the bottleneck"),
            kv_usage_below=Threshold(0.8, "ratio", "KV usage below which the queue is admission-limited")),
         "Requests are queuing although the KV cache has room: admission limits are too low.",
         "{{ $labels.model }} on {{ $labels.pod }}: p95 queue time {{ $value | humanizeDuration }} "
         "with KV headroom.",
         identity=_ENGINE_ID,
-        condition=sg.Condition(sg.Term(sg.QUEUE_P95, ">", "queue_p95_seconds"), also=(sg.Term(sg.WAITING, ">", 0),),
+        condition=sg.Condition(sg.Term(sg.QUEUE_P95, ">", "queue_p95_seconds"),
+                               also=(sg.Term(sg.WAITING_MAX, ">", 0),),
                                traffic=True, unless=(sg.Term(sg.KV_MAX, ">=", "kv_usage_below"),)),
         panel=sg.Panel("s", context=(sg.KV,), context_title="KV-cache usage (must stay below)",
                        context_unit="percentunit", context_threshold="kv_usage_below"),
@@ -186,8 +187,9 @@ BOTTLENECKS: tuple[Bottleneck, ...] = (
             "Requests queue for a long time although the KV cache has room: admission limits (max sequences, "
             "batched tokens) are lower than the hardware can take.",
             "{instance}: queue-time p95 (`pod_model:llm_request_queue_time_seconds:p95_rate5m`) above "
-            "{queue_p95_seconds:g}s, waiting requests above 0 and KV usage below {kv_usage_below:g} throughout the "
-            "last 2 minutes."),
+            "{queue_p95_seconds:g}s with requests waiting (`pod_model:llm_requests_waiting:sum`) at some point of the "
+            "last 2 minutes and KV usage below {kv_usage_below:g} throughout them. The waiting count jumps to 0 "
+            "between scrapes as the engine admits a batch, so it is read as its maximum over the window."),
         plan=sg.Plan(("max_num_seqs_up", "batched_tokens_up", "scale_out"), "llm_request_queue_time_seconds",
                      "down"),
     ),

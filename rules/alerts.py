@@ -18,7 +18,7 @@ from optiinfra.rules.promql import Ctx, Group, Rule, dec, num
 
 def series(ctx: Ctx, s: sg.Series) -> str:
     """A spec series in an alert expression."""
-    return sg.render(s, sel=ctx.sel, rule=str, window=ctx.w, by_pod=ctx.by_pod, sidecar=ctx.sidecar_up())
+    return sg.render(s, sel=ctx.sel, rule=str, window=ctx.window, by_pod=ctx.by_pod, sidecar=ctx.sidecar_up())
 
 
 def threshold(ctx: Ctx, b: tx.Bottleneck, term: sg.Term) -> str:

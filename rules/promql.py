@@ -13,6 +13,9 @@ Profile = Literal["production", "demo"]
 PROFILES: tuple[Profile, ...] = ("production", "demo")
 #: ``--profile demo`` divides every ``for`` and every range window by this.
 DEMO_DIVISOR = 60
+#: ... but an alert's window over a jumpy gauge keeps at least this many of the demo's 1 s samples (production's
+#: 2m holds 4-8 scrapes; divided by 60 it would hold 2, and one low pair would resolve the alert).
+DEMO_MIN_WINDOW_MS = 5_000
 #: Series of GPU exporters (the sidecar's NVML collector or dcgm-exporter), under dcgm-exporter's names.
 GPU_PREFIX = "DCGM_"
 
@@ -84,6 +87,11 @@ class Ctx:
         if self.profile == "demo":
             ms //= DEMO_DIVISOR
         return format_duration_ms(ms)
+
+    def window(self, duration: str) -> str:
+        """An alert expression's range window: scaled, and in the demo at least ``DEMO_MIN_WINDOW_MS``."""
+        ms = parse_duration_ms(self.w(duration))
+        return format_duration_ms(max(ms, DEMO_MIN_WINDOW_MS) if self.profile == "demo" else ms)
 
     @property
     def identity(self) -> tuple[str, ...]:

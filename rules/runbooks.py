@@ -172,7 +172,8 @@ def rules_reference() -> str:
         "expression, checks every series against the metric catalogue, every `le` against the engines' native "
         "buckets, the naming conventions, and runs `promtool check rules`. `rules/generated/` holds the output "
         "for the default config. `--profile demo` divides every `for` and range window by 60 (for Prometheus "
-        "with `evaluation_interval: 1s`); nothing else changes, recording-rule names included.",
+        "with `evaluation_interval: 1s`), except that an alert's window over a jumpy gauge keeps at least 5s (five "
+        "samples, where 2m / 60 would hold two); nothing else changes, recording-rule names included.",
         "", "## The config", "",
         "One YAML file, validated (unknown keys are refused by name); JSON Schema: "
         "`optiinfra/config.schema.json`. Without a file the defaults below apply. Example:",

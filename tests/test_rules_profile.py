@@ -10,19 +10,12 @@ import yaml
 from test_rules_generate import run_promtool_tests
 
 from optiinfra import metrics as m
-from optiinfra.config import format_duration_ms, load_config, parse_config, parse_duration_ms
+from optiinfra.config import load_config, parse_config, parse_duration_ms
 from optiinfra.rules.check import selectors
 from optiinfra.rules.generate import OPERATOR_FILE, RULES_FILE, generate, write
+from optiinfra.rules.promql import DEMO_MIN_WINDOW_MS
 
 _WINDOW = re.compile(r"\[(\w+)\]|offset (\w+)")
-
-
-def _scale(text: str, factor: int) -> str:
-    def sub(match: re.Match[str]) -> str:
-        duration = match.group(1) or match.group(2)
-        scaled = format_duration_ms(parse_duration_ms(duration) * factor)
-        return f"[{scaled}]" if match.group(1) else f"offset {scaled}"
-    return _WINDOW.sub(sub, text)
 
 
 def _rules(files: dict[str, str], name: str = RULES_FILE) -> dict:
@@ -41,12 +34,18 @@ def test_demo_profile_divides_every_duration_by_60_and_changes_nothing_else() ->
             assert parse_duration_ms(dg["interval"]) * 60 == parse_duration_ms(pg["interval"]), pg["name"]
         assert len(pg["rules"]) == len(dg["rules"])
         for pr, dr in zip(pg["rules"], dg["rules"], strict=True):
-            windows += len(_WINDOW.findall(dr["expr"]))
-            scaled = {**dr, "expr": _scale(dr["expr"], 60)}
+            pairs = list(zip(_WINDOW.findall(pr["expr"]), _WINDOW.findall(dr["expr"]), strict=True))
+            windows += len(pairs)
+            for (p_range, p_offset), (d_range, d_offset) in pairs:
+                # an alert's range window keeps at least DEMO_MIN_WINDOW_MS (jumpy gauges need samples)
+                floor = DEMO_MIN_WINDOW_MS if "alert" in dr and d_range else 0
+                assert parse_duration_ms(d_range or d_offset) == max(
+                    parse_duration_ms(p_range or p_offset) // 60, floor), (dr.get("alert"), p_range, d_range)
+            scaled = {**dr, "expr": _WINDOW.sub("[]", dr["expr"])}
             if "for" in pr:
                 assert parse_duration_ms(dr["for"]) * 60 == parse_duration_ms(pr["for"]), pr.get("alert")
                 scaled["for"] = pr["for"]
-            assert scaled == pr
+            assert scaled == {**pr, "expr": _WINDOW.sub("[]", pr["expr"])}
     assert windows > 100
     # the examples of the spec
     text = generate(config, "demo")[RULES_FILE]
