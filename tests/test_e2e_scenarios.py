@@ -36,6 +36,10 @@ pytestmark = pytest.mark.slow
 
 #: slo_regression needs a config change to show its signal; the loop test covers it.
 SCENARIO_NAMES = sorted(name for name in SCENARIOS if name != "slo_regression")
+#: Fired besides the scenario's own alert, by design: preemption_storm's KV usage reaches 0.9 within every window
+#: (a sawtooth between preemptions), so the KV rule's windowed maximum sees KV pressure, which in Alertmanager
+#: inhibits the storm's alert (a storm on a cache that fills is planned as KV pressure).
+ALSO = {"preemption_storm": {"kv_cache_pressure"}}
 OBSERVE_AFTER_ALL_FIRED = 10.0
 TIMEOUT = 75.0
 
@@ -66,7 +70,8 @@ async def test_each_scenario_fires_its_alert_and_no_other(tmp_path: Path) -> Non
         await start_prometheus(stack, prometheus_config(targets, [rules_dir / rules.RULES_FILE], None), prom_port)
 
         fired: dict[str, set[str]] = {name: set() for name in SCENARIO_NAMES}
-        expected = {name: SCENARIOS[name].bottleneck for name in SCENARIO_NAMES}
+        expected = {name: ({b} | ALSO.get(name, set())) if (b := SCENARIOS[name].bottleneck) else set()
+                    for name in SCENARIO_NAMES}
         base = f"http://127.0.0.1:{prom_port}"
         start, all_fired_at = time.monotonic(), None
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
@@ -78,7 +83,7 @@ async def test_each_scenario_fires_its_alert_and_no_other(tmp_path: Path) -> Non
                     scenario = labels.get("pod") or labels.get("model")
                     if scenario in fired and labels.get("bottleneck"):
                         fired[scenario].add(labels["bottleneck"])
-                done = all(not want or want in fired[name] for name, want in expected.items())
+                done = all(want <= fired[name] for name, want in expected.items())
                 if done and all_fired_at is None:
                     all_fired_at = time.monotonic()
                 if all_fired_at is not None and time.monotonic() - all_fired_at >= OBSERVE_AFTER_ALL_FIRED:
@@ -87,9 +92,8 @@ async def test_each_scenario_fires_its_alert_and_no_other(tmp_path: Path) -> Non
     finally:
         await stack.close()
 
-    report = "\n".join(f"  {name}: expected {expected[name] or 'nothing'}, fired {sorted(fired[name])}"
+    report = "\n".join(f"  {name}: expected {sorted(expected[name]) or 'nothing'}, fired {sorted(fired[name])}"
                        for name in SCENARIO_NAMES)
     for name in SCENARIO_NAMES:
-        want = {expected[name]} if expected[name] else set()
         bottlenecks = fired[name] - {SLO_BURN} if name != "healthy" else fired[name]
-        assert bottlenecks == want, f"scenario {name} is not precise:\n{report}"
+        assert bottlenecks == expected[name], f"scenario {name} is not precise:\n{report}"

@@ -87,10 +87,12 @@ class Probe:
         return best
 
     def kv_alert_run(self) -> int:
-        """Longest run of consecutive scrapes where LLMKVCachePressure's condition holds."""
+        """Longest run of consecutive scrapes where LLMKVCachePressure's condition holds: KV usage and waiting
+        requests are read as their maximum over the window (the demo profile's 5 s: 5 scrapes)."""
         rates = [0.0] * 5 + self.preempt_rates_all()
-        return self.longest([s.kv >= KV and (s.waiting > 0 or r > 0)
-                             for s, r in zip(self.samples, rates, strict=False)])
+        window = [self.samples[max(0, i - 4):i + 1] for i in range(len(self.samples))]
+        return self.longest([max(s.kv for s in w) >= KV and (max(s.waiting for s in w) > 0 or r > 0)
+                             for w, r in zip(window, rates, strict=False)])
 
     def preempt_rates_all(self) -> list[float]:
         return [(self.samples[i].preemptions - self.samples[i - 5].preemptions) / 5
@@ -167,7 +169,10 @@ def test_kv_cache_pressure_responds_to_the_fix(change: dict[str, object]) -> Non
 def test_preemption_storm() -> None:
     p = Probe("preemption_storm").run(60)
     assert min(p.preempt_rates()) > PREEMPT * 2
-    assert p.kv_alert_run() < 5  # KV usage dips below 0.9 between preemptions
+    # KV usage is a sawtooth that dips below 0.9 between preemptions but reaches it within every window: by the
+    # KV rule's windowed maximum this is KV pressure too, which inhibits the storm in Alertmanager.
+    assert min(s.kv for s in p.steady()) < KV
+    assert p.kv_alert_run() >= 5
     assert_quiet(p, except_=("preemption_storm", "kv_cache_pressure"))
 
 

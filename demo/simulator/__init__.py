@@ -31,8 +31,9 @@ Deterministic for a given ``--seed`` and sequence of advances.
 What each scenario fires (real Prometheus, the generated rules with ``--profile demo``, the sidecar in
 between, vLLM format, time-scale 10): healthy - nothing; kv_cache_pressure and kv_saturated - LLMKVCachePressure
 (~11 s; in kv_saturated more KV memory has no effect on usage);
-preemption_storm - LLMPreemptionStorm (KV pressure and queue build-up only reach *pending*: KV usage is a
-sawtooth that dips below 0.9 and the rule's ``for`` resets); queue_buildup - LLMQueueBuildup; prefill_bound -
+preemption_storm - LLMPreemptionStorm and LLMKVCachePressure (KV usage is a sawtooth that dips below 0.9
+between preemptions but reaches it within every window the KV rule takes its maximum over; in Alertmanager the
+KV alert inhibits the storm's); queue_buildup - LLMQueueBuildup; prefill_bound -
 LLMHighTimeToFirstToken; decode_bound - LLMHighInterTokenLatency; request_errors - LLMHighErrorRate;
 engine_stalled - LLMEngineStalled; slo_regression - LLMHighTimeToFirstToken, then after the planned bigger
 prefill chunk inter-token latency above its SLO (the receiver's analysis rolls it back on that guard first).
