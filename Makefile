@@ -59,11 +59,12 @@ typecheck:
 	  rc=$$?; rm -rf $$tc; exit $$rc
 
 # Everything but the real-vLLM tier in three workers (most tests wait on Prometheus/Alertmanager timers, not on
-# the CPU); then that tier alone, since it needs both cores. Both always run; either failing fails the target.
+# the CPU); then that tier (tests/test_real_*.py) alone, since it needs both cores. Both always run; either
+# failing fails the target.
 pytest: real-engine
 	@rc=0; \
-	  $(VENV)/bin/pytest -q -p no:cacheprovider -n 3 --ignore=tests/test_real_vllm.py || rc=1; \
-	  $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_real_vllm.py || rc=1; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider -n 3 --ignore-glob='tests/test_real_*.py' || rc=1; \
+	  $(VENV)/bin/pytest -q -p no:cacheprovider tests/test_real_vllm.py tests/test_real_demo.py || rc=1; \
 	  exit $$rc
 
 # Regenerate every committed artifact (rules, dashboards, Alertmanager config, docs, schemas, manifests)

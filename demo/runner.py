@@ -407,7 +407,8 @@ RESOLVED_FOR = 20.0
 
 async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout: float = 300.0) -> Outcome:
     """The loop on a real vLLM: tiny KV cache under load -> LLMKVCachePressure -> plan -> the process
-    orchestrator restarts vLLM with the planned flags -> the pressure alert resolves."""
+    orchestrator restarts vLLM with the planned flags -> the pressure alert resolves and the plan's analysis
+    verifies it."""
     say = Timeline(out)
     try:
         _find_servers()
@@ -480,16 +481,21 @@ async def _watch_real(stack: Stack, base: dict[str, str], *, say: Callable[[str,
                 if entry["what"] == "applied" and applied_at is None and entry.get("plan_id") in kv_plans:
                     applied_at = time.monotonic()
             kv_plans = {str(p.get("plan_id")) for p in outcome.plans if p.get("bottleneck") == "kv_cache_pressure"}
-            if applied_at is not None and "LLMKVCachePressure" not in firing \
+            verified = any(plan_status.get(pid) == "verified" for pid in kv_plans)
+            if verified and applied_at is not None and "LLMKVCachePressure" not in firing \
                     and time.monotonic() - applied_at >= RESOLVED_FOR:
-                outcome.ok, outcome.reason = True, "plan applied by restarting vLLM; LLMKVCachePressure resolved"
+                outcome.ok, outcome.reason = True, ("plan applied by restarting vLLM and verified by its analysis; "
+                                                    "LLMKVCachePressure resolved")
                 return outcome
             await asyncio.sleep(1.0)
     fired = {a["labels"].get("alertname") for a in outcome.alerts}
     outcome.reason = (
         f"timed out after {timeout:.0f}s: " + (
             "LLMKVCachePressure never fired" if "LLMKVCachePressure" not in fired
-            else "no KV-pressure plan was applied" if applied_at is None else "LLMKVCachePressure did not resolve"))
+            else "no KV-pressure plan was applied" if applied_at is None
+            else "LLMKVCachePressure did not resolve" if "LLMKVCachePressure" in firing
+            else "the KV-pressure plan was not verified: " + ", ".join(
+                f"{pid[:8]} {plan_status.get(pid)}" for pid in sorted(kv_plans))))
     return outcome
 
 
