@@ -80,12 +80,13 @@ def _lower_priority(pid: int, niceness: int) -> None:
     whenever it forks them. The leader's own niceness is set too, for kernels without autogroup (processes it
     forks from then on inherit it).
     """
-    with contextlib.suppress(FileNotFoundError):  # a kernel without autogroup
-        try:
-            with open(f"/proc/{pid}/autogroup", "w", encoding="ascii") as group:
-                group.write(str(niceness))
-        except OSError as exc:
-            log.warning("could not lower the engine session's CPU priority", extra={"error": str(exc)})
+    try:
+        with open(f"/proc/{pid}/autogroup", "w", encoding="ascii") as group:
+            group.write(str(niceness))
+    except FileNotFoundError:
+        pass  # a kernel without autogroup
+    except OSError as exc:
+        log.warning("could not lower the engine session's CPU priority", extra={"error": str(exc)})
     try:
         os.setpriority(os.PRIO_PROCESS, pid, niceness)
     except OSError as exc:
