@@ -30,7 +30,7 @@ from . import intake
 from . import store as st
 from .orchestrator import STATUS_PATH
 from .outbox import enqueue_push
-from .service import ReceiverConfig, Service, schedule_analyses
+from .service import ReceiverConfig, Service, after_failure, schedule_analyses
 from .states import PLAN_STATUSES, IllegalTransition, OrchestratorStatus, PlanNotFound, PlanStatus
 
 log = logging.getLogger(__name__)
@@ -269,9 +269,16 @@ async def plan_status(request: web.Request) -> web.Response:
     report: StatusReport = await _body(request, StatusReport)
     detail = report.model_dump(exclude={"status"})
     analysed = request.app[SERVICE].analyzer is not None  # analyses need Prometheus (--prometheus-url)
+    failed = report.status == "failed"
+
+    async def then(tx: st.Tx, plan: st.PlanRow, now: float) -> None:
+        if failed:
+            await after_failure(tx, plan, now, reason=f"the orchestrator failed it: {report.message}")
+        elif analysed:
+            await schedule_analyses(tx, plan, now, status=report.status, step=report.step)
+
     return await _act(request, report.status, {"event": "status", **detail}, cause="orchestrator",
-                      error=report.message if report.status == "failed" else None,
-                      then=partial(schedule_analyses, status=report.status, step=report.step) if analysed else None)
+                      error=report.message if failed else None, then=then)
 
 
 # ---------------------------------------------------------------------------------------- diagnoses, episodes

@@ -137,7 +137,7 @@ class PlanningWorker:
         cooldown = self.config.cooldown_seconds
         recent = await st.plans_since(tx, key, now - cooldown)
         for plan in recent:
-            if plan.bottleneck == episode.bottleneck and plan.status != "no_effect":  # no effect: try the next
+            if plan.bottleneck == episode.bottleneck and plan.status not in ("no_effect", "failed"):  # try the next
                 return await _skip(tx, episode, f"cooldown: plan {plan.plan_id} for {episode.bottleneck} on {key} "
                                    f"was created {now - plan.created_at:.0f}s ago (cooldown {cooldown:.0f}s)",
                                    plan.plan_id)

@@ -408,3 +408,30 @@ async def test_an_alert_during_a_rollback_restart_waits_instead_of_planning_a_re
     states = {e["fingerprint"]: e["state"] for e in await pair.episodes() if e["alertname"] == "LLMEngineDown"}
     assert states == {"fp-down-1": "planned", "fp-down-2": "skipped"}
     assert [p["bottleneck"] for p in await pair.plans()].count("engine_down") == 1
+
+
+async def test_a_plan_the_orchestrator_failed_is_learned_and_the_next_action_planned(aiohttp_client, aiohttp_server,
+                                                                                    db_url):
+    """The process orchestrator refuses a relative change of a flag the engine command does not set, and reverts
+    a start that failed: nothing stayed changed, so, as after no effect, the knob is learned as failed for the
+    bottleneck on the target and the alert's next action is planned (not held back by the cooldown)."""
+    pair = await start_pair(aiohttp_client, aiohttp_server, db_url)
+    await pair.post(notification(alert("fp-pre-f", bottleneck="preemption_storm", alertname="LLMPreemptionStorm")))
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 1)
+    await pair.idle()
+    [first] = await pair.plans()
+    message = "cannot apply: relative change 'x0.75' for max_num_seqs but the current value is unknown"
+    status, _ = await pair.api("POST", f"/api/v1/plans/{first['plan_id']}/status",
+                               {"status": "failed", "message": message})
+    assert status == 200
+    assert await pair.sink.wait_for(lambda s: len(s.plans) == 2)
+    await pair.idle()
+    plans = {p["plan_id"]: p for p in await pair.plans()}
+    [second] = [p for pid, p in plans.items() if pid != first["plan_id"]]
+    assert plans[first["plan_id"]]["status"] == "failed"
+    assert not set(first["knobs"]) & set(second["knobs"])
+    _, learned = await pair.api("GET", f"/api/v1/targets/learned?target={first['target_key']}")
+    assert [(k["knob"], k["verdict"]) for k in learned["learned"]] == [(knob, "failed") for knob in first["knobs"]]
+    assert message in learned["learned"][0]["reason"]
+    [episode] = [e for e in await pair.episodes() if e["fingerprint"] == "fp-pre-f"]
+    assert (episode["state"], episode["plan_id"]) == ("planned", second["plan_id"])
