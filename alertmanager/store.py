@@ -607,13 +607,14 @@ async def plan_analyses(tx: Tx, plan_id: str) -> list[AnalysisRow]:
     return [_analysis(r) for r in await _select(tx, "analyses", "due_at, id", plan_id=plan_id)]
 
 
-async def baking_plan(tx: Tx, target_key: str) -> str | None:
-    """A completed plan for the target whose bake-time analysis has not finished: its effect is still being
-    measured, so no other change may land on the target (it could not be told apart)."""
-    row = await tx.fetchrow("SELECT p.plan_id AS plan_id FROM plans p JOIN analyses a ON a.plan_id = p.plan_id "
-                            "WHERE p.target_key = ? AND p.status = 'completed' AND a.phase = 'bake' "
-                            "AND a.state <> 'done'", target_key)
-    return str(row["plan_id"]) if row else None
+async def baking_plan(tx: Tx, target_key: str) -> tuple[str, float] | None:
+    """A completed plan for the target whose bake-time analysis has not finished, and when that analysis is due:
+    its effect is still being measured, so no other change may land on the target (it could not be told
+    apart)."""
+    row = await tx.fetchrow("SELECT p.plan_id AS plan_id, a.due_at AS due_at FROM plans p JOIN analyses a "
+                            "ON a.plan_id = p.plan_id WHERE p.target_key = ? AND p.status = 'completed' "
+                            "AND a.phase = 'bake' AND a.state <> 'done'", target_key)
+    return (str(row["plan_id"]), float(row["due_at"])) if row else None
 
 
 async def verdict_counts(tx: Tx) -> dict[tuple[str, str], int]:

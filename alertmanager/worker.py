@@ -132,8 +132,11 @@ class PlanningWorker:
                                    f"(looked at again after {grace:.0f}s)", restoring.plan_id)
             return "deferred"
         baking = await st.baking_plan(tx, key)
-        if baking is not None:
-            return await _skip(tx, episode, f"baking: plan {baking} for {key} is still being analysed", baking)
+        if baking is not None:  # looked at again once the bake analysis is due: planned then if still firing
+            plan_id, due = baking
+            await st.defer_episode(tx, episode.id, max(due, now + 1.0), f"baking: plan {plan_id} for {key} is "
+                                   "still being analysed (looked at again when its bake ends)", plan_id)
+            return "deferred"
         cooldown = self.config.cooldown_seconds
         recent = await st.plans_since(tx, key, now - cooldown)
         for plan in recent:

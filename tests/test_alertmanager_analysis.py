@@ -322,13 +322,18 @@ async def test_no_other_change_lands_while_a_plan_is_being_analysed(aiohttp_clie
     await pair.post(notification(alert("fp-first")))
     plan = await _pushed(pair, fake)
     await _roll_out(pair, plan["plan_id"], steps=())
-    # another bottleneck on the same pod while the first change bakes: recorded, not planned
+    # another bottleneck on the same pod while the first change bakes: deferred, not planned (nor dropped)
     await pair.post(notification(alert("fp-other", bottleneck="decode_bound", alertname="LLMHighInterTokenLatency")))
     await pair.idle()
     other = next(e for e in await pair.episodes() if e["fingerprint"] == "fp-other")
-    assert other["state"] == "skipped" and other["state_reason"].startswith(f"baking: plan {plan['plan_id']}")
-    await _status(pair, plan["plan_id"], "verified")
+    assert other["state"] == "deferred" and other["state_reason"].startswith(f"baking: plan {plan['plan_id']}")
     assert len(await pair.plans()) == 1
+    await _status(pair, plan["plan_id"], "verified")
+    # the bake is over and the alert still fires: now it is planned
+    assert await eventually(lambda: len(pair.sink.plans) == 2, timeout=15)
+    await pair.idle()
+    other = next(e for e in await pair.episodes() if e["fingerprint"] == "fp-other")
+    assert other["state"] == "planned"
 
 
 async def test_an_slo_already_burning_before_the_plan_does_not_roll_it_back(aiohttp_client, aiohttp_server, tmp_path):
