@@ -127,7 +127,7 @@ def _ports_and_token(workdir: Path, engine: str) -> tuple[dict[str, int], dict[s
 async def _start_monitoring(stack: Stack, ports: dict[str, int], base: dict[str, str], token_file: Path, *,
                             upstream: str, host: bool, say: Callable[[str, str], None],
                             exporter_args: tuple[str, ...] = (), config: Config | None = None,
-                            repeat_interval: str = "1m") -> None:
+                            repeat_interval: str = "1m", group_wait: str = "1s") -> None:
     """The sidecar on ``upstream``, the generated rules (demo profile), Prometheus and Alertmanager."""
     exporter = await stack.spawn("exporter", optiinfra_command(
         "exporter", "--upstream", upstream, "--engine", "auto", "--listen", f"127.0.0.1:{ports['exporter']}",
@@ -146,7 +146,7 @@ async def _start_monitoring(stack: Stack, ports: dict[str, int], base: dict[str,
 
     am_text = amconfig.render(amconfig.Options(
         receiver_url=base["receiver"], credentials_file=str(token_file),
-        group_wait="1s", group_interval="1s", repeat_interval=repeat_interval, resolve_timeout="1m"))
+        group_wait=group_wait, group_interval="1s", repeat_interval=repeat_interval, resolve_timeout="1m"))
     await start_alertmanager(stack, am_text, ports["am"])
     say("up", f"Alertmanager (real, generated config): {base['am']}")
 
@@ -401,6 +401,12 @@ def _cause(rollback: dict[str, Any]) -> str:
 #: cached block) + 60 generated, 4-5 blocks of 32 each: about 3 fit the tiny cache's 16 usable blocks (usage
 #: 0.9+ with the rest waiting), all 6 fit the 33 of twice its bytes (the plan's step).
 REAL_LOAD = {"concurrency": 6, "prompt_words": 80, "max_tokens": 60, "prefix_words": 40}
+#: The receiver on the real engine. Its plans restart vLLM, so the bake outlasts the analysis window plus the
+#: demo profile's 5 s rate window: the bake analysis then reads only rates from after the restart (as
+#: production's 10m bake, 5m window and 5m rates do); with DEMO_ANALYSIS's 8 s the restart's downtime fell into
+#: the traffic guard and sometimes rolled a good plan back. A rollback restarts vLLM too (20-40 s here): alerts
+#: on it meanwhile wait 60 s, not the default 5m.
+REAL_ANALYSIS = ("--analysis-window", "6", "--bake-seconds", "12", "--restart-grace", "60")
 #: Seconds the pressure alert must stay quiet after the restart for the loop to count as closed.
 RESOLVED_FOR = 20.0
 
@@ -430,10 +436,11 @@ async def run_real_loop(*, out: TextIO = sys.stdout, keep: bool = False, timeout
         await stack.wait_ready(orch, f"{base['engine']}/health", timeout=300)
         say("up", f"vLLM: {base['engine']}/metrics (supervised by the orchestrator at {base['orch']})")
         # --engine-process: the sidecar reads the flags vLLM was started with (--max-num-seqs: no endpoint has it)
+        # group_wait 5s: on the real engine LLMPreemptionStorm may fire a second or two before LLMKVCachePressure,
+        # which inhibits it; the storm's notification waits long enough for that inhibition to apply
         await _start_monitoring(stack, ports, base, token_file, upstream=base["engine"], host=False, say=say,
-                                exporter_args=("--engine-process", "vllm"))
-        # a rollback restarts vLLM (20-40 s here): alerts on it meanwhile wait that long, not the default 5m
-        await _start_receiver(stack, ports, base, token_file, say=say, extra=(*DEMO_ANALYSIS, "--restart-grace", "60"))
+                                exporter_args=("--engine-process", "vllm"), group_wait="5s")
+        await _start_receiver(stack, ports, base, token_file, say=say, extra=REAL_ANALYSIS)
         load = asyncio.create_task(real_engine.drive_load(base["engine"], seconds=timeout, **REAL_LOAD))
         cleanup.push_async_callback(_cancel, load)
         say("load", f"{REAL_LOAD['concurrency']} concurrent completions ({REAL_LOAD['prompt_words']} prompt words, "
