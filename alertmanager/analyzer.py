@@ -103,8 +103,6 @@ class Analyzer:
             return "verified"
         elif row.phase == BAKE and verdict == "no_effect" and plan.status == "completed" and await roll_back(
                 tx, plan, cause="analysis", detail=summary, reason=reason, block=block, now=now, to="no_effect"):
-            if plan.episode_id is not None:
-                await st.replan_episode(tx, plan.episode_id, f"plan {plan.plan_id} had no effect: next action")
-            return "no_effect"
+            return "no_effect"  # rolled back, the knob learned, the next action planned
         await st.note(tx, plan.plan_id, cause="analysis", detail=summary, now=now)
         return "recorded"

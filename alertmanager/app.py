@@ -30,8 +30,9 @@ from . import intake
 from . import store as st
 from .orchestrator import STATUS_PATH
 from .outbox import enqueue_push
-from .service import ReceiverConfig, Service, after_failure, schedule_analyses
+from .service import ReceiverConfig, Service, schedule_analyses
 from .states import PLAN_STATUSES, IllegalTransition, OrchestratorStatus, PlanNotFound, PlanStatus
+from .worker import next_action
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +274,8 @@ async def plan_status(request: web.Request) -> web.Response:
 
     async def then(tx: st.Tx, plan: st.PlanRow, now: float) -> None:
         if failed:
-            await after_failure(tx, plan, now, reason=f"the orchestrator failed it: {report.message}")
+            await next_action(tx, plan, verdict="failed", reason=f"the orchestrator failed it: {report.message}",
+                              now=now)
         elif analysed:
             await schedule_analyses(tx, plan, now, status=report.status, step=report.step)
 

@@ -151,17 +151,6 @@ class Service:
         return await self.store.run(st.outbox_depth)
 
 
-async def after_failure(tx: st.Tx, plan: st.PlanRow, now: float, *, reason: str) -> None:
-    """The orchestrator could not carry the plan out (refused it, or reverted a failed start): its knobs are
-    learned as failed for the bottleneck on the target, and the alert's episode is planned again, so the
-    bottleneck's next action is tried (as after ``no_effect``)."""
-    for knob in plan.knobs:
-        await st.learn(tx, plan.target_key, bottleneck=plan.bottleneck, knob=knob, plan_id=plan.plan_id,
-                       verdict="failed", reason=reason, now=now)
-    if plan.episode_id is not None:
-        await st.replan_episode(tx, plan.episode_id, f"plan {plan.plan_id} failed: next action")
-
-
 async def schedule_analyses(tx: st.Tx, plan: st.PlanRow, now: float, *, status: PlanStatus, step: int | None) -> None:
     """A rollout step is analysed one window after it is reported; completion once the bake time is over."""
     window = float(plan.document.get("expected_impact", {}).get("window_seconds", 0) or 0)

@@ -400,7 +400,7 @@ async def firing_slo_episodes(tx: Tx) -> list[Episode]:
 
 
 async def replan_episode(tx: Tx, episode_id: int, reason: str) -> None:
-    """Queue an episode for planning again (its plan had no effect: the bottleneck's next action is tried)."""
+    """Queue an episode for planning again (its plan had no effect or failed: the next action is tried)."""
     await tx.execute("UPDATE episodes SET state = 'new', state_reason = ?, claimed_until = NULL WHERE id = ?",
                      reason, episode_id)
 

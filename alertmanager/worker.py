@@ -240,13 +240,23 @@ async def roll_back(tx: st.Tx, plan: st.PlanRow, *, cause: str, detail: dict[str
     except IllegalTransition:
         return False
     await enqueue_rollback(tx, plan, reason, now)
-    for knob in plan.knobs:
-        if to == "rolled_back":
+    if to == "rolled_back":
+        for knob in plan.knobs:
             await st.block_knob(tx, plan.target_key, knob=knob, plan_id=plan.plan_id, reason=block, now=now)
-        else:
-            await st.learn(tx, plan.target_key, bottleneck=plan.bottleneck, knob=knob, plan_id=plan.plan_id,
-                           verdict=to, reason=block, now=now)
+    else:
+        await next_action(tx, plan, verdict=to, reason=block, now=now)
     return True
+
+
+async def next_action(tx: st.Tx, plan: st.PlanRow, *, verdict: str, reason: str, now: float) -> None:
+    """The plan did not help (``no_effect``) or the orchestrator could not carry it out (``failed``): its knobs
+    are learned for the bottleneck on the target, and the alert's episode is planned again, so the bottleneck's
+    next action is tried."""
+    for knob in plan.knobs:
+        await st.learn(tx, plan.target_key, bottleneck=plan.bottleneck, knob=knob, plan_id=plan.plan_id,
+                       verdict=verdict, reason=reason, now=now)
+    if plan.episode_id is not None:
+        await st.replan_episode(tx, plan.episode_id, f"plan {plan.plan_id} {verdict}: next action")
 
 
 async def _skip(tx: st.Tx, episode: st.Episode, reason: str, plan_id: str) -> str:
